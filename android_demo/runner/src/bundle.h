@@ -1,0 +1,52 @@
+// An edgegen ExecuTorch bundle: manifest.json + spiece.model + text_encoder/dit/decoder .pte.
+//
+// load_bundle() checks everything that can be checked without ExecuTorch: schema_version == 1,
+// backend == "executorch", sampler type, the I/O contract below, and each artifact's size and sha256.
+//
+//   text_encoder: token_ids int32 [1,L], attention_mask int32 [1,L], seconds_total f32 [1]
+//                 -> cross_attn_cond f32 [1,L+1,C], global_cond f32 [1,C]
+//   dit:          x f32 [1,D,T], t f32 [1], cross_attn_cond [1,L+1,C], global_cond [1,C] -> v f32 [1,D,T]
+//   decoder:      latents f32 [1,D,T] -> audio f32 [1,channels,N]
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace edgegen {
+
+struct TensorSpec {
+  std::string name;
+  std::string dtype;  // "float32" | "int32"
+  std::vector<int64_t> shape;
+};
+
+struct Artifact {
+  std::string path;  // absolute or relative to the working directory: bundle dir + file
+  std::vector<TensorSpec> inputs;   // in the order forward() takes them
+  std::vector<TensorSpec> outputs;
+};
+
+struct Bundle {
+  std::string dir;
+  std::string recipe;  // recipe.name, for reports
+  int sample_rate = 0;
+  int channels = 0;
+  int64_t latent_length = 0;   // T
+  int64_t latent_channels = 0; // D (64)
+  int64_t audio_length = 0;    // N, samples per channel the decoder returns
+  double max_seconds = 0.0;
+  int steps = 0;
+  double logsnr_max = 0.0;
+  double logsnr_min = 0.0;
+  std::string tokenizer_path;
+  int max_length = 0;  // L
+  int eos_id = 0;
+  int pad_id = 0;
+  Artifact text_encoder, dit, decoder;
+};
+
+// Reads and validates `dir`; throws InputError with a message that says what is wrong and how to fix it.
+Bundle load_bundle(const std::string& dir);
+
+}  // namespace edgegen

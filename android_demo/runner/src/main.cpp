@@ -1,0 +1,207 @@
+// edgegen-runner: the native equivalent of `edgegen run` for an ExecuTorch bundle.
+//
+//   edgegen-runner --bundle DIR --prompt P --seconds S [--seed N] [--noise FILE.npy] [--threads N]
+//                  [--dump DIR] -o out.wav
+//
+// Writes a float32 stereo WAV, prints per-stage timings and, as the last stdout line, one JSON object.
+// Errors: one line "edgegen-runner: error: ..." on stderr; exit 2 for bad input/usage, 1 for runtime failures.
+// Outputs are written under temporary names and renamed only after everything succeeded.
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <vector>
+
+#include "errors.h"
+#include "npy.h"
+#include "pipeline.h"
+#include "report.h"
+#include "threadpool.h"
+#include "wav.h"
+
+namespace {
+
+using namespace edgegen;
+
+constexpr const char* kUsage =
+    "usage: edgegen-runner --bundle DIR --prompt P --seconds S [--seed N] [--noise FILE.npy] [--threads N] [--dump DIR] -o out.wav\n"
+    "  --bundle DIR      ExecuTorch bundle written by `edgegen export` (manifest.json, spiece.model, 3 .pte)\n"
+    "  --prompt P        text prompt (may be empty)\n"
+    "  --seconds S       audio length, 0 < S <= manifest max_seconds\n"
+    "  --seed N          seed of the portable noise generator (default 0), same numbers as edgegen.noise\n"
+    "  --noise FILE.npy  float32 C-order noise of shape [steps, 64, T] instead of --seed\n"
+    "  --threads N       ExecuTorch/XNNPACK thread pool size (default: runtime's choice)\n"
+    "  --dump DIR        write token_ids, attention_mask, conditioning, latents_step{k}, audio, noise as .npy\n"
+    "  -o, --output WAV  float32 WAV to write\n";
+
+struct Args {
+  std::string bundle, prompt, noise, dump, output;
+  double seconds = 0.0;
+  uint64_t seed = 0;
+  int threads = 0;  // 0: leave the pool as the runtime sized it
+  bool has_prompt = false, has_seconds = false;
+};
+
+double parse_double(const std::string& flag, const std::string& v) {
+  char* end = nullptr;
+  errno = 0;
+  double d = std::strtod(v.c_str(), &end);
+  if (v.empty() || *end != '\0' || errno != 0) throw InputError(flag + " expects a number, got '" + v + "'");
+  return d;
+}
+
+long long parse_int(const std::string& flag, const std::string& v) {
+  char* end = nullptr;
+  errno = 0;
+  long long n = std::strtoll(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0' || errno != 0) {
+    errno = 0;
+    unsigned long long u = std::strtoull(v.c_str(), &end, 10);  // seeds up to 2^64-1
+    if (v.empty() || *end != '\0' || errno != 0 || v[0] == '-') throw InputError(flag + " expects an integer, got '" + v + "'");
+    return static_cast<long long>(u);
+  }
+  return n;
+}
+
+Args parse_args(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string flag = argv[i], value;
+    if (flag == "-h" || flag == "--help") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    }
+    size_t eq = flag.find('=');
+    if (flag.rfind("--", 0) == 0 && eq != std::string::npos) {
+      value = flag.substr(eq + 1);
+      flag = flag.substr(0, eq);
+    } else {
+      if (i + 1 >= argc) throw InputError(flag + " needs a value (see --help)");
+      value = argv[++i];
+    }
+    if (flag == "--bundle") a.bundle = value;
+    else if (flag == "--prompt") { a.prompt = value; a.has_prompt = true; }
+    else if (flag == "--seconds") { a.seconds = parse_double(flag, value); a.has_seconds = true; }
+    else if (flag == "--seed") a.seed = static_cast<uint64_t>(parse_int(flag, value));  // mod 2^64, like Python
+    else if (flag == "--noise") a.noise = value;
+    else if (flag == "--threads") {
+      long long n = parse_int(flag, value);
+      if (n < 1 || n > 256) throw InputError("--threads must be in 1..256, got " + value);
+      a.threads = int(n);
+    }
+    else if (flag == "--dump") a.dump = value;
+    else if (flag == "-o" || flag == "--output") a.output = value;
+    else throw InputError("unknown option " + flag + " (see --help)");
+  }
+  if (a.bundle.empty()) throw InputError("--bundle DIR is required (see --help)");
+  if (!a.has_prompt) throw InputError("--prompt is required (use --prompt '' for an empty prompt)");
+  if (!a.has_seconds) throw InputError("--seconds is required");
+  if (a.output.empty()) throw InputError("-o out.wav is required");
+  return a;
+}
+
+void make_dirs(const std::string& path) {
+  for (size_t pos = 1; pos <= path.size(); ++pos) {
+    if (pos == path.size() || path[pos] == '/') {
+      std::string part = path.substr(0, pos);
+      if (::mkdir(part.c_str(), 0755) != 0 && errno != EEXIST) throw RuntimeFailure("cannot create directory " + part + ": " + std::strerror(errno));
+    }
+  }
+}
+
+// Collects outputs under temporary names; commit() renames them all, the destructor removes leftovers.
+class Outputs {
+ public:
+  std::string tmp(const std::string& final_path) {
+    std::string t = final_path + ".tmp-" + std::to_string(::getpid());
+    files_.push_back({t, final_path});
+    return t;
+  }
+  void commit() {
+    for (auto& f : files_) {
+      if (std::rename(f.first.c_str(), f.second.c_str()) != 0) throw RuntimeFailure("cannot rename " + f.first + " to " + f.second + ": " + std::strerror(errno));
+    }
+    files_.clear();
+  }
+  ~Outputs() {
+    for (auto& f : files_) std::remove(f.first.c_str());
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::string>> files_;
+};
+
+void write_dumps(Outputs& out, const std::string& dir, const Bundle& b, const Generation& g) {
+  make_dirs(dir);
+  const int64_t L = b.max_length, D = b.latent_channels, T = b.latent_length;
+  const int64_t C = int64_t(g.global_cond.size());
+  write_npy_i32(out.tmp(dir + "/token_ids.npy"), {1, L}, g.tokens.ids.data());
+  write_npy_i32(out.tmp(dir + "/attention_mask.npy"), {1, L}, g.tokens.mask.data());
+  write_npy_f32(out.tmp(dir + "/cross_attn_cond.npy"), {1, L + 1, C}, g.cross_attn_cond.data());
+  write_npy_f32(out.tmp(dir + "/global_cond.npy"), {1, C}, g.global_cond.data());
+  for (size_t k = 0; k < g.latents.size(); ++k) {
+    write_npy_f32(out.tmp(dir + "/latents_step" + std::to_string(k) + ".npy"), {1, D, T}, g.latents[k].data());
+  }
+  write_npy_f32(out.tmp(dir + "/audio.npy"), {b.channels, g.frames}, g.audio.data());
+  write_npy_f32(out.tmp(dir + "/noise.npy"), {b.steps, D, T}, g.noise.data());
+}
+
+int run(int argc, char** argv) {
+  Args args = parse_args(argc, argv);
+  const auto load_start = std::chrono::steady_clock::now();
+  Bundle bundle = load_bundle(args.bundle);
+  check_seconds(bundle, args.seconds);
+  Request req;
+  req.prompt = args.prompt;
+  req.seconds = args.seconds;
+  req.seed = args.seed;
+  req.keep_intermediates = !args.dump.empty();
+  if (!args.noise.empty()) {
+    NpyArray noise = read_npy_f32(args.noise);
+    const std::vector<int64_t> want = {bundle.steps, bundle.latent_channels, bundle.latent_length};
+    if (noise.shape != want) {
+      std::string got;
+      for (size_t i = 0; i < noise.shape.size(); ++i) got += (i ? ", " : "") + std::to_string(noise.shape[i]);
+      throw InputError("--noise " + args.noise + " has shape [" + got + "], this bundle needs [" + std::to_string(want[0]) + ", " +
+                       std::to_string(want[1]) + ", " + std::to_string(want[2]) + "] (steps, latent channels, latent length)");
+    }
+    req.noise = std::move(noise.data);
+  }
+  if (args.threads > 0) set_num_threads(args.threads);
+  Pipeline pipeline(std::move(bundle));
+  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
+
+  Generation g = pipeline.generate(req);
+  if (g.tokens.truncated) {
+    std::fprintf(stderr, "edgegen-runner: warning: prompt truncated to %d tokens (tokenizer.max_length - 1)\n", pipeline.bundle().max_length - 1);
+  }
+  const Bundle& b = pipeline.bundle();
+  Outputs out;
+  write_wav_f32(out.tmp(args.output), g.audio, b.channels, g.frames, b.sample_rate);
+  if (!args.dump.empty()) write_dumps(out, args.dump, b, g);
+  out.commit();
+
+  const int threads = num_threads();
+  std::fputs(report_text(b, g, load_s, threads).c_str(), stdout);
+  std::printf("wrote %s (%d ch, %lld frames, %d Hz float32)\n", args.output.c_str(), b.channels, (long long)g.frames, b.sample_rate);
+  std::printf("%s\n", report_json(b, g, load_s, threads).c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const edgegen::InputError& e) {
+    std::fprintf(stderr, "edgegen-runner: error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "edgegen-runner: error: %s\n", e.what());
+    return 1;
+  }
+}

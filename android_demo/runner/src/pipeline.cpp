@@ -1,0 +1,184 @@
+// See pipeline.h. The element-wise sampler math is float32 and must be compiled with -ffp-contract=off so
+// each product and sum is rounded separately, exactly as PyTorch/numpy do it.
+#include "pipeline.h"
+
+#include <chrono>
+#include <cmath>
+#include <sys/resource.h>
+
+#include <executorch/extension/module/module.h>
+#include <executorch/extension/tensor/tensor.h>
+#include <executorch/runtime/platform/runtime.h>
+
+#include "errors.h"
+#include "sampler.h"
+
+namespace edgegen {
+namespace {
+
+using executorch::aten::ScalarType;
+using executorch::extension::from_blob;
+using executorch::extension::TensorPtr;
+using executorch::extension::module::Module;
+using executorch::runtime::EValue;
+using executorch::runtime::Error;
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+std::string err(Error e) { return std::string(executorch::runtime::to_string(e)) + " (0x" + [&] {
+  char buf[8];
+  std::snprintf(buf, sizeof(buf), "%x", unsigned(e));
+  return std::string(buf);
+}() + ")"; }
+
+ScalarType scalar_type(const std::string& dtype) { return dtype == "int32" ? ScalarType::Int : ScalarType::Float; }
+
+std::string dims(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+// Compares the program's MethodMeta with the manifest's declared tensors.
+void check_meta(Module& m, const Artifact& a, const char* name) {
+  auto meta = m.method_meta("forward");
+  if (!meta.ok()) throw RuntimeFailure(std::string(name) + ": " + a.path + " has no 'forward' method: " + err(meta.error()));
+  auto check = [&](bool input, size_t i, const TensorSpec& spec) {
+    auto info = input ? meta->input_tensor_meta(i) : meta->output_tensor_meta(i);
+    std::string what = std::string(name) + (input ? " input " : " output ") + std::to_string(i) + " '" + spec.name + "'";
+    if (!info.ok()) throw InputError(what + " is not a tensor in " + a.path + "; the manifest does not match the .pte, re-export the bundle");
+    std::vector<int64_t> got(info->sizes().begin(), info->sizes().end());
+    if (info->scalar_type() != scalar_type(spec.dtype) || got != spec.shape) {
+      throw InputError(what + " is " + dims(got) + " dtype " + std::to_string(int(info->scalar_type())) + " in " + a.path +
+                       " but manifest.json declares " + dims(spec.shape) + " " + spec.dtype + "; re-export the bundle");
+    }
+  };
+  if (meta->num_inputs() != a.inputs.size() || meta->num_outputs() != a.outputs.size()) {
+    throw InputError(std::string(name) + ": " + a.path + " takes " + std::to_string(meta->num_inputs()) + " inputs and returns " +
+                     std::to_string(meta->num_outputs()) + " outputs, manifest.json declares " + std::to_string(a.inputs.size()) +
+                     " and " + std::to_string(a.outputs.size()) + "; re-export the bundle");
+  }
+  for (size_t i = 0; i < a.inputs.size(); ++i) check(true, i, a.inputs[i]);
+  for (size_t i = 0; i < a.outputs.size(); ++i) check(false, i, a.outputs[i]);
+}
+
+std::unique_ptr<Module> load_module(const Artifact& a, const char* name) {
+  auto m = std::make_unique<Module>(a.path, Module::LoadMode::Mmap);
+  Error e = m->load_forward();
+  if (e != Error::Ok) {
+    throw RuntimeFailure(std::string("ExecuTorch could not load ") + name + " from " + a.path + ": " + err(e) +
+                         "; check the runner and the exporter use the same ExecuTorch version");
+  }
+  check_meta(*m, a, name);
+  return m;
+}
+
+// Runs forward() on `inputs` (pointers to buffers shaped as declared) and copies every output out,
+// because the module's planned memory is reused by the next call.
+std::vector<std::vector<float>> run(Module& m, const Artifact& a, const char* name, const std::vector<const void*>& inputs) {
+  std::vector<TensorPtr> tensors;
+  std::vector<EValue> values;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    std::vector<executorch::aten::SizesType> sizes(a.inputs[i].shape.begin(), a.inputs[i].shape.end());
+    tensors.push_back(from_blob(const_cast<void*>(inputs[i]), sizes, scalar_type(a.inputs[i].dtype)));
+    values.emplace_back(tensors.back());
+  }
+  auto result = m.forward(values);
+  if (!result.ok()) throw RuntimeFailure(std::string(name) + " forward() failed: " + err(result.error()));
+  std::vector<std::vector<float>> outs;
+  for (size_t i = 0; i < a.outputs.size(); ++i) {
+    const EValue& v = result->at(i);
+    if (!v.isTensor()) throw RuntimeFailure(std::string(name) + " output " + std::to_string(i) + " is not a tensor");
+    const auto& t = v.toTensor();
+    const float* p = t.const_data_ptr<float>();
+    outs.emplace_back(p, p + t.numel());
+  }
+  return outs;
+}
+
+}  // namespace
+
+void check_seconds(const Bundle& bundle, double seconds) {
+  if (!(seconds > 0.0) || seconds > bundle.max_seconds) {
+    throw InputError("--seconds must be in (0, " + std::to_string(bundle.max_seconds) + "] for this bundle, got " + std::to_string(seconds));
+  }
+  if (int64_t(seconds * bundle.sample_rate) < 1) throw InputError("--seconds is shorter than one sample at " + std::to_string(bundle.sample_rate) + " Hz");
+}
+
+double peak_rss_mb() {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return double(ru.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux and Android
+}
+
+Pipeline::Pipeline(Bundle bundle)
+    : bundle_(std::move(bundle)), tokenizer_(bundle_.tokenizer_path, bundle_.max_length, bundle_.eos_id, bundle_.pad_id) {
+  executorch::runtime::runtime_init();
+  text_encoder_ = load_module(bundle_.text_encoder, "text_encoder");
+  dit_ = load_module(bundle_.dit, "dit");
+  decoder_ = load_module(bundle_.decoder, "decoder");
+}
+
+Pipeline::~Pipeline() = default;
+
+Generation Pipeline::generate(const Request& req) {
+  const Bundle& b = bundle_;
+  check_seconds(b, req.seconds);
+  const size_t latent = size_t(b.latent_channels * b.latent_length);  // D * T
+  const size_t noise_count = size_t(b.steps) * latent;
+  if (!req.noise.empty() && req.noise.size() != noise_count) {
+    throw InputError("noise has " + std::to_string(req.noise.size()) + " values, expected [" + std::to_string(b.steps) + ", " +
+                     std::to_string(b.latent_channels) + ", " + std::to_string(b.latent_length) + "]");
+  }
+  const auto start = std::chrono::steady_clock::now();
+  Generation g;
+  g.noise = req.noise.empty() ? gaussian_noise(req.seed, noise_count) : req.noise;
+  const std::vector<float> t = pingpong_schedule(b.steps, b.logsnr_max, b.logsnr_min);
+
+  auto t0 = std::chrono::steady_clock::now();
+  g.tokens = tokenizer_.encode(req.prompt);
+  const float seconds_total = float(req.seconds);
+  auto cond = run(*text_encoder_, b.text_encoder, "text_encoder", {g.tokens.ids.data(), g.tokens.mask.data(), &seconds_total});
+  g.cross_attn_cond = std::move(cond[0]);
+  g.global_cond = std::move(cond[1]);
+  g.text_encoder_s = seconds_since(t0);
+
+  std::vector<float> x(g.noise.begin(), g.noise.begin() + latent);  // [1, D, T]
+  for (int i = 0; i < b.steps; ++i) {
+    t0 = std::chrono::steady_clock::now();
+    const float ti = t[size_t(i)];
+    auto v = run(*dit_, b.dit, "dit", {x.data(), &ti, g.cross_attn_cond.data(), g.global_cond.data()});
+    const float* vp = v[0].data();
+    if (i + 1 < b.steps) {
+      const float tn = t[size_t(i) + 1];
+      const float keep = 1.0f - tn;
+      const float* nz = g.noise.data() + size_t(i + 1) * latent;
+      for (size_t j = 0; j < latent; ++j) {
+        float denoised = x[j] - ti * vp[j];
+        x[j] = keep * denoised + tn * nz[j];
+      }
+    } else {
+      for (size_t j = 0; j < latent; ++j) x[j] = x[j] - ti * vp[j];
+    }
+    g.dit_step_s.push_back(seconds_since(t0));
+    if (req.keep_intermediates) g.latents.push_back(x);
+  }
+
+  t0 = std::chrono::steady_clock::now();
+  auto audio = run(*decoder_, b.decoder, "decoder", {x.data()});
+  g.decoder_s = seconds_since(t0);
+  g.seconds = req.seconds;
+  g.frames = int64_t(req.seconds * double(b.sample_rate));
+  g.audio.resize(size_t(b.channels) * size_t(g.frames));
+  for (int c = 0; c < b.channels; ++c) {
+    const float* src = audio[0].data() + size_t(c) * size_t(b.audio_length);
+    std::copy(src, src + g.frames, g.audio.begin() + ptrdiff_t(size_t(c) * size_t(g.frames)));
+  }
+  g.time_to_first_audio_s = seconds_since(start);
+  g.e2e_s = seconds_since(start);
+  return g;
+}
+
+}  // namespace edgegen

@@ -1,0 +1,79 @@
+// Text -> audio with the three ExecuTorch modules of a bundle (the runner library's main API).
+//
+//   tokens  = Tokenizer(prompt)                                   ids, mask [1, L] int32
+//   cross, glob = text_encoder(ids, mask, [seconds])              [1, L+1, C], [1, C]
+//   x = noise[0]; for i < steps:                                  x [1, D, T]
+//       v = dit(x, [t_i], cross, glob); denoised = x - t_i * v
+//       x = (1 - t_{i+1}) * denoised + t_{i+1} * noise[i+1]   (x = denoised on the last step)
+//   audio = decoder(x)[:, :, :n], n = int64(seconds * sample_rate)   [channels, n]
+//
+// Usage:
+//   edgegen::Pipeline p(edgegen::load_bundle(dir));
+//   edgegen::Generation g = p.generate({"rain on a tin roof", 5.0});
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bundle.h"
+#include "tokenizer.h"
+
+namespace executorch::extension::module {
+class Module;
+}
+
+namespace edgegen {
+
+struct Request {
+  std::string prompt;
+  double seconds = 0.0;        // in (0, max_seconds]
+  uint64_t seed = 0;           // used when `noise` is empty
+  std::vector<float> noise;    // [steps, D, T] C order, or empty for gaussian_noise(seed)
+  bool keep_intermediates = false;  // fill Generation::latents (for --dump)
+};
+
+struct Generation {
+  double seconds = 0.0;       // as requested
+  int64_t frames = 0;         // int64(seconds * sample_rate)
+  std::vector<float> audio;   // [channels, frames] planar
+  Tokens tokens;
+  std::vector<float> cross_attn_cond;  // [1, L+1, C]
+  std::vector<float> global_cond;      // [1, C]
+  std::vector<float> noise;            // [steps, D, T]
+  std::vector<std::vector<float>> latents;  // steps x [1, D, T], x after each step (keep_intermediates)
+  double text_encoder_s = 0.0;
+  std::vector<double> dit_step_s;
+  double decoder_s = 0.0;
+  double time_to_first_audio_s = 0.0;  // generate() start -> audio available
+  double e2e_s = 0.0;                  // generate() start -> return
+};
+
+class Pipeline {
+ public:
+  // Loads the tokenizer and the three modules and checks each MethodMeta against the manifest.
+  // Throws InputError (shape/dtype mismatch) or RuntimeFailure (ExecuTorch could not load).
+  explicit Pipeline(Bundle bundle);
+  ~Pipeline();
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  const Bundle& bundle() const { return bundle_; }
+
+  // Throws InputError for a bad `seconds` or noise size, RuntimeFailure when a module fails.
+  Generation generate(const Request& request);
+
+ private:
+  Bundle bundle_;
+  Tokenizer tokenizer_;
+  std::unique_ptr<executorch::extension::module::Module> text_encoder_, dit_, decoder_;
+};
+
+// Throws InputError unless 0 < seconds <= bundle.max_seconds.
+void check_seconds(const Bundle& bundle, double seconds);
+
+// Peak resident set size of this process in MiB.
+double peak_rss_mb();
+
+}  // namespace edgegen

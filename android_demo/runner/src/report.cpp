@@ -1,0 +1,52 @@
+// See report.h.
+#include "report.h"
+
+#include <cstdio>
+#include <numeric>
+
+#include "json.h"
+
+namespace edgegen {
+namespace {
+
+double audio_seconds(const Bundle& b, const Generation& g) { return double(g.frames) / double(b.sample_rate); }
+
+}  // namespace
+
+std::string report_json(const Bundle& b, const Generation& g, double load_s, int threads) {
+  const double dit_s = std::accumulate(g.dit_step_s.begin(), g.dit_step_s.end(), 0.0);
+  std::string steps = "[";
+  for (size_t i = 0; i < g.dit_step_s.size(); ++i) steps += (i ? ", " : "") + json_number(g.dit_step_s[i]);
+  steps += "]";
+  return std::string("{") +
+         "\"e2e_s\": " + json_number(g.e2e_s) +
+         ", \"peak_rss_mb\": " + json_number(peak_rss_mb()) +
+         ", \"time_to_first_audio_s\": " + json_number(g.time_to_first_audio_s) +
+         ", \"rtf\": " + json_number(g.e2e_s / audio_seconds(b, g)) +
+         ", \"stages\": {\"load\": " + json_number(load_s) + ", \"text_encoder\": " + json_number(g.text_encoder_s) +
+         ", \"dit\": " + json_number(dit_s) + ", \"decoder\": " + json_number(g.decoder_s) + "}" +
+         ", \"dit_step_s\": " + steps +
+         ", \"threads\": " + std::to_string(threads) +
+         ", \"steps\": " + std::to_string(b.steps) +
+         ", \"seconds\": " + json_number(g.seconds) +
+         ", \"frames\": " + std::to_string(g.frames) +
+         ", \"sample_rate\": " + std::to_string(b.sample_rate) +
+         ", \"recipe\": " + json_quote(b.recipe) +
+         ", \"runner\": \"native\", \"backend\": \"executorch\"}";
+}
+
+std::string report_text(const Bundle& b, const Generation& g, double load_s, int threads) {
+  const double dit_s = std::accumulate(g.dit_step_s.begin(), g.dit_step_s.end(), 0.0);
+  char buf[512];
+  std::snprintf(buf, sizeof(buf),
+                "load          %9.4f s\n"
+                "text_encoder  %9.4f s\n"
+                "dit           %9.4f s  (%d steps, %.4f s/step)\n"
+                "decoder       %9.4f s\n"
+                "e2e           %9.4f s  (rtf %.3f, %d threads, %.3f s of audio)\n",
+                load_s, g.text_encoder_s, dit_s, b.steps, dit_s / b.steps, g.decoder_s, g.e2e_s,
+                g.e2e_s / audio_seconds(b, g), threads, audio_seconds(b, g));
+  return buf;
+}
+
+}  // namespace edgegen

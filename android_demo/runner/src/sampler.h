@@ -1,0 +1,17 @@
+// Portable noise and the ping-pong schedule, bit-identical to edgegen/noise.py and edgegen's Python sampler.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace edgegen {
+
+// Standard-normal float32 values, a pure function of `seed` (splitmix64 counter + Box-Muller in
+// float64, then float32), `count` elements in C order. Same numbers as edgegen.noise.gaussian_noise.
+std::vector<float> gaussian_noise(uint64_t seed, size_t count);
+
+// steps+1 float32 times: logsnr = linspace(logsnr_max, logsnr_min, steps+1) (numpy semantics, double),
+// t = 1 / (1 + exp(logsnr)), then t[0] = 1, t[steps] = 0.
+std::vector<float> pingpong_schedule(int steps, double logsnr_max, double logsnr_min);
+
+}  // namespace edgegen

@@ -1,0 +1,253 @@
+"""The reference text-to-audio pipeline: tokenizer, text encoder, DiT, Oobleck decoder, ping-pong sampler.
+
+    pipe = load_pipeline("path/to/model_dir" or "random:tiny", t5=None)
+    ids, mask = pipe.tokenize(["a dog barking"])                       # LongTensor [B, 64] each
+    cross, glob = pipe.text_encoder(ids, mask, seconds_total)          # [B, 65, C], [B, C]
+    v = pipe.dit(x, t, cross, glob)                                    # [B, 64, T] -> [B, 64, T]
+    audio = pipe.decoder(latents)                                      # [B, 64, T] -> [B, 2, T * 2048]
+    wav = pipe.generate("prompt", seconds_total=10.0, steps=8, seed=0) # np.float32 [2, n]
+
+Everything runs in fp32 on the CPU whatever the config's `model_half` says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from edgegen import checkpoint as ckpt
+from edgegen.components.conditioners import NumberConditioner, TextEncoder
+from edgegen.components.dit import DiT
+from edgegen.components.oobleck import OobleckConfig, OobleckDecoder, OobleckEncoder, vae_bottleneck
+from edgegen.components.t5_encoder import T5Config, T5Encoder
+from edgegen.config import ModelConfig
+from edgegen.errors import EdgegenError
+from edgegen.sampler import LOGSNR_MAX, LOGSNR_MIN, make_noise, pingpong, schedule
+from edgegen.tokenizer import Tokenizer
+
+ASSETS = Path(__file__).parent / "assets"
+
+# official checkpoint prefix -> Pipeline attribute
+PREFIXES = {
+    "model.model.": "dit",
+    "pretransform.model.decoder.": "decoder",
+    "pretransform.model.encoder.": "encoder",
+    "conditioner.conditioners.seconds_total.": "seconds",
+    "conditioner.conditioners.prompt.proj_out.": "proj_out",
+}
+
+
+@dataclass
+class Source:
+    """Where a pipeline came from: recorded in bundle manifests."""
+    model: str
+    config_sha256: str
+    checkpoint_sha256: str
+    t5: str
+
+
+@dataclass
+class Timings:
+    stages: dict[str, float] = field(default_factory=dict)
+    dit_steps: list[float] = field(default_factory=list)
+
+
+class Pipeline:
+    def __init__(self, config: ModelConfig, t5_config: T5Config, tokenizer: Tokenizer, source: Source):
+        self.config, self.tokenizer, self.source = config, tokenizer, source
+        t5 = T5Encoder(t5_config, max_length=config.max_length)
+        seconds = NumberConditioner(features=config.cond_dim, min_val=config.seconds_min, max_val=config.seconds_max)
+        self.text_encoder = TextEncoder(t5, seconds, cond_dim=config.cond_dim)
+        self.dit = DiT(config.dit)
+        self.decoder = OobleckDecoder(config.vae)
+        self.decoder.scale = config.vae_scale
+        enc_cfg = OobleckConfig(channels=config.vae_encoder_channels, c_mults=config.vae.c_mults,
+                                strides=config.vae.strides, latent_dim=config.vae.latent_dim)
+        self.encoder = OobleckEncoder(enc_cfg)
+        for m in self.modules().values():
+            m.eval().requires_grad_(False)
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"text_encoder": self.text_encoder, "dit": self.dit, "decoder": self.decoder, "encoder": self.encoder}
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def latent_length(self) -> int:
+        return self.config.latent_length
+
+    @property
+    def max_seconds(self) -> float:
+        return self.config.max_seconds
+
+    # --- the three stages ----------------------------------------------------------------------------
+
+    def tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, mask = self.tokenizer.encode(list(prompts))
+        return torch.from_numpy(ids), torch.from_numpy(mask)
+
+    def encode_audio(self, audio: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """audio [B, 2, N] -> latents [B, 64, N / hop]: the VAE mean, or a sample when `noise` is given."""
+        with torch.no_grad():
+            return vae_bottleneck(self.encoder(audio.float()), noise)
+
+    def check_seconds(self, seconds_total: float) -> None:
+        if not 0.0 < seconds_total <= self.max_seconds + 1e-6:
+            raise EdgegenError(f"seconds_total={seconds_total} is out of range: this model makes (0, "
+                               f"{self.max_seconds:.2f}] seconds")
+
+    @torch.no_grad()
+    def generate(self, prompt: str, *, seconds_total: float = 10.0, steps: int = 8, seed: int = 0,
+                 noise: np.ndarray | torch.Tensor | None = None, cfg_scale: float = 1.0,
+                 logsnr_max: float = LOGSNR_MAX, logsnr_min: float = LOGSNR_MIN,
+                 on_step: Callable[[int, torch.Tensor], None] | None = None,
+                 timings: Timings | None = None) -> np.ndarray:
+        """Audio np.float32 [2, int(seconds_total * sample_rate)] for one prompt."""
+        self.check_seconds(seconds_total)
+        shape = (steps, self.config.dit.io_channels, self.latent_length)
+        if noise is None:
+            noise = make_noise(seed=seed, steps=steps, channels=shape[1], length=shape[2])
+        noise = torch.as_tensor(noise, dtype=torch.float32)
+        if tuple(noise.shape) != shape:
+            raise EdgegenError(f"noise has shape {list(noise.shape)}; this model needs {list(shape)} [steps, 64, T]")
+        timings = timings if timings is not None else Timings()
+        clock = time.perf_counter()
+        ids, mask = self.tokenize([prompt])
+        cross, glob = self.text_encoder(ids, mask, torch.tensor([seconds_total], dtype=torch.float32))
+        timings.stages["text_encoder"] = time.perf_counter() - clock
+
+        def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            start = time.perf_counter()
+            if cfg_scale == 1.0:
+                v = self.dit(x, t, cross, glob)
+            else:  # batched unconditional branch with zeroed cross tokens
+                both = self.dit(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cross, torch.zeros_like(cross)]),
+                                torch.cat([glob, glob]))
+                cond, uncond = both.chunk(2)
+                v = uncond + (cond - uncond) * cfg_scale
+            timings.dit_steps.append(time.perf_counter() - start)
+            return v
+
+        ts = schedule(steps, logsnr_max=logsnr_max, logsnr_min=logsnr_min)
+        latents = pingpong(velocity, noise, ts, on_step=on_step)
+        timings.stages["dit"] = sum(timings.dit_steps)
+        clock = time.perf_counter()
+        audio = self.decoder(latents)
+        timings.stages["decoder"] = time.perf_counter() - clock
+        n = int(seconds_total * self.sample_rate)
+        return audio[0, :, :n].numpy().astype(np.float32)
+
+    # --- (de)serialisation ---------------------------------------------------------------------------
+
+    def official_state_dict(self) -> dict[str, torch.Tensor]:
+        """The tensors of the official layout (weight-normed convs as weight_g / weight_v)."""
+        out = {}
+        for prefix, attr in PREFIXES.items():
+            module = self._part(attr)
+            if module is None:
+                continue
+            wn = ckpt.weight_norm_keys(module) if prefix.startswith("pretransform.") else set()
+            for k, v in module.state_dict().items():
+                if k in wn:  # w = g * v / ||v|| with g = ||w|| and v = w is an exact round trip
+                    stem = k[: -len("weight")]
+                    out[prefix + stem + "weight_g"] = torch.linalg.vector_norm(v, dim=(1, 2), keepdim=True).clone()
+                    out[prefix + stem + "weight_v"] = v.clone()
+                else:
+                    out[prefix + k] = v.clone()
+        return out
+
+    def _part(self, attr: str) -> torch.nn.Module | None:
+        if attr == "seconds":
+            return self.text_encoder.seconds_total
+        if attr == "proj_out":
+            p = self.text_encoder.proj_out
+            return p if isinstance(p, torch.nn.Linear) else None
+        return getattr(self, attr)
+
+    def load_official(self, state: dict[str, torch.Tensor], *, source: str) -> None:
+        expected = {}
+        for prefix, attr in PREFIXES.items():
+            if (module := self._part(attr)) is not None:
+                expected.update(ckpt.official_shapes(module, prefix))
+        ckpt.check_keys(expected, state, source=source)
+        state = ckpt.fold_weight_norm(state)
+        for prefix, attr in PREFIXES.items():
+            if (module := self._part(attr)) is not None:
+                part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+                ckpt.strict_assign(module, part, source=source)
+        self.dit.transformer.rotary_pos_emb.refresh()
+
+    def save_official(self, out_dir: Path, *, raw_config: dict) -> None:
+        """Write model_config.json + model.safetensors in the official layout."""
+        from safetensors.torch import save_file
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "model_config.json").write_text(json.dumps(raw_config, indent=2) + "\n")
+        save_file({k: v.contiguous() for k, v in self.official_state_dict().items()}, str(out_dir / "model.safetensors"))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _load_random(name: str, *, seed: int = 0) -> Pipeline:
+    from edgegen.presets import PRESETS, randomize_
+
+    if name not in PRESETS:
+        raise EdgegenError(f"unknown built-in model random:{name}; choose one of "
+                           + ", ".join(f"random:{k}" for k in PRESETS))
+    raw, t5_cfg = PRESETS[name]
+    config = ModelConfig.from_dict(raw)
+    digest = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
+    source = Source(model=f"random:{name}", config_sha256=digest, checkpoint_sha256=f"random-seed-{seed}",
+                    t5=f"random:{name}")
+    tok = Tokenizer(ASSETS / "spiece.model", max_length=config.max_length)
+    pipe = Pipeline(config, t5_cfg, tok, source)
+    for i, module in enumerate(pipe.modules().values()):
+        randomize_(module, seed=seed * 10 + i)
+    pipe.dit.transformer.rotary_pos_emb.refresh()
+    pipe.raw_config = raw
+    return pipe
+
+
+def load_pipeline(model: str | Path, t5: str | Path | None = None) -> Pipeline:
+    """A pipeline from a model folder in the official layout, or a built-in `random:tiny` / `random:sao-small`."""
+    if str(model).startswith("random:"):
+        return _load_random(str(model)[len("random:"):])
+    model_dir = Path(model)
+    if not model_dir.is_dir():
+        raise EdgegenError(f"model folder not found: {model_dir} (expected model_config.json + model.safetensors, "
+                           "or a built-in model: random:tiny, random:sao-small)")
+    cfg_path = model_dir / "model_config.json"
+    if not cfg_path.is_file():
+        raise EdgegenError(f"{model_dir}: model_config.json not found")
+    try:
+        raw = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise EdgegenError(f"{cfg_path} is not valid JSON ({exc})") from None
+    config = ModelConfig.from_dict(raw)
+    weights = ckpt.model_weights_file(model_dir)
+    t5_dir = ckpt.find_t5(t5, model_name=config.t5_model_name)
+    t5_cfg = T5Config.from_json(t5_dir / "config.json")
+    source = Source(model=str(model_dir.resolve()), config_sha256=_sha256(cfg_path),
+                    checkpoint_sha256=_sha256(weights), t5=str(t5_dir.resolve()))
+    tok = Tokenizer(t5_dir / "spiece.model", max_length=config.max_length)
+    pipe = Pipeline(config, t5_cfg, tok, source)
+    pipe.load_official(ckpt.read_state_dict(weights), source=str(weights))
+    pipe.text_encoder.t5.load_hf_state_dict(ckpt.load_t5_state(t5_dir), source=str(t5_dir))
+    pipe.raw_config = raw
+    return pipe

@@ -1,0 +1,109 @@
+"""Built-in models that need no download: `random:tiny` (tests, < 1 s) and `random:sao-small` (full size).
+
+Each preset is an upstream-schema `model_config.json` dict plus a T5 config, built with seeded random
+weights that are random in EVERY tensor and well scaled. Upstream zero-initialises output projections;
+exporters would then fold whole branches away and sizes and timings would lie, so nothing here is zero
+except the LayerNorm `beta` buffers, which are zero in every real checkpoint too.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+from edgegen.components.t5_encoder import T5_CONFIGS, T5Config, T5LayerNorm
+
+_SAO_SMALL = {
+    "model_type": "diffusion_cond",
+    "sample_size": 524288,
+    "sample_rate": 44100,
+    "audio_channels": 2,
+    "model": {
+        "pretransform": {
+            "type": "autoencoder", "iterate_batch": False, "model_half": True,
+            "config": {
+                "encoder": {"type": "oobleck", "requires_grad": False,
+                            "config": {"in_channels": 2, "channels": 128, "c_mults": [1, 2, 4, 8, 16],
+                                       "strides": [2, 4, 4, 8, 8], "latent_dim": 128, "use_snake": True}},
+                "decoder": {"type": "oobleck",
+                            "config": {"out_channels": 2, "channels": 128, "c_mults": [1, 2, 4, 8, 16],
+                                       "strides": [2, 4, 4, 8, 8], "latent_dim": 64, "use_snake": True,
+                                       "final_tanh": False}},
+                "bottleneck": {"type": "vae"}, "latent_dim": 64, "downsampling_ratio": 2048, "io_channels": 2,
+            },
+        },
+        "conditioning": {
+            "configs": [{"id": "prompt", "type": "t5", "config": {"t5_model_name": "t5-base", "max_length": 64}},
+                        {"id": "seconds_total", "type": "number", "config": {"min_val": 0, "max_val": 256}}],
+            "cond_dim": 768,
+        },
+        "diffusion": {
+            "cross_attention_cond_ids": ["prompt", "seconds_total"], "global_cond_ids": ["seconds_total"],
+            "diffusion_objective": "rf_denoiser", "type": "dit",
+            "config": {"io_channels": 64, "embed_dim": 1024, "depth": 16, "num_heads": 8, "cond_token_dim": 768,
+                       "global_cond_dim": 768, "transformer_type": "continuous_transformer",
+                       "attn_kwargs": {"qk_norm": "ln"}},
+        },
+        "io_channels": 64,
+    },
+}
+
+
+def _tiny() -> dict:
+    cfg = copy.deepcopy(_SAO_SMALL)
+    cfg["sample_size"] = 2048 * 16  # 16 latents, 0.74 s
+    ae = cfg["model"]["pretransform"]["config"]
+    ae["encoder"]["config"]["channels"] = ae["decoder"]["config"]["channels"] = 8
+    cfg["model"]["conditioning"]["cond_dim"] = 32
+    cfg["model"]["diffusion"]["config"].update(embed_dim=128, depth=2, num_heads=2, cond_token_dim=32,
+                                                global_cond_dim=32)
+    return cfg
+
+
+# name -> (model_config.json dict, T5 config)
+PRESETS: dict[str, tuple[dict, T5Config]] = {
+    "sao-small": (_SAO_SMALL, T5_CONFIGS["t5-base"]),
+    "tiny": (_tiny(), T5_CONFIGS["tiny"]),
+}
+
+
+@torch.no_grad()
+def randomize_(module: nn.Module, *, seed: int) -> None:
+    """Fill every parameter with seeded, variance-preserving random values (in place)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def normal(t: torch.Tensor, std: float, mean: float = 0.0) -> None:
+        t.copy_(torch.randn(t.shape, generator=g) * std + mean)
+
+    for name, m in module.named_modules():
+        leaf = name.rsplit(".", 1)[-1]
+        if isinstance(m, (nn.Linear, nn.Conv1d)):
+            fan_in = m.weight[0].numel()
+            # residual-branch outputs get a smaller scale so 16 stacked blocks stay well conditioned
+            small = leaf in ("to_out", "o", "wo", "2", "project_out", "postprocess_conv") or name.endswith("layers.3")
+            audio_out = isinstance(m, nn.Conv1d) and m.out_channels == 2 and m.bias is None  # VAE output conv
+            normal(m.weight, (0.03 if audio_out else 0.5 if small else 1.0) / math.sqrt(fan_in))
+            if m.bias is not None:
+                normal(m.bias, 0.02)
+        elif isinstance(m, nn.ConvTranspose1d):
+            fan_in = m.in_channels * m.kernel_size[0] / m.stride[0]
+            normal(m.weight, 1.0 / math.sqrt(fan_in))
+            normal(m.bias, 0.02)
+        elif isinstance(m, nn.Embedding):
+            normal(m.weight, 1.0 if leaf == "shared" else 0.5)
+        elif isinstance(m, nn.LayerNorm):
+            normal(m.weight, 0.1, 1.0)
+            normal(m.bias, 0.1)
+        elif isinstance(m, T5LayerNorm):
+            normal(m.weight, 0.1, 1.0)
+    for name, p in module.named_parameters():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf == "gamma":  # DiT LayerNorm
+            normal(p, 0.1, 1.0)
+        elif leaf in ("alpha", "beta"):  # SnakeBeta, log scale
+            normal(p, 0.1)
+        elif leaf in ("weights",) or name.endswith("timestep_features.weight"):
+            normal(p, 1.0)  # Fourier frequencies, randn as upstream

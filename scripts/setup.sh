@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Create .venv/ in the repository root and install edgegen with its pinned dependencies (idempotent).
+# Also installs, with apt when run as root, the native toolchain the runner tests need.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.edgegen-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[test,bench]"
+  echo "$want" > "$stamp"
+fi
+if [ "${EDGEGEN_SKIP_APT:-0}" != 1 ] && [ "$(id -u)" = 0 ]; then
+  need=()
+  for pkg in cmake g++ g++-aarch64-linux-gnu qemu-user; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+  done
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "installing ${need[*]} (native runner build and aarch64 emulation)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+fi

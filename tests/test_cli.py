@@ -1,0 +1,58 @@
+"""The CLI end to end on random:tiny, through click's runner (same process) and as a real subprocess."""
+
+import subprocess
+import sys
+
+import numpy as np
+import soundfile as sf
+from click.testing import CliRunner
+
+from edgegen.cli import main
+
+
+def test_generate_writes_wav(tmp_path):
+    out = tmp_path / "a.wav"
+    res = CliRunner().invoke(main, ["generate", "-m", "random:tiny", "-p", "a dog barking", "-s", "0.5", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    data, sr = sf.read(out, dtype="float32")
+    info = sf.info(out)
+    assert sr == 44100 and data.shape == (22050, 2) and info.subtype == "FLOAT"
+    assert "dit" in res.output and "decoder" in res.output
+
+
+def test_generate_pcm16_and_noise(tmp_path, tiny):
+    noise = np.random.default_rng(0).standard_normal((8, 64, tiny.latent_length)).astype(np.float32)
+    np.save(tmp_path / "n.npy", noise)
+    out = tmp_path / "b.wav"
+    res = CliRunner().invoke(main, ["generate", "-m", "random:tiny", "-p", "x", "-s", "0.3", "--noise",
+                                    str(tmp_path / "n.npy"), "--pcm16", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert sf.info(out).subtype == "PCM_16"
+    ref = tiny.generate("x", seconds_total=0.3, noise=noise)
+    np.testing.assert_allclose(sf.read(out, dtype="float32")[0].T, np.clip(ref, -1, 1), atol=1 / 32767)
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "edgegen.cli", *args], capture_output=True, text=True)
+
+
+def test_bad_input_one_line_exit_2(tmp_path):
+    out = tmp_path / "c.wav"
+    for args, needle in [
+        (["generate", "-m", "random:tiny", "-p", "x", "-s", "5", "-o", str(out)], "out of range"),
+        (["generate", "-m", str(tmp_path / "missing"), "-p", "x", "-o", str(out)], "model folder not found"),
+        (["generate", "-m", "random:huge", "-p", "x", "-o", str(out)], "unknown built-in model"),
+        (["generate", "-m", "random:tiny", "-p", "x", "-s", "0.3", "--noise", str(tmp_path / "n.npy"), "-o", str(out)],
+         "noise file not found"),
+    ]:
+        res = _run(*args)
+        assert res.returncode == 2, res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("edgegen: error:") and needle in lines[0], res.stderr
+        assert not out.exists()
+
+
+def test_info_model():
+    res = CliRunner().invoke(main, ["info", "--model", "random:tiny"])
+    assert res.exit_code == 0, res.output
+    assert "latent length   16 x 64" in res.output and "44100 Hz" in res.output and "dit" in res.output

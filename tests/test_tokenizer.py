@@ -1,0 +1,20 @@
+import pytest
+
+from edgegen.pipeline import ASSETS
+from edgegen.tokenizer import Tokenizer
+
+
+def test_eos_pad_mask():
+    tok = Tokenizer(ASSETS / "spiece.model", max_length=64)
+    ids, mask = tok.encode(["a dog barking", ""])
+    n = len(tok.sp.encode("a dog barking"))
+    assert ids.shape == (2, 64) and ids[0, n] == 1 and (ids[0, n + 1:] == 0).all()
+    assert mask[0].sum() == n + 1 and mask[0, : n + 1].all()
+    assert ids[1, 0] == 1 and mask[1].sum() == 1  # empty prompt -> EOS only
+
+
+def test_truncation_keeps_eos_last_and_warns():
+    tok = Tokenizer(ASSETS / "spiece.model", max_length=64)
+    with pytest.warns(UserWarning, match="truncated to 64"):
+        ids, mask = tok.encode(["warm piano " * 80])
+    assert ids[0, 63] == 1 and mask.sum() == 64
