@@ -66,20 +66,34 @@ class ResidualUnit(nn.Module):
         return x + self.layers(x)
 
 
-def _decoder_block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(
-        SnakeBeta(c_in),
-        nn.ConvTranspose1d(c_in, c_out, 2 * stride, stride=stride, padding=math.ceil(stride / 2)),
-        ResidualUnit(c_out, 1), ResidualUnit(c_out, 3), ResidualUnit(c_out, 9),
-    )
+class DecoderBlock(nn.Module):
+    """Snake -> ConvTranspose1d (k = 2s, upsample x s) -> 3 residual units (dilation 1, 3, 9)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.layers = nn.Sequential(
+            SnakeBeta(c_in),
+            nn.ConvTranspose1d(c_in, c_out, 2 * stride, stride=stride, padding=math.ceil(stride / 2)),
+            ResidualUnit(c_out, 1), ResidualUnit(c_out, 3), ResidualUnit(c_out, 9),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
 
 
-def _encoder_block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(
-        ResidualUnit(c_in, 1), ResidualUnit(c_in, 3), ResidualUnit(c_in, 9),
-        SnakeBeta(c_in),
-        nn.Conv1d(c_in, c_out, 2 * stride, stride=stride, padding=math.ceil(stride / 2)),
-    )
+class EncoderBlock(nn.Module):
+    """3 residual units (dilation 1, 3, 9) -> Snake -> strided Conv1d (k = 2s, downsample / s)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.layers = nn.Sequential(
+            ResidualUnit(c_in, 1), ResidualUnit(c_in, 3), ResidualUnit(c_in, 9),
+            SnakeBeta(c_in),
+            nn.Conv1d(c_in, c_out, 2 * stride, stride=stride, padding=math.ceil(stride / 2)),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
 
 
 class OobleckDecoder(nn.Module):
@@ -87,7 +101,7 @@ class OobleckDecoder(nn.Module):
         super().__init__()
         self.config = cfg
         ch = [cfg.channels * m for m in (1, *cfg.c_mults)]
-        blocks = [_decoder_block(ch[i], ch[i - 1], cfg.strides[i - 1]) for i in range(len(ch) - 1, 0, -1)]
+        blocks = [DecoderBlock(ch[i], ch[i - 1], cfg.strides[i - 1]) for i in range(len(ch) - 1, 0, -1)]
         self.layers = nn.Sequential(
             nn.Conv1d(cfg.latent_dim, ch[-1], 7, padding=3),
             *blocks,
@@ -105,7 +119,7 @@ class OobleckEncoder(nn.Module):
         super().__init__()
         self.config = cfg
         ch = [cfg.channels * m for m in (1, *cfg.c_mults)]
-        blocks = [_encoder_block(ch[i], ch[i + 1], cfg.strides[i]) for i in range(len(ch) - 1)]
+        blocks = [EncoderBlock(ch[i], ch[i + 1], cfg.strides[i]) for i in range(len(ch) - 1)]
         self.layers = nn.Sequential(
             nn.Conv1d(cfg.audio_channels, ch[0], 7, padding=3),
             *blocks,

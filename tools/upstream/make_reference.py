@@ -181,7 +181,7 @@ def build_tiny_t5(t5_dir: Path, seed: int) -> dict:
             "spm_pieces": spm.SentencePieceProcessor(model_file=prefix + ".model").get_piece_size()}
 
 
-def small_config(t5_path: str) -> dict:
+def small_config(t5_path: str, vae_channels: int = 16) -> dict:
     return {
         "model_type": "diffusion_cond",
         "sample_size": SAMPLE_SIZE,
@@ -194,10 +194,10 @@ def small_config(t5_path: str) -> dict:
                 "model_half": False,
                 "config": {
                     "encoder": {"type": "oobleck", "requires_grad": False, "config": {
-                        "in_channels": 2, "channels": 16, "c_mults": [1, 2, 4, 8, 16],
+                        "in_channels": 2, "channels": vae_channels, "c_mults": [1, 2, 4, 8, 16],
                         "strides": [2, 4, 4, 8, 8], "latent_dim": 128, "use_snake": True}},
                     "decoder": {"type": "oobleck", "config": {
-                        "out_channels": 2, "channels": 16, "c_mults": [1, 2, 4, 8, 16],
+                        "out_channels": 2, "channels": vae_channels, "c_mults": [1, 2, 4, 8, 16],
                         "strides": [2, 4, 4, 8, 8], "latent_dim": 64, "use_snake": True,
                         "final_tanh": False}},
                     "bottleneck": {"type": "vae"},
@@ -327,6 +327,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--vae-channels", type=int, default=16, help="Oobleck base channels (4 for the test fixture)")
     ap.add_argument("--random-ln-beta", action="store_true",
                     help="also randomise the block-LayerNorm beta buffers (zero in the real checkpoint)")
     args = ap.parse_args()
@@ -344,7 +345,7 @@ def main() -> None:
     register_t5_path(t5_path)
 
     # ---- 2. model -------------------------------------------------------------------
-    config = small_config(t5_path)
+    config = small_config(t5_path, args.vae_channels)
     model = create_model_from_config(config).eval()
     t5c = model.conditioner.conditioners["prompt"]
     t5_dtype_upstream = str(next(t5c.model.parameters()).dtype)
@@ -352,7 +353,9 @@ def main() -> None:
     # make T5 fp32 for the reference, keep an fp16 copy for the extra array
     import copy
     t5_fp16 = copy.deepcopy(t5c.model)
-    t5c.model.float()
+    # Reload the saved fp32 weights: casting the fp16 model back with .float() would keep fp16-rounded weights.
+    from transformers import T5EncoderModel
+    t5c.__dict__["model"] = T5EncoderModel.from_pretrained(t5_path, torch_dtype=torch.float32).eval().requires_grad_(False)
     t5_dtype_reference = str(next(t5c.model.parameters()).dtype)
 
     # ---- 3. checkpoint --------------------------------------------------------------

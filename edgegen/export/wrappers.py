@@ -1,0 +1,86 @@
+"""Tensors-in, tensors-out wrappers: the exact signatures of the three bundle artifacts.
+
+    text_encoder  token_ids int32 [1, L], attention_mask int32 [1, L], seconds_total float32 [1]
+                  -> cross_attn_cond float32 [1, L + 1, C], global_cond float32 [1, C]
+    dit           x [1, 64, T], t [1], cross_attn_cond [1, L + 1, C], global_cond [1, C] -> v [1, 64, T]
+    decoder       latents [1, 64, T] -> audio [1, 2, T * hop]
+
+Inputs are bound by name everywhere (manifest, runners); the lists below give the order each artifact
+takes them in. `half=True` runs a component in fp16 with fp32 I/O (Arm's decoder setting).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class TextEncoderExport(nn.Module):
+    def __init__(self, text_encoder: nn.Module):
+        super().__init__()
+        self.text_encoder = text_encoder
+
+    def forward(self, token_ids, attention_mask, seconds_total):
+        return self.text_encoder(token_ids, attention_mask, seconds_total)
+
+
+class DiTExport(nn.Module):
+    def __init__(self, dit: nn.Module, *, half: bool = False):
+        super().__init__()
+        self.dit, self.half = dit, half
+
+    def forward(self, x, t, cross_attn_cond, global_cond):
+        if self.half:
+            return self.dit(x.half(), t.half(), cross_attn_cond.half(), global_cond.half()).float()
+        return self.dit(x, t, cross_attn_cond, global_cond)
+
+
+class DecoderExport(nn.Module):
+    def __init__(self, decoder: nn.Module, *, half: bool = False):
+        super().__init__()
+        self.decoder, self.half = decoder, half
+
+    def forward(self, latents):
+        if self.half:
+            return self.decoder(latents.half()).float()
+        return self.decoder(latents)
+
+
+def io_spec(pipe, component: str) -> dict[str, list[dict]]:
+    """Names, dtypes and shapes of an artifact's inputs (in call order) and outputs."""
+    L, C = pipe.config.max_length, pipe.config.cond_dim
+    T, ch = pipe.latent_length, pipe.config.dit.io_channels
+    f32 = "float32"
+    spec = {
+        "text_encoder": ([("token_ids", "int32", [1, L]), ("attention_mask", "int32", [1, L]),
+                          ("seconds_total", f32, [1])],
+                         [("cross_attn_cond", f32, [1, L + 1, C]), ("global_cond", f32, [1, C])]),
+        "dit": ([("x", f32, [1, ch, T]), ("t", f32, [1]), ("cross_attn_cond", f32, [1, L + 1, C]),
+                 ("global_cond", f32, [1, C])], [("v", f32, [1, ch, T])]),
+        "decoder": ([("latents", f32, [1, ch, T])], [("audio", f32, [1, 2, T * pipe.config.vae.hop])]),
+    }[component]
+    return {key: [{"name": n, "dtype": d, "shape": s} for n, d, s in rows] for key, rows in zip(("inputs", "outputs"), spec)}
+
+
+_DTYPES = {"int32": torch.int32, "float32": torch.float32}
+
+
+def example_inputs(pipe, component: str, *, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Representative inputs: real tokens for the text encoder, N(0,1) latents, t = 0.5."""
+    g = torch.Generator().manual_seed(seed)
+    if component == "text_encoder":
+        ids, mask = pipe.tokenize(["warm lo-fi piano loop with soft drums"])
+        return ids.int(), mask.int(), torch.tensor([min(10.0, pipe.max_seconds)])
+    shapes = [tuple(i["shape"]) for i in io_spec(pipe, component)["inputs"]]
+    tensors = [torch.randn(s, generator=g) for s in shapes]
+    if component == "dit":
+        tensors[1] = torch.tensor([0.5])
+    return tuple(tensors)
+
+
+def wrap(pipe, component: str, *, half: bool = False) -> nn.Module:
+    if component == "text_encoder":
+        return TextEncoderExport(pipe.text_encoder).eval()
+    if component == "dit":
+        return DiTExport(pipe.dit, half=half).eval()
+    return DecoderExport(pipe.decoder, half=half).eval()

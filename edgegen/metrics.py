@@ -1,0 +1,64 @@
+"""One metric vocabulary for parity: SQNR, relative error, max abs error, cosine, multi-resolution STFT.
+
+    compare(ref, got) -> Metrics(sqnr_db, rel_err, max_abs, cosine)
+    mrstft_distance(ref_audio, got_audio) -> float   (0 = identical spectra)
+
+All computed in float64. SQNR = 10 log10(|ref|^2 / |ref - got|^2); identical tensors give +inf, which JSON
+reports carry as the string "inf".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Metrics:
+    sqnr_db: float
+    rel_err: float
+    max_abs: float
+    cosine: float
+
+    def to_json(self) -> dict:
+        return {k: (v if math.isfinite(v) else ("inf" if v > 0 else "-inf")) for k, v in asdict(self).items()}
+
+
+def _f64(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float64).ravel()
+
+
+def compare(ref, got) -> Metrics:
+    r, g = _f64(ref), _f64(got)
+    if r.shape != g.shape:
+        raise ValueError(f"shape mismatch: {r.shape} vs {g.shape}")
+    err = float(np.sum((r - g) ** 2))
+    power = float(np.sum(r ** 2))
+    sqnr = math.inf if err == 0 else (10 * math.log10(power / err) if power > 0 else -math.inf)
+    denom = math.sqrt(power * float(np.sum(g ** 2)))
+    return Metrics(sqnr_db=sqnr, rel_err=math.sqrt(err / power) if power > 0 else math.sqrt(err),
+                   max_abs=float(np.max(np.abs(r - g))) if r.size else 0.0,
+                   cosine=float(np.dot(r, g) / denom) if denom > 0 else 1.0)
+
+
+def _stft_mag(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    if x.shape[-1] < n_fft:
+        x = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, n_fft - x.shape[-1])])
+    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft, axis=-1)[..., ::hop, :]
+    return np.abs(np.fft.rfft(frames * np.hanning(n_fft), axis=-1))
+
+
+def mrstft_distance(ref: np.ndarray, got: np.ndarray, resolutions=((2048, 512), (1024, 256), (512, 128))) -> float:
+    """Mean over resolutions of spectral convergence + log-magnitude L1 (the usual MR-STFT loss)."""
+    ref, got = np.asarray(ref, np.float64), np.asarray(got, np.float64)
+    total = 0.0
+    for n_fft, hop in resolutions:
+        R, G = _stft_mag(ref, n_fft, hop), _stft_mag(got, n_fft, hop)
+        sc = np.linalg.norm(R - G) / max(np.linalg.norm(R), 1e-12)
+        mag = np.mean(np.abs(np.log(R + 1e-7) - np.log(G + 1e-7)))
+        total += sc + mag
+    return float(total / len(resolutions))
