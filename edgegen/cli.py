@@ -92,6 +92,149 @@ def info(bundle, model, t5):
         click.echo(describe_bundle(bundle))
 
 
+@main.command("export")
+@_model
+@_t5
+@click.option("--target", "-t", required=True, help="Target profile: a name in export_targets/ or a .toml path.")
+@click.option("--recipe", "-r", required=True, help="Quantization recipe: a name in quantize/ or a .toml path.")
+@click.option("--output", "-o", required=True, type=click.Path(path_type=Path), help="Bundle folder to create.")
+@click.option("--components", "-c", default="text_encoder,dit,decoder", show_default=True,
+              help="Comma-separated subset of text_encoder,dit,decoder.")
+@click.option("--force", is_flag=True, help="Replace an existing bundle.")
+@click.option("--zip", "make_zip", is_flag=True, help="Also write OUTPUT.zip for app bundling.")
+def export_cmd(model, t5, target, recipe, output, components, force, make_zip):
+    """Quantize and export the three artifacts into a self-describing bundle."""
+    from edgegen.bundle import COMPONENTS
+    from edgegen.export import export_bundle
+    from edgegen.export.support import check_supported
+    from edgegen.pipeline import load_pipeline
+    from edgegen.recipes import load_recipe, load_target
+
+    tgt, rec = load_target(target), load_recipe(recipe)
+    check_supported(rec, tgt)  # before the (slow) model load
+    if Path(output).exists() and not force:
+        raise EdgegenError(f"{output} already exists; pass --force to replace it")
+    comps = tuple(c.strip() for c in components.split(",") if c.strip())
+    if bad := [c for c in comps if c not in COMPONENTS]:
+        raise EdgegenError(f"unknown component(s) {', '.join(bad)}; choose from {', '.join(COMPONENTS)}")
+    click.echo(f"loading {model}", err=True)
+    pipe = load_pipeline(model, t5=t5)
+    start = time.perf_counter()
+    progress = lambda comp, stage: click.echo(f"[{time.perf_counter() - start:7.1f}s] {comp:<13} {stage}", err=True)
+    report = export_bundle(pipe, target=tgt, recipe=rec, out=output, components=comps, force=force,
+                           make_zip=make_zip, progress=progress)
+    click.echo(f"{'artifact':<14}{'file':<22}{'size MB':>10}{'time s':>9}{'XNNPACK':>9}  schemes")
+    for c in report.components:
+        frac = "-" if c.delegated_fraction is None else f"{c.delegated_fraction:.0%}"
+        schemes = ", ".join(f"{k} x{v}" for k, v in c.schemes.items()) or "fp32"
+        click.echo(f"{c.component:<14}{c.file:<22}{c.size / 1e6:>10.2f}{c.seconds:>9.1f}{frac:>9}  {schemes}")
+    click.echo(f"wrote {output} in {report.seconds:.1f}s (peak RSS {report.peak_rss_mb:.0f} MB)")
+
+
+_bundle = click.option("--bundle", "-b", required=True, type=click.Path(path_type=Path),
+                       help="Bundle folder or .zip made by `edgegen export`.")
+_threads = click.option("--threads", type=click.IntRange(1, 256), default=None,
+                        help="Runtime threads (default: the bundle's target profile).")
+
+
+@main.command()
+@_bundle
+@click.option("--prompt", "-p", required=True)
+@click.option("--seconds", "-s", type=float, default=10.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--noise", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Inject noise: float32 .npy of shape [steps, 64, T].")
+@_threads
+@click.option("--pcm16", is_flag=True)
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def run(bundle, prompt, seconds, seed, noise, threads, pcm16, output):
+    """Generate audio by running a bundle's artifacts in its runtime."""
+    from edgegen.audio_io import read_noise, write_wav
+    from edgegen.bundle_pipeline import BundlePipeline
+    from edgegen.pipeline import Timings
+
+    bp = BundlePipeline.open(bundle, threads=threads)
+    bp.check_seconds(seconds)
+    injected = read_noise(noise, (bp.steps, *bp.latent_shape)) if noise else None
+    timings = Timings()
+    with click.progressbar(length=bp.steps, label="sampling", file=sys.stderr) as bar:
+        wav = bp.generate(prompt, seconds_total=seconds, seed=seed, noise=injected,
+                          on_step=lambda i, x: bar.update(1), timings=timings)
+    write_wav(output, wav, bp.sample_rate, pcm16=pcm16)
+    click.echo(f"wrote {output} ({wav.shape[1] / bp.sample_rate:.2f} s) with {bp.backend_label}")
+    click.echo("  ".join(f"{k} {v:.3f}s" for k, v in {"load": bp.load_s, **timings.stages}.items()))
+
+
+@main.command()
+@_bundle
+@_model
+@_t5
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the report as JSON.")
+@_threads
+def parity(bundle, model, t5, seed, json_path, threads):
+    """Compare every artifact with the PyTorch component it came from. Exit 0 pass, 1 a gate failed, 2 bad input."""
+    import json
+
+    from edgegen.bundle_pipeline import BundlePipeline
+    from edgegen.parity import check_parity, format_report
+    from edgegen.pipeline import load_pipeline
+
+    bp = BundlePipeline.open(bundle, threads=threads)
+    report = check_parity(bp, load_pipeline(model, t5=t5), seed=seed)
+    click.echo(format_report(report))
+    if json_path:
+        json_path.write_text(json.dumps(report, indent=2) + "\n")
+    sys.exit(0 if report["passed"] else 1)
+
+
+@main.command()
+@click.option("--bundle", "-b", type=click.Path(path_type=Path), default=None, help="Time a bundle.")
+@click.option("--model", "-m", default=None, help="Time the eager PyTorch pipeline of a model instead.")
+@_t5
+@click.option("--iters", type=click.IntRange(1, 1000), default=3, show_default=True)
+@click.option("--warmup", type=click.IntRange(0, 100), default=1, show_default=True)
+@_threads
+@click.option("--seconds", "-s", type=float, default=10.0, show_default=True, help="Audio length to generate.")
+def bench(bundle, model, t5, iters, warmup, threads, seconds):
+    """Time load, text encoder, DiT, decoder and end to end; the last stdout line is one JSON object."""
+    import json
+
+    from edgegen.bench import bench_bundle, bench_model, format_bench
+
+    if (bundle is None) == (model is None):
+        raise EdgegenError("give exactly one of --bundle B or --model M")
+    tick = lambda i: click.echo(f"iteration {i + 1}/{warmup + iters}", err=True)  # noqa: E731
+    if bundle is not None:
+        result = bench_bundle(bundle, iters=iters, warmup=warmup, threads=threads, seconds=seconds, on_iter=tick)
+    else:
+        result = bench_model(model, t5=t5, iters=iters, warmup=warmup, threads=threads, seconds=seconds, on_iter=tick)
+    click.echo(format_bench(result))
+    click.echo(json.dumps(result))
+
+
+@main.command("build-runner")
+@click.option("--target", "-t", required=True, type=click.Choice(["host", "linux-aarch64", "android-arm64"]))
+@click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder that will hold the edgegen-runner executable (and its libraries).")
+@click.option("--android-ndk", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Android NDK root (android-arm64 only; default $ANDROID_NDK).")
+@click.option("--executorch-android-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Install prefix of an ExecuTorch build for Android arm64-v8a (android-arm64 only).")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=2, show_default=True)
+def build_runner_cmd(target, output, android_ndk, executorch_android_dir, jobs):
+    """Build the native C++ runner (android_demo/runner) for the host, aarch64 Linux or Android."""
+    import os
+
+    from edgegen.runner_build import build_runner
+
+    ndk = android_ndk or (Path(os.environ["ANDROID_NDK"]) if os.environ.get("ANDROID_NDK") else None)
+    exe = build_runner(target=target, out_dir=output, android_ndk=ndk, executorch_android_dir=executorch_android_dir,
+                       jobs=jobs, log=lambda line: click.echo(line, err=True))
+    click.echo(f"built {exe}")
+
+
 def describe_model(pipe) -> str:
     rows = [(name, sum(p.numel() for p in m.parameters())) for name, m in pipe.modules().items()]
     cfg = pipe.config

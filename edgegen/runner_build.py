@@ -79,7 +79,7 @@ def build_runner(
     if target == "host":
         _require_tool("c++", "g++")
         toolchain: list[str] = []
-        et_config = _executorch_root() / "share" / "cmake"
+        et_config = executorch_sdk_root() / "share" / "cmake"
         spm_root = None if _system_sentencepiece() else _sentencepiece(cache, "host", toolchain, jobs, log)
         flavor = "wheel"
     elif target == "linux-aarch64":
@@ -128,7 +128,7 @@ def _require_tool(name: str, apt_package: str) -> None:
         raise RunnerBuildError(f"`{name}` is not on PATH; install it with `apt-get install {apt_package}`")
 
 
-def _executorch_root() -> Path:
+def executorch_sdk_root() -> Path:
     """The installed executorch package directory (holds include/, lib/, share/cmake/)."""
     spec = importlib.util.find_spec("executorch")
     if spec is None or not spec.submodule_search_locations:
@@ -136,7 +136,8 @@ def _executorch_root() -> Path:
     root = Path(list(spec.submodule_search_locations)[0])
     for need in ("share/cmake/executorch-config.cmake", "lib/libexecutorch.so", "include/executorch"):
         if not (root / need).exists():
-            raise RunnerBuildError(f"{root / need} is missing; this executorch wheel has no C++ SDK, reinstall executorch==1.5.1 from PyPI")
+            raise RunnerBuildError(f"{root / need} is missing; this executorch wheel has no C++ SDK, "
+                                   "reinstall executorch==1.5.1 from PyPI")
     return root
 
 
@@ -165,7 +166,8 @@ def _aarch64_executorch_root(cache: Path, log: Callable[[str], None]) -> Path:
     tmp = root.with_suffix(".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     with zipfile.ZipFile(wheels[-1]) as zf:
-        members = [m for m in zf.namelist() if m.startswith(("executorch/include/", "executorch/lib/", "executorch/share/"))]
+        sdk = ("executorch/include/", "executorch/lib/", "executorch/share/")
+        members = [m for m in zf.namelist() if m.startswith(sdk)]
         zf.extractall(tmp, members)
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)
@@ -207,18 +209,23 @@ def _android_inputs(android_ndk: Path | None, executorch_android_dir: Path | Non
     """NDK toolchain arguments and the ExecuTorch Android CMake config dir, or a RunnerBuildError naming the fix."""
     readme = RUNNER_SOURCE.parent / "README.md"
     if android_ndk is None:
-        raise RunnerBuildError(f"--android-ndk PATH is required for android-arm64 (NDK r27+, e.g. $ANDROID_HOME/ndk/27.2.12479018); see {readme}")
+        raise RunnerBuildError("--android-ndk PATH is required for android-arm64 "
+                               f"(NDK r27+, e.g. $ANDROID_HOME/ndk/27.2.12479018); see {readme}")
     toolchain_file = Path(android_ndk) / "build" / "cmake" / "android.toolchain.cmake"
     if not toolchain_file.is_file():
-        raise RunnerBuildError(f"{toolchain_file} not found; --android-ndk must point at an Android NDK root (sdkmanager 'ndk;27.2.12479018')")
+        raise RunnerBuildError(f"{toolchain_file} not found; --android-ndk must point at an Android NDK root "
+                               "(sdkmanager 'ndk;27.2.12479018')")
     if executorch_android_dir is None:
-        raise RunnerBuildError(f"the ExecuTorch Android libraries are required for android-arm64: build and install ExecuTorch for arm64-v8a and pass its install prefix; see {readme}")
-    candidates = [Path(executorch_android_dir) / p for p in ("lib/cmake/ExecuTorch", "lib/cmake/executorch", "share/cmake")]
+        raise RunnerBuildError("the ExecuTorch Android libraries are required for android-arm64: build and install "
+                               f"ExecuTorch for arm64-v8a and pass its install prefix (--executorch-android-dir); see {readme}")
+    prefix = Path(executorch_android_dir)
+    candidates = [prefix / "lib/cmake/ExecuTorch", prefix / "lib/cmake/executorch", prefix / "share/cmake"]
     config = next((c for c in candidates if (c / "executorch-config.cmake").is_file()), None)
     if config is None:
         raise RunnerBuildError(f"no executorch-config.cmake under {executorch_android_dir}/lib/cmake/ExecuTorch; "
                                f"it must be the `cmake --install` prefix of an arm64-v8a ExecuTorch build, see {readme}")
-    return [f"-DCMAKE_TOOLCHAIN_FILE={toolchain_file}", "-DANDROID_ABI=arm64-v8a", f"-DANDROID_PLATFORM=android-{ANDROID_API}"], config
+    android = [f"-DCMAKE_TOOLCHAIN_FILE={toolchain_file}", "-DANDROID_ABI=arm64-v8a", f"-DANDROID_PLATFORM=android-{ANDROID_API}"]
+    return android, config
 
 
 def _configure(source: Path, build: Path, args: list[str], log: Callable[[str], None]) -> None:
@@ -241,7 +248,8 @@ def _run(cmd: list[str], log_file: Path, fix: str = "") -> None:
     if proc.returncode != 0:
         tail = "\n".join(proc.stdout.strip().splitlines()[-25:])
         hint = f"; {fix}" if fix else ""
-        raise RunnerBuildError(f"`{' '.join(cmd[:4])} ...` failed (exit {proc.returncode}), full log in {log_file}{hint}:\n{tail}")
+        raise RunnerBuildError(f"`{' '.join(cmd[:4])} ...` failed (exit {proc.returncode}), "
+                               f"full log in {log_file}{hint}:\n{tail}")
 
 
 def _write_if_changed(path: Path, text: str) -> None:

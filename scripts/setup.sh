@@ -17,7 +17,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 if [ "${EDGEGEN_SKIP_APT:-0}" != 1 ] && [ "$(id -u)" = 0 ]; then
   need=()
-  for pkg in cmake g++ g++-aarch64-linux-gnu qemu-user; do
+  for pkg in cmake g++ g++-aarch64-linux-gnu qemu-user libsentencepiece-dev openjdk-17-jdk-headless; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
   done
   if [ ${#need[@]} -gt 0 ]; then

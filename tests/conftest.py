@@ -16,3 +16,24 @@ def tiny_dirs(tiny, tmp_path_factory) -> tuple[Path, Path]:
     """(model_dir, t5_dir): random:tiny written in the official layout plus a Hugging Face T5 folder."""
     root = tmp_path_factory.mktemp("tiny_official")
     return write_official(tiny, root / "model"), write_t5_folder(tiny, root / "t5")
+
+
+@pytest.fixture(scope="session")
+def bundle_factory(tiny, tmp_path_factory):
+    """export(backend, recipe, components=all) -> bundle path; each combination is exported once per session."""
+    from edgegen.export import export_bundle
+    from edgegen.recipes import load_recipe, load_target
+
+    cache: dict = {}
+    root = tmp_path_factory.mktemp("bundles")
+
+    def export(backend: str, recipe: str, components=("text_encoder", "dit", "decoder"), target=None):
+        key = (backend, recipe, tuple(components), target)
+        if key not in cache:
+            out = root / f"{backend}-{recipe}-{len(cache)}"
+            export_bundle(tiny, target=load_target(target or f"host-{backend}"), recipe=load_recipe(recipe),
+                          out=out, components=tuple(components))
+            cache[key] = out
+        return cache[key]
+
+    return export

@@ -20,7 +20,9 @@ import torch
 from torch import nn
 
 from edgegen.noise import gaussian_noise
-from edgegen.runner_build import RUNNER_SOURCE, RunnerBuildError, build_runner, qemu_aarch64_command
+from edgegen.runner_build import RUNNER_SOURCE, RunnerBuildError, build_runner, executorch_sdk_root, qemu_aarch64_command
+
+pytestmark = pytest.mark.executorch
 
 C, T, L, HOP, STEPS, D = 32, 8, 64, 2048, 4, 64
 PROMPT = "a warm analog synth pad with slow attack"
@@ -73,8 +75,6 @@ def _spec(name, dtype, shape):
 @pytest.fixture(scope="session")
 def toy_bundle(tmp_path_factory) -> Path:
     import sentencepiece as spm
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
 
     out = tmp_path_factory.mktemp("toy_bundle")
     torch.manual_seed(0)
@@ -96,8 +96,7 @@ def toy_bundle(tmp_path_factory) -> Path:
     }
     artifacts = {}
     for name, (module, inputs, ins, outs) in specs.items():
-        program = to_edge_transform_and_lower(torch.export.export(module.eval(), inputs), partitioner=[XnnpackPartitioner()])
-        data = program.to_executorch().buffer
+        data = _lower(module, inputs)
         (out / f"{name}.pte").write_bytes(data)
         artifacts[name] = {"file": f"{name}.pte", "sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "inputs": ins, "outputs": outs}
     manifest = {
@@ -105,16 +104,48 @@ def toy_bundle(tmp_path_factory) -> Path:
         "target": {"name": "toy"}, "recipe": {"name": "fp32"}, "source": {"checkpoint": "toy"},
         "sample_rate": 44100, "channels": 2, "latent_length": T, "max_seconds": T * HOP / 44100,
         "sampler": {"type": "pingpong", "steps": STEPS, "logsnr_max": -6.0, "logsnr_min": 2.0},
-        "tokenizer": {"file": "spiece.model", "max_length": L, "eos_id": 1, "pad_id": 0},
+        "tokenizer": {"file": "spiece.model", "max_length": L, "eos_id": 1, "pad_id": 0, "size": (out / "spiece.model").stat().st_size,
+                      "sha256": hashlib.sha256((out / "spiece.model").read_bytes()).hexdigest()},
         "artifacts": artifacts, "decoder_stream": {"window": 4, "overlap": 1},  # unknown keys are ignored
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return out
 
 
+def _lower(module: nn.Module, inputs: tuple) -> bytes:
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    program = to_edge_transform_and_lower(torch.export.export(module.eval(), inputs), partitioner=[XnnpackPartitioner()])
+    return program.to_executorch().buffer
+
+
 @pytest.fixture(scope="session")
-def host_runner(request) -> Path:
-    return build_runner(target="host", out_dir=Path(request.config.cache.mkdir("edgegen-runner")) / "host", log=lambda _: None)
+def int8_bundle(toy_bundle, tmp_path_factory) -> Path:
+    """The toy bundle with its DiT int8-weight / int8-dynamic-activation quantized (the real int8 recipe's kernels)."""
+    from torchao.quantization import Int8DynamicActivationIntxWeightConfig, quantize_
+    from torchao.quantization.granularity import PerAxis
+
+    out = tmp_path_factory.mktemp("int8_bundle")
+    shutil.copytree(toy_bundle, out, dirs_exist_ok=True)
+    torch.manual_seed(1)
+    dit = ToyDiT().eval()
+    quantize_(dit, Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int8, weight_granularity=PerAxis(0)),
+              filter_fn=lambda m, _: isinstance(m, nn.Linear) and m.in_features >= 16)  # Linear(1, C) has no axis to quantize
+    data = _lower(dit, (torch.randn(1, D, T), torch.ones(1), torch.randn(1, L + 1, C), torch.randn(1, C)))
+    (out / "dit.pte").write_bytes(data)
+    _edit_manifest(out, lambda m: (m["recipe"].update(name="int8"),
+                                   m["artifacts"]["dit"].update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))))
+    return out
+
+
+# Outside tmp so warm sessions only relink; build trees and downloads also live under ~/.cache/edgegen.
+RUNNERS_DIR = Path.home() / ".cache" / "edgegen" / "test-runners"
+
+
+@pytest.fixture(scope="session")
+def host_runner() -> Path:
+    return build_runner(target="host", out_dir=RUNNERS_DIR / "host", log=lambda _: None)
 
 
 def reference(bundle: Path, prompt: str, seconds: float, noise: np.ndarray) -> dict[str, np.ndarray]:
@@ -198,6 +229,25 @@ def test_seed_uses_portable_noise(host_runner, toy_bundle, tmp_path):
     assert_rel_close(read_wav(tmp_path / "out.wav"), reference(toy_bundle, PROMPT, SECONDS, noise)["audio"])
 
 
+def test_host_runner_matches_edgegen_bundle_pipeline(host_runner, int8_bundle, tmp_path):
+    """Same seed through `edgegen run`'s engine (BundlePipeline) and the native runner: same WAV samples."""
+    bundle_pipeline = pytest.importorskip("edgegen.bundle_pipeline")
+    ref = bundle_pipeline.BundlePipeline.open(int8_bundle, threads=2).generate(PROMPT, seconds_total=SECONDS, seed=11)
+    proc = run_runner([str(host_runner)], int8_bundle, tmp_path / "out.wav", "--seed", "11", "--threads", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert_rel_close(read_wav(tmp_path / "out.wav"), ref)
+
+
+def test_int8_dit_matches_reference(host_runner, int8_bundle, tmp_path):
+    proc = run_runner([str(host_runner)], int8_bundle, tmp_path / "out.wav", "--seed", "5", "--dump", str(tmp_path / "dump"))
+    assert proc.returncode == 0, proc.stderr
+    ref = reference(int8_bundle, PROMPT, SECONDS, gaussian_noise(5, (STEPS, D, T)))
+    for k, lat in enumerate(ref["latents"]):
+        assert_rel_close(np.load(tmp_path / "dump" / f"latents_step{k}.npy"), lat)
+    assert_rel_close(read_wav(tmp_path / "out.wav"), ref["audio"])
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["recipe"] == "int8"
+
+
 def test_tokenizer_empty_and_truncated_prompts(host_runner, toy_bundle, tmp_path):
     proc = run_runner([str(host_runner)], toy_bundle, tmp_path / "a.wav", "--dump", str(tmp_path / "a"), prompt="")
     assert proc.returncode == 0, proc.stderr
@@ -233,6 +283,7 @@ BAD_BUNDLES = {
     "missing_key": lambda b: _edit_manifest(b, lambda m: m["sampler"].pop("steps")),
     "missing_pte": lambda b: (b / "dit.pte").unlink(),
     "missing_tokenizer": lambda b: (b / "spiece.model").unlink(),
+    "tokenizer_sha": lambda b: (b / "spiece.model").write_bytes(bytes(reversed((b / "spiece.model").read_bytes()))),
     "sha_mismatch": lambda b: (b / "decoder.pte").write_bytes(bytes(reversed((b / "decoder.pte").read_bytes()))),
     "size_mismatch": lambda b: (b / "dit.pte").write_bytes((b / "dit.pte").read_bytes() + b"\0"),
     "wrong_dtype": lambda b: _edit_manifest(b, lambda m: m["artifacts"]["dit"]["inputs"][1].update(dtype="int32")),
@@ -271,11 +322,12 @@ def test_bad_arguments_are_rejected(host_runner, toy_bundle, tmp_path, case):
 
 
 @pytest.mark.aarch64
-def test_aarch64_runner_under_qemu_matches_host(host_runner, toy_bundle, tmp_path, request):
+def test_aarch64_runner_under_qemu_matches_host(host_runner, toy_bundle, tmp_path):
     qemu = qemu_aarch64_command()
     assert qemu is not None, "qemu-aarch64 not found; install it with `apt-get install qemu-user`"
-    exe = build_runner(target="linux-aarch64", out_dir=Path(request.config.cache.mkdir("edgegen-runner")) / "linux-aarch64", log=lambda _: None)
-    assert subprocess.run(["file", str(exe)], capture_output=True, text=True).stdout.count("aarch64") >= 1
+    exe = build_runner(target="linux-aarch64", out_dir=RUNNERS_DIR / "linux-aarch64", log=lambda _: None)
+    header = exe.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183  # e_machine EM_AARCH64
     noise = np.random.default_rng(1).standard_normal((STEPS, D, T)).astype(np.float32)
     np.save(tmp_path / "noise.npy", noise)
     args = ["--noise", str(tmp_path / "noise.npy"), "--threads", "2"]
@@ -288,13 +340,28 @@ def test_aarch64_runner_under_qemu_matches_host(host_runner, toy_bundle, tmp_pat
     assert json.loads(arm.stdout.strip().splitlines()[-1])["runner"] == "native"
 
 
-def test_jni_bridge_compiles_against_host_jdk(host_runner):
+@pytest.mark.aarch64
+def test_aarch64_int8_dit_under_qemu_matches_host(host_runner, int8_bundle, tmp_path):
+    """int8 dynamic-quant DiT through XNNPACK's Arm int8 (dotprod/i8mm) kernels.
+
+    `-cpu max,sme=off`: with qemu 7.2's SME enabled, XNNPACK picks SME kernels whose results differ from x86 and from
+    the NEON/i8mm path by ~1e-2 relative per DiT call (seen with this toy model; see android_demo/README.md).
+    """
+    qemu = qemu_aarch64_command()
+    assert qemu is not None, "qemu-aarch64 not found; install it with `apt-get install qemu-user`"
+    exe = build_runner(target="linux-aarch64", out_dir=RUNNERS_DIR / "linux-aarch64", log=lambda _: None)
+    arm = run_runner([qemu[0], "-cpu", "max,sme=off", *qemu[1:], str(exe)], int8_bundle, tmp_path / "arm.wav", "--seed", "9")
+    assert arm.returncode == 0, arm.stderr
+    host = run_runner([str(host_runner)], int8_bundle, tmp_path / "host.wav", "--seed", "9")
+    assert host.returncode == 0, host.stderr
+    assert_rel_close(read_wav(tmp_path / "arm.wav"), read_wav(tmp_path / "host.wav"))
+
+
+def test_jni_bridge_compiles_against_host_jdk():
     javac = shutil.which("javac")
     assert javac is not None, "a JDK is needed (apt-get install openjdk-17-jdk-headless)"
     jdk_include = Path(javac).resolve().parents[1] / "include"
-    from edgegen.runner_build import _executorch_root
-
-    et = _executorch_root() / "include"
+    et = executorch_sdk_root() / "include"
     cmd = ["c++", "-std=c++17", "-fsyntax-only", "-Wall", "-Wextra", "-Werror", "-Wno-deprecated-declarations",
            f"-I{jdk_include}", f"-I{jdk_include / 'linux'}", f"-I{RUNNER_SOURCE / 'src'}",
            "-isystem", str(et), "-isystem", str(et / "executorch/runtime/core/portable_type/c10"),

@@ -78,9 +78,10 @@ def example_inputs(pipe, component: str, *, seed: int = 0) -> tuple[torch.Tensor
     return tuple(tensors)
 
 
-def wrap(pipe, component: str, *, half: bool = False) -> nn.Module:
+def wrap(component: str, module: nn.Module, *, half: bool = False) -> nn.Module:
+    """The export wrapper of `component` around `module` (a pipeline's, or a quantized copy of it)."""
     if component == "text_encoder":
-        return TextEncoderExport(pipe.text_encoder).eval()
+        return TextEncoderExport(module).eval()
     if component == "dit":
-        return DiTExport(pipe.dit, half=half).eval()
-    return DecoderExport(pipe.decoder, half=half).eval()
+        return DiTExport(module, half=half).eval()
+    return DecoderExport(module, half=half).eval()

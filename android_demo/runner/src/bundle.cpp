@@ -18,8 +18,8 @@ constexpr const char* kFix = "; re-export the bundle with `edgegen export`";
 struct Reader {
   std::string where;  // "manifest.json"
 
-  [[noreturn]] void fail(const std::string& key, const std::string& why) const {
-    throw InputError(where + ": '" + key + "' " + why + kFix);
+  [[noreturn]] void fail(const std::string& key, const std::string& why, const char* fix = kFix) const {
+    throw InputError(where + ": '" + key + "' " + why + fix);
   }
   const Json& get(const Json& obj, const std::string& key, const std::string& path, Json::Type type, const char* tname) const {
     const Json* v = obj.find(key);
@@ -71,6 +71,20 @@ void expect(const Reader& r, const std::vector<TensorSpec>& specs, size_t i, con
   if (specs[i].shape != shape) r.fail(p + ".shape", "is " + shape_str(specs[i].shape) + ", expected " + shape_str(shape));
 }
 
+// Size (when >= 0) and sha256 (when non-empty) of an existing file against the manifest.
+void verify_file(const std::string& path, int64_t size, const std::string& sha) {
+  struct stat st;
+  if (size >= 0 && ::stat(path.c_str(), &st) == 0 && int64_t(st.st_size) != size) {
+    throw InputError(path + " is " + std::to_string(st.st_size) + " bytes but manifest.json says " + std::to_string(size) +
+                     "; the file is truncated or from another export, copy the bundle again");
+  }
+  if (sha.empty()) return;
+  std::string got = sha256_file(path);
+  if (got != sha) {
+    throw InputError(path + " has sha256 " + got + " but manifest.json says " + sha + "; the file is corrupt or from another export, copy the bundle again");
+  }
+}
+
 Artifact artifact(const Reader& r, const Json& artifacts, const std::string& dir, const std::string& name,
                   size_t n_in, size_t n_out) {
   std::string p = "artifacts." + name;
@@ -86,14 +100,7 @@ Artifact artifact(const Reader& r, const Json& artifacts, const std::string& dir
   if (::stat(art.path.c_str(), &st) != 0) {
     throw InputError("bundle artifact " + art.path + " is missing; copy the whole bundle directory (manifest.json, spiece.model, 3 .pte files)");
   }
-  if (int64_t(st.st_size) != size) {
-    throw InputError(art.path + " is " + std::to_string(st.st_size) + " bytes but manifest.json says " + std::to_string(size) +
-                     "; the file is truncated or from another export, copy the bundle again");
-  }
-  std::string got = sha256_file(art.path);
-  if (got != sha) {
-    throw InputError(art.path + " has sha256 " + got + " but manifest.json says " + sha + "; the file is corrupt or from another export, copy the bundle again");
-  }
+  verify_file(art.path, size, sha);
   return art;
 }
 
@@ -112,9 +119,9 @@ Bundle load_bundle(const std::string& dir_in) {
   if (m.type != Json::Type::Object) r.fail("(root)", "must be an object");
 
   int64_t schema = r.integer(m, "schema_version", "schema_version");
-  if (schema != 1) r.fail("schema_version", "is " + std::to_string(schema) + " but this runner reads version 1; rebuild the runner from the same edgegen version");
+  if (schema != 1) r.fail("schema_version", "is " + std::to_string(schema) + " but this runner reads version 1", "; rebuild the runner (`edgegen build-runner`) from the edgegen that exported the bundle");
   std::string backend = r.string(m, "backend", "backend");
-  if (backend != "executorch") r.fail("backend", "is '" + backend + "'; this runner only runs ExecuTorch bundles (export with --backend executorch)");
+  if (backend != "executorch") r.fail("backend", "is '" + backend + "'", "; this runner only runs ExecuTorch bundles, export one with the executorch backend");
 
   Bundle b;
   b.dir = dir;
@@ -143,6 +150,8 @@ Bundle load_bundle(const std::string& dir_in) {
   if (b.max_length < 1) r.fail("tokenizer.max_length", "must be >= 1");
   struct stat st;
   if (::stat(b.tokenizer_path.c_str(), &st) != 0) throw InputError("tokenizer " + b.tokenizer_path + " is missing; copy the whole bundle directory");
+  verify_file(b.tokenizer_path, tok.find("size") ? r.integer(tok, "size", "tokenizer.size") : -1,
+              tok.find("sha256") ? r.string(tok, "sha256", "tokenizer.sha256") : "");
 
   const Json& arts = r.object(m, "artifacts", "artifacts");
   b.text_encoder = artifact(r, arts, dir, "text_encoder", 3, 2);

@@ -1,7 +1,8 @@
 // An edgegen ExecuTorch bundle: manifest.json + spiece.model + text_encoder/dit/decoder .pte.
 //
 // load_bundle() checks everything that can be checked without ExecuTorch: schema_version == 1,
-// backend == "executorch", sampler type, the I/O contract below, and each artifact's size and sha256.
+// backend == "executorch", sampler type, the I/O contract below, each artifact's size and sha256, and the
+// tokenizer's size/sha256 when the manifest records them.
 //
 //   text_encoder: token_ids int32 [1,L], attention_mask int32 [1,L], seconds_total f32 [1]
 //                 -> cross_attn_cond f32 [1,L+1,C], global_cond f32 [1,C]

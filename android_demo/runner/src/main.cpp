@@ -16,6 +16,8 @@
 #include <unistd.h>
 #include <vector>
 
+#include <executorch/runtime/platform/platform.h>
+
 #include "errors.h"
 #include "npy.h"
 #include "pipeline.h"
@@ -36,7 +38,8 @@ constexpr const char* kUsage =
     "  --noise FILE.npy  float32 C-order noise of shape [steps, 64, T] instead of --seed\n"
     "  --threads N       ExecuTorch/XNNPACK thread pool size (default: runtime's choice)\n"
     "  --dump DIR        write token_ids, attention_mask, conditioning, latents_step{k}, audio, noise as .npy\n"
-    "  -o, --output WAV  float32 WAV to write\n";
+    "  -o, --output WAV  float32 WAV to write\n"
+    "  --verbose         pass ExecuTorch's own log lines through to stderr\n";
 
 struct Args {
   std::string bundle, prompt, noise, dump, output;
@@ -45,6 +48,14 @@ struct Args {
   int threads = 0;  // 0: leave the pool as the runtime sized it
   bool has_prompt = false, has_seconds = false;
 };
+
+bool g_verbose = false;
+
+// ExecuTorch logs info lines (cpuinfo probing, ...) to stderr; keep stderr to our one error line unless --verbose.
+void emit_et_log(et_timestamp_t, et_pal_log_level_t level, const char* filename, const char*, size_t line,
+                 const char* message, size_t length) {
+  if (g_verbose) std::fprintf(stderr, "%c executorch:%s:%zu] %.*s\n", char(level), filename, line, int(length), message);
+}
 
 double parse_double(const std::string& flag, const std::string& v) {
   char* end = nullptr;
@@ -74,6 +85,10 @@ Args parse_args(int argc, char** argv) {
     if (flag == "-h" || flag == "--help") {
       std::fputs(kUsage, stdout);
       std::exit(0);
+    }
+    if (flag == "--verbose") {
+      g_verbose = true;
+      continue;
     }
     size_t eq = flag.find('=');
     if (flag.rfind("--", 0) == 0 && eq != std::string::npos) {
@@ -195,6 +210,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  executorch::runtime::register_pal(executorch::runtime::PalImpl::create(emit_et_log, __FILE__));
   try {
     return run(argc, argv);
   } catch (const edgegen::InputError& e) {

@@ -2,6 +2,7 @@
 // each product and sum is rounded separately, exactly as PyTorch/numpy do it.
 #include "pipeline.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <sys/resource.h>
@@ -35,6 +36,12 @@ std::string err(Error e) { return std::string(executorch::runtime::to_string(e))
 
 ScalarType scalar_type(const std::string& dtype) { return dtype == "int32" ? ScalarType::Int : ScalarType::Float; }
 
+std::string dtype_name(ScalarType t) {
+  if (t == ScalarType::Float) return "float32";
+  if (t == ScalarType::Int) return "int32";
+  return "ScalarType " + std::to_string(int(t));
+}
+
 std::string dims(const std::vector<int64_t>& s) {
   std::string out = "[";
   for (size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
@@ -51,7 +58,7 @@ void check_meta(Module& m, const Artifact& a, const char* name) {
     if (!info.ok()) throw InputError(what + " is not a tensor in " + a.path + "; the manifest does not match the .pte, re-export the bundle");
     std::vector<int64_t> got(info->sizes().begin(), info->sizes().end());
     if (info->scalar_type() != scalar_type(spec.dtype) || got != spec.shape) {
-      throw InputError(what + " is " + dims(got) + " dtype " + std::to_string(int(info->scalar_type())) + " in " + a.path +
+      throw InputError(what + " is " + dims(got) + " " + dtype_name(info->scalar_type()) + " in " + a.path +
                        " but manifest.json declares " + dims(spec.shape) + " " + spec.dtype + "; re-export the bundle");
     }
   };
@@ -101,7 +108,7 @@ std::vector<std::vector<float>> run(Module& m, const Artifact& a, const char* na
 }  // namespace
 
 void check_seconds(const Bundle& bundle, double seconds) {
-  if (!(seconds > 0.0) || seconds > bundle.max_seconds) {
+  if (!(seconds > 0.0) || seconds > bundle.max_seconds + 1e-6) {  // same slack as edgegen's BundlePipeline
     throw InputError("--seconds must be in (0, " + std::to_string(bundle.max_seconds) + "] for this bundle, got " + std::to_string(seconds));
   }
   if (int64_t(seconds * bundle.sample_rate) < 1) throw InputError("--seconds is shorter than one sample at " + std::to_string(bundle.sample_rate) + " Hz");
@@ -170,7 +177,7 @@ Generation Pipeline::generate(const Request& req) {
   auto audio = run(*decoder_, b.decoder, "decoder", {x.data()});
   g.decoder_s = seconds_since(t0);
   g.seconds = req.seconds;
-  g.frames = int64_t(req.seconds * double(b.sample_rate));
+  g.frames = std::min(int64_t(req.seconds * double(b.sample_rate)), b.audio_length);
   g.audio.resize(size_t(b.channels) * size_t(g.frames));
   for (int c = 0; c < b.channels; ++c) {
     const float* src = audio[0].data() + size_t(c) * size_t(b.audio_length);

@@ -5,7 +5,7 @@
 //   x = noise[0]; for i < steps:                                  x [1, D, T]
 //       v = dit(x, [t_i], cross, glob); denoised = x - t_i * v
 //       x = (1 - t_{i+1}) * denoised + t_{i+1} * noise[i+1]   (x = denoised on the last step)
-//   audio = decoder(x)[:, :, :n], n = int64(seconds * sample_rate)   [channels, n]
+//   audio = decoder(x)[:, :, :n], n = min(int64(seconds * sample_rate), N)   [channels, n]
 //
 // Usage:
 //   edgegen::Pipeline p(edgegen::load_bundle(dir));
@@ -28,7 +28,7 @@ namespace edgegen {
 
 struct Request {
   std::string prompt;
-  double seconds = 0.0;        // in (0, max_seconds]
+  double seconds = 0.0;        // in (0, max_seconds] (+1e-6 slack, like edgegen's BundlePipeline)
   uint64_t seed = 0;           // used when `noise` is empty
   std::vector<float> noise;    // [steps, D, T] C order, or empty for gaussian_noise(seed)
   bool keep_intermediates = false;  // fill Generation::latents (for --dump)
@@ -70,7 +70,7 @@ class Pipeline {
   std::unique_ptr<executorch::extension::module::Module> text_encoder_, dit_, decoder_;
 };
 
-// Throws InputError unless 0 < seconds <= bundle.max_seconds.
+// Throws InputError unless 0 < seconds <= bundle.max_seconds + 1e-6.
 void check_seconds(const Bundle& bundle, double seconds);
 
 // Peak resident set size of this process in MiB.

@@ -1,6 +1,7 @@
 // Portable noise and the ping-pong schedule, bit-identical to edgegen/noise.py and edgegen's Python sampler.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 

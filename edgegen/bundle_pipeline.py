@@ -1,0 +1,104 @@
+"""Generate audio from a bundle: the bundle's tokenizer and runtime, the shared ping-pong sampler.
+
+    bp = BundlePipeline.open("bundle_dir", threads=2)
+    wav = bp.generate("a dog barking", seconds_total=5.0, seed=0)        # np.float32 [2, n]
+
+Same contract as `Pipeline.generate` (and the same noise for the same seed), so a bundle and the
+PyTorch reference can be compared sample for sample.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from edgegen.bundle import Bundle, open_bundle
+from edgegen.errors import EdgegenError
+from edgegen.pipeline import Timings
+from edgegen.runtime import Artifact, load_artifacts
+from edgegen.sampler import make_noise, pingpong, schedule
+from edgegen.tokenizer import Tokenizer
+
+
+class BundlePipeline:
+    def __init__(self, bundle: Bundle, artifacts: dict[str, Artifact], load_s: float):
+        self.bundle, self.artifacts, self.load_s = bundle, artifacts, load_s
+        m = bundle.manifest
+        missing = [c for c in ("text_encoder", "dit", "decoder") if c not in artifacts]
+        if missing:
+            raise EdgegenError(f"{bundle.root}: bundle lacks {', '.join(missing)}; export all three components to run it")
+        tok = m["tokenizer"]
+        self.tokenizer = Tokenizer(bundle.tokenizer_path, max_length=tok["max_length"], eos_id=tok["eos_id"],
+                                   pad_id=tok["pad_id"])
+        self.sample_rate, self.max_seconds = m["sample_rate"], m["max_seconds"]
+        self.latent_shape = tuple(m["artifacts"]["dit"]["inputs"][0]["shape"][1:])  # (64, T)
+
+    @classmethod
+    def open(cls, path: Path, *, threads: int | None = None) -> "BundlePipeline":
+        start = time.perf_counter()
+        bundle = open_bundle(path)
+        threads = threads or bundle.manifest["target"].get("threads")
+        arts = load_artifacts(bundle, threads=threads)
+        return cls(bundle, arts, time.perf_counter() - start)
+
+    @property
+    def backend_label(self) -> str:
+        m = self.bundle.manifest
+        return f"{m['backend']} ({m['runtime_version']}), recipe {m['recipe']['name']}"
+
+    @property
+    def steps(self) -> int:
+        return self.bundle.manifest["sampler"]["steps"]
+
+    def schedule(self, steps: int | None = None) -> np.ndarray:
+        s = self.bundle.manifest["sampler"]
+        return schedule(steps or s["steps"], logsnr_max=s["logsnr_max"], logsnr_min=s["logsnr_min"])
+
+    def check_seconds(self, seconds_total: float) -> None:
+        if not 0.0 < seconds_total <= self.max_seconds + 1e-6:
+            raise EdgegenError(f"seconds_total={seconds_total} is out of range: this bundle makes (0, "
+                               f"{self.max_seconds:.2f}] seconds")
+
+    def encode_text(self, prompt: str, seconds_total: float) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, mask = self.tokenizer.encode([prompt])
+        return self.artifacts["text_encoder"](token_ids=ids, attention_mask=mask,
+                                              seconds_total=np.array([seconds_total], np.float32))
+
+    def velocity(self, x, t, cross, glob) -> torch.Tensor:
+        return self.artifacts["dit"](x=x, t=t, cross_attn_cond=cross, global_cond=glob)[0]
+
+    def decode(self, latents) -> torch.Tensor:
+        return self.artifacts["decoder"](latents=latents)[0]
+
+    def generate(self, prompt: str, *, seconds_total: float, steps: int | None = None, seed: int = 0,
+                 noise: np.ndarray | None = None, on_step: Callable[[int, torch.Tensor], None] | None = None,
+                 timings: Timings | None = None) -> np.ndarray:
+        self.check_seconds(seconds_total)
+        steps = steps or self.steps
+        shape = (steps, *self.latent_shape)
+        if noise is None:
+            noise = make_noise(seed=seed, steps=steps, channels=shape[1], length=shape[2])
+        noise = torch.as_tensor(noise, dtype=torch.float32)
+        if tuple(noise.shape) != shape:
+            raise EdgegenError(f"noise has shape {list(noise.shape)}; this bundle needs {list(shape)} [steps, 64, T]")
+        timings = timings if timings is not None else Timings()
+        clock = time.perf_counter()
+        cross, glob = self.encode_text(prompt, seconds_total)
+        timings.stages["text_encoder"] = time.perf_counter() - clock
+
+        def velocity(x, t):
+            start = time.perf_counter()
+            v = self.velocity(x, t, cross, glob)
+            timings.dit_steps.append(time.perf_counter() - start)
+            return v
+
+        latents = pingpong(velocity, noise, self.schedule(steps), on_step=on_step)
+        timings.stages["dit"] = sum(timings.dit_steps)
+        clock = time.perf_counter()
+        audio = self.decode(latents)
+        timings.stages["decoder"] = time.perf_counter() - clock
+        return audio[0, :, : int(seconds_total * self.sample_rate)].numpy().astype(np.float32)

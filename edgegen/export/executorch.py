@@ -1,0 +1,108 @@
+"""ExecuTorch backend: torchao dynamic quantization, XNNPACK lowering, `.pte` serialisation.
+
+    plan = quantize_executorch(module, rules)      # torchao quantize_ on the Linears each rule selects
+    stats = export_pte(module, example_inputs, out_path)
+
+int8: `Int8DynamicActivationIntxWeightConfig(weight_dtype=int8, PerAxis(0))` (8da8w); int4: the same with
+`int4, PerGroup(g)` (8da4w). fp16: the caller casts the module to half (fp32 I/O via the wrapper). Lowering
+uses the dynamically-quantized XNNPACK partitioner first, then the float one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgegen.recipes import Rule
+
+
+@dataclass(frozen=True)
+class LoweringStats:
+    delegated_ops: int
+    total_ops: int
+    non_delegated: dict[str, int]
+
+    @property
+    def fraction(self) -> float:
+        return self.delegated_ops / self.total_ops if self.total_ops else 0.0
+
+
+def _torchao_config(rule: Rule):
+    from torchao.quantization import Int8DynamicActivationIntxWeightConfig
+    from torchao.quantization.granularity import PerAxis, PerGroup
+
+    if rule.scheme == "int8":
+        return Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int8, weight_granularity=PerAxis(0))
+    return Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4, weight_granularity=PerGroup(rule.group_size))
+
+
+def quantize_executorch(module: nn.Module, rule_for) -> dict[str, str]:
+    """Quantize `module`'s Linears in place; `rule_for(fqn) -> Rule | None`. Returns fqn -> scheme applied.
+
+    A Linear whose input width the int4 group size does not divide takes int8 per-channel instead
+    (e.g. the seconds embedder's 257-wide input), reported as such.
+    """
+    from torchao.quantization import quantize_
+
+    plan: dict[str, Rule] = {}
+    applied: dict[str, str] = {}
+    for fqn, m in module.named_modules():
+        if not isinstance(m, nn.Linear):
+            continue
+        rule = rule_for(fqn)
+        scheme = rule.scheme if rule else "fp32"
+        if scheme == "int4" and m.in_features % rule.group_size:
+            rule, scheme = Rule(rule.pattern, "int8"), "int8 (width not divisible by the int4 group)"
+        if rule is not None and rule.scheme in ("int8", "int4"):
+            plan[fqn] = rule
+        applied[fqn] = f"int4 g{rule.group_size}" if scheme == "int4" else scheme
+    for key in sorted({(r.scheme, r.group_size) for r in plan.values()}):
+        chosen = {fqn for fqn, r in plan.items() if (r.scheme, r.group_size) == key}
+        cfg = _torchao_config(next(r for r in plan.values() if (r.scheme, r.group_size) == key))
+        quantize_(module, cfg, filter_fn=lambda m, fqn, chosen=chosen: isinstance(m, nn.Linear) and fqn in chosen)
+    return applied
+
+
+def _count_ops(graph_module) -> tuple[int, int, dict[str, int]]:
+    """(delegated ops, ops left on the portable CPU kernels, name -> count of the latter)."""
+    from executorch.exir.lowered_backend_module import get_lowered_submodules
+
+    delegated = 0
+    for _, lowered, _ in get_lowered_submodules(graph_module):
+        gm = lowered.original_module.graph_module
+        delegated += sum(1 for n in gm.graph.nodes if n.op == "call_function")
+    left: dict[str, int] = {}
+    skip = ("executorch_call_delegate", "getitem", "alloc", "sym_size")
+    for n in graph_module.graph.nodes:
+        if n.op == "call_function" and not any(s in str(n.target) for s in skip):
+            name = str(getattr(n.target, "__name__", n.target))
+            left[name] = left.get(name, 0) + 1
+    return delegated, delegated + sum(left.values()), left
+
+
+def export_pte(module: nn.Module, example_inputs: tuple[torch.Tensor, ...], out_path: Path, *,
+               on_stage=lambda stage: None) -> LoweringStats:
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
+        XnnpackDynamicallyQuantizedPartitioner, XnnpackPartitioner)
+    from executorch.exir import to_edge_transform_and_lower
+
+    on_stage("trace")
+    with torch.no_grad():
+        ep = torch.export.export(module, example_inputs, strict=False)
+    on_stage("lower")
+    edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackDynamicallyQuantizedPartitioner(), XnnpackPartitioner()])
+    delegated, total, left = _count_ops(edge.exported_program().graph_module)
+    on_stage("serialize")
+    program = edge.to_executorch()
+    with open(out_path, "wb") as f:
+        program.write_to_file(f)
+    return LoweringStats(delegated_ops=delegated, total_ops=total, non_delegated=left)
+
+
+def runtime_version() -> str:
+    from importlib.metadata import version
+
+    return f"executorch {version('executorch')}"

@@ -1,0 +1,52 @@
+"""The literal support matrix: which (backend, scheme, granularity, scope) a bundle can be built with.
+
+`scope` is "component" when every rule of a component resolves to one scheme, "layer" when the rules mix
+schemes inside a component. Checked before any work, so an unsupported recipe fails in milliseconds.
+"""
+
+from __future__ import annotations
+
+from edgegen.errors import EdgegenError
+from edgegen.recipes import COMPONENTS, Recipe, Target
+
+_GROUPS = (32, 64, 128, 256)
+
+SUPPORTED: frozenset[tuple[str, str, str, str]] = frozenset(
+    [("executorch", "fp32", "-", "layer"),                   # float XNNPACK partitioner
+     ("executorch", "fp16", "-", "component"),               # module cast to half, fp32 I/O
+     ("executorch", "int8", "per_channel", "layer")]         # torchao 8da8w, dynamic-quant partitioner
+    + [("executorch", "int4", f"group{g}", "layer") for g in _GROUPS]   # torchao 8da4w
+    + [("litert", "fp32", "-", "component"),
+       ("litert", "fp16", "-", "component"),                 # XNNPACK FORCE_FP16 at runtime on the phone
+       ("litert", "int8", "per_channel", "component")]       # dynamic range, channelwise
+    + [("litert", "int4", f"group{g}", "component") for g in _GROUPS]   # dynamic range, BLOCKWISE_g
+)
+
+
+def _scope(rules) -> str:
+    return "component" if len({(r.scheme, r.granularity) for r in rules}) == 1 else "layer"
+
+
+def _supported(row: tuple[str, str, str, str]) -> bool:
+    backend, scheme, gran, scope = row
+    return row in SUPPORTED or (scope == "component" and (backend, scheme, gran, "layer") in SUPPORTED)
+
+
+def _nearest(row: tuple[str, str, str, str]) -> tuple[str, str, str, str]:
+    def score(candidate):
+        return sum(a == b for a, b in zip(candidate, row)) + 2 * (candidate[0] == row[0]) + (candidate[1] == row[1])
+    return max(sorted(SUPPORTED), key=score)
+
+
+def check_supported(recipe: Recipe, target: Target) -> None:
+    for comp in COMPONENTS:
+        rules = recipe.resolved_rules(comp, target)
+        scope = _scope(rules)
+        for rule in rules:
+            row = (target.backend, rule.scheme, rule.granularity, scope)
+            if not _supported(row):
+                near = _nearest(row)
+                raise EdgegenError(
+                    f"recipe {recipe.name!r} is not supported on {target.name} ({target.backend}): {comp} rule "
+                    f"{rule.pattern!r} -> {rule.scheme} {rule.granularity} with {scope}-scoped rules; nearest "
+                    f"supported row: {near[1]} {near[2]} ({near[3]} scope) on {near[0]}")

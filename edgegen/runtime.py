@@ -1,0 +1,100 @@
+"""Load a bundle's artifacts in their own runtime and call them by input name.
+
+    arts = load_artifacts(bundle, threads=2)
+    cross, glob = arts["text_encoder"](token_ids=..., attention_mask=..., seconds_total=...)
+
+Each artifact takes numpy or torch inputs keyed by the manifest's input names, checks dtype and shape
+against the manifest, and returns torch tensors in the manifest's output order.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgegen.bundle import Bundle
+from edgegen.errors import EdgegenError
+
+_NP = {"float32": np.float32, "int32": np.int32}
+
+
+class Artifact:
+    def __init__(self, spec: dict, call, *, load_s: float):
+        self.spec, self._call, self.load_s = spec, call, load_s
+        self.input_names = [i["name"] for i in spec["inputs"]]
+
+    def __call__(self, **inputs) -> tuple[torch.Tensor, ...]:
+        if sorted(inputs) != sorted(self.input_names):
+            raise EdgegenError(f"inputs {sorted(inputs)} do not match the artifact's {self.input_names}")
+        arrays = []
+        for i in self.spec["inputs"]:
+            a = inputs[i["name"]]
+            a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+            a = np.ascontiguousarray(a, dtype=_NP[i["dtype"]])
+            if list(a.shape) != list(i["shape"]):
+                raise EdgegenError(f"input {i['name']} has shape {list(a.shape)}, the artifact takes {i['shape']}")
+            arrays.append(a)
+        return tuple(torch.as_tensor(np.asarray(o)) for o in self._call(arrays))
+
+
+def _executorch(path: Path, spec: dict, threads: int | None):
+    from executorch.runtime import Runtime
+
+    method = Runtime.get().load_program(str(path)).load_method("forward")
+    return lambda arrays: method.execute([torch.from_numpy(a) for a in arrays])
+
+
+def _set_executorch_threads(threads: int) -> None:
+    try:
+        from executorch.extension.pybindings import portable_lib
+
+        portable_lib._unsafe_reset_threadpool(threads)
+    except (ImportError, AttributeError):
+        pass  # older wheels: XNNPACK uses its default pool size
+
+
+def _litert(path: Path, spec: dict, threads: int | None):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path), num_threads=threads or 1)
+    runner = interp.get_signature_runner()
+    names = [i["name"] for i in spec["inputs"]]
+    out_names = [o["name"] for o in spec["outputs"]]
+
+    def call(arrays):
+        result = runner(**dict(zip(names, arrays)))
+        return [result[k] for k in litert_output_keys(result, out_names)]
+
+    return call
+
+
+def litert_output_keys(result: dict, names: list[str]) -> list[str]:
+    """The signature's output keys in manifest order: by name when the converter kept names, else output_i."""
+    if all(n in result for n in names):
+        return names
+    ordered = [f"output_{i}" for i in range(len(names))]
+    if all(k in result for k in ordered):
+        return ordered
+    raise EdgegenError(f"LiteRT outputs {sorted(result)} cannot be matched to the manifest's {names}")
+
+
+def load_artifacts(bundle: Bundle, *, threads: int | None = None) -> dict[str, Artifact]:
+    loader = _executorch if bundle.backend == "executorch" else _litert
+    if threads and bundle.backend == "executorch":
+        _set_executorch_threads(threads)  # one process-wide XNNPACK pool
+    out = {}
+    for comp in bundle.components:
+        spec = bundle.manifest["artifacts"][comp]
+        start = time.perf_counter()
+        try:
+            call = loader(bundle.path(comp), spec, threads)
+        except EdgegenError:
+            raise
+        except Exception as exc:
+            raise EdgegenError(f"{bundle.path(comp)}: the {bundle.backend} runtime cannot load it "
+                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+        out[comp] = Artifact(spec, call, load_s=time.perf_counter() - start)
+    return out

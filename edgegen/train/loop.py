@@ -1,0 +1,226 @@
+"""What RF and ARC training share: process setup (single CPU process or torchrun + DDP), EMA, per-step
+randomness, resumable state, and writing the trained generator in the official layout.
+
+A run folder holds:
+
+    state.pt        everything needed to resume: models, optimizers, schedulers, EMA, step, RNG state
+    log.jsonl       one {"step", losses..., "sec"} object per logged step
+    model/          model_config.json + model.safetensors (official layout, EMA weights): `edgegen export` input
+    t5/             Hugging Face T5 folder (written when the source is a built-in random:* model)
+
+Randomness is a pure function of (seed, rank, step): every step draws from its own generator, so a resumed run
+repeats the straight run exactly; the global torch RNG state is saved too, for any code that uses it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from edgegen.errors import EdgegenError
+
+Log = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class Run:
+    """Where this process sits: rank / world size, and the device it trains on."""
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def start(*, distributed: bool) -> Run:
+    """One CPU process, or (under torchrun) a process group: nccl when CUDA is available, else gloo."""
+    if not distributed:
+        return Run()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    if backend == "nccl":
+        local = rank % torch.cuda.device_count()
+        torch.cuda.set_device(local)
+        return Run(rank=rank, world=world, device=torch.device("cuda", local))
+    return Run(rank=rank, world=world)
+
+
+def finish(run: Run) -> None:
+    if run.world > 1 and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def wrap(module: nn.Module, run: Run) -> nn.Module:
+    """DistributedDataParallel over `module` when there is more than one process."""
+    if run.world == 1:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(module, device_ids=[run.device.index] if run.device.type == "cuda" else None)
+
+
+def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
+    """The CPU generator for one (seed, rank, step): all of a step's sampling draws from it."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + rank * 7_919 + step) % (1 << 63))
+
+
+def randn(shape, g: torch.Generator, device: torch.device) -> torch.Tensor:
+    return torch.randn(shape, generator=g).to(device)
+
+
+def rand(shape, g: torch.Generator, device: torch.device) -> torch.Tensor:
+    return torch.rand(shape, generator=g).to(device)
+
+
+# --- EMA -----------------------------------------------------------------------------------------------
+
+def ema_decay(step: int, *, beta: float, power: float) -> float:
+    """ema-pytorch's warmup: min(beta, 1 - (1 + step)^-power); 0 at step 0 (a copy), -> beta later."""
+    return min(beta, 1.0 - (1.0 + step) ** -power)
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, *, step: int, beta: float, power: float) -> None:
+    d = ema_decay(step, beta=beta, power=power)
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p.detach(), 1.0 - d)
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    return copy.deepcopy(module).requires_grad_(False).eval()
+
+
+def clip_and_step(params, optimizer: torch.optim.Optimizer, clip: float) -> float:
+    """Clip the gradient norm (when clip > 0), step, zero; returns the pre-clip norm."""
+    params = [p for p in params if p.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(norm)
+
+
+# --- run folder ----------------------------------------------------------------------------------------
+
+def save_state(run_dir: Path, state: dict) -> None:
+    """Atomically write run_dir/state.pt."""
+    path = Path(run_dir) / "state.pt"
+    tmp = path.with_name(f".state.pt.tmp{os.getpid()}")
+    torch.save({**state, "torch_rng": torch.get_rng_state()}, tmp)
+    os.replace(tmp, path)
+
+
+def load_state(run_dir: Path) -> dict | None:
+    path = Path(run_dir) / "state.pt"
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise EdgegenError(f"{path} cannot be read ({type(exc).__name__}); delete it to start over") from None
+    torch.set_rng_state(state["torch_rng"])
+    return state
+
+
+def prepare_run_dir(run_dir: Path, *, resume: bool, kind: str, config: dict) -> dict | None:
+    """Create the folder; return the saved state to resume from, or None to start fresh.
+
+    Refuses to overwrite an existing run unless `resume`, and refuses to resume a run of another kind or
+    with another config (so `--resume` never silently changes hyperparameters).
+    """
+    run_dir = Path(run_dir)
+    state = load_state(run_dir) if (run_dir / "state.pt").exists() else None
+    if state is not None and not resume:
+        raise EdgegenError(f"{run_dir} already holds a run (step {state['step']}); pass --resume to continue it "
+                           "or choose a new --out")
+    if state is not None:
+        if state["kind"] != kind:
+            raise EdgegenError(f"{run_dir} holds a {state['kind']} run, not {kind}")
+        if state["config"] != config:
+            diff = sorted(k for k in set(config) | set(state["config"]) if config.get(k) != state["config"].get(k))
+            raise EdgegenError(f"{run_dir}: the saved run used different settings ({', '.join(diff)}); "
+                               "resume with the same options or choose a new --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return state
+
+
+def append_log(run_dir: Path, record: dict) -> None:
+    with open(Path(run_dir) / "log.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def write_model(pipe, dit_state: dict, out_dir: Path, *, objective: str) -> Path:
+    """Official layout (model_config.json + model.safetensors) with `dit_state` as the DiT weights.
+
+    `objective` is "rectified_flow" (a base model) or "rf_denoiser" (ARC: few-step ping-pong). When the
+    pipeline came from a built-in random:* model its T5 is written beside it as `../t5` (a HF folder).
+    """
+    raw = copy.deepcopy(pipe.raw_config)
+    raw["model"]["diffusion"]["diffusion_objective"] = objective
+    saved = {k: v.detach().clone() for k, v in pipe.dit.state_dict().items()}
+    pipe.dit.load_state_dict({k: v.to("cpu") for k, v in dit_state.items()})
+    try:
+        pipe.save_official(Path(out_dir), raw_config=raw)
+    finally:
+        pipe.dit.load_state_dict(saved)
+    if pipe.source.t5.startswith("random:"):
+        write_t5_folder(pipe, Path(out_dir).parent / "t5")
+    return Path(out_dir)
+
+
+def write_t5_folder(pipe, out: Path) -> Path:
+    """The pipeline's T5 as a Hugging Face folder: config.json, model.safetensors, spiece.model."""
+    from safetensors.torch import save_file
+
+    from edgegen.pipeline import ASSETS
+
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = pipe.text_encoder.t5.config
+    hf = {"model_type": "t5", "architectures": ["T5ForConditionalGeneration"], "vocab_size": cfg.vocab_size,
+          "d_model": cfg.d_model, "d_kv": cfg.d_kv, "d_ff": cfg.d_ff, "num_layers": cfg.num_layers,
+          "num_heads": cfg.num_heads, "relative_attention_num_buckets": cfg.relative_attention_num_buckets,
+          "relative_attention_max_distance": cfg.relative_attention_max_distance,
+          "layer_norm_epsilon": cfg.layer_norm_epsilon, "feed_forward_proj": cfg.feed_forward_proj,
+          "dropout_rate": 0.0, "is_encoder_decoder": True, "pad_token_id": 0, "eos_token_id": 1}
+    (out / "config.json").write_text(json.dumps(hf, indent=2) + "\n")
+    save_file({k: v.contiguous().clone() for k, v in pipe.text_encoder.t5.state_dict().items()},
+              str(out / "model.safetensors"))
+    shutil.copy(ASSETS / "spiece.model", out / "spiece.model")
+    return out
+
+
+def source_pipeline(model: str | Path, *, t5: str | Path | None, dit: dict | None = None, seed: int = 0):
+    """The pipeline whose VAE/T5 the run uses. `dit` ({embed_dim, depth, num_heads}) replaces the DiT with a
+    fresh seeded random one of that shape (a new base model); other components are kept."""
+    from edgegen.config import ModelConfig
+    from edgegen.pipeline import Pipeline, load_pipeline
+    from edgegen.presets import randomize_
+
+    pipe = load_pipeline(model, t5=t5)
+    if not dit:
+        return pipe
+    unknown = set(dit) - {"embed_dim", "depth", "num_heads"}
+    if unknown:
+        raise EdgegenError(f"unknown DiT overrides {sorted(unknown)}; allowed: embed_dim, depth, num_heads")
+    raw = copy.deepcopy(pipe.raw_config)
+    raw["model"]["diffusion"]["config"].update(dit)
+    fresh = Pipeline(ModelConfig.from_dict(raw), pipe.text_encoder.t5.config, pipe.tokenizer, pipe.source)
+    for name in ("text_encoder", "decoder", "encoder"):
+        fresh.modules()[name].load_state_dict(pipe.modules()[name].state_dict())
+    randomize_(fresh.dit, seed=seed)
+    fresh.dit.transformer.rotary_pos_emb.refresh()
+    fresh.raw_config = raw
+    return fresh

@@ -1,0 +1,122 @@
+"""random:tiny x both backends x fp32/int8/int4: export, load in the real runtime, compare with eager."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from edgegen.bundle import open_bundle
+from edgegen.errors import EdgegenError
+from edgegen.export import export_bundle
+from edgegen.export.wrappers import example_inputs, io_spec
+from edgegen.metrics import compare
+from edgegen.recipes import load_recipe, load_target
+from edgegen.runtime import load_artifacts
+
+BACKENDS = ["executorch", "litert"]
+
+
+def _check_against_eager(tiny, bundle_path, *, floors=None):
+    bundle = open_bundle(bundle_path)
+    arts = load_artifacts(bundle, threads=2)
+    for comp, art in arts.items():
+        ex = example_inputs(tiny, comp)
+        names = [i["name"] for i in io_spec(tiny, comp)["inputs"]]
+        got = art(**dict(zip(names, ex)))
+        with torch.no_grad():
+            ref = getattr(tiny, comp)(*ex)
+        ref = ref if isinstance(ref, tuple) else (ref,)
+        for r, g in zip(ref, got):
+            m = compare(r, g)
+            if floors is None or comp not in floors:
+                assert m.rel_err <= 1e-4, (comp, m)
+            else:
+                assert m.sqnr_db >= floors[comp], (comp, m)
+    return bundle
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fp32_bundle_matches_eager_tightly(tiny, bundle_factory, backend):
+    bundle = _check_against_eager(tiny, bundle_factory(backend, "fp32"))
+    m = bundle.manifest
+    assert m["schema_version"] == 1 and m["backend"] == backend and m["latent_length"] == tiny.latent_length
+    assert m["sampler"] == {"type": "pingpong", "steps": 8, "logsnr_max": -6.0, "logsnr_min": 2.0}
+    assert [i["name"] for i in m["artifacts"]["dit"]["inputs"]] == ["x", "t", "cross_attn_cond", "global_cond"]
+    assert m["artifacts"]["decoder"]["outputs"][0]["shape"] == [1, 2, tiny.latent_length * 2048]
+    if backend == "executorch":
+        assert all(0 < a["delegated_fraction"] <= 1 for a in m["artifacts"].values())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("recipe", ["int8", "int4"])
+def test_quantized_bundles_above_recipe_floors(tiny, bundle_factory, backend, recipe):
+    floors = {c: load_recipe(recipe).components[c].sqnr_floor_db for c in ("text_encoder", "dit")}
+    path = bundle_factory(backend, recipe, components=("text_encoder", "dit"))
+    bundle = _check_against_eager(tiny, path, floors=floors)
+    fp32 = open_bundle(bundle_factory(backend, "fp32"))
+    assert bundle.path("dit").stat().st_size < 0.6 * fp32.path("dit").stat().st_size
+    assert "int" in json.dumps(bundle.manifest["artifacts"]["dit"]["schemes"])
+
+
+def test_fp16_decoder_for_arm_target(tiny, bundle_factory):
+    """The mobile recipe on an fp16-capable target casts the decoder to half; it still runs here."""
+    path = bundle_factory("executorch", "mobile", components=("decoder",), target="android-arm64-executorch")
+    _check_against_eager(tiny, path, floors={"decoder": load_recipe("mobile").components["decoder"].sqnr_floor_db})
+    assert open_bundle(path).manifest["artifacts"]["decoder"]["schemes"] == {"fp16": 1}
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "edgegen.cli", *args], capture_output=True, text=True)
+
+
+def test_info_verifies_checksums(bundle_factory, tmp_path):
+    good = bundle_factory("litert", "fp32")
+    res = _cli("info", str(good))
+    assert res.returncode == 0 and "checksums OK" in res.stdout
+    bad = tmp_path / "bad"
+    shutil.copytree(good, bad)
+    data = bytearray((bad / "dit.tflite").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bad / "dit.tflite").write_bytes(bytes(data))
+    res = _cli("info", str(bad))
+    assert res.returncode == 2 and "fails its sha256 check" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    (bad / "dit.tflite").unlink()
+    res = _cli("info", str(bad))
+    assert res.returncode == 2 and "dit.tflite is missing" in res.stderr
+
+
+def test_interrupted_export_leaves_nothing(tiny, tmp_path, monkeypatch):
+    import edgegen.export.litert as litert
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(litert, "export_tflite", boom)
+    out = tmp_path / "b"
+    with pytest.raises(KeyboardInterrupt):
+        export_bundle(tiny, target=load_target("host-litert"), recipe=load_recipe("fp32"), out=out)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_needs_force_and_unsupported_is_fast(tmp_path):
+    out = tmp_path / "exists"
+    out.mkdir()
+    res = _cli("export", "-m", "random:tiny", "-t", "host-litert", "-r", "fp32", "-o", str(out))
+    assert res.returncode == 2 and "--force" in res.stderr
+    res = _cli("export", "-m", "random:tiny", "-t", "host-litert", "-r", "mixed", "-o", str(tmp_path / "x"))
+    assert res.returncode == 2 and "nearest supported row" in res.stderr and not (tmp_path / "x").exists()
+
+
+def test_cli_export_zip_and_summary(tmp_path):
+    out = tmp_path / "z"
+    res = _cli("export", "-m", "random:tiny", "-t", "host-litert", "-r", "int8", "-o", str(out), "--zip",
+               "--components", "text_encoder,dit")
+    assert res.returncode == 0, res.stderr
+    assert "text_encoder" in res.stdout and "dit" in res.stdout and "wrote" in res.stdout
+    assert "quantize" in res.stderr and "serialize" in res.stderr  # progress per stage
+    res = _cli("info", str(out.with_suffix(".zip")))
+    assert res.returncode == 0 and "checksums OK" in res.stdout

@@ -1,0 +1,103 @@
+"""run / parity / bench on random:tiny bundles of both backends, through the CLI and the library."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import edgegen
+from edgegen.bundle_pipeline import BundlePipeline
+from edgegen.export import export_bundle
+from edgegen.parity import check_parity
+from edgegen.recipes import load_recipe, load_target
+from tests.helpers import perturb_, rel_err
+
+BACKENDS = ["executorch", "litert"]
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "edgegen.cli", *args], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_run_matches_reference_with_injected_noise(tiny, bundle_factory, backend, tmp_path):
+    noise = np.random.default_rng(1).standard_normal((8, 64, tiny.latent_length)).astype(np.float32)
+    np.save(tmp_path / "noise.npy", noise)
+    out = tmp_path / "a.wav"
+    res = _cli("run", "-b", str(bundle_factory(backend, "fp32")), "-p", "a dog barking", "-s", "0.6",
+               "--noise", str(tmp_path / "noise.npy"), "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    wav, sr = sf.read(out, dtype="float32")
+    ref = tiny.generate("a dog barking", seconds_total=0.6, noise=noise)
+    assert sr == 44100 and wav.shape == (ref.shape[1], 2)
+    assert rel_err(ref, wav.T) <= 1e-4
+    # the same seed gives the same noise as the reference pipeline
+    bp = BundlePipeline.open(bundle_factory(backend, "fp32"))
+    assert rel_err(tiny.generate("x", seconds_total=0.3, seed=5), bp.generate("x", seconds_total=0.3, seed=5)) <= 1e-4
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("recipe", ["fp32", "int8"])
+def test_parity_passes(tiny, bundle_factory, backend, recipe):
+    report = check_parity(BundlePipeline.open(bundle_factory(backend, recipe)), tiny)
+    assert report["passed"], json.dumps(report, indent=1)[:3000]
+    assert len(report["components"]["dit"]["cases"]) == 8
+    assert report["end_to_end"]["gated"] == (recipe == "fp32")
+
+
+def test_parity_cli_json_schema_and_exit_codes(bundle_factory, tmp_path):
+    good = bundle_factory("litert", "fp32")
+    res = _cli("parity", "-b", str(good), "-m", "random:tiny", "--json", str(tmp_path / "r.json"))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "overall: PASS" in res.stdout
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert set(report) == {"schema", "bundle", "backend", "recipe", "target", "model", "tokens_match", "passed",
+                           "components", "end_to_end"}
+    assert report["schema"] == "edgegen.parity/1"
+    for comp in ("text_encoder", "dit", "decoder"):
+        c = report["components"][comp]
+        assert set(c) >= {"gate", "passed", "metrics", "cases"}
+        assert set(c["metrics"]) == {"sqnr_db", "rel_err", "max_abs", "cosine"}
+    assert "mrstft" in report["components"]["decoder"] and "mrstft" in report["end_to_end"]
+    # a flipped byte: refused as bad input
+    bad = tmp_path / "flipped"
+    shutil.copytree(good, bad)
+    data = bytearray((bad / "decoder.tflite").read_bytes())
+    data[100] ^= 0x01
+    (bad / "decoder.tflite").write_bytes(bytes(data))
+    res = _cli("parity", "-b", str(bad), "-m", "random:tiny")
+    assert res.returncode == 2 and "sha256" in res.stderr
+
+
+def test_perturbed_weights_fail_the_gate(tmp_path):
+    perturbed = edgegen.load_pipeline("random:tiny")
+    perturb_(perturbed.dit, 0.05)
+    out = tmp_path / "perturbed"
+    export_bundle(perturbed, target=load_target("host-litert"), recipe=load_recipe("fp32"), out=out)
+    res = _cli("parity", "-b", str(out), "-m", "random:tiny")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "dit" in res.stdout and "FAIL" in res.stdout
+
+
+@pytest.mark.parametrize("kind", ["bundle", "model"])
+def test_bench_last_line_is_json(bundle_factory, kind):
+    target = ["--bundle", str(bundle_factory("executorch", "int8"))] if kind == "bundle" else ["--model", "random:tiny"]
+    res = _cli("bench", *target, "--iters", "2", "--warmup", "1")
+    assert res.returncode == 0, res.stderr
+    result = json.loads(res.stdout.strip().splitlines()[-1])
+    assert {"e2e_s", "peak_rss_mb", "time_to_first_audio_s", "rtf", "stages"} <= set(result)
+    assert {"load", "text_encoder", "dit", "decoder"} <= set(result["stages"])
+    assert result["e2e_s"] > 0 and result["peak_rss_mb"] > 0
+
+
+def test_run_bad_input(bundle_factory, tmp_path):
+    b = str(bundle_factory("litert", "fp32"))
+    for args, needle in [((), "out of range"), (("--noise", str(tmp_path / "nope.npy")), "noise file not found")]:
+        res = _cli("run", "-b", b, "-p", "x", "-s", "5" if not args else "0.5", *args, "-o", str(tmp_path / "o.wav"))
+        assert res.returncode == 2 and needle in res.stderr and not (tmp_path / "o.wav").exists()
+    res = _cli("run", "-b", str(tmp_path / "missing"), "-p", "x", "-o", str(tmp_path / "o.wav"))
+    assert res.returncode == 2 and "bundle not found" in res.stderr

@@ -1,0 +1,237 @@
+"""edgegen.train: losses on hand-made tensors, one optimisation step, resume, checkpoints, data, DDP smoke."""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+import edgegen
+from edgegen.errors import EdgegenError
+from edgegen.train import arc, loop
+from edgegen.train.commands import train as train_cli
+from edgegen.train.data import LatentData, build_cache, read_captions, write_synthetic
+from edgegen.train.rf import RFConfig, rf_loss, train_rf
+
+SMALL_ARC = dict(head_channels=8, batch_size=4, lr_generator=1e-3, lr_discriminator=1e-3)
+
+
+@pytest.fixture(scope="module")
+def cache(tiny, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("train_data")
+    caps = write_synthetic(root / "audio", count=8, sample_rate=tiny.sample_rate, seconds=tiny.max_seconds)
+    build_cache(pipe=tiny, records=read_captions(caps), root=caps.parent, out=root / "cache.pt")
+    return root / "cache.pt"
+
+
+# --- losses ----------------------------------------------------------------------------------------------
+
+def test_relativistic_losses_signs_by_hand():
+    real, fake = torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 0.0]])
+    sp = lambda v: math.log1p(math.exp(v))  # noqa: E731
+    assert arc.generator_loss(real, fake).item() == pytest.approx((sp(2) + sp(0)) / 2, abs=1e-6)
+    assert arc.discriminator_loss(real, fake).item() == pytest.approx((sp(-2) + sp(0)) / 2, abs=1e-6)
+    # D that scores real above fake is rewarded, G is penalised for it; a tie costs both log 2
+    assert arc.discriminator_loss(real, fake) < math.log(2) < arc.generator_loss(real, fake)
+    assert arc.contrastive_loss(torch.tensor([3.0]), torch.tensor([1.0])).item() == pytest.approx(sp(-2), abs=1e-6)
+    assert arc.approx_penalty(torch.tensor([[1.0, 2.0]]), torch.tensor([[1.5, 0.0]])).item() == pytest.approx(4.25)
+
+
+def test_roll_prompts_is_a_derangement_and_copies():
+    B, L, C = 3, 4, 2
+    cross = torch.arange(B * L * C, dtype=torch.float32).view(B, L, C)
+    before = cross.clone()
+    rolled = arc.roll_prompts(cross)
+    for i in range(B):
+        assert torch.equal(rolled[i, :-1], cross[(i + 1) % B, :-1])  # prompt of the next item
+        assert torch.equal(rolled[i, -1], cross[i, -1])              # own seconds token
+    assert torch.equal(cross, before)
+    two = arc.roll_prompts(cross[:2])  # upstream's in-place roll left item 1 with its own prompt at B = 2
+    assert not torch.equal(two[1, :-1], cross[1, :-1]) and torch.equal(two[1, :-1], cross[0, :-1])
+
+
+def test_rf_loss_by_hand():
+    x0, eps = torch.full((1, 2, 3), 2.0), torch.full((1, 2, 3), -1.0)
+    seen = {}
+
+    def dit(xt, t, cross, glob):
+        seen["xt"] = xt
+        return torch.zeros_like(xt)
+
+    loss = rf_loss(dit, x0, None, None, t=torch.tensor([0.25]), eps=eps)
+    assert torch.allclose(seen["xt"], torch.full((1, 2, 3), 0.75 * 2 - 0.25))
+    assert loss.item() == pytest.approx(9.0)  # (eps - x0)^2 = 9
+
+
+def test_noise_level_ranges():
+    g = torch.Generator().manual_seed(0)
+    cfg = arc.ARCConfig()
+    t = arc.sample_t(4096, cfg, g, torch.device("cpu"))
+    assert t.min() >= 1 / (1 + math.exp(2)) - 1e-6 and t.max() <= 1 / (1 + math.exp(-6)) + 1e-6
+    s = arc.sample_s(4096, cfg, g, torch.device("cpu"))
+    assert abs(s.median().item() - 0.5) < 0.02
+
+
+def test_pairs_share_noise_and_level():
+    """With an oracle generator (x0_hat == x0) real and fake are identical: same s, same noise."""
+    x0 = torch.randn(3, 4, 5)
+    oracle = lambda xt, t, c, g: (xt - x0) / t[:, None, None]  # noqa: E731  v = (x_t - x0) / t
+    real, fake, s = arc._pair(oracle, x0, None, None, arc.ARCConfig(), torch.Generator().manual_seed(0), "cpu")
+    assert torch.allclose(real, fake, atol=1e-5) and s.shape == (3,)
+
+
+def test_hidden_layer_default_scales_with_depth():
+    assert arc.hidden_layer(arc.ARCConfig(), 16) == 12
+    assert arc.hidden_layer(arc.ARCConfig(), 2) == 1
+    with pytest.raises(EdgegenError, match="outside"):
+        arc.hidden_layer(arc.ARCConfig(dit_hidden_layer=5), 4)
+
+
+# --- one step ----------------------------------------------------------------------------------------------
+
+def test_rf_step_changes_parameters_and_lowers_loss(tiny, cache):
+    data = LatentData.load(cache)
+    dit = loop.frozen_copy(tiny.dit).train().requires_grad_(True)
+    x0, cross, glob = data.batch(torch.arange(4))
+    g = torch.Generator().manual_seed(0)
+    t, eps = torch.rand(4, generator=g), torch.randn(x0.shape, generator=g)
+    opt = torch.optim.AdamW(dit.parameters(), lr=1e-3)
+    before = [p.detach().clone() for p in dit.parameters()]
+    first = rf_loss(dit, x0, cross, glob, t=t, eps=eps)
+    first.backward()
+    opt.step()
+    assert any(not torch.equal(a, b) for a, b in zip(before, dit.parameters()))
+    assert rf_loss(dit, x0, cross, glob, t=t, eps=eps) < first
+
+
+def test_discriminator_step_lowers_its_loss(tiny, cache):
+    data = LatentData.load(cache)
+    cfg = arc.ARCConfig(**SMALL_ARC)
+    D = arc.Discriminator(tiny.dit, exit_layer=1, cfg=cfg).train().requires_grad_(True)
+    batch = data.batch(torch.arange(4))
+    opt = torch.optim.AdamW(D.parameters(), lr=1e-3)
+
+    def loss():
+        return arc.arc_losses(tiny.dit, D, batch, cfg, train_generator=False, g=torch.Generator().manual_seed(0),
+                              device=torch.device("cpu"))
+
+    first = loss()
+    assert set(first) == {"d", "contrastive", "penalty", "total"}
+    first["total"].backward()
+    opt.step()
+    assert loss()["total"] < first["total"]
+
+
+# --- runs: checkpoints, resume -------------------------------------------------------------------------------
+
+def test_rf_checkpoint_loads_and_is_official_layout(tiny, cache, tmp_path):
+    model = train_rf(model="random:tiny", t5=None, cache=cache, out=tmp_path / "base", steps=2,
+                     cfg=RFConfig(batch_size=4))
+    config = json.loads((model / "model_config.json").read_text())
+    assert config["model"]["diffusion"]["diffusion_objective"] == "rectified_flow"
+    assert set(load_file(str(model / "model.safetensors"))) == set(tiny.official_state_dict())
+    pipe = edgegen.load_pipeline(model, t5=tmp_path / "base" / "t5")
+    ema = torch.load(tmp_path / "base" / "state.pt", weights_only=False)["ema"]
+    for k, v in pipe.dit.state_dict().items():
+        assert torch.equal(v, ema[k]), k
+    assert pipe.generate("a low sine tone", seconds_total=0.5, steps=2).shape == (2, int(0.5 * pipe.sample_rate))
+
+
+def _arc_run(cache, out, steps, resume=False, **kw):
+    cfg = arc.ARCConfig(**{**SMALL_ARC, **kw})
+    return arc.train_arc(model="random:tiny", t5=None, cache=cache, out=out, cfg=cfg, steps=steps, resume=resume)
+
+
+def test_arc_resume_is_identical(cache, tmp_path):
+    _arc_run(cache, tmp_path / "straight", 4)
+    _arc_run(cache, tmp_path / "split", 2)
+    _arc_run(cache, tmp_path / "split", 4, resume=True)
+    a, b = (torch.load(tmp_path / d / "state.pt", weights_only=False) for d in ("straight", "split"))
+    assert a["step"] == b["step"] == 4
+    for key in ("G", "D", "ema"):
+        for k in a[key]:
+            assert torch.equal(a[key][k], b[key][k]), (key, k)
+    assert a["opt_d"]["state"][0]["step"] == b["opt_d"]["state"][0]["step"]
+    config = json.loads((tmp_path / "split" / "model" / "model_config.json").read_text())
+    assert config["model"]["diffusion"]["diffusion_objective"] == "rf_denoiser"
+    edgegen.load_pipeline(tmp_path / "split" / "model", t5=tmp_path / "split" / "t5")
+
+
+def test_rf_resume_is_identical_and_guards_settings(cache, tmp_path):
+    cfg = RFConfig(batch_size=4)
+    train_rf(model="random:tiny", t5=None, cache=cache, out=tmp_path / "a", steps=4, cfg=cfg)
+    train_rf(model="random:tiny", t5=None, cache=cache, out=tmp_path / "b", steps=2, cfg=cfg)
+    with pytest.raises(EdgegenError, match="--resume"):
+        train_rf(model="random:tiny", t5=None, cache=cache, out=tmp_path / "b", steps=4, cfg=cfg)
+    with pytest.raises(EdgegenError, match="lr"):
+        train_rf(model="random:tiny", t5=None, cache=cache, out=tmp_path / "b", steps=4, cfg=RFConfig(batch_size=4, lr=1),
+                 resume=True)
+    train_rf(model="random:tiny", t5=None, cache=cache, out=tmp_path / "b", steps=4, cfg=cfg, resume=True)
+    a, b = (torch.load(tmp_path / d / "state.pt", weights_only=False) for d in "ab")
+    for key in ("dit", "ema"):
+        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key])
+
+
+# --- data ----------------------------------------------------------------------------------------------------
+
+def test_cache_skips_unreadable_and_silent_files(tiny, tmp_path):
+    sr = tiny.sample_rate
+    sf.write(str(tmp_path / "good.wav"), np.sin(np.arange(sr // 2) / 5.0).astype(np.float32), sr)
+    sf.write(str(tmp_path / "quiet.wav"), np.zeros((sr // 2, 2), np.float32), sr)
+    (tmp_path / "broken.wav").write_bytes(b"RIFF not really a wav")
+    sf.write(str(tmp_path / "slow.wav"), np.random.default_rng(0).standard_normal(11025).astype(np.float32) * 0.1,
+             22050)  # resampled, padded
+    (tmp_path / "caps.csv").write_text("path,caption,seconds\ngood.wav,a tone,0.5\nquiet.wav,silence,\n"
+                                       "broken.wav,noise,\nmissing.wav,nothing,\nslow.wav,noise,\n")
+    report = build_cache(pipe=tiny, records=read_captions(tmp_path / "caps.csv"), root=tmp_path,
+                         out=tmp_path / "c.pt")
+    assert report.encoded == 2
+    reasons = dict(report.skipped)
+    assert set(reasons) == {"quiet.wav", "broken.wav", "missing.wav"}
+    assert reasons["quiet.wav"].startswith("silent") and reasons["broken.wav"].startswith("unreadable")
+    assert json.loads((tmp_path / "c.pt.report.json").read_text())["encoded"] == 2
+    data = LatentData.load(tmp_path / "c.pt")
+    assert data.latents.shape == (2, 64, tiny.latent_length) and data.cross.shape[1:] == (65, 32)
+
+
+def test_captions_errors(tmp_path):
+    (tmp_path / "c.jsonl").write_text('{"path": "a.wav"}\n')
+    with pytest.raises(EdgegenError, match="c.jsonl:1"):
+        read_captions(tmp_path / "c.jsonl")
+    (tmp_path / "d.jsonl").write_text('{"path": "a.wav", "caption": "x", "mood": "calm"}\n')
+    with pytest.raises(EdgegenError, match="unknown fields"):
+        read_captions(tmp_path / "d.jsonl")
+
+
+# --- CLI and DDP ---------------------------------------------------------------------------------------------
+
+def test_cli_error_is_one_line(cache, tmp_path):
+    result = CliRunner().invoke(train_cli, ["arc", "--model", str(tmp_path / "nope"), "--cache", str(cache),
+                                            "--out", str(tmp_path / "r"), "--steps", "1"])
+    assert result.exit_code == 2 and "edgegen: error: model folder not found" in result.output
+
+
+def test_torchrun_ddp_two_processes(cache, tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun not installed next to the interpreter")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    base = [str(torchrun), "--nproc_per_node", "2", "--master_port", "29533", "-m", "edgegen.train.commands"]
+    out = tmp_path / "ddp"
+    cmd = base + ["arc", "--model", "random:tiny", "--cache", str(cache), "--out", str(out), "--steps", "4",
+                  "--batch-size", "2", "--lr", "1e-3", "--save-every", "2"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = torch.load(out / "state.pt", weights_only=False)
+    assert state["step"] == 4 and state["config"]["world"] == 2
+    edgegen.load_pipeline(out / "model", t5=out / "t5")
+    shutil.rmtree(out)
