@@ -173,16 +173,31 @@ def run(bundle, prompt, seconds, seed, noise, threads, pcm16, output):
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the report as JSON.")
 @_threads
-def parity(bundle, model, t5, seed, json_path, threads):
+@click.option("--adb", "use_adb", is_flag=True, help="Run the bundle on an Android phone with the native runner.")
+@click.option("--serial", default=None, help="adb device serial (with --adb; needed when several are connected).")
+@click.option("--runner", "runner_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("build/runner-android-arm64"), show_default=True, help="android-arm64 runner folder (--adb).")
+@click.option("--adb-path", default="adb", show_default=True, help="The adb executable (--adb).")
+def parity(bundle, model, t5, seed, json_path, threads, use_adb, serial, runner_dir, adb_path):
     """Compare every artifact with the PyTorch component it came from. Exit 0 pass, 1 a gate failed, 2 bad input."""
     import json
 
-    from edgegen.bundle_pipeline import BundlePipeline
     from edgegen.parity import check_parity, format_report
     from edgegen.pipeline import load_pipeline
 
-    bp = BundlePipeline.open(bundle, threads=threads)
-    report = check_parity(bp, load_pipeline(model, t5=t5), seed=seed)
+    if use_adb:
+        from edgegen.adb import device_parity, preflight
+        from edgegen.bundle import open_bundle
+
+        b = open_bundle(bundle)
+        dev = preflight(adb_path=adb_path, serial=serial, bundle=b, runner_dir=runner_dir)
+        click.echo(f"device {dev.serial} ({dev.abi})", err=True)
+        report = device_parity(b, load_pipeline(model, t5=t5), device=dev, runner_dir=runner_dir, seed=seed,
+                               threads=threads, on_stage=lambda s: click.echo(s, err=True))
+    else:
+        from edgegen.bundle_pipeline import BundlePipeline
+
+        report = check_parity(BundlePipeline.open(bundle, threads=threads), load_pipeline(model, t5=t5), seed=seed)
     click.echo(format_report(report))
     if json_path:
         json_path.write_text(json.dumps(report, indent=2) + "\n")
@@ -197,16 +212,30 @@ def parity(bundle, model, t5, seed, json_path, threads):
 @click.option("--warmup", type=click.IntRange(0, 100), default=1, show_default=True)
 @_threads
 @click.option("--seconds", "-s", type=float, default=10.0, show_default=True, help="Audio length to generate.")
-def bench(bundle, model, t5, iters, warmup, threads, seconds):
+@click.option("--adb", "use_adb", is_flag=True, help="Time the bundle on an Android phone with the native runner.")
+@click.option("--serial", default=None, help="adb device serial (with --adb; needed when several are connected).")
+@click.option("--runner", "runner_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("build/runner-android-arm64"), show_default=True, help="android-arm64 runner folder (--adb).")
+@click.option("--adb-path", default="adb", show_default=True, help="The adb executable (--adb).")
+def bench(bundle, model, t5, iters, warmup, threads, seconds, use_adb, serial, runner_dir, adb_path):
     """Time load, text encoder, DiT, decoder and end to end; the last stdout line is one JSON object."""
     import json
 
     from edgegen.bench import bench_bundle, bench_model, format_bench
 
-    if (bundle is None) == (model is None):
-        raise EdgegenError("give exactly one of --bundle B or --model M")
+    if (bundle is None) == (model is None) or (use_adb and bundle is None):
+        raise EdgegenError("--adb times a bundle on the phone: give --bundle B" if use_adb
+                           else "give exactly one of --bundle B or --model M")
     tick = lambda i: click.echo(f"iteration {i + 1}/{warmup + iters}", err=True)  # noqa: E731
-    if bundle is not None:
+    if use_adb:
+        from edgegen.adb import device_bench, preflight
+        from edgegen.bundle import open_bundle
+
+        b = open_bundle(bundle)
+        dev = preflight(adb_path=adb_path, serial=serial, bundle=b, runner_dir=runner_dir)
+        result = device_bench(b, device=dev, runner_dir=runner_dir, iters=iters, warmup=warmup, threads=threads,
+                              seconds=seconds, on_iter=tick)
+    elif bundle is not None:
         result = bench_bundle(bundle, iters=iters, warmup=warmup, threads=threads, seconds=seconds, on_iter=tick)
     else:
         result = bench_model(model, t5=t5, iters=iters, warmup=warmup, threads=threads, seconds=seconds, on_iter=tick)

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgegen.components import export_form as xf
+
 
 @dataclass(frozen=True)
 class DiTConfig:
@@ -48,18 +50,42 @@ DIT_CONFIGS = {
 class LayerNorm(nn.Module):
     """LayerNorm with a learned gamma and a stored all-zero beta buffer (upstream's bias-free LayerNorm)."""
 
+    export_form = False
+
     def __init__(self, dim: int):
         super().__init__()
         self.gamma = nn.Parameter(torch.ones(dim))
         self.register_buffer("beta", torch.zeros(dim))
 
+    def fold(self) -> None:
+        self.register_buffer("avg_row", xf.averaging_row(self.gamma.shape[0]), persistent=False)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.export_form:
+            return xf.layer_norm(x, self.gamma, self.beta, 1e-5, self.avg_row)
         return F.layer_norm(x, x.shape[-1:], weight=self.gamma, bias=self.beta)
 
 
+class QKNorm(nn.LayerNorm):
+    """Per-head affine LayerNorm (eps 1e-6) on queries and keys."""
+
+    export_form = False
+
+    def __init__(self, dim: int):
+        super().__init__(dim, eps=1e-6)
+
+    def fold(self) -> None:
+        self.register_buffer("avg_row", xf.averaging_row(self.weight.shape[0]), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.export_form:
+            return xf.layer_norm(x, self.weight, self.bias, self.eps, self.avg_row)
+        return super().forward(x)
+
+
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat([-x2, x1], dim=-1)
+    h = x.shape[-1] // 2
+    return torch.cat([-x[..., h:], x[..., :h]], dim=-1)
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -72,6 +98,8 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 class Attention(nn.Module):
     """Multi-head attention with per-head QK LayerNorm; self-attention when `context` is None."""
 
+    export_form = False
+
     def __init__(self, dim: int, *, heads: int, context_dim: int | None = None):
         super().__init__()
         self.heads, self.head_dim = heads, dim // heads
@@ -81,24 +109,30 @@ class Attention(nn.Module):
             self.to_q = nn.Linear(dim, dim, bias=False)
             self.to_kv = nn.Linear(context_dim, dim * 2, bias=False)
         self.to_out = nn.Linear(dim, dim, bias=False)
-        self.q_norm = nn.LayerNorm(self.head_dim, eps=1e-6)
-        self.k_norm = nn.LayerNorm(self.head_dim, eps=1e-6)
+        self.q_norm = QKNorm(self.head_dim)
+        self.k_norm = QKNorm(self.head_dim)
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         B, N, _ = x.shape
         return x.view(B, N, self.heads, self.head_dim).transpose(1, 2)  # (B, H, N, Dh)
 
     def forward(self, x, *, context=None, rope=None):
+        d = self.heads * self.head_dim
         if context is None:
-            q, k, v = (self._split(p) for p in self.to_qkv(x).chunk(3, dim=-1))
+            qkv = self.to_qkv(x)
+            q, k, v = (self._split(qkv[..., i * d:(i + 1) * d]) for i in range(3))  # slices, not chunk: delegable
         else:
             q = self._split(self.to_q(x))
-            k, v = (self._split(p) for p in self.to_kv(context).chunk(2, dim=-1))
+            kv = self.to_kv(context)
+            k, v = self._split(kv[..., :d]), self._split(kv[..., d:])
         q, k = self.q_norm(q), self.k_norm(k)  # QK-norm before RoPE
         if rope is not None:
             cos, sin = rope
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        out = F.scaled_dot_product_attention(q, k, v)  # (B, H, N, Dh); cross-attention is unmasked
+        if self.export_form:
+            out = xf.attention(q, k, v)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)  # (B, H, N, Dh); cross-attention is unmasked
         B, H, N, Dh = out.shape
         return self.to_out(out.transpose(1, 2).reshape(B, N, H * Dh))
 
@@ -109,8 +143,9 @@ class GLU(nn.Module):
         self.proj = nn.Linear(dim_in, dim_out * 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        value, gate = self.proj(x).chunk(2, dim=-1)  # value first, then gate
-        return value * F.silu(gate)
+        h = self.proj(x)
+        d = h.shape[-1] // 2
+        return h[..., :d] * F.silu(h[..., d:])  # value first, then gate
 
 
 class FeedForward(nn.Module):
@@ -185,7 +220,7 @@ class FourierFeatures(nn.Module):
         self.weight = nn.Parameter(torch.randn(out_features // 2, 1))
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        f = 2 * math.pi * t @ self.weight.T
+        f = F.linear(2 * math.pi * t, self.weight)  # = (2 pi t) @ W^T; the inner dim is 1, so exact
         return torch.cat([f.cos(), f.sin()], dim=-1)
 
 

@@ -41,12 +41,22 @@ OOBLECK_CONFIGS = {
 class SnakeBeta(nn.Module):
     """x + 1 / (exp(beta) + 1e-9) * sin(exp(alpha) * x)^2, per-channel log-scale alpha and beta."""
 
+    export_form = False
+
     def __init__(self, channels: int):
         super().__init__()
         self.alpha = nn.Parameter(torch.zeros(channels))
         self.beta = nn.Parameter(torch.zeros(channels))
 
+    def fold(self) -> None:
+        """Export form: precompute exp(alpha) and 1 / (exp(beta) + 1e-9) as [1, C, 1] constants."""
+        with torch.no_grad():
+            self.register_buffer("alpha_exp", self.alpha.exp()[None, :, None].clone(), persistent=False)
+            self.register_buffer("inv_beta", (1.0 / (self.beta.exp() + 1e-9))[None, :, None].clone(), persistent=False)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x (B, C, N)
+        if self.export_form:
+            return x + self.inv_beta * torch.sin(x * self.alpha_exp).pow(2)
         alpha = self.alpha.exp()[None, :, None]
         beta = self.beta.exp()[None, :, None]
         return x + (1.0 / (beta + 1e-9)) * torch.sin(x * alpha).pow(2)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgegen.components import export_form as xf
 from edgegen.errors import EdgegenError
 
 
@@ -71,12 +72,19 @@ def relative_position_buckets(length: int, *, num_buckets: int, max_distance: in
 class T5LayerNorm(nn.Module):
     """RMS norm without mean subtraction or bias, variance in fp32."""
 
+    export_form = False
+
     def __init__(self, dim: int, eps: float):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(dim))
         self.eps = eps
 
+    def fold(self) -> None:
+        self.register_buffer("avg_row", xf.averaging_row(self.weight.shape[0]), persistent=False)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.export_form:
+            return self.weight * (x * xf.rms_norm_scale(x, self.eps, self.avg_row))
         variance = x.float().pow(2).mean(-1, keepdim=True)
         return self.weight * (x * torch.rsqrt(variance + self.eps)).to(self.weight.dtype)
 

@@ -68,7 +68,10 @@ def _export_component(pipe, comp: str, *, target: Target, recipe: Recipe, path: 
     if target.backend == "executorch":
         from edgegen.export import executorch as backend
 
+        from edgegen.components.export_form import set_export_form
+
         applied = {} if half else backend.quantize_executorch(module, rule_for)
+        set_export_form(module)  # XNNPACK-delegable formulations of LayerNorm, attention, Snake
         if half:
             module = module.half()
         wrapper = wrap(comp, module, half=half)

@@ -1,0 +1,154 @@
+"""The benchmark suite: eager PyTorch vs every backend x recipe, side by side on the same weights, one session.
+
+    .venv/bin/python benchmarks/suite.py --model random:sao-small --out out/suite \
+        --configs executorch:int8,executorch:mobile,litert:int8,litert:mobile --iters 3
+    .venv/bin/python benchmarks/suite.py --model random:tiny --out out/suite-tiny      # a quick smoke run
+
+For each configuration it exports a bundle (or reuses `--out/<model>-<backend>-<recipe>` when its manifest
+matches), then, each in its own process so peak RSS is that run's alone: `edgegen bench` (per-stage medians,
+end to end, RTF, time to first audio, peak RSS) and `edgegen parity --json` (quality beside speed). The eager
+reference is timed the same way (`edgegen bench --model`). "arm" is Arm's configuration: the `mobile` recipe
+(T5 fp32, DiT int8 dynamic, decoder fp16 where the target computes in fp16 — fp32 on this x86 host).
+Writes `results.json`, `RESULTS.md` (tables + machine + method) and `stages.png` into --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CLI = [sys.executable, "-m", "edgegen.cli"]
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(CLI + args, capture_output=True, text=True)
+
+
+def _last_json(text: str) -> dict:
+    return json.loads(text.strip().splitlines()[-1])
+
+
+def _bundle(model: str, backend: str, recipe: str, out: Path) -> Path:
+    path = out / f"{model.replace(':', '-')}-{backend}-{recipe}"
+    manifest = path / "manifest.json"
+    if manifest.is_file():
+        m = json.loads(manifest.read_text())
+        if m["backend"] == backend and m["recipe"]["name"] == recipe and m["source"]["model"] == model:
+            return path
+    res = _run(["export", "-m", model, "-t", f"host-{backend}", "-r", recipe, "-o", str(path), "--force"])
+    if res.returncode != 0:
+        raise SystemExit(f"export {backend}/{recipe} failed: {res.stderr.strip().splitlines()[-1]}")
+    return path
+
+
+def _size_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 1e6
+
+
+def measure(model: str, configs: list[tuple[str, str]], out: Path, iters: int, warmup: int, seconds: float) -> dict:
+    rows = []
+    res = _run(["bench", "-m", model, "--iters", str(iters), "--warmup", str(warmup), "-s", str(seconds)])
+    if res.returncode != 0:
+        raise SystemExit(f"eager bench failed: {res.stderr[-500:]}")
+    eager = _last_json(res.stdout)
+    rows.append({"config": "eager fp32", "bench": eager, "size_mb": None, "parity": None})
+    for backend, recipe in configs:
+        path = _bundle(model, backend, recipe, out)
+        res = _run(["bench", "-b", str(path), "--iters", str(iters), "--warmup", str(warmup), "-s", str(seconds)])
+        if res.returncode != 0:
+            raise SystemExit(f"bench {path} failed: {res.stderr[-500:]}")
+        par_path = out / f"parity-{backend}-{recipe}.json"
+        par = _run(["parity", "-b", str(path), "-m", model, "--json", str(par_path)])
+        parity = json.loads(par_path.read_text()) if par_path.is_file() else None
+        label = f"{backend} {recipe}" + (" (arm)" if recipe == "mobile" else "")
+        rows.append({"config": label, "bench": _last_json(res.stdout), "size_mb": _size_mb(path),
+                     "parity": parity, "parity_exit": par.returncode})
+    return {"model": model, "iters": iters, "warmup": warmup, "seconds": seconds, "rows": rows,
+            "machine": {"platform": platform.platform(), "machine": platform.machine(),
+                        "processor": platform.processor(), "cpus": eager.get("cpus")},
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def _fmt_parity(p: dict | None) -> str:
+    if not p:
+        return "-"
+    c = p["components"]
+
+    def s(v):
+        return "inf" if v == "inf" else f"{v:.1f}"
+
+    return (f"TE {s(c['text_encoder']['metrics']['sqnr_db'])} / DiT {s(c['dit']['metrics']['sqnr_db'])} / "
+            f"dec {s(c['decoder']['metrics']['sqnr_db'])} dB; {'PASS' if p['passed'] else 'FAIL'}")
+
+
+def write_report(results: dict, out: Path) -> str:
+    rows = results["rows"]
+    eager = rows[0]["bench"]
+    fp32_sizes = {r["config"].split()[0]: r["size_mb"] for r in rows if r["config"].endswith(" fp32")}
+    lines = [f"Model `{results['model']}`, {results['seconds']} s of audio requested (clamped to the model's maximum), "
+             f"medians of {results['iters']} runs after {results['warmup']} warm-up, {results['date']}.",
+             f"Machine: {results['machine']['platform']}, {results['machine']['cpus']} CPUs.", "",
+             "| config | load s | text enc s | DiT s (per step) | decoder s | end to end s | x eager | RTF | "
+             "first audio s | peak RSS MB | bundle MB | parity (SQNR) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        b, st = r["bench"], r["bench"]["stages"]
+        size = "-" if r["size_mb"] is None else f"{r['size_mb']:.1f}"
+        lines.append(f"| {r['config']} | {st['load']:.2f} | {st['text_encoder']:.3f} | {st['dit']:.2f} "
+                     f"({b['dit_step_s']:.3f}) | {st['decoder']:.2f} | {b['e2e_s']:.2f} | "
+                     f"{b['e2e_s'] / eager['e2e_s']:.2f} | {b['rtf']:.2f} | {b['time_to_first_audio_s']:.2f} | "
+                     f"{b['peak_rss_mb']:.0f} | {size} | {_fmt_parity(r['parity'])} |")
+    lines.append("")
+    for r in rows:
+        base = r["config"].split()[0]
+        if r["size_mb"] and base in fp32_sizes and fp32_sizes[base] and "int8" in r["config"]:
+            lines.append(f"- {r['config']} bundle is {r['size_mb'] / fp32_sizes[base]:.2f}x the {base} fp32 bundle.")
+    table = "\n".join(lines)
+    (out / "RESULTS.md").write_text(table + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(9, 0.6 * len(rows) + 1.5))
+        left = [0.0] * len(rows)
+        for stage, colour in (("text_encoder", "#8da0cb"), ("dit", "#fc8d62"), ("decoder", "#66c2a5")):
+            vals = [r["bench"]["stages"][stage] for r in rows]
+            ax.barh([r["config"] for r in rows], vals, left=left, color=colour, label=stage)
+            left = [a + b for a, b in zip(left, vals)]
+        ax.set_xlabel("seconds per generation (median)")
+        ax.invert_yaxis()
+        ax.legend(loc="lower right")
+        ax.set_title(f"{results['model']}: time per stage")
+        fig.tight_layout()
+        fig.savefig(out / "stages.png", dpi=110)
+    except ImportError:
+        pass
+    return table
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="random:sao-small")
+    ap.add_argument("--out", type=Path, default=Path("out/suite"))
+    ap.add_argument("--configs", default="executorch:fp32,executorch:int8,executorch:int4,executorch:mobile,"
+                                         "litert:fp32,litert:int8,litert:int4,litert:mobile")
+    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--seconds", type=float, default=11.0)
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    configs = [tuple(c.split(":")) for c in args.configs.split(",")]
+    results = measure(args.model, configs, args.out, args.iters, args.warmup, args.seconds)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    print(write_report(results, args.out))
+
+
+if __name__ == "__main__":
+    main()
