@@ -278,5 +278,13 @@ def describe_model(pipe) -> str:
     return "\n".join(lines)
 
 
+def _register_train() -> None:
+    from edgegen.train.commands import train
+
+    main.add_command(train)
+
+
+_register_train()
+
 if __name__ == "__main__":
     main()

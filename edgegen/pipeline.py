@@ -100,6 +100,16 @@ class Pipeline:
         with torch.no_grad():
             return vae_bottleneck(self.encoder(audio.float()), noise)
 
+    def decode_stream(self, latents: torch.Tensor, *, window: int | None = None, overlap: int | None = None):
+        """Yield audio chunks [1, 2, n_i] decoded in overlapping windows (see `edgegen.streaming`); the chunks
+        concatenate to `decoder(latents)` up to float rounding, with a fraction of its peak memory."""
+        from edgegen.streaming import decode_stream, default_window, receptive_field
+
+        w, o = default_window(receptive_field(self.decoder), length=self.latent_length)
+        with torch.no_grad():
+            yield from decode_stream(self.decoder, latents, window=window or w, overlap=overlap if overlap is not None else o,
+                                     hop=self.config.vae.hop)
+
     def check_seconds(self, seconds_total: float) -> None:
         if not 0.0 < seconds_total <= self.max_seconds + 1e-6:
             raise EdgegenError(f"seconds_total={seconds_total} is out of range: this model makes (0, "

@@ -25,6 +25,15 @@ from edgegen.train.rf import RFConfig, rf_loss, train_rf
 SMALL_ARC = dict(head_channels=8, batch_size=4, lr_generator=1e-3, lr_discriminator=1e-3)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These tiny models run fastest on one thread; two spin-wait badly when the machine is busy (15 s vs 100 s)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def cache(tiny, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("train_data")

@@ -1,7 +1,7 @@
 """ARC evidence on the synthetic text-to-audio task: does 8-step ARC beat the 8-step base, approach the
 50/100-step base, and what does dropping the contrastive term do to prompt adherence?
 
-    .venv/bin/python benchmarks/arc/evidence.py --work /tmp/arc_evidence      (~20 min on 2 CPU cores)
+    .venv/bin/python benchmarks/arc/evidence.py --work /tmp/arc_evidence      (~10 min on 2 idle CPU cores)
 
 Stages (each is skipped when its output already exists in --work):
   1. synthetic corpus: train (seed 0) and held-out real (seed 1) clips, 8 classes x 3 captions
@@ -144,8 +144,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", type=Path, default=Path("/tmp/arc_evidence"))
     ap.add_argument("--rf-steps", type=int, default=1200)
-    ap.add_argument("--arc-steps", type=int, default=600)
-    ap.add_argument("--arc-lr", type=float, default=5e-5)
+    ap.add_argument("--arc-steps", type=int, default=100)
+    ap.add_argument("--arc-lr", type=float, default=1e-5)
+    ap.add_argument("--arc-batch", type=int, default=16)
     args = ap.parse_args()
     work, clock = args.work, time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)
@@ -163,7 +164,7 @@ def main() -> None:
         if not (work / name / "model").exists():
             stage(f"ARC post-training: {name}")
             cfg = ARCConfig(lr_generator=args.arc_lr, lr_discriminator=args.arc_lr, ema_beta=0.999,
-                            contrastive=weight > 0, weight_contrastive=weight, head_channels=32, batch_size=32)
+                            contrastive=weight > 0, weight_contrastive=weight, head_channels=32, batch_size=args.arc_batch)
             train_arc(model=base / "model", t5=t5, cache=train_cache, out=work / name, cfg=cfg,
                       steps=args.arc_steps, save_every=args.arc_steps, log_every=100, log=lambda r: stage(f"{r}"))
     labels = list(SYNTH_CLASSES)

@@ -3,7 +3,7 @@
     edgegen train synth --out data/ --count 400 --model random:tiny
     edgegen train cache --model random:tiny --captions data/captions.jsonl --out runs/cache.pt
     edgegen train rf  --model random:tiny --cache runs/cache.pt --out runs/base --steps 600 --lr 1e-3
-    edgegen train arc --model runs/base/model --t5 runs/base/t5 --cache runs/cache.pt --out runs/arc --steps 400
+    edgegen train arc --model runs/base/model --t5 runs/base/t5 --cache runs/cache.pt --out runs/arc --steps 100 --lr 1e-5 --head-channels 32
 
 Under `torchrun --nproc_per_node N`, rf and arc train with DistributedDataParallel (nccl on GPUs, else gloo).
 Re-running with --resume continues a run from its last saved state up to --steps in total.
@@ -134,17 +134,19 @@ def rf(model, t5, cache, out, steps, batch_size, lr, ema_beta, dit_shape, seed, 
 @click.option("--contrastive-weight", type=float, default=1.0, show_default=True, help="0 disables L_C.")
 @click.option("--no-grad-penalty", is_flag=True, help="Drop the approximate R1/R2 penalty.")
 @click.option("--hidden-layer", type=int, default=None, help="D exits after this DiT block (default 0.75 x depth).")
+@click.option("--head-channels", type=click.IntRange(1), default=128, show_default=True,
+              help="Width of D's ConvNeXt head (128 for SAO-small; 32 suits random:tiny-sized DiTs).")
 @_seed
 @_resume
 @_every
 def arc(model, t5, cache, out, steps, batch_size, lr, ema_beta, contrastive_weight, no_grad_penalty, hidden_layer,
-        seed, resume, save_every):
+        head_channels, seed, resume, save_every):
     """Post-train a base model with ARC (adversarial relativistic-contrastive) for few-step sampling."""
     from edgegen.train.arc import ARCConfig, train_arc
 
     cfg = ARCConfig(lr_generator=lr, lr_discriminator=lr, ema_beta=ema_beta, contrastive=contrastive_weight > 0,
                     weight_contrastive=contrastive_weight, grad_penalty=not no_grad_penalty,
-                    dit_hidden_layer=hidden_layer, batch_size=batch_size, seed=seed)
+                    dit_hidden_layer=hidden_layer, head_channels=head_channels, batch_size=batch_size, seed=seed)
     path = train_arc(model=model, t5=t5, cache=cache, out=out, cfg=cfg, steps=steps, resume=resume,
                      distributed=_distributed(), save_every=save_every, log=_echo)
     click.echo(f"ARC model: {path} (sample with 8 ping-pong steps)")

@@ -12,6 +12,7 @@ is written to out/model in the official layout with diffusion_objective "rectifi
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -86,7 +87,7 @@ def train_rf(*, model: str | Path, t5: str | Path | None, cache: Path, out: Path
                                f"[{pipe.config.dit.io_channels}, {pipe.latent_length}]: rebuild the cache")
         settings = {**asdict(cfg), "model": str(model), "dit": dit, "world": run.world}
         state = loop.prepare_run_dir(out, resume=resume, kind="rf", config=settings)
-        net = pipe.dit.to(run.device).train().requires_grad_(True)
+        net = copy.deepcopy(pipe.dit).to(run.device).train().requires_grad_(True)  # pipe stays on the CPU
         ema = loop.frozen_copy(net)
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
                                 weight_decay=cfg.weight_decay)

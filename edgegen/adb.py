@@ -1,0 +1,354 @@
+"""Bench and parity-check a bundle on an Android phone over adb, with the native runner (android_demo/runner).
+
+    dev = preflight(adb_path="adb", serial=None, bundle=bundle, runner_dir=Path("build/runner-android-arm64"))
+    result = device_bench(bundle, device=dev, runner_dir=..., iters=3)      # schema edgegen.bench/1, kind "device"
+    report = device_parity(bundle, pipe, device=dev, runner_dir=...)       # schema edgegen.parity/1
+
+Device layout (content-addressed, so a second run pushes nothing that is already there):
+
+    /data/local/tmp/edgegen/<Bundle.digest>/        manifest.json, the three .pte files, the tokenizer
+    /data/local/tmp/edgegen/runner-<sha[:16]>/      edgegen-runner and any .so beside it (LD_LIBRARY_PATH)
+    /data/local/tmp/edgegen/work/                   noise.npy, out.wav, dump*/ (scratch)
+
+`sync` compares each file's `sha256sum` on the device with the local one and pushes only what differs.
+The runner is the same binary and flags as on the host; its last stdout line is the JSON timing report and
+`--dump` writes the intermediates parity compares (see android_demo/README.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import shutil
+import statistics
+import subprocess
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgegen.bundle import MANIFEST, Bundle, sha256_file
+from edgegen.errors import EdgegenError
+
+REMOTE_ROOT = "/data/local/tmp/edgegen"
+DEFAULT_RUNNER_DIR = Path("build/runner-android-arm64")
+RUNNER = "edgegen-runner"
+ABI = "arm64-v8a"
+FREE_MARGIN_BYTES = 64 << 20  # room for out.wav and the dumps
+SHELL_TIMEOUT_S, COPY_TIMEOUT_S, RUN_TIMEOUT_S = 60, 900, 900
+_BUILD_FIX = "build it with `edgegen build-runner --target android-arm64 -o {dir}` (or pass --runner DIR)"
+
+
+@dataclass(frozen=True)
+class Adb:
+    """One device: `adb [-s serial] push|shell|pull`, each a subprocess with a timeout."""
+    path: str
+    serial: str | None = None
+
+    def _run(self, args: list[str], *, timeout: float) -> subprocess.CompletedProcess:
+        cmd = [self.path, *(["-s", self.serial] if self.serial else []), *args]
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise EdgegenError(f"`adb {' '.join(args)[:80]}` took over {timeout:.0f} s; check the device "
+                               "(`adb devices`) and its connection") from None
+
+    def _checked(self, args: list[str], *, timeout: float) -> str:
+        proc = self._run(args, timeout=timeout)
+        if proc.returncode != 0:
+            why = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+            raise EdgegenError(f"`adb {' '.join(args)[:80]}` failed (exit {proc.returncode}): "
+                               f"{why[-1] if why else 'no output'}")
+        return proc.stdout
+
+    def push(self, local: Path, remote: str) -> None:
+        self._checked(["push", str(local), remote], timeout=COPY_TIMEOUT_S)
+
+    def pull(self, remote: str, local: Path) -> None:
+        self._checked(["pull", remote, str(local)], timeout=COPY_TIMEOUT_S)
+
+    def shell(self, command: str, *, timeout: float = SHELL_TIMEOUT_S) -> str:
+        """stdout of `command` run by the device's sh; a non-zero exit raises (adb >= 7 passes it back)."""
+        return self._checked(["shell", command], timeout=timeout)
+
+
+@dataclass(frozen=True)
+class Device:
+    adb: Adb
+    serial: str
+    abi: str
+
+
+def _bundle_files(bundle: Bundle) -> list[Path]:
+    m = bundle.manifest
+    names = [MANIFEST, m["tokenizer"]["file"], *(a["file"] for a in m["artifacts"].values())]
+    return [bundle.root / n for n in names]
+
+
+def _runner_files(runner_dir: Path) -> list[Path]:
+    exe = runner_dir / RUNNER
+    return [exe, *sorted(p for p in runner_dir.glob("*.so*") if p.is_file())] if exe.is_file() else []
+
+
+def _list_devices(adb: Adb) -> dict[str, str]:
+    """{serial: state} from `adb devices` ("device", "unauthorized", "offline", ...)."""
+    out = adb._checked(["devices"], timeout=SHELL_TIMEOUT_S)
+    rows = [line.split("\t") for line in out.splitlines() if "\t" in line]
+    return {r[0].strip(): r[1].strip() for r in rows if len(r) >= 2}
+
+
+def _free_bytes(df_output: str) -> int:
+    """Available bytes from `df -k PATH` (toybox and coreutils: ... 1K-blocks Used Available Use% Mounted-on)."""
+    rows = [line.split() for line in df_output.strip().splitlines()[1:] if line.strip()]
+    try:
+        return int(rows[-1][-3]) * 1024
+    except (IndexError, ValueError):
+        raise EdgegenError(f"could not read the free space from `df -k`: {df_output.strip()[:120]!r}") from None
+
+
+def preflight(*, adb_path: str, serial: str | None, bundle: Bundle, runner_dir: Path) -> Device:
+    """The five checks, in order, each failing with one line that names the fix."""
+    if bundle.backend != "executorch":
+        raise EdgegenError(f"{bundle.root} is a {bundle.backend} bundle; the native runner runs ExecuTorch "
+                           "bundles only (export with --target android-arm64-executorch)")
+    exe = shutil.which(adb_path)
+    if exe is None:
+        raise EdgegenError(f"adb not found ({adb_path!r}); install Android platform-tools and put adb on PATH, "
+                           "or pass --adb-path PATH")
+    devices = _list_devices(Adb(exe))
+    ready = [s for s, state in devices.items() if state == "device"]
+    if serial is not None and serial not in ready:
+        state = f" is {devices[serial]}" if serial in devices else " is not connected"
+        raise EdgegenError(f"device {serial}{state}; `adb devices` lists: "
+                           f"{', '.join(f'{s} ({st})' for s, st in devices.items()) or 'nothing'}")
+    if serial is None:
+        if not ready:
+            raise EdgegenError("no device: connect a phone with USB debugging on and accept its prompt "
+                               "(`adb devices` must list it as `device`)")
+        if len(ready) > 1:
+            raise EdgegenError(f"{len(ready)} devices connected ({', '.join(ready)}); choose one with --serial S")
+        serial = ready[0]
+    adb = Adb(exe, serial)
+    abi = adb.shell("getprop ro.product.cpu.abi").strip()
+    if abi != ABI:
+        raise EdgegenError(f"device {serial} has ABI {abi or '(none)'}; the runner is built for {ABI}: use an "
+                           "arm64 phone or an arm64-v8a emulator image")
+    need = sum(p.stat().st_size for p in _bundle_files(bundle) + _runner_files(runner_dir)) + FREE_MARGIN_BYTES
+    free = _free_bytes(adb.shell("df -k /data/local/tmp"))
+    if free < need:
+        raise EdgegenError(f"device {serial} has {free / 2**20:.0f} MiB free on /data/local/tmp, needs "
+                           f"{need / 2**20:.0f} MiB; free space (e.g. `adb shell rm -r {REMOTE_ROOT}`)")
+    exe_path = runner_dir / RUNNER
+    if not (exe_path.is_file() and exe_path.stat().st_mode & 0o111):
+        raise EdgegenError(f"no {RUNNER} executable in {runner_dir}; " + _BUILD_FIX.format(dir=runner_dir))
+    return Device(adb=adb, serial=serial, abi=abi)
+
+
+def sync(adb: Adb, local_files: list[Path], remote_dir: str) -> list[str]:
+    """Push each file into `remote_dir` unless the device already has it with the same sha256; the names pushed."""
+    adb.shell(f"mkdir -p {shlex.quote(remote_dir)}")
+    # sha256sum prints "<hex>  <name>" per file it could read; missing files only go to stderr
+    names = " ".join(shlex.quote(p.name) for p in local_files)
+    out = adb.shell(f"cd {shlex.quote(remote_dir)} && sha256sum {names} 2>/dev/null; true")
+    have = {}
+    for line in out.splitlines():
+        parts = line.split(maxsplit=1)
+        if len(parts) == 2:
+            have[parts[1].strip()] = parts[0].lower()
+    pushed = []
+    for p in local_files:
+        if have.get(p.name) != sha256_file(p):
+            adb.push(p, f"{remote_dir}/{p.name}")
+            pushed.append(p.name)
+    return pushed
+
+
+def _files_digest(files: list[Path]) -> str:
+    return hashlib.sha256("".join(f"{p.name}:{sha256_file(p)}\n" for p in files).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class _Remote:
+    bundle: str
+    runner: str
+    work: str
+
+
+def _install(device: Device, bundle: Bundle, runner_dir: Path) -> _Remote:
+    runner_files = _runner_files(runner_dir)
+    r = _Remote(bundle=f"{REMOTE_ROOT}/{bundle.digest}", runner=f"{REMOTE_ROOT}/runner-{_files_digest(runner_files)}",
+                work=f"{REMOTE_ROOT}/work")
+    sync(device.adb, _bundle_files(bundle), r.bundle)
+    if RUNNER in sync(device.adb, runner_files, r.runner):
+        device.adb.shell(f"chmod 755 {shlex.quote(r.runner + '/' + RUNNER)}")
+    device.adb.shell(f"mkdir -p {shlex.quote(r.work)}")
+    return r
+
+
+def _run_runner(device: Device, r: _Remote, *, prompt: str, seconds: float, threads: int | None,
+                extra: list[str]) -> dict:
+    """One generation on the device; returns the runner's last-line JSON report."""
+    args = ["--bundle", r.bundle, "--prompt", prompt, "--seconds", repr(float(seconds)),
+            *(["--threads", str(threads)] if threads else []), *extra, "-o", f"{r.work}/out.wav"]
+    cmd = (f"cd {shlex.quote(r.work)} && LD_LIBRARY_PATH={shlex.quote(r.runner)} "
+           f"{shlex.quote(r.runner + '/' + RUNNER)} {' '.join(shlex.quote(a) for a in args)}")
+    proc = device.adb._run(["shell", cmd], timeout=RUN_TIMEOUT_S)
+    if proc.returncode != 0:
+        why = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+        raise EdgegenError(f"{RUNNER} failed on device {device.serial} (exit {proc.returncode}): "
+                           f"{why[-1] if why else 'no output'}")
+    lines = proc.stdout.strip().splitlines()
+    try:
+        return json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise EdgegenError(f"{RUNNER} on device {device.serial} printed no JSON report; rebuild it with "
+                           "`edgegen build-runner --target android-arm64`") from None
+
+
+def device_bench(bundle: Bundle, *, device: Device, runner_dir: Path, iters: int = 3, warmup: int = 1,
+                 threads: int | None = None, seconds: float = 10.0,
+                 prompt: str = "warm lo-fi piano loop with soft drums", on_iter=lambda i: None) -> dict:
+    """`bench_bundle`'s result (edgegen.bench/1) for a run on the phone: medians over `iters` after `warmup`."""
+    from edgegen.bench import BENCH_SCHEMA
+
+    m = bundle.manifest
+    seconds = min(seconds, m["max_seconds"])
+    threads = threads or m["target"].get("threads")
+    r = _install(device, bundle, runner_dir)
+    runs = []
+    for i in range(warmup + iters):
+        rep = _run_runner(device, r, prompt=prompt, seconds=seconds, threads=threads, extra=["--seed", "0"])
+        if i >= warmup:
+            runs.append(rep)
+        on_iter(i)
+    med = lambda xs: float(statistics.median(xs))  # noqa: E731
+    stages = {k: med([x["stages"][k] for x in runs]) for k in ("load", "text_encoder", "dit", "decoder")}
+    e2e = med([x["e2e_s"] for x in runs])
+    audio_s = runs[0]["frames"] / runs[0]["sample_rate"]
+    model = device.adb.shell("getprop ro.product.model").strip()
+    cpus = device.adb.shell("nproc").strip()
+    return {"schema": BENCH_SCHEMA, "kind": "device", "backend": m["backend"], "recipe": m["recipe"]["name"],
+            "target": m["target"]["name"], "bundle": str(bundle.root), "threads": runs[0]["threads"],
+            "load_s": stages["load"], "e2e_s": e2e, "rtf": e2e / audio_s,
+            "time_to_first_audio_s": med([x["time_to_first_audio_s"] for x in runs]), "stages": stages,
+            "dit_step_s": med([s for x in runs for s in x["dit_step_s"]]), "audio_seconds": audio_s,
+            "iters": iters, "warmup": warmup, "e2e_runs_s": [x["e2e_s"] for x in runs],
+            "peak_rss_mb": max(x["peak_rss_mb"] for x in runs),  # one process per run: the worst run
+            "machine": device.abi, "processor": model, "cpus": int(cpus) if cpus.isdigit() else None,
+            "device": {"serial": device.serial, "abi": device.abi, "model": model}}
+
+
+def _pull_dump(device: Device, remote_dir: str, names: list[str], local_dir: Path) -> dict[str, np.ndarray]:
+    local_dir.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        device.adb.pull(f"{remote_dir}/{n}.npy", local_dir / f"{n}.npy")
+    return {n: np.load(local_dir / f"{n}.npy") for n in names}
+
+
+def device_parity(bundle: Bundle, pipe, *, device: Device, runner_dir: Path, seed: int = 0,
+                  seconds: float | None = None, threads: int | None = None,
+                  on_stage: Callable[[str], None] = lambda s: None) -> dict:
+    """`check_parity`'s report (edgegen.parity/1) for the runner on the phone, from its --dump outputs.
+
+    Every prompt of parity.PROMPTS runs once on the device with the reference noise
+    gaussian_noise(seed, (steps, 64, T)) injected; the first prompt's run is compared in full:
+      text_encoder  dumped cross/global vs the eager text encoder on the dumped token ids (all prompts);
+                    the dumped ids must equal the host tokenizer's
+      dit           each step's denoised estimate recovered from the dumped latents (below) vs the eager
+                    DiT's trajectory from the same noise and the device's own conditioning. Only step 0 is
+                    gated (same input on both sides, so it isolates the DiT); later steps compound, reported.
+      decoder       dumped audio vs the eager decoder on the device's own final latents
+      end_to_end    dumped audio vs `pipe.generate` from the same noise, gated only for all-fp32 bundles
+
+    Latents after step k < steps-1 are (1 - t) x0 + t noise with t = ts[k+1] close to 1 early on, so they are
+    mostly the (identical) injected noise and would hide a DiT error ~100x; x0 = (x - t noise) / (1 - t) in
+    float64 compares what the DiT actually produced.
+    """
+    import torch
+
+    from edgegen.metrics import compare, mrstft_distance
+    from edgegen.noise import gaussian_noise
+    from edgegen.parity import E2E_REL_TOL, PROMPTS, REPORT_SCHEMA, _entry, _worst, gate_for
+    from edgegen.sampler import pingpong, schedule
+
+    m = bundle.manifest
+    seconds = min(seconds or 10.0, pipe.max_seconds, m["max_seconds"])
+    steps, smp = m["sampler"]["steps"], m["sampler"]
+    latent_shape = tuple(m["artifacts"]["dit"]["inputs"][0]["shape"][1:])  # (64, T)
+    noise = gaussian_noise(seed, (steps, *latent_shape))  # (steps, 64, T)
+    ts = schedule(steps, logsnr_max=smp["logsnr_max"], logsnr_min=smp["logsnr_min"])
+    r = _install(device, bundle, runner_dir)
+    cond_names = ["token_ids", "attention_mask", "cross_attn_cond", "global_cond"]
+    with tempfile.TemporaryDirectory(prefix="edgegen-adb-") as tmp:
+        np.save(Path(tmp) / "noise.npy", noise)
+        sync(device.adb, [Path(tmp) / "noise.npy"], r.work)
+        dumps = []
+        for i, prompt in enumerate(PROMPTS):
+            on_stage(f"device run {i + 1}/{len(PROMPTS)}")
+            _run_runner(device, r, prompt=prompt, seconds=seconds, threads=threads,
+                        extra=["--noise", f"{r.work}/noise.npy", "--dump", f"{r.work}/dump{i}"])
+            names = cond_names + ([f"latents_step{k}" for k in range(steps)] + ["audio"] if i == 0 else [])
+            dumps.append(_pull_dump(device, f"{r.work}/dump{i}", names, Path(tmp) / f"dump{i}"))
+    on_stage("eager reference")
+
+    with torch.no_grad():
+        secs = torch.tensor([seconds], dtype=torch.float32)
+        comps: dict[str, dict] = {}
+        tokens_match, cases, metrics = True, [], []
+        for prompt, d in zip(PROMPTS, dumps):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the over-long prompt is truncated on purpose
+                ids, mask = pipe.tokenize([prompt])
+            tokens_match &= bool(np.array_equal(d["token_ids"], ids.numpy())
+                                 and np.array_equal(d["attention_mask"], mask.numpy()))
+            ref = pipe.text_encoder(torch.from_numpy(d["token_ids"]).long(),
+                                    torch.from_numpy(d["attention_mask"]).long(), secs)
+            for name, rt in zip(("cross_attn_cond", "global_cond"), ref):
+                mt = compare(rt, d[name])
+                metrics.append(mt)
+                cases.append({"prompt": prompt[:60], "output": name, **mt.to_json()})
+        comps["text_encoder"] = _entry(gate_for(m, "text_encoder"), cases, _worst(metrics))
+
+        d = dumps[0]
+        cross, glob = torch.from_numpy(d["cross_attn_cond"]), torch.from_numpy(d["global_cond"])
+        ref_lat: list[np.ndarray] = []
+        pingpong(lambda x, t: pipe.dit(x, t, cross, glob), torch.from_numpy(noise), ts,
+                 on_step=lambda k, x: ref_lat.append(x.numpy().copy()))
+
+        def denoised(k: int, x: np.ndarray) -> np.ndarray:
+            if k + 1 == steps:
+                return x.astype(np.float64)
+            t = float(ts[k + 1])
+            return (x.astype(np.float64) - t * noise[k + 1].astype(np.float64)) / (1.0 - t)
+
+        cases, step_metrics = [], []
+        for k in range(steps):
+            got = d[f"latents_step{k}"]
+            mt = compare(denoised(k, ref_lat[k]), denoised(k, got))
+            step_metrics.append(mt)
+            cases.append({"step": k, "t": round(float(ts[k]), 6), "gated": k == 0, **mt.to_json(),
+                          "latents_rel_err": compare(ref_lat[k], got).rel_err})
+        comps["dit"] = _entry(gate_for(m, "dit"), cases, step_metrics[0],
+                              gated_on="step 0 denoised estimate; later steps compound and are reported only")
+
+        n = d["audio"].shape[-1]
+        dec_ref = pipe.decoder(torch.from_numpy(d[f"latents_step{steps - 1}"]))[0, :, :n].numpy()
+        mt = compare(dec_ref, d["audio"])
+        comps["decoder"] = _entry(gate_for(m, "decoder"), [mt.to_json()], mt,
+                                  mrstft=mrstft_distance(dec_ref, d["audio"]))
+
+        ref_wav = pipe.generate(PROMPTS[0], seconds_total=seconds, noise=noise, steps=steps,
+                                logsnr_max=smp["logsnr_max"], logsnr_min=smp["logsnr_min"])
+    e2e = compare(ref_wav, d["audio"])
+    all_fp32 = all(c["gate"]["metric"] == "rel_err" for c in comps.values())
+    end_to_end = {"gated": all_fp32, "threshold_rel_err": E2E_REL_TOL if all_fp32 else None,
+                  "passed": (e2e.rel_err <= E2E_REL_TOL) if all_fp32 else True, "metrics": e2e.to_json(),
+                  "mrstft": mrstft_distance(ref_wav, d["audio"]), "seconds": seconds, "seed": seed}
+    passed = tokens_match and all(c["passed"] for c in comps.values()) and end_to_end["passed"]
+    return {"schema": REPORT_SCHEMA, "bundle": str(bundle.root), "backend": m["backend"],
+            "recipe": m["recipe"]["name"], "target": m["target"]["name"], "model": pipe.source.model,
+            "tokens_match": tokens_match, "passed": passed, "components": comps, "end_to_end": end_to_end}

@@ -1,0 +1,149 @@
+"""`edgegen bench --adb` / `parity --adb` against tests/fake_adb.py: a stand-in adb whose "device" is a temp folder.
+
+No phone runs here. The host-built runner (the session cache that tests/test_runner.py uses) stands in for the
+android-arm64 one, so this covers the whole path (preflight, content-addressed push, remote run, pull, report)
+except the arm64 binary and a real device.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edgegen.bundle import file_entry
+from edgegen.cli import main
+from edgegen.runner_build import build_runner
+from tests import fake_adb
+
+pytestmark = pytest.mark.executorch
+RUNNERS_DIR = Path.home() / ".cache" / "edgegen" / "test-runners"  # shared with tests/test_runner.py
+
+
+@pytest.fixture(scope="module")
+def host_runner() -> Path:
+    return build_runner(target="host", out_dir=RUNNERS_DIR / "host", log=lambda _: None).parent
+
+
+@pytest.fixture
+def phone(tmp_path, monkeypatch):
+    """Environment of the fake device; returns (adb wrapper path, log file)."""
+    adb = fake_adb.install(tmp_path / "bin")
+    log = tmp_path / "adb.log"
+    monkeypatch.setenv("FAKE_ADB_ROOT", str(tmp_path / "device"))
+    monkeypatch.setenv("FAKE_ADB_LOG", str(log))
+    monkeypatch.setenv("FAKE_ADB_DEVICES", "fake-0001")
+    return adb, log
+
+
+def _dummy_bundle(root: Path) -> Path:
+    """A manifest-valid ExecuTorch bundle of placeholder files: enough for preflight, never run."""
+    root.mkdir()
+    files = {n: root / n for n in ("text_encoder.pte", "dit.pte", "decoder.pte", "spiece.model")}
+    for p in files.values():
+        p.write_bytes(b"x" * 1000)
+    manifest = {"schema_version": 1, "edgegen_version": "0", "backend": "executorch", "runtime_version": "x",
+                "target": {"name": "t"}, "recipe": {"name": "fp32"}, "source": {}, "sample_rate": 44100,
+                "channels": 2, "latent_length": 16, "max_seconds": 0.7, "sampler": {"steps": 8},
+                "tokenizer": {**file_entry(files["spiece.model"]), "max_length": 64, "eos_id": 1, "pad_id": 0},
+                "artifacts": {c: {**file_entry(files[f"{c}.pte"]), "inputs": [], "outputs": []}
+                              for c in ("text_encoder", "dit", "decoder")}}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+PREFLIGHT = {  # case -> (env changes, extra args, words the one error line must contain)
+    "no_adb": ({}, ["--adb-path", "/nonexistent/adb"], "adb not found"),
+    "no_device": ({"FAKE_ADB_DEVICES": ""}, [], "no device"),
+    "two_devices": ({"FAKE_ADB_DEVICES": "a1,b2"}, [], "--serial"),
+    "unknown_serial": ({}, ["--serial", "zz9"], "zz9 is not connected"),
+    "wrong_abi": ({"FAKE_ADB_ABI": "x86_64"}, [], "ABI x86_64"),
+    "no_storage": ({"FAKE_ADB_FREE_KB": "1000"}, [], "MiB free"),
+    "no_runner": ({}, ["--runner", "/nonexistent/runner"], "edgegen build-runner --target android-arm64"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PREFLIGHT))
+@pytest.mark.parametrize("command", ["bench", "parity"])
+def test_preflight_fails_with_one_line(phone, host_runner, tmp_path, monkeypatch, case, command):
+    env, extra, needle = PREFLIGHT[case]
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    bundle = _dummy_bundle(tmp_path / "bundle")
+    args = ["--adb", "--adb-path", str(phone[0]), "--runner", str(host_runner), "-b", str(bundle), *extra]
+    res = CliRunner().invoke(main, [command, *args, *(["-m", "random:tiny"] if command == "parity" else [])])
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edgegen: error:") and needle in lines[0], res.stderr
+
+
+def test_bench_adb_needs_a_bundle():
+    res = CliRunner().invoke(main, ["bench", "--adb", "-m", "random:tiny"])
+    assert res.exit_code == 2 and "--bundle" in res.stderr
+
+
+def test_bench_adb_json_and_second_run_pushes_nothing(phone, host_runner, bundle_factory):
+    adb, log = phone
+    args = ["bench", "--adb", "--adb-path", str(adb), "--runner", str(host_runner),
+            "-b", str(bundle_factory("executorch", "fp32")), "--iters", "2", "--warmup", "1", "-s", "0.5"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.stdout.strip().splitlines()[-1])
+    assert result["schema"] == "edgegen.bench/1" and result["kind"] == "device"
+    assert {"e2e_s", "rtf", "time_to_first_audio_s", "dit_step_s", "load_s", "peak_rss_mb", "iters", "warmup",
+            "e2e_runs_s", "audio_seconds", "backend", "recipe", "threads"} <= result.keys()
+    assert set(result["stages"]) == {"load", "text_encoder", "dit", "decoder"}
+    assert result["device"] == {"serial": "fake-0001", "abi": "arm64-v8a", "model": "FakePhone"}
+    assert len(result["e2e_runs_s"]) == 2 and result["audio_seconds"] == pytest.approx(0.5)
+    assert "end to end" in res.stdout
+    pushed = [json.loads(line)["argv"] for line in log.read_text().splitlines() if '"push"' in line]
+    assert {Path(a[-2]).name for a in pushed} >= {"manifest.json", "dit.pte", "edgegen-runner"}
+
+    log.write_text("")
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    calls = [json.loads(line)["argv"] for line in log.read_text().splitlines()]
+    assert calls and not [c for c in calls if "push" in c]
+
+
+def test_parity_adb_passes_on_fp32_bundle(phone, host_runner, bundle_factory, tmp_path):
+    adb, _ = phone
+    bundle = bundle_factory("executorch", "fp32")
+    res = CliRunner().invoke(main, ["parity", "--adb", "--adb-path", str(adb), "--runner", str(host_runner),
+                                    "-b", str(bundle), "-m", "random:tiny", "--json", str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    assert "overall: PASS" in res.stdout
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert set(report) == {"schema", "bundle", "backend", "recipe", "target", "model", "tokens_match", "passed",
+                           "components", "end_to_end"}
+    assert report["schema"] == "edgegen.parity/1" and report["tokens_match"] and report["end_to_end"]["gated"]
+    assert set(report["components"]) == {"text_encoder", "dit", "decoder"}
+    assert len(report["components"]["dit"]["cases"]) == 8 and len(report["components"]["text_encoder"]["cases"]) == 6
+
+
+CORRUPTING_RUNNER = """\
+import pathlib, subprocess, sys
+import numpy as np
+rc = subprocess.run([REAL_RUNNER, *sys.argv[1:]]).returncode
+if rc == 0 and "--dump" in sys.argv:
+    audio = pathlib.Path(sys.argv[sys.argv.index("--dump") + 1]) / "audio.npy"
+    np.save(audio, np.load(audio) * 1.01)
+sys.exit(rc)
+"""
+
+
+def test_parity_adb_fails_when_the_device_output_is_off(phone, host_runner, bundle_factory, tmp_path):
+    """A runner whose dumped audio is 1% off: the decoder and end-to-end gates fail, exit 1."""
+    adb, _ = phone
+    bad = tmp_path / "runner"
+    bad.mkdir()
+    real = repr(str(host_runner / "edgegen-runner"))
+    (bad / "edgegen-runner").write_text(f"#!{sys.executable}\n" + CORRUPTING_RUNNER.replace("REAL_RUNNER", real))
+    (bad / "edgegen-runner").chmod(0o755)
+    res = CliRunner().invoke(main, ["parity", "--adb", "--adb-path", str(adb), "--runner", str(bad),
+                                    "-b", str(bundle_factory("executorch", "fp32")), "-m", "random:tiny"])
+    assert res.exit_code == 1, res.output
+    assert "overall: FAIL" in res.stdout and "decoder" in res.stdout
