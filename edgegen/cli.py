@@ -17,7 +17,8 @@ class _Group(click.Group):
 
     def invoke(self, ctx):
         def one_line(message, category, filename, lineno, file=None, line=None):
-            click.echo(f"edgegen: warning: {message}", err=True)
+            if category is UserWarning:  # edgegen's own (e.g. a truncated prompt); library deprecations stay quiet
+                click.echo(f"edgegen: warning: {message}", err=True)
 
         warnings.showwarning = one_line
         try:
