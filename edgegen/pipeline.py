@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from edgegen import checkpoint as ckpt
+from edgegen.bundle import sha256_file
 from edgegen.components.conditioners import NumberConditioner, TextEncoder
 from edgegen.components.dit import DiT
 from edgegen.components.oobleck import OobleckConfig, OobleckDecoder, OobleckEncoder, vae_bottleneck
@@ -206,14 +207,6 @@ class Pipeline:
         save_file({k: v.contiguous() for k, v in self.official_state_dict().items()}, str(out_dir / "model.safetensors"))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _load_random(name: str, *, seed: int = 0) -> Pipeline:
     from edgegen.presets import PRESETS, randomize_
 
@@ -253,8 +246,8 @@ def load_pipeline(model: str | Path, t5: str | Path | None = None) -> Pipeline:
     weights = ckpt.model_weights_file(model_dir)
     t5_dir = ckpt.find_t5(t5, model_name=config.t5_model_name)
     t5_cfg = T5Config.from_json(t5_dir / "config.json")
-    source = Source(model=str(model_dir.resolve()), config_sha256=_sha256(cfg_path),
-                    checkpoint_sha256=_sha256(weights), t5=str(t5_dir.resolve()))
+    source = Source(model=str(model_dir.resolve()), config_sha256=sha256_file(cfg_path),
+                    checkpoint_sha256=sha256_file(weights), t5=str(t5_dir.resolve()))
     tok = Tokenizer(t5_dir / "spiece.model", max_length=config.max_length)
     pipe = Pipeline(config, t5_cfg, tok, source)
     pipe.load_official(ckpt.read_state_dict(weights), source=str(weights))
