@@ -95,7 +95,8 @@ def build_runner(
         spm_root = _sentencepiece(cache, "android-arm64", toolchain, jobs, log)
         flavor = "source"
 
-    build_dir = cache / "runner-build" / f"{target}-{hashlib.sha1(str(out_dir).encode()).hexdigest()[:12]}"
+    build_key = hashlib.sha1(f"{RUNNER_SOURCE.resolve()}\n{out_dir}".encode()).hexdigest()[:12]
+    build_dir = cache / "runner-build" / f"{target}-{build_key}"
     args = [
         *toolchain,
         "-DCMAKE_BUILD_TYPE=Release",
@@ -234,6 +235,10 @@ def _configure(source: Path, build: Path, args: list[str], log: Callable[[str], 
     text = "\n".join([str(source), *args])
     if (build / "CMakeCache.txt").is_file() and stamp.is_file() and stamp.read_text() == text:
         return
+    if build.exists():
+        # Stale configuration (other arguments, or a checkout that moved): CMake refuses to reuse a cache made for
+        # another source directory, so start this build directory over.
+        shutil.rmtree(build)
     build.mkdir(parents=True, exist_ok=True)
     log(f"configuring {source.name} in {build}")
     _run(["cmake", "-S", str(source), "-B", str(build), *args], build / "configure.log")
