@@ -26,6 +26,38 @@ def write_wav(path: Path, audio: np.ndarray, sample_rate: int, *, pcm16: bool = 
         tmp.unlink(missing_ok=True)
 
 
+class StreamingWav:
+    """Writes a WAV chunk by chunk (float32 [channels, n] each) straight to `path`, so that it can be played while
+    it grows (the header is rewritten at every flush); removed again if the block raises.
+
+        with StreamingWav(path, 44100, channels=2) as wav:
+            for chunk in chunks:
+                wav.write(chunk)
+    """
+
+    def __init__(self, path: Path, sample_rate: int, *, channels: int, pcm16: bool = False):
+        self.path, self.sample_rate, self.channels, self.pcm16 = Path(path), sample_rate, channels, pcm16
+        self.frames = 0
+
+    def __enter__(self) -> "StreamingWav":
+        import soundfile as sf
+
+        self._file = sf.SoundFile(str(self.path), mode="w", samplerate=self.sample_rate, channels=self.channels,
+                                  subtype="PCM_16" if self.pcm16 else "FLOAT", format="WAV")
+        return self
+
+    def write(self, chunk: np.ndarray) -> None:
+        data = np.ascontiguousarray(chunk.T)
+        self._file.write(np.clip(data, -1.0, 1.0) if self.pcm16 else data)
+        self._file.flush()
+        self.frames += data.shape[0]
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._file.close()
+        if exc_type is not None:
+            self.path.unlink(missing_ok=True)
+
+
 def read_noise(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     """A float32 .npy of exactly `shape` ([steps, 64, T])."""
     path = Path(path)

@@ -22,7 +22,11 @@ from pathlib import Path
 
 from edgegen.errors import EdgegenError
 
-SCHEMA_VERSION = 1
+# 1: the decoder takes the whole latent sequence. 2: adds `decoder_stream` (window, overlap, hop, receptive_field):
+# the decoder artifact takes [1, 64, window] and is run over overlapping windows. An exporter writes the lowest
+# version that describes the bundle, so a whole-sequence bundle stays readable by version-1 tools.
+SCHEMA_VERSION = 2
+SCHEMA_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 COMPONENTS = ("text_encoder", "dit", "decoder")
 REQUIRED = ("schema_version", "edgegen_version", "backend", "runtime_version", "target", "recipe", "source",
@@ -78,15 +82,35 @@ def read_manifest(root: Path) -> dict:
     if not isinstance(manifest, dict):
         raise EdgegenError(f"{path}: expected a JSON object")
     version = manifest.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in SCHEMA_VERSIONS:
         raise EdgegenError(f"{path}: schema_version {version!r} is not supported by this edgegen "
-                           f"(reads {SCHEMA_VERSION}); re-export with this version")
+                           f"(reads {', '.join(map(str, SCHEMA_VERSIONS))}); re-export with this version")
     missing = [k for k in REQUIRED if k not in manifest]
     if missing:
         raise EdgegenError(f"{path}: missing field(s) {', '.join(missing)}; re-export the bundle")
     if manifest["backend"] not in ("executorch", "litert"):
         raise EdgegenError(f"{path}: unknown backend {manifest['backend']!r}")
+    _check_stream(path, manifest)
     return manifest
+
+
+def _check_stream(path: Path, manifest: dict) -> None:
+    """`decoder_stream` appears exactly in version-2 manifests and agrees with the decoder's declared input."""
+    stream = manifest.get("decoder_stream")
+    if (stream is not None) != (manifest["schema_version"] >= 2):
+        raise EdgegenError(f"{path}: decoder_stream must be present exactly when schema_version >= 2; re-export")
+    if stream is None:
+        return
+    try:
+        window, overlap, hop = int(stream["window"]), int(stream["overlap"]), int(stream["hop"])
+    except (KeyError, TypeError, ValueError):
+        raise EdgegenError(f"{path}: decoder_stream needs integer window, overlap and hop; re-export") from None
+    if window <= 2 * overlap or overlap < 0 or hop < 1:
+        raise EdgegenError(f"{path}: decoder_stream window {window} must exceed 2 x overlap {overlap}; re-export")
+    dec = manifest["artifacts"].get("decoder")
+    if dec is not None and dec["inputs"][0]["shape"][-1] != window:
+        raise EdgegenError(f"{path}: the decoder takes {dec['inputs'][0]['shape'][-1]} latent frames but "
+                           f"decoder_stream.window is {window}; re-export the bundle")
 
 
 def verify(root: Path, manifest: dict) -> None:
@@ -134,6 +158,8 @@ def describe_bundle(path: Path) -> str:
              f"({m['latent_length']} latents)",
              f"sampler         {m['sampler']['type']}, {m['sampler']['steps']} steps, logSNR "
              f"{m['sampler']['logsnr_max']} -> {m['sampler']['logsnr_min']}",
+             "decoder         " + (f"streamed: windows of {m['decoder_stream']['window']} latent frames, overlap "
+                                   f"{m['decoder_stream']['overlap']}" if "decoder_stream" in m else "whole sequence"),
              f"edgegen         {m['edgegen_version']}", "artifacts:"]
     for comp, a in m["artifacts"].items():
         ins = ", ".join(f"{i['name']} {i['dtype']}{i['shape']}" for i in a["inputs"])

@@ -4,21 +4,22 @@
     wav = bp.generate("a dog barking", seconds_total=5.0, seed=0)        # np.float32 [2, n]
 
 Same contract as `Pipeline.generate` (and the same noise for the same seed), so a bundle and the
-PyTorch reference can be compared sample for sample.
+PyTorch reference can be compared sample for sample. A bundle whose manifest has `decoder_stream` decodes in
+overlapping windows (`edgegen.streaming`); `generate(..., on_chunk=f)` hands each chunk to `f` as it is ready.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from edgegen.bundle import Bundle, open_bundle
 from edgegen.errors import EdgegenError
-from edgegen.pipeline import Timings
+from edgegen.pipeline import Timings, collect_audio
 from edgegen.runtime import Artifact, load_artifacts
 from edgegen.sampler import make_noise, pingpong, schedule
 from edgegen.tokenizer import Tokenizer
@@ -36,6 +37,7 @@ class BundlePipeline:
                                    pad_id=tok["pad_id"])
         self.sample_rate, self.max_seconds = m["sample_rate"], m["max_seconds"]
         self.latent_shape = tuple(m["artifacts"]["dit"]["inputs"][0]["shape"][1:])  # (64, T)
+        self.stream = m.get("decoder_stream")  # None: the decoder takes the whole sequence
 
     @classmethod
     def open(cls, path: Path, *, threads: int | None = None) -> "BundlePipeline":
@@ -71,12 +73,24 @@ class BundlePipeline:
     def velocity(self, x, t, cross, glob) -> torch.Tensor:
         return self.artifacts["dit"](x=x, t=t, cross_attn_cond=cross, global_cond=glob)[0]
 
-    def decode(self, latents) -> torch.Tensor:
-        return self.artifacts["decoder"](latents=latents)[0]
+    def decode_chunks(self, latents: torch.Tensor, samples: int | None = None) -> Iterator[torch.Tensor]:
+        """Audio [1, 2, n_i] chunks for `latents` [1, 64, T] (its first `samples`, if given): one chunk from a
+        whole-sequence decoder, or one per window from a streamed one."""
+        decoder = lambda x: self.artifacts["decoder"](latents=x)[0]  # noqa: E731
+        if self.stream is None:
+            yield decoder(latents)[:, :, :samples]
+            return
+        from edgegen.streaming import decode_stream
+
+        yield from decode_stream(decoder, latents, window=self.stream["window"], overlap=self.stream["overlap"],
+                                 hop=self.stream["hop"], samples=samples)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return torch.cat(list(self.decode_chunks(latents)), dim=-1)
 
     def generate(self, prompt: str, *, seconds_total: float, steps: int | None = None, seed: int = 0,
                  noise: np.ndarray | None = None, on_step: Callable[[int, torch.Tensor], None] | None = None,
-                 timings: Timings | None = None) -> np.ndarray:
+                 timings: Timings | None = None, on_chunk: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
         self.check_seconds(seconds_total)
         steps = steps or self.steps
         shape = (steps, *self.latent_shape)
@@ -86,7 +100,7 @@ class BundlePipeline:
         if tuple(noise.shape) != shape:
             raise EdgegenError(f"noise has shape {list(noise.shape)}; this bundle needs {list(shape)} [steps, 64, T]")
         timings = timings if timings is not None else Timings()
-        clock = time.perf_counter()
+        start = clock = time.perf_counter()
         cross, glob = self.encode_text(prompt, seconds_total)
         timings.stages["text_encoder"] = time.perf_counter() - clock
 
@@ -98,7 +112,5 @@ class BundlePipeline:
 
         latents = pingpong(velocity, noise, self.schedule(steps), on_step=on_step)
         timings.stages["dit"] = sum(timings.dit_steps)
-        clock = time.perf_counter()
-        audio = self.decode(latents)
-        timings.stages["decoder"] = time.perf_counter() - clock
-        return audio[0, :, : int(seconds_total * self.sample_rate)].numpy().astype(np.float32)
+        chunks = self.decode_chunks(latents, samples=int(seconds_total * self.sample_rate))
+        return collect_audio(chunks, timings=timings, start=start, on_chunk=on_chunk)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
 import time
 import warnings
@@ -21,6 +23,9 @@ class _Group(click.Group):
                 click.echo(f"edgegen: warning: {message}", err=True)
 
         warnings.showwarning = one_line
+        # torchao (pulled in by executorch.runtime) logs about optional CUDA kernels and a deprecation at import
+        for noisy in ("torchao", "torch.utils._pytree"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
         try:
             return super().invoke(ctx)
         except EdgegenError as exc:
@@ -53,10 +58,11 @@ _t5 = click.option("--t5", type=click.Path(file_okay=False, path_type=Path), def
               help="Inject noise: float32 .npy of shape [steps, 64, T].")
 @click.option("--cfg-scale", type=float, default=1.0, show_default=True)
 @click.option("--pcm16", is_flag=True, help="Write 16-bit PCM instead of float32.")
+@click.option("--stream", is_flag=True, help="Decode in overlapping windows and write each chunk as it is ready.")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path))
-def generate(model, t5, prompt, seconds, steps, seed, noise, cfg_scale, pcm16, output):
+def generate(model, t5, prompt, seconds, steps, seed, noise, cfg_scale, pcm16, stream, output):
     """Generate audio with the PyTorch reference pipeline."""
-    from edgegen.audio_io import read_noise, write_wav
+    from edgegen.audio_io import read_noise
     from edgegen.pipeline import Timings, load_pipeline
 
     start = time.perf_counter()
@@ -65,14 +71,35 @@ def generate(model, t5, prompt, seconds, steps, seed, noise, cfg_scale, pcm16, o
     pipe.check_seconds(seconds)
     injected = read_noise(noise, (steps, pipe.config.dit.io_channels, pipe.latent_length)) if noise else None
     timings = Timings()
-    with click.progressbar(length=steps, label="sampling", file=sys.stderr) as bar:
-        wav = pipe.generate(prompt, seconds_total=seconds, steps=steps, seed=seed, noise=injected,
-                            cfg_scale=cfg_scale, on_step=lambda i, x: bar.update(1), timings=timings)
-    write_wav(output, wav, pipe.sample_rate, pcm16=pcm16)
+    with _wav_out(output, pipe.sample_rate, pcm16=pcm16, stream=stream) as (on_chunk, finish):
+        with click.progressbar(length=steps, label="sampling", file=sys.stderr) as bar:
+            wav = pipe.generate(prompt, seconds_total=seconds, steps=steps, seed=seed, noise=injected,
+                                cfg_scale=cfg_scale, on_step=lambda i, x: bar.update(1), timings=timings,
+                                stream=stream, on_chunk=on_chunk)
+        finish(wav)
     click.echo(f"wrote {output} ({wav.shape[1] / pipe.sample_rate:.2f} s, {wav.shape[0]} ch, {pipe.sample_rate} Hz)")
-    stages = {"load": load_s, **timings.stages}
-    click.echo("  ".join(f"{k} {v:.3f}s" for k, v in stages.items())
-               + f"  (dit {stages['dit'] / steps:.3f}s/step)")
+    click.echo(_stage_line({"load": load_s, **timings.stages}) + f"  (dit {timings.stages['dit'] / steps:.3f}s/step)")
+
+
+def _stage_line(stages: dict[str, float]) -> str:
+    return "  ".join(f"{k} {v:.3f}s" for k, v in stages.items())
+
+
+@contextlib.contextmanager
+def _wav_out(path: Path, sample_rate: int, *, pcm16: bool, stream: bool):
+    """(on_chunk, finish): streamed, chunks go to the file as they arrive and `finish` does nothing; otherwise
+    `on_chunk` is None and `finish(wav)` writes the whole file atomically."""
+    from edgegen.audio_io import StreamingWav, write_wav
+
+    if not stream:
+        yield None, lambda wav: write_wav(path, wav, sample_rate, pcm16=pcm16)
+        return
+    with StreamingWav(path, sample_rate, channels=2, pcm16=pcm16) as out:
+        def on_chunk(chunk):
+            out.write(chunk)
+            click.echo(f"  chunk: {out.frames / sample_rate:6.2f} s of audio written", err=True)
+
+        yield on_chunk, lambda wav: None
 
 
 @main.command()
@@ -103,7 +130,10 @@ def info(bundle, model, t5):
               help="Comma-separated subset of text_encoder,dit,decoder.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle.")
 @click.option("--zip", "make_zip", is_flag=True, help="Also write OUTPUT.zip for app bundling.")
-def export_cmd(model, t5, target, recipe, output, components, force, make_zip):
+@click.option("--decoder-window", default="auto", show_default=True,
+              help="Latent frames per decoder call: auto (stream when the sequence is long; SAO-small: 48 of 256), "
+                   "whole, or a number. A streamed decoder runs over overlapping windows: less memory, early audio.")
+def export_cmd(model, t5, target, recipe, output, components, force, make_zip, decoder_window):
     """Quantize and export the three artifacts into a self-describing bundle."""
     from edgegen.bundle import COMPONENTS
     from edgegen.export import export_bundle
@@ -123,7 +153,7 @@ def export_cmd(model, t5, target, recipe, output, components, force, make_zip):
     start = time.perf_counter()
     progress = lambda comp, stage: click.echo(f"[{time.perf_counter() - start:7.1f}s] {comp:<13} {stage}", err=True)
     report = export_bundle(pipe, target=tgt, recipe=rec, out=output, components=comps, force=force,
-                           make_zip=make_zip, progress=progress)
+                           make_zip=make_zip, decoder_window=decoder_window, progress=progress)
     click.echo(f"{'artifact':<14}{'file':<22}{'size MB':>10}{'time s':>9}{'XNNPACK':>9}  schemes")
     for c in report.components:
         frac = "-" if c.delegated_fraction is None else f"{c.delegated_fraction:.0%}"
@@ -147,23 +177,29 @@ _threads = click.option("--threads", type=click.IntRange(1, 256), default=None,
               help="Inject noise: float32 .npy of shape [steps, 64, T].")
 @_threads
 @click.option("--pcm16", is_flag=True)
+@click.option("--stream", is_flag=True, help="Write each decoded window to OUTPUT as soon as it is ready "
+                                             "(bundles exported with a decoder window).")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path))
-def run(bundle, prompt, seconds, seed, noise, threads, pcm16, output):
+def run(bundle, prompt, seconds, seed, noise, threads, pcm16, stream, output):
     """Generate audio by running a bundle's artifacts in its runtime."""
-    from edgegen.audio_io import read_noise, write_wav
+    from edgegen.audio_io import read_noise
     from edgegen.bundle_pipeline import BundlePipeline
     from edgegen.pipeline import Timings
 
     bp = BundlePipeline.open(bundle, threads=threads)
     bp.check_seconds(seconds)
+    if stream and bp.stream is None:
+        raise EdgegenError(f"{bundle}: its decoder takes the whole sequence, so there is nothing to stream; "
+                           "re-export with `edgegen export --decoder-window auto` (or a number of frames)")
     injected = read_noise(noise, (bp.steps, *bp.latent_shape)) if noise else None
     timings = Timings()
-    with click.progressbar(length=bp.steps, label="sampling", file=sys.stderr) as bar:
-        wav = bp.generate(prompt, seconds_total=seconds, seed=seed, noise=injected,
-                          on_step=lambda i, x: bar.update(1), timings=timings)
-    write_wav(output, wav, bp.sample_rate, pcm16=pcm16)
+    with _wav_out(output, bp.sample_rate, pcm16=pcm16, stream=stream) as (on_chunk, finish):
+        with click.progressbar(length=bp.steps, label="sampling", file=sys.stderr) as bar:
+            wav = bp.generate(prompt, seconds_total=seconds, seed=seed, noise=injected,
+                              on_step=lambda i, x: bar.update(1), timings=timings, on_chunk=on_chunk)
+        finish(wav)
     click.echo(f"wrote {output} ({wav.shape[1] / bp.sample_rate:.2f} s) with {bp.backend_label}")
-    click.echo("  ".join(f"{k} {v:.3f}s" for k, v in {"load": bp.load_s, **timings.stages}.items()))
+    click.echo(_stage_line({"load": bp.load_s, **timings.stages}))
 
 
 @main.command()

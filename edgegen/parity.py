@@ -101,7 +101,8 @@ def check_parity(bp: BundlePipeline, pipe, *, seed: int = 0, seconds: float | No
     ref_audio, got_audio = pipe.decoder(latents), bp.decode(latents)
     mt = compare(ref_audio, got_audio)
     comps["decoder"] = _entry(gate_for(m, "decoder"), [mt.to_json()], mt,
-                              mrstft=mrstft_distance(ref_audio[0].numpy(), got_audio[0].numpy()))
+                              mrstft=mrstft_distance(ref_audio[0].numpy(), got_audio[0].numpy()),
+                              streamed=bp.stream)  # windows stitched vs the reference's whole-sequence decode
 
     # end to end from the same injected noise
     ref_wav = pipe.generate(prompts[0], seconds_total=seconds, noise=noise)

@@ -17,7 +17,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -58,6 +58,22 @@ class Source:
 class Timings:
     stages: dict[str, float] = field(default_factory=dict)
     dit_steps: list[float] = field(default_factory=list)
+
+
+def collect_audio(chunks: Iterator[torch.Tensor], *, timings: Timings, start: float,
+                  on_chunk: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
+    """Drain decoded chunks [1, 2, n_i] into np.float32 [2, sum n_i], timing the decoder (`stages["decoder"]`)
+    and the first audio since `start` (`stages["first_audio"]`); `on_chunk` sees each chunk as it arrives."""
+    clock = time.perf_counter()
+    parts = []
+    for chunk in chunks:
+        parts.append(chunk[0].numpy().astype(np.float32, copy=False))
+        if len(parts) == 1:
+            timings.stages["first_audio"] = time.perf_counter() - start
+        if on_chunk is not None:
+            on_chunk(parts[-1])
+    timings.stages["decoder"] = time.perf_counter() - clock
+    return np.concatenate(parts, axis=-1)
 
 
 class Pipeline:
@@ -101,15 +117,17 @@ class Pipeline:
         with torch.no_grad():
             return vae_bottleneck(self.encoder(audio.float()), noise)
 
-    def decode_stream(self, latents: torch.Tensor, *, window: int | None = None, overlap: int | None = None):
+    def decode_stream(self, latents: torch.Tensor, *, window: int | None = None, overlap: int | None = None,
+                      samples: int | None = None) -> Iterator[torch.Tensor]:
         """Yield audio chunks [1, 2, n_i] decoded in overlapping windows (see `edgegen.streaming`); the chunks
-        concatenate to `decoder(latents)` up to float rounding, with a fraction of its peak memory."""
+        concatenate to `decoder(latents)` (its first `samples`, if given) up to float rounding, with a fraction of
+        its peak memory."""
         from edgegen.streaming import decode_stream, default_window, receptive_field
 
         w, o = default_window(receptive_field(self.decoder), length=self.latent_length)
         with torch.no_grad():
             yield from decode_stream(self.decoder, latents, window=window or w, overlap=overlap if overlap is not None else o,
-                                     hop=self.config.vae.hop)
+                                     hop=self.config.vae.hop, samples=samples)
 
     def check_seconds(self, seconds_total: float) -> None:
         if not 0.0 < seconds_total <= self.max_seconds + 1e-6:
@@ -121,8 +139,10 @@ class Pipeline:
                  noise: np.ndarray | torch.Tensor | None = None, cfg_scale: float = 1.0,
                  logsnr_max: float = LOGSNR_MAX, logsnr_min: float = LOGSNR_MIN,
                  on_step: Callable[[int, torch.Tensor], None] | None = None,
-                 timings: Timings | None = None) -> np.ndarray:
-        """Audio np.float32 [2, int(seconds_total * sample_rate)] for one prompt."""
+                 timings: Timings | None = None, stream: bool = False,
+                 on_chunk: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
+        """Audio np.float32 [2, int(seconds_total * sample_rate)] for one prompt. `stream=True` decodes in
+        overlapping windows (`decode_stream`), handing each chunk to `on_chunk` as soon as it is ready."""
         self.check_seconds(seconds_total)
         shape = (steps, self.config.dit.io_channels, self.latent_length)
         if noise is None:
@@ -131,7 +151,7 @@ class Pipeline:
         if tuple(noise.shape) != shape:
             raise EdgegenError(f"noise has shape {list(noise.shape)}; this model needs {list(shape)} [steps, 64, T]")
         timings = timings if timings is not None else Timings()
-        clock = time.perf_counter()
+        start = clock = time.perf_counter()
         ids, mask = self.tokenize([prompt])
         cross, glob = self.text_encoder(ids, mask, torch.tensor([seconds_total], dtype=torch.float32))
         timings.stages["text_encoder"] = time.perf_counter() - clock
@@ -151,11 +171,9 @@ class Pipeline:
         ts = schedule(steps, logsnr_max=logsnr_max, logsnr_min=logsnr_min)
         latents = pingpong(velocity, noise, ts, on_step=on_step)
         timings.stages["dit"] = sum(timings.dit_steps)
-        clock = time.perf_counter()
-        audio = self.decoder(latents)
-        timings.stages["decoder"] = time.perf_counter() - clock
         n = int(seconds_total * self.sample_rate)
-        return audio[0, :, :n].numpy().astype(np.float32)
+        chunks = self.decode_stream(latents, samples=n) if stream else (self.decoder(x)[:, :, :n] for x in [latents])
+        return collect_audio(chunks, timings=timings, start=start, on_chunk=on_chunk)
 
     # --- (de)serialisation ---------------------------------------------------------------------------
 

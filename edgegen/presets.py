@@ -63,10 +63,17 @@ def _tiny() -> dict:
     return cfg
 
 
+def _tiny_long() -> dict:
+    cfg = _tiny()
+    cfg["sample_size"] = 2048 * 64  # 64 latents, 2.97 s: long enough to stream (window > 2 x receptive field 10)
+    return cfg
+
+
 # name -> (model_config.json dict, T5 config)
 PRESETS: dict[str, tuple[dict, T5Config]] = {
     "sao-small": (_SAO_SMALL, T5_CONFIGS["t5-base"]),
     "tiny": (_tiny(), T5_CONFIGS["tiny"]),
+    "tiny-long": (_tiny_long(), T5_CONFIGS["tiny"]),
 }
 
 

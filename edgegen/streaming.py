@@ -111,19 +111,37 @@ def plan_windows(length: int, *, window: int, overlap: int) -> list[Window]:
     return plan
 
 
+def frames_to_decode(samples: int, *, length: int, window: int, overlap: int, hop: int) -> int:
+    """Latent frames a stream must decode to produce the first `samples` output samples exactly.
+
+    Output frame f needs latent frames up to f + overlap, so a clip shorter than the sequence stops decoding
+    `overlap` frames past its last needed frame (never fewer than one `window`, the decoder's static input).
+    """
+    return min(length, max(window, math.ceil(samples / hop) + overlap))
+
+
 def decode_stream(decoder: Callable[[torch.Tensor], torch.Tensor], latents: torch.Tensor, *, window: int,
-                  overlap: int, hop: int) -> Iterator[torch.Tensor]:
+                  overlap: int, hop: int, samples: int | None = None) -> Iterator[torch.Tensor]:
     """Yield the kept audio of each window in order: [1, 2, (keep_end - keep_start) * hop] per chunk.
 
     `decoder` maps [1, C, window] latents to [1, 2, window * hop] audio (an eager module, or a bundle runtime);
     it is called lazily, once per chunk. With overlap >= receptive_field(decoder) the chunks concatenate to the
-    whole-sequence decode up to float rounding.
+    whole-sequence decode up to float rounding. With `samples`, only the windows that the first `samples` output
+    samples need are decoded and the chunks add up to exactly `samples`.
     """
     if latents.dim() != 3 or latents.shape[0] != 1:
         raise ValueError(f"decode_stream: latents must be [1, C, T], got {list(latents.shape)}")
-    for w in plan_windows(latents.shape[-1], window=window, overlap=overlap):
+    length = latents.shape[-1]
+    if samples is not None:
+        length = frames_to_decode(samples, length=length, window=window, overlap=overlap, hop=hop)
+    remaining = length * hop if samples is None else min(samples, length * hop)
+    for w in plan_windows(length, window=window, overlap=overlap):
         audio = decoder(latents[:, :, w.start:w.end].contiguous())  # [1, 2, (end - start) * hop]
         if audio.shape[-1] != (w.end - w.start) * hop:
             raise ValueError(f"decode_stream: decoder returned {audio.shape[-1]} samples for {w.end - w.start} "
                              f"latent frames; expected hop={hop} samples per frame")
-        yield audio[:, :, (w.keep_start - w.start) * hop:(w.keep_end - w.start) * hop]
+        chunk = audio[:, :, (w.keep_start - w.start) * hop:(w.keep_end - w.start) * hop][:, :, :remaining]
+        remaining -= chunk.shape[-1]
+        yield chunk
+        if remaining <= 0:
+            return

@@ -57,15 +57,16 @@ class ToyDiT(nn.Module):
 
 
 class ToyDecoder(nn.Module):
-    """latents [1, D, T] -> audio [1, 2, T*HOP]."""
+    """latents [1, D, n] -> audio [1, 2, n*HOP], frame by frame (receptive field 0: windows stitch exactly)."""
 
     def __init__(self):
         super().__init__()
         self.up = nn.Linear(D, 2 * HOP)
 
     def forward(self, latents):
-        y = self.up(latents.transpose(1, 2))  # (1, T, 2*HOP)
-        return y.view(1, T, 2, HOP).permute(0, 2, 1, 3).reshape(1, 2, T * HOP)
+        n = latents.shape[-1]
+        y = self.up(latents.transpose(1, 2))  # (1, n, 2*HOP)
+        return y.view(1, n, 2, HOP).permute(0, 2, 1, 3).reshape(1, 2, n * HOP)
 
 
 def _spec(name, dtype, shape):
@@ -106,10 +107,33 @@ def toy_bundle(tmp_path_factory) -> Path:
         "sampler": {"type": "pingpong", "steps": STEPS, "logsnr_max": -6.0, "logsnr_min": 2.0},
         "tokenizer": {"file": "spiece.model", "max_length": L, "eos_id": 1, "pad_id": 0, "size": (out / "spiece.model").stat().st_size,
                       "sha256": hashlib.sha256((out / "spiece.model").read_bytes()).hexdigest()},
-        "artifacts": artifacts, "decoder_stream": {"window": 4, "overlap": 1},  # unknown keys are ignored
+        "artifacts": artifacts, "notes": {"made_by": "tests/test_runner.py"},  # unknown keys are ignored
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return out
+
+
+WINDOW, OVERLAP = 5, 1  # streamed toy: T = 8 frames -> windows [0,5) keeping [0,4), [3,8) keeping [4,8)
+
+
+@pytest.fixture(scope="session")
+def stream_bundle(toy_bundle, tmp_path_factory) -> tuple[Path, nn.Module]:
+    """(bundle, decoder): the toy bundle with a streamed decoder (schema 2) exported for [1, D, WINDOW]."""
+    out = tmp_path_factory.mktemp("stream_bundle") / "bundle"
+    shutil.copytree(toy_bundle, out)
+    decoder = ToyDecoder().eval()
+    data = _lower(decoder, (torch.randn(1, D, WINDOW),))
+    (out / "decoder.pte").write_bytes(data)
+
+    def streamed(m):
+        m["schema_version"] = 2
+        m["decoder_stream"] = {"window": WINDOW, "overlap": OVERLAP, "hop": HOP, "receptive_field": 0}
+        m["artifacts"]["decoder"].update(sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+                                         inputs=[_spec("latents", "float32", [1, D, WINDOW])],
+                                         outputs=[_spec("audio", "float32", [1, 2, WINDOW * HOP])])
+
+    _edit_manifest(out, streamed)
+    return out, decoder
 
 
 def _lower(module: nn.Module, inputs: tuple) -> bytes:
@@ -248,6 +272,29 @@ def test_int8_dit_matches_reference(host_runner, int8_bundle, tmp_path):
     assert json.loads(proc.stdout.strip().splitlines()[-1])["recipe"] == "int8"
 
 
+@pytest.mark.parametrize("seconds, calls", [(SECONDS, 2), (0.1, 1), (T * HOP / 44100, 2)])
+def test_streamed_decoder_matches_whole_decode_and_edgegen(host_runner, stream_bundle, tmp_path, seconds, calls):
+    """Schema-2 bundle: the runner decodes window by window (only those `seconds` needs), the audio equals the
+    whole-sequence decode of its own final latents and `edgegen run`'s BundlePipeline sample for sample."""
+    from edgegen.bundle_pipeline import BundlePipeline
+    from edgegen.streaming import frames_to_decode, plan_windows
+
+    bundle, decoder = stream_bundle
+    proc = run_runner([str(host_runner)], bundle, tmp_path / "out.wav", "--seed", "7", "--dump", str(tmp_path / "d"),
+                      seconds=seconds)
+    assert proc.returncode == 0, proc.stderr
+    n = int(seconds * 44100)
+    with torch.no_grad():
+        whole = decoder(torch.from_numpy(np.load(tmp_path / "d" / f"latents_step{STEPS - 1}.npy")))[0, :, :n].numpy()
+    got = read_wav(tmp_path / "out.wav")
+    assert_rel_close(got, whole)
+    assert_rel_close(got, BundlePipeline.open(bundle, threads=2).generate(PROMPT, seconds_total=seconds, seed=7))
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    frames = frames_to_decode(n, length=T, window=WINDOW, overlap=OVERLAP, hop=HOP)
+    assert report["decoder_calls"] == len(plan_windows(frames, window=WINDOW, overlap=OVERLAP)) == calls
+    assert 0 < report["time_to_first_audio_s"] < report["e2e_s"]
+
+
 def test_tokenizer_empty_and_truncated_prompts(host_runner, toy_bundle, tmp_path):
     proc = run_runner([str(host_runner)], toy_bundle, tmp_path / "a.wav", "--dump", str(tmp_path / "a"), prompt="")
     assert proc.returncode == 0, proc.stderr
@@ -278,7 +325,11 @@ def _retile(m: dict, t: int) -> None:
 
 BAD_BUNDLES = {
     "invalid_json": lambda b: (b / "manifest.json").write_text("{\"schema_version\": 1,"),
-    "schema_version": lambda b: _edit_manifest(b, lambda m: m.update(schema_version=2)),
+    "schema_version": lambda b: _edit_manifest(b, lambda m: m.update(schema_version=3)),
+    "v2_without_stream": lambda b: _edit_manifest(b, lambda m: m.update(schema_version=2)),
+    "stream_in_v1": lambda b: _edit_manifest(b, lambda m: m.update(decoder_stream={"window": 4, "overlap": 1, "hop": HOP})),
+    "stream_window_mismatch": lambda b: _edit_manifest(b, lambda m: m.update(
+        schema_version=2, decoder_stream={"window": 6, "overlap": 1, "hop": HOP})),
     "backend": lambda b: _edit_manifest(b, lambda m: m.update(backend="litert")),
     "missing_key": lambda b: _edit_manifest(b, lambda m: m["sampler"].pop("steps")),
     "missing_pte": lambda b: (b / "dit.pte").unlink(),

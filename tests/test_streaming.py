@@ -8,7 +8,7 @@ import torch
 from edgegen.components.oobleck import OOBLECK_CONFIGS, OobleckConfig, OobleckDecoder
 from edgegen.metrics import compare
 from edgegen.presets import randomize_
-from edgegen.streaming import decode_stream, default_window, footprint, plan_windows, receptive_field
+from edgegen.streaming import decode_stream, default_window, footprint, frames_to_decode, plan_windows, receptive_field
 
 # a different stride stack (hop 64) so the derivation is checked on more than one architecture
 MID = OobleckConfig(channels=8, c_mults=(1, 2, 4), strides=(2, 4, 8))
@@ -107,3 +107,27 @@ def test_stream_matches_whole_decode(which, T, window, tiny, mid_decoder):
     assert len(chunks) == len(plan_windows(T, window=window, overlap=rf))
     assert sum(c.shape[-1] for c in chunks) == T * hop
     assert compare(dec(x), torch.cat(chunks, dim=-1)).sqnr_db >= 60
+
+
+def test_frames_to_decode():
+    # enough frames for the samples plus the overlap, never fewer than one window, never more than the sequence
+    assert frames_to_decode(10 * 44100, length=256, window=48, overlap=10, hop=2048) == 216 + 10
+    assert frames_to_decode(1, length=256, window=48, overlap=10, hop=2048) == 48
+    assert frames_to_decode(256 * 2048, length=256, window=48, overlap=10, hop=2048) == 256
+
+
+@torch.no_grad()
+def test_decode_stream_samples_decodes_only_what_is_needed(tiny):
+    dec, hop = tiny.decoder, tiny.decoder.config.hop
+    x = torch.randn(1, 64, 48, generator=torch.Generator().manual_seed(2))
+    calls = []
+
+    def counted(z):
+        calls.append(z.shape[-1])
+        return dec(z)
+
+    samples = 17 * hop + 5
+    chunks = list(decode_stream(counted, x, window=24, overlap=10, hop=hop, samples=samples))
+    assert sum(c.shape[-1] for c in chunks) == samples
+    assert calls == [24, 24]  # 28 frames needed: [0,24) and the last window shifted to end at 28, not 48
+    assert compare(dec(x)[:, :, :samples], torch.cat(chunks, dim=-1)).sqnr_db >= 60

@@ -11,6 +11,7 @@ beside `out` and is renamed only when everything succeeded.
 from __future__ import annotations
 
 import copy
+import math
 import resource
 import shutil
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 import edgegen
-from edgegen.bundle import COMPONENTS, MANIFEST, SCHEMA_VERSION, file_entry, staging, zip_bundle
+from edgegen.bundle import COMPONENTS, MANIFEST, file_entry, staging, zip_bundle
 from edgegen.errors import EdgegenError
 from edgegen.export.support import check_supported
 from edgegen.export.wrappers import example_inputs, io_spec, wrap
@@ -57,14 +58,43 @@ def _count(applied: dict[str, str]) -> dict[str, int]:
     return out
 
 
-def _export_component(pipe, comp: str, *, target: Target, recipe: Recipe, path: Path, stage) -> ComponentReport:
+def resolve_decoder_window(pipe, window: str | int | None) -> tuple[int, int] | None:
+    """(window, overlap) for a streamed decoder, or None for a whole-sequence one.
+
+    "auto" streams when the sequence is longer than `streaming.default_window` (SAO-small: 48 of 256 frames);
+    "whole" (or 0 / None) never streams; an integer asks for that window. The overlap is always the decoder's
+    receptive field, derived from its layers, so stitched audio equals the whole decode.
+    """
+    from edgegen.streaming import default_window, receptive_field
+
+    rf, T = receptive_field(pipe.decoder), pipe.latent_length
+    if window in (None, 0, "0", "whole"):
+        return None
+    if window == "auto":
+        w, o = default_window(rf, length=T)
+        return (w, o) if T > w else None
+    try:
+        w = int(window)
+    except (TypeError, ValueError):
+        raise EdgegenError(f"decoder window must be auto, whole or a number of latent frames, got {window!r}") from None
+    if w <= 2 * rf:
+        raise EdgegenError(f"decoder window {w} is too small: it must exceed 2 x the decoder's receptive field "
+                           f"({rf} latent frames), i.e. be >= {2 * rf + 1}")
+    if w >= T:
+        raise EdgegenError(f"decoder window {w} is not shorter than the {T}-frame latent sequence; nothing to "
+                           "stream, use --decoder-window whole")
+    return w, rf
+
+
+def _export_component(pipe, comp: str, *, target: Target, recipe: Recipe, path: Path, stage,
+                      decoder_window: int | None = None) -> ComponentReport:
     start = time.perf_counter()
     rules = recipe.resolved_rules(comp, target)
     half = any(r.scheme == "fp16" for r in rules)
     stage(comp, "quantize")
     module = copy.deepcopy(getattr(pipe, comp))  # never quantize the caller's pipeline
     rule_for = lambda fqn: recipe.rule_for(comp, fqn, target)  # noqa: E731
-    example = example_inputs(pipe, comp)
+    example = example_inputs(pipe, comp, decoder_window=decoder_window)
     if target.backend == "executorch":
         from edgegen.export import executorch as backend
 
@@ -95,9 +125,11 @@ def _export_component(pipe, comp: str, *, target: Target, recipe: Recipe, path: 
 
 
 def export_bundle(pipe, *, target: Target, recipe: Recipe, out: Path, components: tuple[str, ...] = COMPONENTS,
-                  force: bool = False, make_zip: bool = False,
+                  force: bool = False, make_zip: bool = False, decoder_window: str | int | None = "auto",
                   progress: Callable[[str, str], None] = lambda comp, stage: None) -> ExportReport:
     check_supported(recipe, target)
+    stream = resolve_decoder_window(pipe, decoder_window) if "decoder" in components else None
+    window = stream[0] if stream else None
     unknown = [c for c in components if c not in COMPONENTS]
     if unknown:
         raise EdgegenError(f"unknown component(s) {', '.join(unknown)}; choose from {', '.join(COMPONENTS)}")
@@ -107,15 +139,16 @@ def export_bundle(pipe, *, target: Target, recipe: Recipe, out: Path, components
         artifacts = {}
         for comp in components:
             path = tmp / f"{comp}{EXTENSIONS[target.backend]}"
-            rep = _export_component(pipe, comp, target=target, recipe=recipe, path=path, stage=progress)
+            rep = _export_component(pipe, comp, target=target, recipe=recipe, path=path, stage=progress,
+                                    decoder_window=window)
             reports.append(rep)
-            entry = {**file_entry(path), **io_spec(pipe, comp), "schemes": rep.schemes}
+            entry = {**file_entry(path), **io_spec(pipe, comp, decoder_window=window), "schemes": rep.schemes}
             if rep.delegated_fraction is not None:
                 entry["delegated_fraction"] = round(rep.delegated_fraction, 4)
             artifacts[comp] = entry
         shutil.copy(pipe.tokenizer.path, tmp / "spiece.model")
         manifest = build_manifest(pipe, target=target, recipe=recipe, artifacts=artifacts,
-                                  tokenizer=file_entry(tmp / "spiece.model"))
+                                  tokenizer=file_entry(tmp / "spiece.model"), stream=stream)
         import json
 
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -125,7 +158,8 @@ def export_bundle(pipe, *, target: Target, recipe: Recipe, out: Path, components
                         seconds=time.perf_counter() - start)
 
 
-def build_manifest(pipe, *, target: Target, recipe: Recipe, artifacts: dict, tokenizer: dict) -> dict:
+def build_manifest(pipe, *, target: Target, recipe: Recipe, artifacts: dict, tokenizer: dict,
+                   stream: tuple[int, int] | None = None) -> dict:
     from edgegen.sampler import LOGSNR_MAX, LOGSNR_MIN
 
     if target.backend == "executorch":
@@ -133,8 +167,8 @@ def build_manifest(pipe, *, target: Target, recipe: Recipe, artifacts: dict, tok
     else:
         from edgegen.export.litert import runtime_version
     src = pipe.source
-    return {
-        "schema_version": SCHEMA_VERSION,
+    manifest = {
+        "schema_version": 2 if stream else 1,  # the lowest version that describes this bundle (see bundle.py)
         "edgegen_version": edgegen.__version__,
         "backend": target.backend,
         "runtime_version": runtime_version(),
@@ -145,9 +179,15 @@ def build_manifest(pipe, *, target: Target, recipe: Recipe, artifacts: dict, tok
         "sample_rate": pipe.sample_rate,
         "channels": 2,
         "latent_length": pipe.latent_length,
-        "max_seconds": round(pipe.max_seconds, 4),
+        "max_seconds": math.floor(pipe.max_seconds * 1e4) / 1e4,  # rounded down: never past the decoder's output
         "sampler": {"type": "pingpong", "steps": 8, "logsnr_max": LOGSNR_MAX, "logsnr_min": LOGSNR_MIN},
         "tokenizer": {**tokenizer, "max_length": pipe.config.max_length, "eos_id": pipe.tokenizer.eos_id,
                       "pad_id": pipe.tokenizer.pad_id},
         "artifacts": artifacts,
     }
+    if stream:
+        from edgegen.streaming import receptive_field
+
+        manifest["decoder_stream"] = {"window": stream[0], "overlap": stream[1], "hop": pipe.config.vae.hop,
+                                      "receptive_field": receptive_field(pipe.decoder)}
+    return manifest

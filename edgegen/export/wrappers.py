@@ -3,7 +3,7 @@
     text_encoder  token_ids int32 [1, L], attention_mask int32 [1, L], seconds_total float32 [1]
                   -> cross_attn_cond float32 [1, L + 1, C], global_cond float32 [1, C]
     dit           x [1, 64, T], t [1], cross_attn_cond [1, L + 1, C], global_cond [1, C] -> v [1, 64, T]
-    decoder       latents [1, 64, T] -> audio [1, 2, T * hop]
+    decoder       latents [1, 64, T] -> audio [1, 2, T * hop]     (a streamed bundle: T = the decoder window)
 
 Inputs are bound by name everywhere (manifest, runners); the lists below give the order each artifact
 takes them in. `half=True` runs a component in fp16 with fp32 I/O (Arm's decoder setting).
@@ -46,10 +46,13 @@ class DecoderExport(nn.Module):
         return self.decoder(latents)
 
 
-def io_spec(pipe, component: str) -> dict[str, list[dict]]:
-    """Names, dtypes and shapes of an artifact's inputs (in call order) and outputs."""
+def io_spec(pipe, component: str, *, decoder_window: int | None = None) -> dict[str, list[dict]]:
+    """Names, dtypes and shapes of an artifact's inputs (in call order) and outputs; `decoder_window` gives the
+    decoder a [1, 64, window] input instead of the whole sequence."""
     L, C = pipe.config.max_length, pipe.config.cond_dim
     T, ch = pipe.latent_length, pipe.config.dit.io_channels
+    if component == "decoder" and decoder_window:
+        T = decoder_window
     f32 = "float32"
     spec = {
         "text_encoder": ([("token_ids", "int32", [1, L]), ("attention_mask", "int32", [1, L]),
@@ -65,13 +68,13 @@ def io_spec(pipe, component: str) -> dict[str, list[dict]]:
 _DTYPES = {"int32": torch.int32, "float32": torch.float32}
 
 
-def example_inputs(pipe, component: str, *, seed: int = 0) -> tuple[torch.Tensor, ...]:
+def example_inputs(pipe, component: str, *, seed: int = 0, decoder_window: int | None = None) -> tuple[torch.Tensor, ...]:
     """Representative inputs: real tokens for the text encoder, N(0,1) latents, t = 0.5."""
     g = torch.Generator().manual_seed(seed)
     if component == "text_encoder":
         ids, mask = pipe.tokenize(["warm lo-fi piano loop with soft drums"])
         return ids.int(), mask.int(), torch.tensor([min(10.0, pipe.max_seconds)])
-    shapes = [tuple(i["shape"]) for i in io_spec(pipe, component)["inputs"]]
+    shapes = [tuple(i["shape"]) for i in io_spec(pipe, component, decoder_window=decoder_window)["inputs"]]
     tensors = [torch.randn(s, generator=g) for s in shapes]
     if component == "dit":
         tensors[1] = torch.tensor([0.5])

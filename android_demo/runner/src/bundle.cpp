@@ -119,7 +119,7 @@ Bundle load_bundle(const std::string& dir_in) {
   if (m.type != Json::Type::Object) r.fail("(root)", "must be an object");
 
   int64_t schema = r.integer(m, "schema_version", "schema_version");
-  if (schema != 1) r.fail("schema_version", "is " + std::to_string(schema) + " but this runner reads version 1", "; rebuild the runner (`edgegen build-runner`) from the edgegen that exported the bundle");
+  if (schema != 1 && schema != 2) r.fail("schema_version", "is " + std::to_string(schema) + " but this runner reads versions 1 and 2", "; rebuild the runner (`edgegen build-runner`) from the edgegen that exported the bundle");
   std::string backend = r.string(m, "backend", "backend");
   if (backend != "executorch") r.fail("backend", "is '" + backend + "'", "; this runner only runs ExecuTorch bundles, export one with the executorch backend");
 
@@ -176,10 +176,25 @@ Bundle load_bundle(const std::string& dir_in) {
   expect(r, b.dit.inputs, 2, "artifacts.dit.inputs", "float32", {1, L + 1, C});
   expect(r, b.dit.inputs, 3, "artifacts.dit.inputs", "float32", {1, C});
   expect(r, b.dit.outputs, 0, "artifacts.dit.outputs", "float32", latent);
-  expect(r, b.decoder.inputs, 0, "artifacts.decoder.inputs", "float32", latent);
-  if (b.decoder.outputs[0].shape.size() != 3) r.fail("artifacts.decoder.outputs[0].shape", "must be [1, channels, N]");
-  b.audio_length = b.decoder.outputs[0].shape[2];
-  expect(r, b.decoder.outputs, 0, "artifacts.decoder.outputs", "float32", {1, b.channels, b.audio_length});
+  const Json* stream = m.find("decoder_stream");
+  if ((stream != nullptr) != (schema == 2)) r.fail("decoder_stream", "must be present exactly when schema_version is 2");
+  if (stream) {
+    const Json& s = r.object(m, "decoder_stream", "decoder_stream");
+    b.stream.window = r.integer(s, "window", "decoder_stream.window");
+    b.stream.overlap = r.integer(s, "overlap", "decoder_stream.overlap");
+    b.stream.hop = r.integer(s, "hop", "decoder_stream.hop");
+    if (b.stream.overlap < 0 || b.stream.hop < 1 || b.stream.window <= 2 * b.stream.overlap || b.stream.window > T) {
+      r.fail("decoder_stream", "must have 2 * overlap < window <= latent_length and hop >= 1");
+    }
+    expect(r, b.decoder.inputs, 0, "artifacts.decoder.inputs", "float32", {1, b.latent_channels, b.stream.window});
+    expect(r, b.decoder.outputs, 0, "artifacts.decoder.outputs", "float32", {1, b.channels, b.stream.window * b.stream.hop});
+    b.audio_length = T * b.stream.hop;
+  } else {
+    expect(r, b.decoder.inputs, 0, "artifacts.decoder.inputs", "float32", latent);
+    if (b.decoder.outputs[0].shape.size() != 3) r.fail("artifacts.decoder.outputs[0].shape", "must be [1, channels, N]");
+    b.audio_length = b.decoder.outputs[0].shape[2];
+    expect(r, b.decoder.outputs, 0, "artifacts.decoder.outputs", "float32", {1, b.channels, b.audio_length});
+  }
   if (int64_t(b.max_seconds * b.sample_rate) > b.audio_length) {
     r.fail("max_seconds", "exceeds the decoder's " + std::to_string(b.audio_length) + " samples at " + std::to_string(b.sample_rate) + " Hz");
   }

@@ -1,13 +1,14 @@
 // An edgegen ExecuTorch bundle: manifest.json + spiece.model + text_encoder/dit/decoder .pte.
 //
-// load_bundle() checks everything that can be checked without ExecuTorch: schema_version == 1,
+// load_bundle() checks everything that can be checked without ExecuTorch: schema_version 1 or 2 (2 adds
+// `decoder_stream`: the decoder takes [1,D,window] and runs over overlapping windows, see streaming in pipeline.h),
 // backend == "executorch", sampler type, the I/O contract below, each artifact's size and sha256, and the
 // tokenizer's size/sha256 when the manifest records them.
 //
 //   text_encoder: token_ids int32 [1,L], attention_mask int32 [1,L], seconds_total f32 [1]
 //                 -> cross_attn_cond f32 [1,L+1,C], global_cond f32 [1,C]
 //   dit:          x f32 [1,D,T], t f32 [1], cross_attn_cond [1,L+1,C], global_cond [1,C] -> v f32 [1,D,T]
-//   decoder:      latents f32 [1,D,T] -> audio f32 [1,channels,N]
+//   decoder:      latents f32 [1,D,T] -> audio f32 [1,channels,N]      (streamed: [1,D,W] -> [1,channels,W*hop])
 #pragma once
 
 #include <cstdint>
@@ -28,6 +29,14 @@ struct Artifact {
   std::vector<TensorSpec> outputs;
 };
 
+// A streamed decoder (schema 2): windows of `window` latent frames, each kept frame >= `overlap` frames from any
+// window edge that is not a sequence edge, `hop` samples per latent frame. window == 0: whole-sequence decoder.
+struct DecoderStream {
+  int64_t window = 0;
+  int64_t overlap = 0;
+  int64_t hop = 0;
+};
+
 struct Bundle {
   std::string dir;
   std::string recipe;  // recipe.name, for reports
@@ -35,7 +44,8 @@ struct Bundle {
   int channels = 0;
   int64_t latent_length = 0;   // T
   int64_t latent_channels = 0; // D (64)
-  int64_t audio_length = 0;    // N, samples per channel the decoder returns
+  int64_t audio_length = 0;    // N, samples per channel of the whole sequence (T * hop when streamed)
+  DecoderStream stream;
   double max_seconds = 0.0;
   int steps = 0;
   double logsnr_max = 0.0;

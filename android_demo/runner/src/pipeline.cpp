@@ -107,6 +107,27 @@ std::vector<std::vector<float>> run(Module& m, const Artifact& a, const char* na
 
 }  // namespace
 
+std::vector<Window> plan_windows(int64_t length, int64_t window, int64_t overlap) {
+  if (length < 1 || overlap < 0 || window <= 2 * overlap) {
+    throw InputError("plan_windows: need length >= 1 and window > 2 * overlap >= 0");
+  }
+  if (length <= window) return {{0, length, 0, length}};
+  std::vector<Window> plan{{0, window, 0, window - overlap}};
+  while (plan.back().keep_end < length) {
+    const int64_t keep_start = plan.back().keep_end, start = keep_start - overlap;
+    if (start + window >= length) {
+      plan.push_back({length - window, length, keep_start, length});  // the last one shifts left, never pads
+    } else {
+      plan.push_back({start, start + window, keep_start, start + window - overlap});
+    }
+  }
+  return plan;
+}
+
+int64_t frames_to_decode(int64_t samples, int64_t length, int64_t window, int64_t overlap, int64_t hop) {
+  return std::min(length, std::max(window, (samples + hop - 1) / hop + overlap));
+}
+
 void check_seconds(const Bundle& bundle, double seconds) {
   if (!(seconds > 0.0) || seconds > bundle.max_seconds + 1e-6) {  // same slack as edgegen's BundlePipeline
     throw InputError("--seconds must be in (0, " + std::to_string(bundle.max_seconds) + "] for this bundle, got " + std::to_string(seconds));
@@ -174,16 +195,45 @@ Generation Pipeline::generate(const Request& req) {
   }
 
   t0 = std::chrono::steady_clock::now();
-  auto audio = run(*decoder_, b.decoder, "decoder", {x.data()});
-  g.decoder_s = seconds_since(t0);
   g.seconds = req.seconds;
   g.frames = std::min(int64_t(req.seconds * double(b.sample_rate)), b.audio_length);
   g.audio.resize(size_t(b.channels) * size_t(g.frames));
-  for (int c = 0; c < b.channels; ++c) {
-    const float* src = audio[0].data() + size_t(c) * size_t(b.audio_length);
-    std::copy(src, src + g.frames, g.audio.begin() + ptrdiff_t(size_t(c) * size_t(g.frames)));
+  const int64_t T = b.latent_length;
+  std::vector<Window> plan;
+  if (b.stream.window > 0) {
+    plan = plan_windows(frames_to_decode(g.frames, T, b.stream.window, b.stream.overlap, b.stream.hop), b.stream.window, b.stream.overlap);
+  } else {
+    plan = {{0, T, 0, T}};
   }
-  g.time_to_first_audio_s = seconds_since(start);
+  const int64_t hop = b.audio_length / T;
+  std::vector<float> window_latents, chunk;
+  int64_t written = 0;
+  for (const Window& w : plan) {
+    if (written >= g.frames) break;
+    const int64_t n_in = w.end - w.start;
+    const float* in = x.data();
+    if (b.stream.window > 0) {  // copy x[:, start:end] into a contiguous [1, D, window] buffer
+      window_latents.resize(size_t(b.latent_channels * n_in));
+      for (int64_t d = 0; d < b.latent_channels; ++d) {
+        std::copy(x.begin() + ptrdiff_t(d * T + w.start), x.begin() + ptrdiff_t(d * T + w.end), window_latents.begin() + ptrdiff_t(d * n_in));
+      }
+      in = window_latents.data();
+    }
+    auto audio = run(*decoder_, b.decoder, "decoder", {in});  // [1, channels, n_in * hop]
+    ++g.decoder_calls;
+    const int64_t keep_from = (w.keep_start - w.start) * hop;
+    const int64_t take = std::min((w.keep_end - w.keep_start) * hop, g.frames - written);
+    chunk.resize(size_t(b.channels * take));
+    for (int c = 0; c < b.channels; ++c) {
+      const float* src = audio[0].data() + size_t(c) * size_t(n_in * hop) + size_t(keep_from);
+      std::copy(src, src + take, g.audio.begin() + ptrdiff_t(size_t(c) * size_t(g.frames) + size_t(written)));
+      std::copy(src, src + take, chunk.begin() + ptrdiff_t(size_t(c) * size_t(take)));
+    }
+    written += take;
+    if (g.decoder_calls == 1) g.time_to_first_audio_s = seconds_since(start);
+    if (req.on_chunk) req.on_chunk(chunk, take);
+  }
+  g.decoder_s = seconds_since(t0);
   g.e2e_s = seconds_since(start);
   return g;
 }

@@ -6,6 +6,8 @@
 //       v = dit(x, [t_i], cross, glob); denoised = x - t_i * v
 //       x = (1 - t_{i+1}) * denoised + t_{i+1} * noise[i+1]   (x = denoised on the last step)
 //   audio = decoder(x)[:, :, :n], n = min(int64(seconds * sample_rate), N)   [channels, n]
+//   (streamed bundle: decoder(x[:, :, start:end]) per window of plan_windows(), the kept frames concatenated;
+//    same windows as edgegen.streaming.decode_stream, so the audio matches `edgegen run` exactly)
 //
 // Usage:
 //   edgegen::Pipeline p(edgegen::load_bundle(dir));
@@ -13,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,7 +35,21 @@ struct Request {
   uint64_t seed = 0;           // used when `noise` is empty
   std::vector<float> noise;    // [steps, D, T] C order, or empty for gaussian_noise(seed)
   bool keep_intermediates = false;  // fill Generation::latents (for --dump)
+  // Called with each decoded chunk as soon as it is ready: planar [channels, frames] (one call for a
+  // whole-sequence decoder, one per window for a streamed one).
+  std::function<void(const std::vector<float>& chunk, int64_t frames)> on_chunk;
 };
+
+// Latent frames [start, end) go into the decoder; frames [keep_start, keep_end) of its output are kept.
+struct Window {
+  int64_t start, end, keep_start, keep_end;
+};
+
+// Mirrors edgegen.streaming.plan_windows: windows of exactly `window` frames whose kept spans tile [0, length).
+std::vector<Window> plan_windows(int64_t length, int64_t window, int64_t overlap);
+
+// Mirrors edgegen.streaming.frames_to_decode: latent frames needed for the first `samples` output samples.
+int64_t frames_to_decode(int64_t samples, int64_t length, int64_t window, int64_t overlap, int64_t hop);
 
 struct Generation {
   double seconds = 0.0;       // as requested
@@ -46,7 +63,8 @@ struct Generation {
   double text_encoder_s = 0.0;
   std::vector<double> dit_step_s;
   double decoder_s = 0.0;
-  double time_to_first_audio_s = 0.0;  // generate() start -> audio available
+  int decoder_calls = 0;               // 1, or the number of windows of a streamed decoder
+  double time_to_first_audio_s = 0.0;  // generate() start -> first chunk available
   double e2e_s = 0.0;                  // generate() start -> return
 };
 

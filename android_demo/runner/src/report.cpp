@@ -26,6 +26,7 @@ std::string report_json(const Bundle& b, const Generation& g, double load_s, int
          ", \"stages\": {\"load\": " + json_number(load_s) + ", \"text_encoder\": " + json_number(g.text_encoder_s) +
          ", \"dit\": " + json_number(dit_s) + ", \"decoder\": " + json_number(g.decoder_s) + "}" +
          ", \"dit_step_s\": " + steps +
+         ", \"decoder_calls\": " + std::to_string(g.decoder_calls) +
          ", \"threads\": " + std::to_string(threads) +
          ", \"steps\": " + std::to_string(b.steps) +
          ", \"seconds\": " + json_number(g.seconds) +
@@ -42,9 +43,11 @@ std::string report_text(const Bundle& b, const Generation& g, double load_s, int
                 "load          %9.4f s\n"
                 "text_encoder  %9.4f s\n"
                 "dit           %9.4f s  (%d steps, %.4f s/step)\n"
-                "decoder       %9.4f s\n"
+                "decoder       %9.4f s  (%d call%s)\n"
+                "first audio   %9.4f s\n"
                 "e2e           %9.4f s  (rtf %.3f, %d threads, %.3f s of audio)\n",
-                load_s, g.text_encoder_s, dit_s, b.steps, dit_s / b.steps, g.decoder_s, g.e2e_s,
+                load_s, g.text_encoder_s, dit_s, b.steps, dit_s / b.steps, g.decoder_s, g.decoder_calls,
+                g.decoder_calls == 1 ? "" : "s, streamed", g.time_to_first_audio_s, g.e2e_s,
                 g.e2e_s / audio_seconds(b, g), threads, audio_seconds(b, g));
   return buf;
 }

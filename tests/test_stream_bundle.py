@@ -1,0 +1,146 @@
+"""Streamed-decoder bundles (schema 2): export, manifest rules, `run --stream`, parity, eager streaming.
+
+random:tiny-long has 64 latent frames, long enough to stream (receptive field 10): `--decoder-window auto`
+exports the decoder for [1, 64, 40] and the manifest says window 40, overlap 10.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import edgegen
+from edgegen.bundle import open_bundle
+from edgegen.bundle_pipeline import BundlePipeline
+from edgegen.errors import EdgegenError
+from edgegen.export import export_bundle, resolve_decoder_window
+from edgegen.parity import check_parity
+from edgegen.recipes import load_recipe, load_target
+from tests.helpers import rel_err
+
+PROMPT = "a dog barking"
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "edgegen.cli", *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_long():
+    return edgegen.load_pipeline("random:tiny-long")
+
+
+@pytest.fixture(scope="session")
+def streamed(tiny_long, tmp_path_factory):
+    """backend -> a streamed fp32 bundle of random:tiny-long (exported once per session)."""
+    cache = {}
+
+    def get(backend: str):
+        if backend not in cache:
+            out = tmp_path_factory.mktemp("streamed") / backend
+            export_bundle(tiny_long, target=load_target(f"host-{backend}"), recipe=load_recipe("fp32"), out=out)
+            cache[backend] = out
+        return cache[backend]
+
+    return get
+
+
+def test_resolve_decoder_window(tiny, tiny_long):
+    assert resolve_decoder_window(tiny_long, "auto") == (40, 10)
+    assert resolve_decoder_window(tiny_long, "24") == (24, 10)
+    assert resolve_decoder_window(tiny, "auto") is None  # 16 frames: nothing to stream
+    assert resolve_decoder_window(tiny_long, "whole") is None and resolve_decoder_window(tiny_long, None) is None
+    for bad, match in (("20", "too small.*>= 21"), ("64", "not shorter"), ("big", "auto, whole or a number")):
+        with pytest.raises(EdgegenError, match=match):
+            resolve_decoder_window(tiny_long, bad)
+
+
+@pytest.mark.executorch
+def test_streamed_manifest_and_info(streamed):
+    m = open_bundle(streamed("executorch")).manifest
+    assert m["schema_version"] == 2
+    assert m["decoder_stream"] == {"window": 40, "overlap": 10, "hop": 2048, "receptive_field": 10}
+    assert m["artifacts"]["decoder"]["inputs"][0]["shape"] == [1, 64, 40]
+    assert m["artifacts"]["decoder"]["outputs"][0]["shape"] == [1, 2, 40 * 2048]
+    assert m["artifacts"]["dit"]["inputs"][0]["shape"] == [1, 64, 64]
+    res = _cli("info", str(streamed("executorch")))
+    assert res.returncode == 0 and "streamed: windows of 40 latent frames, overlap 10" in res.stdout
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda m: m.update(schema_version=3), "schema_version 3 is not supported"),
+    (lambda m: m.pop("decoder_stream"), "decoder_stream must be present exactly when"),
+    (lambda m: m["decoder_stream"].update(window=48), "takes 40 latent frames but decoder_stream.window is 48"),
+    (lambda m: m["decoder_stream"].update(overlap=20), "must exceed 2 x overlap"),
+])
+@pytest.mark.executorch
+def test_bad_stream_manifest_is_refused(streamed, tmp_path, edit, match):
+    bundle = tmp_path / "b"
+    shutil.copytree(streamed("executorch"), bundle)
+    m = json.loads((bundle / "manifest.json").read_text())
+    edit(m)
+    (bundle / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(EdgegenError, match=match):
+        open_bundle(bundle)
+    res = _cli("run", "-b", str(bundle), "-p", PROMPT, "-s", "1", "-o", str(tmp_path / "x.wav"))
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.wav").exists()
+
+
+@pytest.mark.parametrize("backend", ["executorch", "litert"])
+def test_streamed_parity_and_whole_reference(tiny_long, streamed, backend):
+    """Windows stitched in the bundle's runtime vs the reference's whole-sequence decode: >= 60 dB (fp32)."""
+    bp = BundlePipeline.open(streamed(backend))
+    report = check_parity(bp, tiny_long)
+    assert report["passed"], json.dumps(report, indent=1)[:3000]
+    dec = report["components"]["decoder"]
+    assert dec["streamed"]["window"] == 40 and dec["metrics"]["sqnr_db"] >= 60
+    # a short clip decodes only the windows it needs (2 of 3) and still matches the reference
+    from edgegen.pipeline import Timings
+
+    calls = []
+    art = bp.artifacts["decoder"]
+    bp.artifacts["decoder"] = lambda **kw: calls.append(1) or art(**kw)
+    t = Timings()
+    wav = bp.generate(PROMPT, seconds_total=1.6, seed=2, timings=t)  # 35 frames + overlap 10: 45 of 64
+    assert len(calls) == 2 and wav.shape == (2, int(1.6 * 44100))
+    assert rel_err(tiny_long.generate(PROMPT, seconds_total=1.6, seed=2), wav) <= 1e-4
+    assert 0 < t.stages["first_audio"] < t.stages["text_encoder"] + t.stages["dit"] + t.stages["decoder"]
+
+
+@pytest.mark.executorch
+def test_run_stream_writes_the_same_audio(streamed, tmp_path):
+    b = str(streamed("executorch"))
+    whole = _cli("run", "-b", b, "-p", PROMPT, "-s", "2.5", "--seed", "4", "-o", str(tmp_path / "a.wav"))
+    assert whole.returncode == 0, whole.stderr
+    res = _cli("run", "-b", b, "-p", PROMPT, "-s", "2.5", "--seed", "4", "--stream", "-o", str(tmp_path / "b.wav"))
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.count("chunk:") == 3 and "first_audio" in res.stdout
+    a, _ = sf.read(tmp_path / "a.wav", dtype="float32")
+    b_, sr = sf.read(tmp_path / "b.wav", dtype="float32")
+    assert sr == 44100 and a.shape == b_.shape == (int(2.5 * 44100), 2)
+    np.testing.assert_array_equal(a, b_)
+
+
+@pytest.mark.executorch
+def test_run_stream_needs_a_streamed_bundle(bundle_factory, tmp_path):
+    res = _cli("run", "-b", str(bundle_factory("executorch", "fp32")), "-p", PROMPT, "-s", "0.5", "--stream",
+               "-o", str(tmp_path / "x.wav"))
+    assert res.returncode == 2 and "--decoder-window" in res.stderr and not (tmp_path / "x.wav").exists()
+
+
+def test_eager_generate_stream_matches_whole(tiny_long, tmp_path):
+    from edgegen.pipeline import Timings
+
+    t = Timings()
+    chunks = []
+    streamed = tiny_long.generate(PROMPT, seconds_total=2.9, seed=1, stream=True, timings=t, on_chunk=chunks.append)
+    whole = tiny_long.generate(PROMPT, seconds_total=2.9, seed=1)
+    assert len(chunks) == 3 and streamed.shape == whole.shape == (2, int(2.9 * 44100))
+    assert rel_err(whole, streamed) <= 1e-5
+    res = _cli("generate", "-m", "random:tiny-long", "-p", PROMPT, "-s", "1.5", "--stream", "-o", str(tmp_path / "g.wav"))
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.count("chunk:") == 2 and sf.info(str(tmp_path / "g.wav")).frames == int(1.5 * 44100)
