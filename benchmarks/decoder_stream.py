@@ -1,6 +1,6 @@
 """Whole-sequence vs streaming Oobleck decode: peak memory, time to first chunk, total time, SQNR of the stitch.
 
-    python benchmarks/decoder_stream.py                       # SAO-small decoder, T=256 latents, windows 48,64
+    python benchmarks/decoder_stream.py                       # SAO-small decoder, T=256 latents, windows 48,60,64
     python benchmarks/decoder_stream.py --channels 32 -T 64   # reduced config for a slow machine
 
 Each measurement runs in a fresh subprocess so peak memory is not polluted by the previous one. Peak decode memory
@@ -71,7 +71,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-T", type=int, default=256, help="latent frames (256 = 11.9 s, SAO-small's maximum)")
     ap.add_argument("--channels", type=int, default=128, help="decoder width (128 = SAO-small)")
-    ap.add_argument("--windows", default="48,64")
+    ap.add_argument("--windows", default="48,60,64")
     ap.add_argument("--overlap", type=int, default=None, help="default: the derived receptive field")
     ap.add_argument("--glibc-default", action="store_true", help="keep glibc's dynamic mmap threshold")
     ap.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)  # window for one subprocess run

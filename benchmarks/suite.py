@@ -1,7 +1,7 @@
 """The benchmark suite: eager PyTorch vs every backend x recipe, side by side on the same weights, one session.
 
     .venv/bin/python benchmarks/suite.py --model random:sao-small --out out/suite \
-        --configs executorch:int8,executorch:mobile,litert:int8,litert:mobile --iters 3
+        --configs executorch:int8,executorch:mobile,litert:int8,litert:mobile --size-configs litert:fp32 --iters 3
     .venv/bin/python benchmarks/suite.py --model random:tiny --out out/suite-tiny      # a quick smoke run
 
 For each configuration it exports a bundle (or reuses `--out/<model>-<backend>-<recipe>` when its manifest
@@ -50,25 +50,38 @@ def _size_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 1e6
 
 
-def measure(model: str, configs: list[tuple[str, str]], out: Path, iters: int, warmup: int, seconds: float) -> dict:
+def _say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def measure(model: str, configs: list[tuple[str, str]], out: Path, iters: int, warmup: int, seconds: float,
+            size_configs: list[tuple[str, str]] = ()) -> dict:
     rows = []
+    _say(f"eager {model}: bench")
     res = _run(["bench", "-m", model, "--iters", str(iters), "--warmup", str(warmup), "-s", str(seconds)])
     if res.returncode != 0:
         raise SystemExit(f"eager bench failed: {res.stderr[-500:]}")
     eager = _last_json(res.stdout)
     rows.append({"config": "eager fp32", "bench": eager, "size_mb": None, "parity": None})
     for backend, recipe in configs:
+        _say(f"{backend} {recipe}: export (or reuse)")
         path = _bundle(model, backend, recipe, out)
+        _say(f"{backend} {recipe}: bench")
         res = _run(["bench", "-b", str(path), "--iters", str(iters), "--warmup", str(warmup), "-s", str(seconds)])
         if res.returncode != 0:
             raise SystemExit(f"bench {path} failed: {res.stderr[-500:]}")
+        _say(f"{backend} {recipe}: parity")
         par_path = out / f"parity-{backend}-{recipe}.json"
         par = _run(["parity", "-b", str(path), "-m", model, "--json", str(par_path)])
         parity = json.loads(par_path.read_text()) if par_path.is_file() else None
         label = f"{backend} {recipe}" + (" (arm)" if recipe == "mobile" else "")
         rows.append({"config": label, "bench": _last_json(res.stdout), "size_mb": _size_mb(path),
                      "parity": parity, "parity_exit": par.returncode})
-    return {"model": model, "iters": iters, "warmup": warmup, "seconds": seconds, "rows": rows,
+    sizes = {}
+    for backend, recipe in size_configs:
+        _say(f"{backend} {recipe}: export (or reuse) for its size")
+        sizes[f"{backend}:{recipe}"] = _size_mb(_bundle(model, backend, recipe, out))
+    return {"model": model, "iters": iters, "warmup": warmup, "seconds": seconds, "rows": rows, "sizes": sizes,
             "machine": {"platform": platform.platform(), "machine": platform.machine(),
                         "processor": platform.processor(), "cpus": eager.get("cpus")},
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
@@ -86,28 +99,63 @@ def _fmt_parity(p: dict | None) -> str:
             f"dec {s(c['decoder']['metrics']['sqnr_db'])} dB; {'PASS' if p['passed'] else 'FAIL'}")
 
 
+def _targets(rows: list[dict], sizes: dict[str, float]) -> list[str]:
+    """The issue's targets, each checked against the measured rows (met / missed, with the figures)."""
+    eager = rows[0]["bench"]["e2e_s"]
+    bundles = [r for r in rows[1:]]
+    if not bundles:
+        return []
+    best = min(bundles, key=lambda r: r["bench"]["e2e_s"])
+    b = best["bench"]
+    out = ["Targets (best bundle = the fastest end to end):", ""]
+
+    def line(ok: bool, text: str) -> None:
+        out.append(f"- {'MET   ' if ok else 'MISSED'} {text}")
+
+    ratio = b["e2e_s"] / eager
+    line(ratio <= 0.25, f"best bundle ({best['config']}) end to end {b['e2e_s']:.2f} s = {ratio:.2f}x eager "
+                        f"{eager:.2f} s (target <= 0.25x)")
+    for r in bundles:
+        backend = r["config"].split()[0]
+        arm = next((a for a in bundles if a["config"].startswith(f"{backend} mobile")), None)
+        if arm is not None and r is not arm:
+            q = r["bench"]["e2e_s"] / arm["bench"]["e2e_s"]
+            line(q <= 0.7, f"{r['config']} = {q:.2f}x the Arm recipe ({arm['config']}) on {backend} (target <= 0.7x)")
+    line(b["peak_rss_mb"] <= 1536, f"best bundle peak RSS {b['peak_rss_mb']:.0f} MB (target <= 1536 MB)")
+    q = b["time_to_first_audio_s"] / b["e2e_s"]
+    line(q <= 0.35, f"best bundle time to first audio {b['time_to_first_audio_s']:.2f} s = {q:.0%} of end to end "
+                    "(target <= 35%)")
+    fp32 = {r["config"].split()[0]: r["size_mb"] for r in bundles if r["config"].split()[1] == "fp32"}
+    fp32.update({k.split(":")[0]: v for k, v in sizes.items() if k.endswith(":fp32") and k.split(":")[0] not in fp32})
+    for r in bundles:
+        backend, recipe = r["config"].split()[:2]
+        if recipe == "int8" and fp32.get(backend):
+            q = r["size_mb"] / fp32[backend]
+            line(q <= 0.3, f"{backend} int8 bundle {r['size_mb']:.0f} MB = {q:.2f}x the fp32 bundle "
+                           f"{fp32[backend]:.0f} MB (target <= 0.3x)")
+    return out
+
+
 def write_report(results: dict, out: Path) -> str:
     rows = results["rows"]
     eager = rows[0]["bench"]
-    fp32_sizes = {r["config"].split()[0]: r["size_mb"] for r in rows if r["config"].endswith(" fp32")}
     lines = [f"Model `{results['model']}`, {results['seconds']} s of audio requested (clamped to the model's maximum), "
              f"medians of {results['iters']} runs after {results['warmup']} warm-up, {results['date']}.",
              f"Machine: {results['machine']['platform']}, {results['machine']['cpus']} CPUs.", "",
              "| config | load s | text enc s | DiT s (per step) | decoder s | end to end s | x eager | RTF | "
-             "first audio s | peak RSS MB | bundle MB | parity (SQNR) |",
+             "first audio s (of e2e) | peak RSS MB | bundle MB | parity (SQNR) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         b, st = r["bench"], r["bench"]["stages"]
         size = "-" if r["size_mb"] is None else f"{r['size_mb']:.1f}"
         lines.append(f"| {r['config']} | {st['load']:.2f} | {st['text_encoder']:.3f} | {st['dit']:.2f} "
                      f"({b['dit_step_s']:.3f}) | {st['decoder']:.2f} | {b['e2e_s']:.2f} | "
-                     f"{b['e2e_s'] / eager['e2e_s']:.2f} | {b['rtf']:.2f} | {b['time_to_first_audio_s']:.2f} | "
+                     f"{b['e2e_s'] / eager['e2e_s']:.2f} | {b['rtf']:.2f} | {b['time_to_first_audio_s']:.2f} "
+                     f"({b['time_to_first_audio_s'] / b['e2e_s']:.0%}) | "
                      f"{b['peak_rss_mb']:.0f} | {size} | {_fmt_parity(r['parity'])} |")
-    lines.append("")
-    for r in rows:
-        base = r["config"].split()[0]
-        if r["size_mb"] and base in fp32_sizes and fp32_sizes[base] and "int8" in r["config"]:
-            lines.append(f"- {r['config']} bundle is {r['size_mb'] / fp32_sizes[base]:.2f}x the {base} fp32 bundle.")
+    lines += ["", *_targets(rows, results.get("sizes", {}))]
+    for key, mb in results.get("sizes", {}).items():
+        lines.append(f"- size only (not timed): {key} bundle {mb:.0f} MB")
     table = "\n".join(lines)
     (out / "RESULTS.md").write_text(table + "\n")
     try:
@@ -139,13 +187,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("out/suite"))
     ap.add_argument("--configs", default="executorch:fp32,executorch:int8,executorch:int4,executorch:mobile,"
                                          "litert:fp32,litert:int8,litert:int4,litert:mobile")
+    ap.add_argument("--size-configs", default="", help="backend:recipe list that is only exported and sized "
+                                                       "(e.g. the fp32 bundles the int8 size target compares with)")
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--seconds", type=float, default=11.0)
+    ap.add_argument("--seconds", type=float, default=12.0, help="clamped to the model's maximum (SAO-small 11.89)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     configs = [tuple(c.split(":")) for c in args.configs.split(",")]
-    results = measure(args.model, configs, args.out, args.iters, args.warmup, args.seconds)
+    size_configs = [tuple(c.split(":")) for c in args.size_configs.split(",") if c]
+    results = measure(args.model, configs, args.out, args.iters, args.warmup, args.seconds, size_configs)
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     print(write_report(results, args.out))
 

@@ -16,6 +16,7 @@ from edgegen.export.wrappers import example_inputs, io_spec
 from edgegen.metrics import compare
 from edgegen.recipes import load_recipe, load_target
 from edgegen.runtime import load_artifacts
+from tests.helpers import rel_err
 
 BACKENDS = ["executorch", "litert"]
 
@@ -121,3 +122,19 @@ def test_cli_export_zip_and_summary(tmp_path):
     assert "quantize" in res.stderr and "serialize" in res.stderr  # progress per stage
     res = _cli("info", str(out.with_suffix(".zip")))
     assert res.returncode == 0 and "checksums OK" in res.stdout
+
+
+@pytest.mark.parametrize("strides", [(2, 4, 4, 8, 8), (2, 4, 8)])
+def test_channels_last_decoder_matches_eager(strides):
+    """The ExecuTorch export form of the decoder (convs as GEMMs on [B, L, C]) is the same function."""
+    from edgegen.components.oobleck import ChannelsLastDecoder, OobleckConfig, OobleckDecoder
+    from edgegen.presets import randomize_
+
+    cfg = OobleckConfig(channels=8, c_mults=(1, 2, 4, 8, 16)[:len(strides)], strides=strides)
+    dec = OobleckDecoder(cfg).eval()
+    randomize_(dec, seed=4)
+    x = torch.randn(2, 64, 7, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref, got = dec(x), ChannelsLastDecoder(dec)(x)
+    assert got.shape == ref.shape == (2, 2, 7 * cfg.hop)
+    assert rel_err(ref, got) <= 1e-5

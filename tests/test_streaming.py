@@ -26,7 +26,8 @@ def test_receptive_field_values():
     assert footprint(OOBLECK_CONFIGS["sao-small"]) == (18981, 18981)
     assert receptive_field(OOBLECK_CONFIGS["sao-small"]) == receptive_field(OOBLECK_CONFIGS["tiny"]) == 10
     assert receptive_field(MID) == 11
-    assert default_window(10) == (48, 10)
+    assert default_window(10) == (60, 10)  # 360 decoded frames of 256; 48 would decode 432
+    assert default_window(10, length=64) == (40, 10)
 
 
 @pytest.mark.parametrize("which", ["tiny", "mid"])

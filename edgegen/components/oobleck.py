@@ -124,6 +124,112 @@ class OobleckDecoder(nn.Module):
         return self.layers(latents * self.scale if self.scale != 1.0 else latents)
 
 
+class ChannelsLastDecoder(nn.Module):
+    """Export form of an OobleckDecoder for ExecuTorch/XNNPACK: [B, L, C] throughout, every conv a Linear (GEMM).
+
+    ExecuTorch 1.5.1's XNNPACK runs the decoder's 7-tap convolutions ~2.3x slower than LiteRT's XNNPACK does
+    (117 vs 50 ms for 128 ch x 16384 samples, 1 thread), while its Linear/GEMM path is as fast as LiteRT's.
+    So, with weights refolded once here (same math, fp32 rounding only):
+      Conv1d k, dilation d, "same" padding p  ->  pad L by p, concat the k shifted slices along C, Linear(k*C -> O)
+      Conv1d k = 1                            ->  Linear(C -> O)
+      ConvTranspose1d k = 2s, stride s, pad p ->  Linear(C -> 2s*O); out[t*s + j] = z[t, j] + z[t-1, s + j], crop p
+      SnakeBeta                               ->  x + 1/(exp(beta)+1e-9) * sin(exp(alpha) x)^2 with [C] constants
+    Transposes happen once, at the input and the output. The whole decoder measured 1.7x faster in ExecuTorch.
+    """
+
+    def __init__(self, decoder: "OobleckDecoder"):
+        super().__init__()
+        self.scale = decoder.scale
+        self.layers = nn.Sequential(*[_channels_last(m) for m in decoder.layers])
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:  # [B, 64, T] -> [B, 2, T * hop]
+        x = latents * self.scale if self.scale != 1.0 else latents
+        return self.layers(x.transpose(1, 2)).transpose(1, 2)
+
+
+class _SnakeCL(nn.Module):
+    def __init__(self, snake: SnakeBeta):
+        super().__init__()
+        with torch.no_grad():
+            self.register_buffer("alpha_exp", snake.alpha.exp().clone())
+            self.register_buffer("inv_beta", 1.0 / (snake.beta.exp() + 1e-9))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, L, C]
+        return x + self.inv_beta * torch.sin(x * self.alpha_exp).pow(2)  # pow(2) lowers to one XNNPACK square
+
+
+class _ConvCL(nn.Module):
+    """A stride-1 "same" Conv1d as im2col + Linear on [B, L, C]."""
+
+    def __init__(self, conv: nn.Conv1d):
+        super().__init__()
+        (k,), (d,), (p,), (s,) = conv.kernel_size, conv.dilation, conv.padding, conv.stride
+        if s != 1 or 2 * p != (k - 1) * d or conv.groups != 1:
+            raise ValueError(f"channels-last form handles stride-1 'same' convs only, got k={k} d={d} p={p} s={s}")
+        self.k, self.d, self.p = k, d, p
+        self.linear = nn.Linear(conv.in_channels * k, conv.out_channels, bias=conv.bias is not None)
+        with torch.no_grad():  # [O, I, k] -> [O, k*I], taps outermost to match the concatenation below
+            self.linear.weight.copy_(conv.weight.permute(0, 2, 1).reshape(conv.out_channels, -1))
+            if conv.bias is not None:
+                self.linear.bias.copy_(conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.k == 1:
+            return self.linear(x)
+        L = x.shape[1]
+        xp = F.pad(x, (0, 0, self.p, self.p))
+        return self.linear(torch.cat([xp[:, i * self.d:i * self.d + L] for i in range(self.k)], dim=-1))
+
+
+class _ConvTransposeCL(nn.Module):
+    """ConvTranspose1d with kernel 2 * stride as one Linear and an overlap-add of its two halves on [B, L, C]."""
+
+    def __init__(self, conv: nn.ConvTranspose1d):
+        super().__init__()
+        (k,), (s,), (p,) = conv.kernel_size, conv.stride, conv.padding
+        if k != 2 * s or conv.output_padding != (0,) or conv.dilation != (1,) or conv.groups != 1:
+            raise ValueError(f"channels-last form handles ConvTranspose1d with kernel = 2 x stride only, got k={k} s={s}")
+        self.s, self.p, self.out = s, p, conv.out_channels
+        self.linear = nn.Linear(conv.in_channels, k * conv.out_channels, bias=False)
+        with torch.no_grad():  # [I, O, k] -> [k*O, I], rows ordered (tap, out channel)
+            self.linear.weight.copy_(conv.weight.permute(2, 1, 0).reshape(k * conv.out_channels, conv.in_channels))
+        self.register_buffer("bias", conv.bias.detach().clone() if conv.bias is not None
+                             else torch.zeros(conv.out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, L, I] -> [B, (L-1)*s - 2p + 2s, O]
+        B, L, _ = x.shape
+        z = self.linear(x)
+        half = self.s * self.out
+        first = F.pad(z[..., :half], (0, 0, 0, 1))   # taps [0, s) of input t land at t*s + j
+        second = F.pad(z[..., half:], (0, 0, 1, 0))  # taps [s, 2s) of input t-1 land there too
+        full = (first + second).reshape(B, (L + 1) * self.s, self.out)
+        n = (L - 1) * self.s - 2 * self.p + 2 * self.s
+        return full[:, self.p:self.p + n] + self.bias
+
+
+class _ResidualCL(nn.Module):
+    def __init__(self, unit: "ResidualUnit"):
+        super().__init__()
+        self.layers = nn.Sequential(*[_channels_last(m) for m in unit.layers])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.layers(x)
+
+
+def _channels_last(m: nn.Module) -> nn.Module:
+    if isinstance(m, SnakeBeta):
+        return _SnakeCL(m)
+    if isinstance(m, nn.ConvTranspose1d):
+        return _ConvTransposeCL(m)
+    if isinstance(m, nn.Conv1d):
+        return _ConvCL(m)
+    if isinstance(m, ResidualUnit):
+        return _ResidualCL(m)
+    if isinstance(m, DecoderBlock):
+        return nn.Sequential(*[_channels_last(c) for c in m.layers])
+    raise TypeError(f"no channels-last form for {type(m).__name__}")
+
+
 class OobleckEncoder(nn.Module):
     def __init__(self, cfg: OobleckConfig):
         super().__init__()

@@ -61,7 +61,7 @@ def _count(applied: dict[str, str]) -> dict[str, int]:
 def resolve_decoder_window(pipe, window: str | int | None) -> tuple[int, int] | None:
     """(window, overlap) for a streamed decoder, or None for a whole-sequence one.
 
-    "auto" streams when the sequence is longer than `streaming.default_window` (SAO-small: 48 of 256 frames);
+    "auto" streams when the sequence is longer than `streaming.default_window` (SAO-small: 60 of 256 frames);
     "whole" (or 0 / None) never streams; an integer asks for that window. The overlap is always the decoder's
     receptive field, derived from its layers, so stitched audio equals the whole decode.
     """
@@ -102,6 +102,10 @@ def _export_component(pipe, comp: str, *, target: Target, recipe: Recipe, path: 
 
         applied = {} if half else backend.quantize_executorch(module, rule_for)
         set_export_form(module)  # XNNPACK-delegable formulations of LayerNorm, attention, Snake
+        if comp == "decoder":  # convs as GEMMs on [B, L, C]: ExecuTorch's XNNPACK conv path is ~2.3x slower
+            from edgegen.components.oobleck import ChannelsLastDecoder
+
+            module = ChannelsLastDecoder(module).eval()
         if half:
             module = module.half()
         wrapper = wrap(comp, module, half=half)
