@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from edgegen.components.t5_encoder import T5_CONFIGS, T5Config, T5LayerNorm
+from edgegen.components.t5_encoder import T5_CONFIGS, T5Attention, T5Config, T5LayerNorm
 
 _SAO_SMALL = {
     "model_type": "diffusion_cond",
@@ -106,6 +106,12 @@ def randomize_(module: nn.Module, *, seed: int) -> None:
             normal(m.bias, 0.1)
         elif isinstance(m, T5LayerNorm):
             normal(m.weight, 0.1, 1.0)
+    for m in module.modules():
+        if isinstance(m, T5Attention):
+            # T5 attention has no 1/sqrt(d_kv) on its logits; trained T5 (and Hugging Face's T5 init, q std
+            # (d_model * d_kv)^-0.5) folds it into q. Without it random logits have std ~sqrt(d_kv) = 8, softmax
+            # is near one-hot, and int8 T5 parity collapses (measured 16 vs 35 dB: benchmarks/t5_int8_scaling.py).
+            m.q.weight.mul_(1.0 / math.sqrt(m.d_kv))
     for name, p in module.named_parameters():
         leaf = name.rsplit(".", 1)[-1]
         if leaf == "gamma":  # DiT LayerNorm
