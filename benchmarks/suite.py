@@ -102,7 +102,7 @@ def _fmt_parity(p: dict | None) -> str:
 def _targets(rows: list[dict], sizes: dict[str, float]) -> list[str]:
     """The issue's targets, each checked against the measured rows (met / missed, with the figures)."""
     eager = rows[0]["bench"]["e2e_s"]
-    bundles = [r for r in rows[1:]]
+    bundles = rows[1:]
     if not bundles:
         return []
     best = min(bundles, key=lambda r: r["bench"]["e2e_s"])

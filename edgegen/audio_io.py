@@ -10,11 +10,21 @@ import numpy as np
 from edgegen.errors import EdgegenError
 
 
+def check_writable(path: Path) -> None:
+    """A WAV can be written at `path`: its folder exists and it is not a folder itself (checked before long work)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise EdgegenError(f"cannot write {path}: folder {path.parent} does not exist")
+    if path.is_dir():
+        raise EdgegenError(f"cannot write {path}: it is a folder; give a .wav file name")
+
+
 def write_wav(path: Path, audio: np.ndarray, sample_rate: int, *, pcm16: bool = False) -> None:
     """audio [channels, n] float32 -> WAV (IEEE float32, or 16-bit PCM clipped to [-1, 1])."""
     import soundfile as sf
 
     path = Path(path)
+    check_writable(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     data = np.ascontiguousarray(audio.T)
     if pcm16:
@@ -42,6 +52,7 @@ class StreamingWav:
     def __enter__(self) -> "StreamingWav":
         import soundfile as sf
 
+        check_writable(self.path)
         self._file = sf.SoundFile(str(self.path), mode="w", samplerate=self.sample_rate, channels=self.channels,
                                   subtype="PCM_16" if self.pcm16 else "FLOAT", format="WAV")
         return self

@@ -25,7 +25,6 @@ from edgegen.errors import EdgegenError
 # 1: the decoder takes the whole latent sequence. 2: adds `decoder_stream` (window, overlap, hop, receptive_field):
 # the decoder artifact takes [1, 64, window] and is run over overlapping windows. An exporter writes the lowest
 # version that describes the bundle, so a whole-sequence bundle stays readable by version-1 tools.
-SCHEMA_VERSION = 2
 SCHEMA_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 COMPONENTS = ("text_encoder", "dit", "decoder")

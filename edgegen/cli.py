@@ -89,8 +89,9 @@ def _stage_line(stages: dict[str, float]) -> str:
 def _wav_out(path: Path, sample_rate: int, *, pcm16: bool, stream: bool):
     """(on_chunk, finish): streamed, chunks go to the file as they arrive and `finish` does nothing; otherwise
     `on_chunk` is None and `finish(wav)` writes the whole file atomically."""
-    from edgegen.audio_io import StreamingWav, write_wav
+    from edgegen.audio_io import StreamingWav, check_writable, write_wav
 
+    check_writable(path)  # before the generation, not after it
     if not stream:
         yield None, lambda wav: write_wav(path, wav, sample_rate, pcm16=pcm16)
         return
@@ -131,18 +132,19 @@ def info(bundle, model, t5):
 @click.option("--force", is_flag=True, help="Replace an existing bundle.")
 @click.option("--zip", "make_zip", is_flag=True, help="Also write OUTPUT.zip for app bundling.")
 @click.option("--decoder-window", default="auto", show_default=True,
-              help="Latent frames per decoder call: auto (stream when the sequence is long; SAO-small: 48 of 256), "
+              help="Latent frames per decoder call: auto (stream when the sequence is long; SAO-small: 60 of 256), "
                    "whole, or a number. A streamed decoder runs over overlapping windows: less memory, early audio.")
 def export_cmd(model, t5, target, recipe, output, components, force, make_zip, decoder_window):
     """Quantize and export the three artifacts into a self-describing bundle."""
     from edgegen.bundle import COMPONENTS
-    from edgegen.export import export_bundle
+    from edgegen.export import export_bundle, parse_decoder_window
     from edgegen.export.support import check_supported
     from edgegen.pipeline import load_pipeline
     from edgegen.recipes import load_recipe, load_target
 
     tgt, rec = load_target(target), load_recipe(recipe)
     check_supported(rec, tgt)  # before the (slow) model load
+    parse_decoder_window(decoder_window)
     if Path(output).exists() and not force:
         raise EdgegenError(f"{output} already exists; pass --force to replace it")
     comps = tuple(c.strip() for c in components.split(",") if c.strip())

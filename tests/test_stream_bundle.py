@@ -144,3 +144,14 @@ def test_eager_generate_stream_matches_whole(tiny_long, tmp_path):
     res = _cli("generate", "-m", "random:tiny-long", "-p", PROMPT, "-s", "1.5", "--stream", "-o", str(tmp_path / "g.wav"))
     assert res.returncode == 0, res.stderr
     assert res.stderr.count("chunk:") == 2 and sf.info(str(tmp_path / "g.wav")).frames == int(1.5 * 44100)
+
+
+@pytest.mark.executorch
+@pytest.mark.parametrize("stream", [True, False])
+def test_run_refuses_a_missing_output_folder_before_generating(streamed, tmp_path, stream):
+    out = tmp_path / "missing" / "x.wav"
+    res = _cli("run", "-b", str(streamed("executorch")), "-p", PROMPT, "-s", "1", *(["--stream"] if stream else []),
+               "-o", str(out))
+    assert res.returncode == 2 and "sampling" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1] == f"edgegen: error: cannot write {out}: folder {out.parent} does not exist"
+    assert not out.parent.exists()

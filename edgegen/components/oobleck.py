@@ -48,11 +48,16 @@ class SnakeBeta(nn.Module):
         self.alpha = nn.Parameter(torch.zeros(channels))
         self.beta = nn.Parameter(torch.zeros(channels))
 
+    @torch.no_grad()
+    def constants(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(exp(alpha), 1 / (exp(beta) + 1e-9)), [C] each: the constants the export forms fold."""
+        return self.alpha.exp(), 1.0 / (self.beta.exp() + 1e-9)
+
     def fold(self) -> None:
-        """Export form: precompute exp(alpha) and 1 / (exp(beta) + 1e-9) as [1, C, 1] constants."""
-        with torch.no_grad():
-            self.register_buffer("alpha_exp", self.alpha.exp()[None, :, None].clone(), persistent=False)
-            self.register_buffer("inv_beta", (1.0 / (self.beta.exp() + 1e-9))[None, :, None].clone(), persistent=False)
+        """Export form: the constants as [1, C, 1] buffers."""
+        alpha_exp, inv_beta = self.constants()
+        self.register_buffer("alpha_exp", alpha_exp[None, :, None].clone(), persistent=False)
+        self.register_buffer("inv_beta", inv_beta[None, :, None].clone(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x (B, C, N)
         if self.export_form:
@@ -150,9 +155,9 @@ class ChannelsLastDecoder(nn.Module):
 class _SnakeCL(nn.Module):
     def __init__(self, snake: SnakeBeta):
         super().__init__()
-        with torch.no_grad():
-            self.register_buffer("alpha_exp", snake.alpha.exp().clone())
-            self.register_buffer("inv_beta", 1.0 / (snake.beta.exp() + 1e-9))
+        alpha_exp, inv_beta = snake.constants()
+        self.register_buffer("alpha_exp", alpha_exp.clone())
+        self.register_buffer("inv_beta", inv_beta.clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, L, C]
         return x + self.inv_beta * torch.sin(x * self.alpha_exp).pow(2)  # pow(2) lowers to one XNNPACK square

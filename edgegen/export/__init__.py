@@ -58,6 +58,18 @@ def _count(applied: dict[str, str]) -> dict[str, int]:
     return out
 
 
+def parse_decoder_window(window: str | int | None) -> str | int | None:
+    """The spelling of --decoder-window, checked without the model: "auto", None (whole sequence) or an int."""
+    if window in (None, 0, "0", "whole"):
+        return None
+    if window == "auto":
+        return "auto"
+    try:
+        return int(window)
+    except (TypeError, ValueError):
+        raise EdgegenError(f"decoder window must be auto, whole or a number of latent frames, got {window!r}") from None
+
+
 def resolve_decoder_window(pipe, window: str | int | None) -> tuple[int, int] | None:
     """(window, overlap) for a streamed decoder, or None for a whole-sequence one.
 
@@ -67,16 +79,13 @@ def resolve_decoder_window(pipe, window: str | int | None) -> tuple[int, int] | 
     """
     from edgegen.streaming import default_window, receptive_field
 
-    rf, T = receptive_field(pipe.decoder), pipe.latent_length
-    if window in (None, 0, "0", "whole"):
+    w = parse_decoder_window(window)
+    if w is None:
         return None
-    if window == "auto":
+    rf, T = receptive_field(pipe.decoder), pipe.latent_length
+    if w == "auto":
         w, o = default_window(rf, length=T)
         return (w, o) if T > w else None
-    try:
-        w = int(window)
-    except (TypeError, ValueError):
-        raise EdgegenError(f"decoder window must be auto, whole or a number of latent frames, got {window!r}") from None
     if w <= 2 * rf:
         raise EdgegenError(f"decoder window {w} is too small: it must exceed 2 x the decoder's receptive field "
                            f"({rf} latent frames), i.e. be >= {2 * rf + 1}")
