@@ -54,17 +54,19 @@ def _machine() -> dict:
 
 
 def bench_bundle(path, *, iters: int = 3, warmup: int = 1, threads: int | None = None, seconds: float = 10.0,
-                 prompt: str = "warm lo-fi piano loop with soft drums", on_iter=lambda i: None) -> dict:
+                 prompt: str = "warm lo-fi piano loop with soft drums", low_memory: bool = False,
+                 on_iter=lambda i: None) -> dict:
+    """With `low_memory`, every generation loads and drops each artifact; its stage times include that."""
     from edgegen.bundle_pipeline import BundlePipeline
 
-    bp = BundlePipeline.open(path, threads=threads)
+    bp = BundlePipeline.open(path, threads=threads, low_memory=low_memory)
     seconds = min(seconds, bp.max_seconds)
     result = _measure(lambda t: bp.generate(prompt, seconds_total=seconds, seed=0, timings=t),
                       seconds=seconds, iters=iters, warmup=warmup, on_iter=on_iter)
     m = bp.bundle.manifest
     return {"schema": BENCH_SCHEMA, "kind": "bundle", "backend": m["backend"], "recipe": m["recipe"]["name"],
             "target": m["target"]["name"], "bundle": str(path), "threads": threads or m["target"].get("threads"),
-            "load_s": bp.load_s, **result, "stages": {"load": bp.load_s, **result["stages"]},
+            "low_memory": low_memory, "load_s": bp.load_s, **result, "stages": {"load": bp.load_s, **result["stages"]},
             "peak_rss_mb": _peak_rss_mb(), **_machine()}
 
 
@@ -91,7 +93,8 @@ def bench_model(model, *, t5=None, iters: int = 3, warmup: int = 1, threads: int
 def format_bench(r: dict) -> str:
     what = r.get("bundle") or r.get("model")
     st = r["stages"]
-    lines = [f"bench  {what}  ({r['backend']}, recipe {r['recipe']}, {r['threads']} threads, "
+    mode = ", low memory: stages load their artifact" if r.get("low_memory") else ""
+    lines = [f"bench  {what}  ({r['backend']}, recipe {r['recipe']}, {r['threads']} threads{mode}, "
              f"median of {r['iters']} after {r['warmup']} warmup)",
              f"  load            {st['load']:8.3f} s",
              f"  text encoder    {st['text_encoder']:8.3f} s",

@@ -6,12 +6,17 @@
 Same contract as `Pipeline.generate` (and the same noise for the same seed), so a bundle and the
 PyTorch reference can be compared sample for sample. A bundle whose manifest has `decoder_stream` decodes in
 overlapping windows (`edgegen.streaming`); `generate(..., on_chunk=f)` hands each chunk to `f` as it is ready.
+
+`BundlePipeline.open(path, low_memory=True)` keeps no artifact resident: `generate` loads each one when its
+stage starts and drops it when the stage ends, so peak memory is the largest stage's, not the sum of all three
+(a full-size LiteRT int8 bundle: see benchmarks/RESULTS.md). Loading is then part of every generation's time.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +25,18 @@ import torch
 from edgegen.bundle import Bundle, open_bundle
 from edgegen.errors import EdgegenError
 from edgegen.pipeline import Timings, collect_audio
-from edgegen.runtime import Artifact, load_artifacts
+from edgegen.runtime import Artifact, load_artifacts, release_memory
 from edgegen.sampler import make_noise, pingpong, schedule
 from edgegen.tokenizer import Tokenizer
 
 
 class BundlePipeline:
-    def __init__(self, bundle: Bundle, artifacts: dict[str, Artifact], load_s: float):
+    def __init__(self, bundle: Bundle, artifacts: dict[str, Artifact], load_s: float, *,
+                 threads: int | None = None, low_memory: bool = False):
         self.bundle, self.artifacts, self.load_s = bundle, artifacts, load_s
+        self.threads, self.low_memory = threads, low_memory
         m = bundle.manifest
-        missing = [c for c in ("text_encoder", "dit", "decoder") if c not in artifacts]
+        missing = [c for c in ("text_encoder", "dit", "decoder") if c not in bundle.components]
         if missing:
             raise EdgegenError(f"{bundle.root}: bundle lacks {', '.join(missing)}; export all three components to run it")
         tok = m["tokenizer"]
@@ -40,12 +47,26 @@ class BundlePipeline:
         self.stream = m.get("decoder_stream")  # None: the decoder takes the whole sequence
 
     @classmethod
-    def open(cls, path: Path, *, threads: int | None = None) -> "BundlePipeline":
+    def open(cls, path: Path, *, threads: int | None = None, low_memory: bool = False) -> "BundlePipeline":
+        """Open a bundle; all artifacts are loaded now unless `low_memory` (then each stage loads its own)."""
         start = time.perf_counter()
         bundle = open_bundle(path)
         threads = threads or bundle.manifest["target"].get("threads")
-        arts = load_artifacts(bundle, threads=threads)
-        return cls(bundle, arts, time.perf_counter() - start)
+        arts = {} if low_memory else load_artifacts(bundle, threads=threads)
+        return cls(bundle, arts, time.perf_counter() - start, threads=threads, low_memory=low_memory)
+
+    @contextmanager
+    def resident(self, component: str):
+        """`component`'s artifact loaded for the duration of the block (already resident: nothing to do)."""
+        if component in self.artifacts:
+            yield self.artifacts[component]
+            return
+        self.artifacts.update(load_artifacts(self.bundle, threads=self.threads, components=(component,)))
+        try:
+            yield self.artifacts[component]
+        finally:
+            del self.artifacts[component]
+            release_memory()
 
     @property
     def backend_label(self) -> str:
@@ -101,7 +122,8 @@ class BundlePipeline:
             raise EdgegenError(f"noise has shape {list(noise.shape)}; this bundle needs {list(shape)} [steps, 64, T]")
         timings = timings if timings is not None else Timings()
         start = clock = time.perf_counter()
-        cross, glob = self.encode_text(prompt, seconds_total)
+        with self.resident("text_encoder"):
+            cross, glob = self.encode_text(prompt, seconds_total)
         timings.stages["text_encoder"] = time.perf_counter() - clock
 
         def velocity(x, t):
@@ -110,7 +132,13 @@ class BundlePipeline:
             timings.dit_steps.append(time.perf_counter() - start)
             return v
 
-        latents = pingpong(velocity, noise, self.schedule(steps), on_step=on_step)
-        timings.stages["dit"] = sum(timings.dit_steps)
-        chunks = self.decode_chunks(latents, samples=int(seconds_total * self.sample_rate))
-        return collect_audio(chunks, timings=timings, start=start, on_chunk=on_chunk)
+        clock = time.perf_counter()
+        with self.resident("dit"):
+            latents = pingpong(velocity, noise, self.schedule(steps), on_step=on_step)
+        timings.stages["dit"] = time.perf_counter() - clock  # with low_memory: its load and release included
+        clock = time.perf_counter()
+        with self.resident("decoder"):
+            chunks = self.decode_chunks(latents, samples=int(seconds_total * self.sample_rate))
+            wav = collect_audio(chunks, timings=timings, start=start, on_chunk=on_chunk)
+        timings.stages["decoder"] = time.perf_counter() - clock  # as for the DiT: a low_memory load counts
+        return wav

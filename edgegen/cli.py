@@ -168,6 +168,9 @@ _bundle = click.option("--bundle", "-b", required=True, type=click.Path(path_typ
                        help="Bundle folder or .zip made by `edgegen export`.")
 _threads = click.option("--threads", type=click.IntRange(1, 256), default=None,
                         help="Runtime threads (default: the bundle's target profile).")
+_low_memory = click.option("--low-memory", is_flag=True,
+                           help="Load each artifact only for its stage and drop it after: peak memory of the "
+                                "largest stage instead of all three, loading timed inside every generation.")
 
 
 @main.command()
@@ -178,17 +181,18 @@ _threads = click.option("--threads", type=click.IntRange(1, 256), default=None,
 @click.option("--noise", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Inject noise: float32 .npy of shape [steps, 64, T].")
 @_threads
+@_low_memory
 @click.option("--pcm16", is_flag=True)
 @click.option("--stream", is_flag=True, help="Write each decoded window to OUTPUT as soon as it is ready "
                                              "(bundles exported with a decoder window).")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path))
-def run(bundle, prompt, seconds, seed, noise, threads, pcm16, stream, output):
+def run(bundle, prompt, seconds, seed, noise, threads, low_memory, pcm16, stream, output):
     """Generate audio by running a bundle's artifacts in its runtime."""
     from edgegen.audio_io import read_noise
     from edgegen.bundle_pipeline import BundlePipeline
     from edgegen.pipeline import Timings
 
-    bp = BundlePipeline.open(bundle, threads=threads)
+    bp = BundlePipeline.open(bundle, threads=threads, low_memory=low_memory)
     bp.check_seconds(seconds)
     if stream and bp.stream is None:
         raise EdgegenError(f"{bundle}: its decoder takes the whole sequence, so there is nothing to stream; "
@@ -251,12 +255,13 @@ def parity(bundle, model, t5, seed, json_path, threads, use_adb, serial, runner_
 @click.option("--warmup", type=click.IntRange(0, 100), default=1, show_default=True)
 @_threads
 @click.option("--seconds", "-s", type=float, default=10.0, show_default=True, help="Audio length to generate.")
+@_low_memory
 @click.option("--adb", "use_adb", is_flag=True, help="Time the bundle on an Android phone with the native runner.")
 @click.option("--serial", default=None, help="adb device serial (with --adb; needed when several are connected).")
 @click.option("--runner", "runner_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("build/runner-android-arm64"), show_default=True, help="android-arm64 runner folder (--adb).")
 @click.option("--adb-path", default="adb", show_default=True, help="The adb executable (--adb).")
-def bench(bundle, model, t5, iters, warmup, threads, seconds, use_adb, serial, runner_dir, adb_path):
+def bench(bundle, model, t5, iters, warmup, threads, seconds, low_memory, use_adb, serial, runner_dir, adb_path):
     """Time load, text encoder, DiT, decoder and end to end; the last stdout line is one JSON object."""
     import json
 
@@ -265,6 +270,8 @@ def bench(bundle, model, t5, iters, warmup, threads, seconds, use_adb, serial, r
     if (bundle is None) == (model is None) or (use_adb and bundle is None):
         raise EdgegenError("--adb times a bundle on the phone: give --bundle B" if use_adb
                            else "give exactly one of --bundle B or --model M")
+    if low_memory and (bundle is None or use_adb):
+        raise EdgegenError("--low-memory applies to a bundle run on this machine (--bundle B, without --adb)")
     tick = lambda i: click.echo(f"iteration {i + 1}/{warmup + iters}", err=True)  # noqa: E731
     if use_adb:
         from edgegen.adb import device_bench, preflight
@@ -275,7 +282,8 @@ def bench(bundle, model, t5, iters, warmup, threads, seconds, use_adb, serial, r
         result = device_bench(b, device=dev, runner_dir=runner_dir, iters=iters, warmup=warmup, threads=threads,
                               seconds=seconds, on_iter=tick)
     elif bundle is not None:
-        result = bench_bundle(bundle, iters=iters, warmup=warmup, threads=threads, seconds=seconds, on_iter=tick)
+        result = bench_bundle(bundle, iters=iters, warmup=warmup, threads=threads, seconds=seconds,
+                              low_memory=low_memory, on_iter=tick)
     else:
         result = bench_model(model, t5=t5, iters=iters, warmup=warmup, threads=threads, seconds=seconds, on_iter=tick)
     click.echo(format_bench(result))

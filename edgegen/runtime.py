@@ -81,12 +81,14 @@ def litert_output_keys(result: dict, names: list[str]) -> list[str]:
     raise EdgegenError(f"LiteRT outputs {sorted(result)} cannot be matched to the manifest's {names}")
 
 
-def load_artifacts(bundle: Bundle, *, threads: int | None = None) -> dict[str, Artifact]:
+def load_artifacts(bundle: Bundle, *, threads: int | None = None,
+                   components: tuple[str, ...] | None = None) -> dict[str, Artifact]:
+    """The bundle's artifacts (or only `components`), each loaded in the bundle's runtime."""
     loader = _executorch if bundle.backend == "executorch" else _litert
     if threads and bundle.backend == "executorch":
         _set_executorch_threads(threads)  # one process-wide XNNPACK pool
     out = {}
-    for comp in bundle.components:
+    for comp in components or bundle.components:
         spec = bundle.manifest["artifacts"][comp]
         start = time.perf_counter()
         try:
@@ -98,3 +100,15 @@ def load_artifacts(bundle: Bundle, *, threads: int | None = None) -> dict[str, A
                                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
         out[comp] = Artifact(spec, call, load_s=time.perf_counter() - start)
     return out
+
+
+def release_memory() -> None:
+    """Hand freed heap back to the OS after an artifact is dropped (glibc only; elsewhere a no-op)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

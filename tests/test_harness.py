@@ -101,3 +101,38 @@ def test_run_bad_input(bundle_factory, tmp_path):
         assert res.returncode == 2 and needle in res.stderr and not (tmp_path / "o.wav").exists()
     res = _cli("run", "-b", str(tmp_path / "missing"), "-p", "x", "-o", str(tmp_path / "o.wav"))
     assert res.returncode == 2 and "bundle not found" in res.stderr
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_low_memory_loads_each_stage_and_matches(bundle_factory, backend):
+    """--low-memory: nothing resident between stages, one load per stage per generation, same audio."""
+    path = bundle_factory(backend, "int8")
+    resident = BundlePipeline.open(path).generate("rain on a tin roof", seconds_total=0.5, seed=3)
+    bp = BundlePipeline.open(path, low_memory=True)
+    assert bp.artifacts == {}
+    loaded = []
+    real = edgegen.bundle_pipeline.load_artifacts
+
+    def spy(bundle, **kw):
+        loaded.append((kw["components"], sorted(bp.artifacts)))
+        return real(bundle, **kw)
+
+    edgegen.bundle_pipeline.load_artifacts = spy
+    try:
+        for _ in range(2):
+            wav = bp.generate("rain on a tin roof", seconds_total=0.5, seed=3)
+            np.testing.assert_array_equal(wav, resident)
+    finally:
+        edgegen.bundle_pipeline.load_artifacts = real
+    stage_loads = [(("text_encoder",), []), (("dit",), []), (("decoder",), [])]
+    assert loaded == stage_loads * 2 and bp.artifacts == {}
+
+
+def test_bench_low_memory_cli(bundle_factory):
+    res = _cli("bench", "--bundle", str(bundle_factory("litert", "int8")), "--iters", "1", "--warmup", "0",
+               "--low-memory")
+    assert res.returncode == 0, res.stderr
+    result = json.loads(res.stdout.strip().splitlines()[-1])
+    assert result["low_memory"] is True and "low memory" in res.stdout
+    res = _cli("bench", "--model", "random:tiny", "--low-memory")
+    assert res.returncode == 2 and "--low-memory applies to a bundle" in res.stderr
