@@ -272,7 +272,7 @@ def device_parity(bundle: Bundle, pipe, *, device: Device, runner_dir: Path, see
 
     from edgegen.metrics import compare, mrstft_distance
     from edgegen.noise import gaussian_noise
-    from edgegen.parity import E2E_REL_TOL, PROMPTS, REPORT_SCHEMA, _entry, _worst, gate_for
+    from edgegen.parity import E2E_REL_TOL, PROMPTS, REPORT_SCHEMA, gated_entry, worst_case, gate_for
     from edgegen.sampler import pingpong, schedule
 
     m = bundle.manifest
@@ -311,7 +311,7 @@ def device_parity(bundle: Bundle, pipe, *, device: Device, runner_dir: Path, see
                 mt = compare(rt, d[name])
                 metrics.append(mt)
                 cases.append({"prompt": prompt[:60], "output": name, **mt.to_json()})
-        comps["text_encoder"] = _entry(gate_for(m, "text_encoder"), cases, _worst(metrics))
+        comps["text_encoder"] = gated_entry(gate_for(m, "text_encoder"), cases, worst_case(metrics))
 
         d = dumps[0]
         cross, glob = torch.from_numpy(d["cross_attn_cond"]), torch.from_numpy(d["global_cond"])
@@ -332,13 +332,13 @@ def device_parity(bundle: Bundle, pipe, *, device: Device, runner_dir: Path, see
             step_metrics.append(mt)
             cases.append({"step": k, "t": round(float(ts[k]), 6), "gated": k == 0, **mt.to_json(),
                           "latents_rel_err": compare(ref_lat[k], got).rel_err})
-        comps["dit"] = _entry(gate_for(m, "dit"), cases, step_metrics[0],
+        comps["dit"] = gated_entry(gate_for(m, "dit"), cases, step_metrics[0],
                               gated_on="step 0 denoised estimate; later steps compound and are reported only")
 
         n = d["audio"].shape[-1]
         dec_ref = pipe.decoder(torch.from_numpy(d[f"latents_step{steps - 1}"]))[0, :, :n].numpy()
         mt = compare(dec_ref, d["audio"])
-        comps["decoder"] = _entry(gate_for(m, "decoder"), [mt.to_json()], mt,
+        comps["decoder"] = gated_entry(gate_for(m, "decoder"), [mt.to_json()], mt,
                                   mrstft=mrstft_distance(dec_ref, d["audio"]))
 
         ref_wav = pipe.generate(PROMPTS[0], seconds_total=seconds, noise=noise, steps=steps,

@@ -26,7 +26,7 @@ from edgegen.bundle import Bundle, open_bundle
 from edgegen.errors import EdgegenError
 from edgegen.pipeline import Timings, collect_audio
 from edgegen.runtime import Artifact, load_artifacts, release_memory
-from edgegen.sampler import make_noise, pingpong, schedule
+from edgegen.sampler import chain_noise, pingpong, schedule
 from edgegen.tokenizer import Tokenizer
 
 
@@ -114,12 +114,8 @@ class BundlePipeline:
                  timings: Timings | None = None, on_chunk: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
         self.check_seconds(seconds_total)
         steps = steps or self.steps
-        shape = (steps, *self.latent_shape)
-        if noise is None:
-            noise = make_noise(seed=seed, steps=steps, channels=shape[1], length=shape[2])
-        noise = torch.as_tensor(noise, dtype=torch.float32)
-        if tuple(noise.shape) != shape:
-            raise EdgegenError(f"noise has shape {list(noise.shape)}; this bundle needs {list(shape)} [steps, 64, T]")
+        noise = chain_noise(noise, seed=seed, steps=steps, channels=self.latent_shape[0],
+                            length=self.latent_shape[1], owner="this bundle")
         timings = timings if timings is not None else Timings()
         start = clock = time.perf_counter()
         with self.resident("text_encoder"):

@@ -40,7 +40,8 @@ def gate_for(manifest: dict, component: str) -> dict:
     return {"metric": "sqnr_db", "threshold": float(comp["sqnr_floor_db"])}
 
 
-def _worst(items: list[Metrics]) -> Metrics:
+def worst_case(items: list[Metrics]) -> Metrics:
+    """The worst of each metric over `items` (what a stage is gated on)."""
     return Metrics(sqnr_db=min(m.sqnr_db for m in items), rel_err=max(m.rel_err for m in items),
                    max_abs=max(m.max_abs for m in items), cosine=min(m.cosine for m in items))
 
@@ -49,7 +50,8 @@ def _passes(m: Metrics, gate: dict) -> bool:
     return m.rel_err <= gate["threshold"] if gate["metric"] == "rel_err" else m.sqnr_db >= gate["threshold"]
 
 
-def _entry(gate: dict, cases: list[dict], worst: Metrics, **extra) -> dict:
+def gated_entry(gate: dict, cases: list[dict], worst: Metrics, **extra) -> dict:
+    """One component's report entry (shared with the on-device parity in adb.py)."""
     return {"gate": gate, "passed": _passes(worst, gate), "metrics": worst.to_json(), "cases": cases, **extra}
 
 
@@ -75,7 +77,7 @@ def check_parity(bp: BundlePipeline, pipe, *, seed: int = 0, seconds: float | No
             mt = compare(r, g)
             metrics.append(mt)
             cases.append({"prompt": prompt[:60], "output": name, **mt.to_json()})
-    comps["text_encoder"] = _entry(gate_for(m, "text_encoder"), cases, _worst(metrics))
+    comps["text_encoder"] = gated_entry(gate_for(m, "text_encoder"), cases, worst_case(metrics))
 
     # DiT: the reference trajectory's (x_i, t_i), same conditioning for both
     cross, glob = pipe.text_encoder(ids_r[:1], mask_r[:1], secs)
@@ -95,12 +97,12 @@ def check_parity(bp: BundlePipeline, pipe, *, seed: int = 0, seconds: float | No
         mt = compare(pipe.dit(x, t, cross, glob), bp.velocity(x, t, cross, glob))
         metrics.append(mt)
         cases.append({"t": round(float(t[0]), 6), **mt.to_json()})
-    comps["dit"] = _entry(gate_for(m, "dit"), cases, _worst(metrics))
+    comps["dit"] = gated_entry(gate_for(m, "dit"), cases, worst_case(metrics))
 
     # decoder on the reference sampler's latents
     ref_audio, got_audio = pipe.decoder(latents), bp.decode(latents)
     mt = compare(ref_audio, got_audio)
-    comps["decoder"] = _entry(gate_for(m, "decoder"), [mt.to_json()], mt,
+    comps["decoder"] = gated_entry(gate_for(m, "decoder"), [mt.to_json()], mt,
                               mrstft=mrstft_distance(ref_audio[0].numpy(), got_audio[0].numpy()),
                               streamed=bp.stream)  # windows stitched vs the reference's whole-sequence decode
 

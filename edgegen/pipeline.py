@@ -30,7 +30,7 @@ from edgegen.components.oobleck import OobleckConfig, OobleckDecoder, OobleckEnc
 from edgegen.components.t5_encoder import T5Config, T5Encoder
 from edgegen.config import ModelConfig
 from edgegen.errors import EdgegenError
-from edgegen.sampler import LOGSNR_MAX, LOGSNR_MIN, make_noise, pingpong, schedule
+from edgegen.sampler import LOGSNR_MAX, LOGSNR_MIN, chain_noise, pingpong, schedule
 from edgegen.tokenizer import Tokenizer
 
 ASSETS = Path(__file__).parent / "assets"
@@ -144,12 +144,8 @@ class Pipeline:
         """Audio np.float32 [2, int(seconds_total * sample_rate)] for one prompt. `stream=True` decodes in
         overlapping windows (`decode_stream`), handing each chunk to `on_chunk` as soon as it is ready."""
         self.check_seconds(seconds_total)
-        shape = (steps, self.config.dit.io_channels, self.latent_length)
-        if noise is None:
-            noise = make_noise(seed=seed, steps=steps, channels=shape[1], length=shape[2])
-        noise = torch.as_tensor(noise, dtype=torch.float32)
-        if tuple(noise.shape) != shape:
-            raise EdgegenError(f"noise has shape {list(noise.shape)}; this model needs {list(shape)} [steps, 64, T]")
+        noise = chain_noise(noise, seed=seed, steps=steps, channels=self.config.dit.io_channels,
+                            length=self.latent_length)
         timings = timings if timings is not None else Timings()
         start = clock = time.perf_counter()
         ids, mask = self.tokenize([prompt])

@@ -41,6 +41,20 @@ def make_noise(*, seed: int, steps: int, channels: int, length: int) -> torch.Te
     return torch.from_numpy(gaussian_noise(seed, (steps, channels, length)))
 
 
+def chain_noise(noise, *, seed: int, steps: int, channels: int, length: int, owner: str = "this model") -> torch.Tensor:
+    """The chain's noise: `noise` (injected, any array) checked against [steps, channels, length], else
+    `make_noise(seed=...)`. A wrong shape is one EdgegenError naming what `owner` needs."""
+    from edgegen.errors import EdgegenError
+
+    shape = (steps, channels, length)
+    if noise is None:
+        return make_noise(seed=seed, steps=steps, channels=channels, length=length)
+    noise = torch.as_tensor(noise, dtype=torch.float32)
+    if tuple(noise.shape) != shape:
+        raise EdgegenError(f"noise has shape {list(noise.shape)}; {owner} needs {list(shape)} [steps, 64, T]")
+    return noise
+
+
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x [B, C, T], t [B]) -> v [B, C, T]
 
 
