@@ -21,7 +21,7 @@ import torch
 from edgegen.bundle_pipeline import BundlePipeline
 from edgegen.metrics import Metrics, compare, mrstft_distance
 from edgegen.noise import gaussian_noise
-from edgegen.recipes import FP32_REL_TOL, runs_on
+from edgegen.recipes import FP32_REL_TOL
 
 REPORT_SCHEMA = "edgegen.parity/1"
 E2E_REL_TOL = 1e-3
@@ -32,7 +32,8 @@ PROMPTS = ("warm lo-fi piano loop with soft drums, 90 BPM", "",
 def gate_for(manifest: dict, component: str) -> dict:
     """{"metric": "rel_err", "threshold": 1e-4} for fp32 components, else the recipe's SQNR floor."""
     comp = manifest["recipe"]["components"][component]
-    schemes = {r["scheme"] if runs_on(r["scheme"], manifest["target"]) else (r["fallback"] or "fp32")
+    fp16_ok = manifest["target"].get("fp16_compute", False)
+    schemes = {(r["fallback"] or "fp32") if (r["scheme"] == "fp16" and not fp16_ok) else r["scheme"]
                for r in comp["rules"]}
     if schemes == {"fp32"}:
         return {"metric": "rel_err", "threshold": FP32_REL_TOL}

@@ -1,12 +1,10 @@
 """Quantization recipes and target profiles: data files read into small frozen dataclasses.
 
 A recipe (`quantize/*.toml`) holds, per component, ordered rules `module-path pattern -> scheme`; the first
-match wins. Schemes: "fp32", "fp16" (whole component), "int8" (per-channel int8 weights, dynamic int8
-activations), "int4" (group-wise int4 weights, dynamic int8 activations, `group_size` default 32),
-"int8_weight" (per-channel int8 weights stored in the file, dequantized once at load: fp32 compute, a quarter
-of the size). A rule's `fallback` applies where the target cannot compute its scheme (`runs_on`: fp16 without
-fp16 arithmetic, int8_weight outside LiteRT; default fp32). Each quantized component states the SQNR floor (dB) that parity
-gates on; fp32 components gate at 1e-4 relative error instead.
+match wins. Schemes: "fp32", "fp16" (whole component; `fallback` applies where the target has no fp16
+compute), "int8" (per-channel int8 weights, dynamic int8 activations), "int4" (group-wise int4 weights,
+dynamic int8 activations, `group_size` default 32). Each quantized component states the SQNR floor (dB)
+that parity gates on; fp32 components gate at 1e-4 relative error instead.
 
     recipe = load_recipe("int8")            # or a path to a .toml
     target = load_target("host-executorch")
@@ -27,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RECIPE_DIR = ROOT / "quantize"
 TARGET_DIR = ROOT / "export_targets"
 COMPONENTS = ("text_encoder", "dit", "decoder")
-SCHEMES = ("fp32", "fp16", "int8", "int4", "int8_weight")
+SCHEMES = ("fp32", "fp16", "int8", "int4")
 FP32_REL_TOL = 1e-4
 
 
@@ -43,8 +41,7 @@ class Rule:
 
     @property
     def granularity(self) -> str:
-        return {"int8": "per_channel", "int8_weight": "per_channel",
-                "int4": f"group{self.group_size}"}.get(self.scheme, "-")
+        return {"int8": "per_channel", "int4": f"group{self.group_size}"}.get(self.scheme, "-")
 
 
 @dataclass(frozen=True)
@@ -60,9 +57,13 @@ class Recipe:
     components: dict[str, ComponentRecipe]
 
     def resolved_rules(self, component: str, target: "Target") -> tuple[Rule, ...]:
-        """The component's rules, each replaced by its fallback where the target cannot compute its scheme."""
-        return tuple(rule if runs_on(rule.scheme, target) else Rule(rule.pattern, rule.fallback or "fp32", rule.group_size)
-                     for rule in self.components[component].rules)
+        """The component's rules with fp16 replaced by its fallback where the target has no fp16 compute."""
+        out = []
+        for rule in self.components[component].rules:
+            if rule.scheme == "fp16" and not target.fp16_compute:
+                rule = Rule(rule.pattern, rule.fallback or "fp32", rule.group_size)
+            out.append(rule)
+        return tuple(out)
 
     def rule_for(self, component: str, fqn: str, target: "Target") -> Rule | None:
         return next((r for r in self.resolved_rules(component, target) if r.matches(fqn)), None)
@@ -87,18 +88,6 @@ class Target:
 
     def to_json(self) -> dict:
         return asdict(self)
-
-
-def runs_on(scheme: str, target: "Target | dict") -> bool:
-    """Whether `target` (a Target or a manifest's target dict) computes `scheme` as written: fp16 needs fp16
-    arithmetic; int8_weight needs a backend that keeps int8 weights and dequantizes them at load (LiteRT:
-    ExecuTorch 1.5.1 folds them back to fp32 at export)."""
-    get = target.get if isinstance(target, dict) else lambda key: getattr(target, key)
-    if scheme == "fp16":
-        return bool(get("fp16_compute"))
-    if scheme == "int8_weight":
-        return get("backend") == "litert"
-    return True
 
 
 def _read_toml(path: Path, kind: str) -> dict:
@@ -142,8 +131,8 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
                         fallback=r.get("fallback"))
             if rule.scheme not in SCHEMES or (rule.fallback and rule.fallback not in SCHEMES):
                 raise EdgegenError(f"{path} {comp}: unknown scheme {rule.scheme!r} (choose from {', '.join(SCHEMES)})")
-            if rule.scheme in ("fp16", "int8_weight") and rule.pattern != "*":
-                raise EdgegenError(f"{path} {comp}: {rule.scheme} applies to a whole component; use pattern '*'")
+            if rule.scheme == "fp16" and rule.pattern != "*":
+                raise EdgegenError(f"{path} {comp}: fp16 applies to a whole component; use pattern '*'")
             rules.append(rule)
         floor = c.get("sqnr_floor_db")
         if floor is None and any(r.scheme != "fp32" for r in rules):

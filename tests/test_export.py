@@ -138,17 +138,3 @@ def test_channels_last_decoder_matches_eager(strides):
         ref, got = dec(x), ChannelsLastDecoder(dec)(x)
     assert got.shape == ref.shape == (2, 2, 7 * cfg.hop)
     assert rel_err(ref, got) <= 1e-5
-
-
-def test_int8_weight_decoder_on_litert(tiny, bundle_factory, tmp_path):
-    """int8_weight: every conv's weights stored int8 (a quarter of the file), dequantized at load, fp32 compute."""
-    recipe = tmp_path / "w.toml"
-    recipe.write_text('name="w"\n[components.decoder]\nsqnr_floor_db=12\n'
-                      'rules=[{pattern="*", scheme="int8_weight", fallback="fp32"}]\n')
-    out = tmp_path / "w"
-    export_bundle(tiny, target=load_target("host-litert"), recipe=load_recipe(recipe), out=out, components=("decoder",))
-    bundle = _check_against_eager(tiny, out, floors={"decoder": 12.0})
-    n_convs = sum(isinstance(m, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)) for m in tiny.decoder.modules())
-    assert bundle.manifest["artifacts"]["decoder"]["schemes"] == {"int8_weight": n_convs}
-    fp32 = open_bundle(bundle_factory("litert", "fp32")).path("decoder").stat().st_size
-    assert bundle.path("decoder").stat().st_size < 0.4 * fp32

@@ -74,21 +74,3 @@ def test_unknown_names():
         load_recipe("int2")
     with pytest.raises(EdgegenError, match="unknown target"):
         load_target("ios")
-
-
-def test_int8_weight_falls_back_where_the_backend_cannot_keep_int8_weights(tmp_path):
-    from edgegen.parity import gate_for
-
-    p = _write(tmp_path, 'name="w"\n[components.decoder]\nsqnr_floor_db=15\n'
-                         'rules=[{pattern="*", scheme="int8_weight", fallback="fp32"}]\n')
-    recipe = load_recipe(p)
-    for target, scheme, gate in [("host-litert", "int8_weight", "sqnr_db"), ("android-arm64-litert", "int8_weight", "sqnr_db"),
-                                 ("host-executorch", "fp32", "rel_err")]:
-        tgt = load_target(target)
-        check_supported(recipe, tgt)
-        assert recipe.resolved_rules("decoder", tgt)[0].scheme == scheme
-        manifest = {"recipe": recipe.to_json(), "target": tgt.to_json()}
-        assert gate_for(manifest, "decoder")["metric"] == gate
-    with pytest.raises(EdgegenError, match="whole component"):
-        load_recipe(_write(tmp_path, 'name="w"\n[components.decoder]\nsqnr_floor_db=15\n'
-                                     'rules=[{pattern="layers.1*", scheme="int8_weight"}]\n'))

@@ -22,25 +22,14 @@ from edgegen.recipes import Rule
 
 
 def _op_config(scheme: str, group_size: int):
-    """int8 / int4: dynamic range (integer compute). int8_weight: int8 weights behind a DEQUANTIZE op, which
-    XNNPACK evaluates once when it packs the weights, so compute stays fp32."""
     from ai_edge_quantizer import qtyping
 
-    gran = (getattr(qtyping.QuantGranularity, f"BLOCKWISE_{group_size}") if scheme == "int4"
-            else qtyping.QuantGranularity.CHANNELWISE)
-    weights = qtyping.TensorQuantizationConfig(num_bits=4 if scheme == "int4" else 8, symmetric=True,
+    gran = (qtyping.QuantGranularity.CHANNELWISE if scheme == "int8"
+            else getattr(qtyping.QuantGranularity, f"BLOCKWISE_{group_size}"))
+    weights = qtyping.TensorQuantizationConfig(num_bits=8 if scheme == "int8" else 4, symmetric=True,
                                                granularity=gran, dtype=qtyping.TensorDataType.INT)
-    weight_only = scheme == "int8_weight"
-    return qtyping.OpQuantizationConfig(
-        weight_tensor_config=weights, explicit_dequantize=weight_only,
-        compute_precision=qtyping.ComputePrecision.FLOAT if weight_only else qtyping.ComputePrecision.INTEGER)
-
-
-def _quantized_ops(scheme: str) -> tuple[str, ...]:
-    """The TFLite ops a scheme quantizes: every weight-bearing op for int8_weight, the GEMMs otherwise."""
-    if scheme == "int8_weight":
-        return ("FULLY_CONNECTED", "CONV_2D", "CONV_2D_TRANSPOSE", "DEPTHWISE_CONV_2D")
-    return ("FULLY_CONNECTED",)
+    return qtyping.OpQuantizationConfig(weight_tensor_config=weights, compute_precision=qtyping.ComputePrecision.INTEGER,
+                                        explicit_dequantize=False)
 
 
 def _fc_scopes(model_bytes: bytes) -> list[tuple[str, int]]:
@@ -57,8 +46,7 @@ def _fc_scopes(model_bytes: bytes) -> list[tuple[str, int]]:
 
 
 def quantize_tflite(model_bytes: bytes, *, rule: Rule) -> tuple[bytes, int]:
-    """Quantize with ai-edge-quantizer: dynamic range on every FULLY_CONNECTED op (int8, int4), or int8 weights
-    on every weight-bearing op (int8_weight).
+    """Dynamic-range quantization of every FULLY_CONNECTED op (ai-edge-quantizer).
 
     For int4, an op whose input width the block size does not divide takes int8 per-channel instead
     (matched by its exact op scope). Returns the quantized flatbuffer and the number of such fallbacks.
@@ -67,9 +55,7 @@ def quantize_tflite(model_bytes: bytes, *, rule: Rule) -> tuple[bytes, int]:
 
     rm = recipe_manager.RecipeManager()
     fc = qtyping.TFLOperationName.FULLY_CONNECTED
-    for op in _quantized_ops(rule.scheme):
-        rm.add_quantization_config(regex=".*", operation_name=getattr(qtyping.TFLOperationName, op),
-                                   op_config=_op_config(rule.scheme, rule.group_size))
+    rm.add_quantization_config(regex=".*", operation_name=fc, op_config=_op_config(rule.scheme, rule.group_size))
     fallbacks = [scope for scope, width in _fc_scopes(model_bytes) if rule.scheme == "int4" and width % rule.group_size]
     for scope in fallbacks:  # later configs win where their regex matches
         rm.add_quantization_config(regex=f"^{re.escape(scope)}$", operation_name=fc, op_config=_op_config("int8", 0))
@@ -79,21 +65,19 @@ def quantize_tflite(model_bytes: bytes, *, rule: Rule) -> tuple[bytes, int]:
 
 def export_tflite(wrapper: nn.Module, example_inputs: tuple[torch.Tensor, ...], out_path: Path, *, component: str,
                   rules: tuple[Rule, ...], rule_for, on_stage=lambda stage: None) -> dict[str, str]:
-    """Convert and write `out_path`; returns fqn -> scheme applied (for the report) of each Linear, and of each
-    convolution too under int8_weight (the only scheme that quantizes convolutions)."""
+    """Convert and write `out_path`; returns Linear fqn -> scheme applied (for the report)."""
     import litert_torch
 
-    rule = next((r for r in rules if r.scheme in ("int8", "int4", "int8_weight")), None)
+    rule = next((r for r in rules if r.scheme in ("int8", "int4")), None)
     names = list(inspect.signature(wrapper.forward).parameters)
     on_stage("trace")
     with torch.no_grad():
         model = litert_torch.convert(wrapper.eval(), sample_kwargs=dict(zip(names, example_inputs)))
     data = model.model_content()
-    weighted = (nn.Linear, nn.Conv1d, nn.ConvTranspose1d) if rule and rule.scheme == "int8_weight" else nn.Linear
-    applied = {fqn: "fp32" for fqn, m in wrapper.named_modules() if isinstance(m, weighted)}
+    applied = {fqn: "fp32" for fqn, m in wrapper.named_modules() if isinstance(m, nn.Linear)}
     if rule is not None:
         on_stage("quantize")
-        label = f"int4 g{rule.group_size}" if rule.scheme == "int4" else rule.scheme
+        label = "int8" if rule.scheme == "int8" else f"int4 g{rule.group_size}"
         narrow = {fqn for fqn, m in wrapper.named_modules()
                   if isinstance(m, nn.Linear) and rule.scheme == "int4" and m.in_features % rule.group_size}
         applied = {fqn: ("int8 (width not divisible by the int4 group)" if fqn in narrow else label)

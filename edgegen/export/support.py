@@ -18,8 +18,7 @@ SUPPORTED: frozenset[tuple[str, str, str, str]] = frozenset(
     + [("executorch", "int4", f"group{g}", "layer") for g in _GROUPS]   # torchao 8da4w
     + [("litert", "fp32", "-", "component"),
        ("litert", "fp16", "-", "component"),                 # XNNPACK FORCE_FP16 at runtime on the phone
-       ("litert", "int8", "per_channel", "component"),       # dynamic range, channelwise
-       ("litert", "int8_weight", "per_channel", "component")]  # int8 weights, DEQUANTIZE at load, fp32 compute
+       ("litert", "int8", "per_channel", "component")]       # dynamic range, channelwise
     + [("litert", "int4", f"group{g}", "component") for g in _GROUPS]   # dynamic range, BLOCKWISE_g
 )
 
