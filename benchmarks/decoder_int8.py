@@ -80,7 +80,7 @@ def main() -> None:
                              "export_s": export_s}
             print(f"{name:<17} {best:7.3f} s per {args.window}-frame window   SQNR {sqnr:5.1f} dB   "
                   f"{path.stat().st_size / 1e6:6.1f} MB   (export {export_s:.0f} s)", flush=True)
-    args.out.write_text(json.dumps({"window": args.window, "results": results}, indent=2) + "\n")
+            args.out.write_text(json.dumps({"window": args.window, "results": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
