@@ -68,6 +68,12 @@ class BundlePipeline:
             del self.artifacts[component]
             release_memory()
 
+    def _artifact(self, component: str) -> Artifact:
+        if component not in self.artifacts:
+            raise EdgegenError(f"the {component} artifact is not loaded (the bundle was opened with low_memory); "
+                               f"call it inside `with bundle_pipeline.resident({component!r}):`")
+        return self.artifacts[component]
+
     @property
     def backend_label(self) -> str:
         m = self.bundle.manifest
@@ -88,16 +94,16 @@ class BundlePipeline:
 
     def encode_text(self, prompt: str, seconds_total: float) -> tuple[torch.Tensor, torch.Tensor]:
         ids, mask = self.tokenizer.encode([prompt])
-        return self.artifacts["text_encoder"](token_ids=ids, attention_mask=mask,
+        return self._artifact("text_encoder")(token_ids=ids, attention_mask=mask,
                                               seconds_total=np.array([seconds_total], np.float32))
 
     def velocity(self, x, t, cross, glob) -> torch.Tensor:
-        return self.artifacts["dit"](x=x, t=t, cross_attn_cond=cross, global_cond=glob)[0]
+        return self._artifact("dit")(x=x, t=t, cross_attn_cond=cross, global_cond=glob)[0]
 
     def decode_chunks(self, latents: torch.Tensor, samples: int | None = None) -> Iterator[torch.Tensor]:
         """Audio [1, 2, n_i] chunks for `latents` [1, 64, T] (its first `samples`, if given): one chunk from a
         whole-sequence decoder, or one per window from a streamed one."""
-        decoder = lambda x: self.artifacts["decoder"](latents=x)[0]  # noqa: E731
+        decoder = lambda x: self._artifact("decoder")(latents=x)[0]  # noqa: E731
         if self.stream is None:
             yield decoder(latents)[:, :, :samples]
             return

@@ -126,6 +126,11 @@ def test_low_memory_loads_each_stage_and_matches(bundle_factory, backend):
         edgegen.bundle_pipeline.load_artifacts = real
     stage_loads = [(("text_encoder",), []), (("dit",), []), (("decoder",), [])]
     assert loaded == stage_loads * 2 and bp.artifacts == {}
+    with pytest.raises(edgegen.EdgegenError, match="opened with low_memory"):
+        bp.encode_text("x", 0.5)
+    with bp.resident("text_encoder"):
+        cross, _ = bp.encode_text("x", 0.5)
+    assert cross.shape[0] == 1 and bp.artifacts == {}
 
 
 def test_bench_low_memory_cli(bundle_factory):
