@@ -31,10 +31,8 @@ from edgegen.tokenizer import Tokenizer
 
 
 class BundlePipeline:
-    def __init__(self, bundle: Bundle, artifacts: dict[str, Artifact], load_s: float, *,
-                 threads: int | None = None, low_memory: bool = False):
-        self.bundle, self.artifacts, self.load_s = bundle, artifacts, load_s
-        self.threads, self.low_memory = threads, low_memory
+    def __init__(self, bundle: Bundle, artifacts: dict[str, Artifact], load_s: float, *, threads: int | None = None):
+        self.bundle, self.artifacts, self.load_s, self.threads = bundle, artifacts, load_s, threads
         m = bundle.manifest
         missing = [c for c in ("text_encoder", "dit", "decoder") if c not in bundle.components]
         if missing:
@@ -53,7 +51,7 @@ class BundlePipeline:
         bundle = open_bundle(path)
         threads = threads or bundle.manifest["target"].get("threads")
         arts = {} if low_memory else load_artifacts(bundle, threads=threads)
-        return cls(bundle, arts, time.perf_counter() - start, threads=threads, low_memory=low_memory)
+        return cls(bundle, arts, time.perf_counter() - start, threads=threads)
 
     @contextmanager
     def resident(self, component: str):

@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from edgegen.errors import EdgegenError
 from edgegen.noise import gaussian_noise
 
 LOGSNR_MAX, LOGSNR_MIN = -6.0, 2.0
@@ -44,8 +45,6 @@ def make_noise(*, seed: int, steps: int, channels: int, length: int) -> torch.Te
 def chain_noise(noise, *, seed: int, steps: int, channels: int, length: int, owner: str = "this model") -> torch.Tensor:
     """The chain's noise: `noise` (injected, any array) checked against [steps, channels, length], else
     `make_noise(seed=...)`. A wrong shape is one EdgegenError naming what `owner` needs."""
-    from edgegen.errors import EdgegenError
-
     shape = (steps, channels, length)
     if noise is None:
         return make_noise(seed=seed, steps=steps, channels=channels, length=length)

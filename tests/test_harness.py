@@ -104,7 +104,7 @@ def test_run_bad_input(bundle_factory, tmp_path):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_low_memory_loads_each_stage_and_matches(bundle_factory, backend):
+def test_low_memory_loads_each_stage_and_matches(bundle_factory, backend, monkeypatch):
     """--low-memory: nothing resident between stages, one load per stage per generation, same audio."""
     path = bundle_factory(backend, "int8")
     resident = BundlePipeline.open(path).generate("rain on a tin roof", seconds_total=0.5, seed=3)
@@ -117,13 +117,11 @@ def test_low_memory_loads_each_stage_and_matches(bundle_factory, backend):
         loaded.append((kw["components"], sorted(bp.artifacts)))
         return real(bundle, **kw)
 
-    edgegen.bundle_pipeline.load_artifacts = spy
-    try:
-        for _ in range(2):
-            wav = bp.generate("rain on a tin roof", seconds_total=0.5, seed=3)
-            np.testing.assert_array_equal(wav, resident)
-    finally:
-        edgegen.bundle_pipeline.load_artifacts = real
+    monkeypatch.setattr(edgegen.bundle_pipeline, "load_artifacts", spy)
+    for _ in range(2):
+        wav = bp.generate("rain on a tin roof", seconds_total=0.5, seed=3)
+        np.testing.assert_array_equal(wav, resident)
+    monkeypatch.undo()
     stage_loads = [(("text_encoder",), []), (("dit",), []), (("decoder",), [])]
     assert loaded == stage_loads * 2 and bp.artifacts == {}
     with pytest.raises(edgegen.EdgegenError, match="opened with low_memory"):
