@@ -65,8 +65,7 @@ def main() -> None:
                 if scheme == "int8":  # FULLY_CONNECTED is what LiteRT's dynamic-range int8 path quantizes
                     module = ChannelsLastDecoder(module).eval()
                 path = Path(tmp) / f"{name}.tflite"
-                lt.export_tflite(wrap("decoder", module), (x,), path, component="decoder",
-                                 rules=(int8 if scheme == "int8" else fp32,), rule_for=None)
+                lt.export_tflite(wrap("decoder", module), (x,), path, rules=(int8 if scheme == "int8" else fp32,))
                 call = _litert(path, spec, 2)
             export_s = time.perf_counter() - start
             call([x.numpy()])

@@ -12,7 +12,8 @@ Device layout (content-addressed, so a second run pushes nothing that is already
 
 `sync` compares each file's `sha256sum` on the device with the local one and pushes only what differs.
 The runner is the same binary and flags as on the host; its last stdout line is the JSON timing report and
-`--dump` writes the intermediates parity compares (see android_demo/README.md).
+`--dump` writes the intermediates parity compares (see android_demo/README.md). This module only pushes, runs
+and pulls: `edgegen.bench.bench_result` and `edgegen.parity.build_report` make the reports, as for a host run.
 """
 
 from __future__ import annotations
@@ -21,21 +22,21 @@ import hashlib
 import json
 import shlex
 import shutil
-import statistics
 import subprocess
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from edgegen.bundle import MANIFEST, Bundle, sha256_file
+from edgegen.bench import PROMPT, STAGES, Iteration, bench_result
+from edgegen.bundle import MANIFEST, Bundle
+from edgegen.common import check_seconds, sha256_file
 from edgegen.errors import EdgegenError
+from edgegen.noise import gaussian_noise
 
 REMOTE_ROOT = "/data/local/tmp/edgegen"
-DEFAULT_RUNNER_DIR = Path("build/runner-android-arm64")
 RUNNER = "edgegen-runner"
 ABI = "arm64-v8a"
 FREE_MARGIN_BYTES = 64 << 20  # room for out.wav and the dumps
@@ -210,13 +211,12 @@ def _run_runner(device: Device, r: _Remote, *, prompt: str, seconds: float, thre
 
 
 def device_bench(bundle: Bundle, *, device: Device, runner_dir: Path, iters: int = 3, warmup: int = 1,
-                 threads: int | None = None, seconds: float = 10.0,
-                 prompt: str = "warm lo-fi piano loop with soft drums", on_iter=lambda i: None) -> dict:
-    """`bench_bundle`'s result (edgegen.bench/1) for a run on the phone: medians over `iters` after `warmup`."""
-    from edgegen.bench import BENCH_SCHEMA
-
+                 threads: int | None = None, seconds: float | None = None, prompt: str = PROMPT,
+                 on_iter=lambda i: None) -> dict:
+    """`bench_bundle`'s result (edgegen.bench/1, kind "device") for runs on the phone; `seconds` as there."""
     m = bundle.manifest
-    seconds = min(seconds, m["max_seconds"])
+    seconds = m["max_seconds"] if seconds is None else seconds
+    check_seconds(seconds, max_seconds=m["max_seconds"], sample_rate=m["sample_rate"], owner="this bundle")
     threads = threads or m["target"].get("threads")
     r = _install(device, bundle, runner_dir)
     runs = []
@@ -225,28 +225,27 @@ def device_bench(bundle: Bundle, *, device: Device, runner_dir: Path, iters: int
         if i >= warmup:
             runs.append(rep)
         on_iter(i)
-    med = lambda xs: float(statistics.median(xs))  # noqa: E731
-    stages = {k: med([x["stages"][k] for x in runs]) for k in ("load", "text_encoder", "dit", "decoder")}
-    e2e = med([x["e2e_s"] for x in runs])
-    audio_s = runs[0]["frames"] / runs[0]["sample_rate"]
     model = device.adb.shell("getprop ro.product.model").strip()
     cpus = device.adb.shell("nproc").strip()
-    return {"schema": BENCH_SCHEMA, "kind": "device", "backend": m["backend"], "recipe": m["recipe"]["name"],
-            "target": m["target"]["name"], "bundle": str(bundle.root), "threads": runs[0]["threads"],
-            "load_s": stages["load"], "e2e_s": e2e, "rtf": e2e / audio_s,
-            "time_to_first_audio_s": med([x["time_to_first_audio_s"] for x in runs]), "stages": stages,
-            "dit_step_s": med([s for x in runs for s in x["dit_step_s"]]), "audio_seconds": audio_s,
-            "iters": iters, "warmup": warmup, "e2e_runs_s": [x["e2e_s"] for x in runs],
-            "peak_rss_mb": max(x["peak_rss_mb"] for x in runs),  # one process per run: the worst run
-            "machine": device.abi, "processor": model, "cpus": int(cpus) if cpus.isdigit() else None,
-            "device": {"serial": device.serial, "abi": device.abi, "model": model}}
+    return bench_result([_iteration(x) for x in runs], warmup=warmup, kind="device", backend=m["backend"],
+                        recipe=m["recipe"]["name"], target=m["target"]["name"], bundle=str(bundle.root),
+                        threads=runs[0]["threads"], machine=device.abi, processor=model,
+                        cpus=int(cpus) if cpus.isdigit() else None,
+                        device={"serial": device.serial, "abi": device.abi, "model": model})
+
+
+def _iteration(rep: dict) -> Iteration:
+    """The runner's JSON report (android_demo/README.md) as one timed run; each run is its own process."""
+    return Iteration(e2e_s=rep["e2e_s"], stages={k: rep["stages"][k] for k in ("load", *STAGES)},
+                     dit_steps=list(rep["dit_step_s"]), first_audio_s=rep["time_to_first_audio_s"],
+                     frames=rep["frames"], sample_rate=rep["sample_rate"], peak_rss_mb=rep["peak_rss_mb"])
 
 
 def _pull_dump(device: Device, remote_dir: str, names: list[str], local_dir: Path) -> dict[str, np.ndarray]:
     local_dir.mkdir(parents=True, exist_ok=True)
     for n in names:
         device.adb.pull(f"{remote_dir}/{n}.npy", local_dir / f"{n}.npy")
-    return {n: np.load(local_dir / f"{n}.npy") for n in names}
+    return {n: np.load(local_dir / f"{n}.npy", allow_pickle=False) for n in names}
 
 
 def device_parity(bundle: Bundle, pipe, *, device: Device, runner_dir: Path, seed: int = 0,
@@ -254,33 +253,18 @@ def device_parity(bundle: Bundle, pipe, *, device: Device, runner_dir: Path, see
                   on_stage: Callable[[str], None] = lambda s: None) -> dict:
     """`check_parity`'s report (edgegen.parity/1) for the runner on the phone, from its --dump outputs.
 
-    Every prompt of parity.PROMPTS runs once on the device with the reference noise
-    gaussian_noise(seed, (steps, 64, T)) injected; the first prompt's run is compared in full:
-      text_encoder  dumped cross/global vs the eager text encoder on the dumped token ids (all prompts);
-                    the dumped ids must equal the host tokenizer's
-      dit           each step's denoised estimate recovered from the dumped latents (below) vs the eager
-                    DiT's trajectory from the same noise and the device's own conditioning. Only step 0 is
-                    gated (same input on both sides, so it isolates the DiT); later steps compound, reported.
-      decoder       dumped audio vs the eager decoder on the device's own final latents
-      end_to_end    dumped audio vs `pipe.generate` from the same noise, gated only for all-fp32 bundles
-
-    Latents after step k < steps-1 are (1 - t) x0 + t noise with t = ts[k+1] close to 1 early on, so they are
-    mostly the (identical) injected noise and would hide a DiT error ~100x; x0 = (x - t noise) / (1 - t) in
-    float64 compares what the DiT actually produced.
+    Every prompt of parity.PROMPTS runs once on the device with the reference noise gaussian_noise(seed,
+    (steps, 64, T)) injected; the dumps become `parity.StageOutputs` (the first prompt's run is the chain:
+    conditioning, the latents after every step, the audio) and `parity.build_report` compares and gates them.
     """
-    import torch
-
-    from edgegen.metrics import compare, mrstft_distance
-    from edgegen.noise import gaussian_noise
-    from edgegen.parity import E2E_REL_TOL, PROMPTS, REPORT_SCHEMA, gated_entry, worst_case, gate_for
-    from edgegen.sampler import pingpong, schedule
+    from edgegen.parity import PROMPTS, PromptOutputs, StageOutputs, build_report, check_source, parity_seconds
 
     m = bundle.manifest
-    seconds = min(seconds or 10.0, pipe.max_seconds, m["max_seconds"])
-    steps, smp = m["sampler"]["steps"], m["sampler"]
-    latent_shape = tuple(m["artifacts"]["dit"]["inputs"][0]["shape"][1:])  # (64, T)
+    check_source(m, pipe)
+    seconds = parity_seconds(seconds, pipe=pipe, manifest=m)
+    steps = m["sampler"]["steps"]
+    latent_shape = tuple(next(i for i in m["artifacts"]["dit"]["inputs"] if i["name"] == "x")["shape"][1:])  # (64, T)
     noise = gaussian_noise(seed, (steps, *latent_shape))  # (steps, 64, T)
-    ts = schedule(steps, logsnr_max=smp["logsnr_max"], logsnr_min=smp["logsnr_min"])
     r = _install(device, bundle, runner_dir)
     cond_names = ["token_ids", "attention_mask", "cross_attn_cond", "global_cond"]
     with tempfile.TemporaryDirectory(prefix="edgegen-adb-") as tmp:
@@ -290,65 +274,14 @@ def device_parity(bundle: Bundle, pipe, *, device: Device, runner_dir: Path, see
         for i, prompt in enumerate(PROMPTS):
             on_stage(f"device run {i + 1}/{len(PROMPTS)}")
             _run_runner(device, r, prompt=prompt, seconds=seconds, threads=threads,
-                        extra=["--noise", f"{r.work}/noise.npy", "--dump", f"{r.work}/dump{i}"])
+                        extra=["--noise", f"{r.work}/noise.npy", "--truncate-prompt", "--dump", f"{r.work}/dump{i}"])
             names = cond_names + ([f"latents_step{k}" for k in range(steps)] + ["audio"] if i == 0 else [])
             dumps.append(_pull_dump(device, f"{r.work}/dump{i}", names, Path(tmp) / f"dump{i}"))
     on_stage("eager reference")
-
-    with torch.no_grad():
-        secs = torch.tensor([seconds], dtype=torch.float32)
-        comps: dict[str, dict] = {}
-        tokens_match, cases, metrics = True, [], []
-        for prompt, d in zip(PROMPTS, dumps):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the over-long prompt is truncated on purpose
-                ids, mask = pipe.tokenize([prompt])
-            tokens_match &= bool(np.array_equal(d["token_ids"], ids.numpy())
-                                 and np.array_equal(d["attention_mask"], mask.numpy()))
-            ref = pipe.text_encoder(torch.from_numpy(d["token_ids"]).long(),
-                                    torch.from_numpy(d["attention_mask"]).long(), secs)
-            for name, rt in zip(("cross_attn_cond", "global_cond"), ref):
-                mt = compare(rt, d[name])
-                metrics.append(mt)
-                cases.append({"prompt": prompt[:60], "output": name, **mt.to_json()})
-        comps["text_encoder"] = gated_entry(gate_for(m, "text_encoder"), cases, worst_case(metrics))
-
-        d = dumps[0]
-        cross, glob = torch.from_numpy(d["cross_attn_cond"]), torch.from_numpy(d["global_cond"])
-        ref_lat: list[np.ndarray] = []
-        pingpong(lambda x, t: pipe.dit(x, t, cross, glob), torch.from_numpy(noise), ts,
-                 on_step=lambda k, x: ref_lat.append(x.numpy().copy()))
-
-        def denoised(k: int, x: np.ndarray) -> np.ndarray:
-            if k + 1 == steps:
-                return x.astype(np.float64)
-            t = float(ts[k + 1])
-            return (x.astype(np.float64) - t * noise[k + 1].astype(np.float64)) / (1.0 - t)
-
-        cases, step_metrics = [], []
-        for k in range(steps):
-            got = d[f"latents_step{k}"]
-            mt = compare(denoised(k, ref_lat[k]), denoised(k, got))
-            step_metrics.append(mt)
-            cases.append({"step": k, "t": round(float(ts[k]), 6), "gated": k == 0, **mt.to_json(),
-                          "latents_rel_err": compare(ref_lat[k], got).rel_err})
-        comps["dit"] = gated_entry(gate_for(m, "dit"), cases, step_metrics[0],
-                              gated_on="step 0 denoised estimate; later steps compound and are reported only")
-
-        n = d["audio"].shape[-1]
-        dec_ref = pipe.decoder(torch.from_numpy(d[f"latents_step{steps - 1}"]))[0, :, :n].numpy()
-        mt = compare(dec_ref, d["audio"])
-        comps["decoder"] = gated_entry(gate_for(m, "decoder"), [mt.to_json()], mt,
-                                  mrstft=mrstft_distance(dec_ref, d["audio"]))
-
-        ref_wav = pipe.generate(PROMPTS[0], seconds_total=seconds, noise=noise, steps=steps,
-                                logsnr_max=smp["logsnr_max"], logsnr_min=smp["logsnr_min"])
-    e2e = compare(ref_wav, d["audio"])
-    all_fp32 = all(c["gate"]["metric"] == "rel_err" for c in comps.values())
-    end_to_end = {"gated": all_fp32, "threshold_rel_err": E2E_REL_TOL if all_fp32 else None,
-                  "passed": (e2e.rel_err <= E2E_REL_TOL) if all_fp32 else True, "metrics": e2e.to_json(),
-                  "mrstft": mrstft_distance(ref_wav, d["audio"]), "seconds": seconds, "seed": seed}
-    passed = tokens_match and all(c["passed"] for c in comps.values()) and end_to_end["passed"]
-    return {"schema": REPORT_SCHEMA, "bundle": str(bundle.root), "backend": m["backend"],
-            "recipe": m["recipe"]["name"], "target": m["target"]["name"], "model": pipe.source.model,
-            "tokens_match": tokens_match, "passed": passed, "components": comps, "end_to_end": end_to_end}
+    d = dumps[0]
+    outputs = StageOutputs(
+        seconds=seconds, seed=seed, noise=noise,
+        prompts=[PromptOutputs(p, x["token_ids"], x["attention_mask"], x["cross_attn_cond"], x["global_cond"])
+                 for p, x in zip(PROMPTS, dumps)],
+        latents=[d[f"latents_step{k}"] for k in range(steps)], audio=d["audio"])
+    return build_report(outputs, pipe, m, bundle=str(bundle.root))

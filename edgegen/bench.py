@@ -1,32 +1,63 @@
-"""Timing a generation, the same way for a bundle (its runtime) and for the eager PyTorch pipeline.
+"""Timing a generation, the same way for a bundle (its runtime), the eager PyTorch pipeline and a phone.
 
     result = bench_bundle("bundle_dir", iters=3, warmup=1)     # or bench_model("random:sao-small", ...)
     print(format_bench(result)); print(json.dumps(result))      # the CLI's last stdout line is this JSON
 
-Per iteration: text encoder, every DiT step, decoder, end to end (generation only; load is timed once).
-Reported values are medians over `iters` after `warmup` untimed runs. Peak RSS is the process' high-water
-mark (`ru_maxrss`), so run one configuration per process when comparing memory.
+Per iteration: text encoder, every DiT step, decoder, end to end (generation only; load is timed once, or per run
+on a phone). Wherever the timings came from (`Timings` here, the native runner's JSON over adb), `bench_result`
+turns the timed `Iteration`s into the one edgegen.bench/1 result: medians over `iters` after `warmup` untimed runs.
+Peak RSS is the process' high-water mark (`ru_maxrss`), so run one configuration per process when comparing memory.
+Process state (torch's thread count) is the caller's: the CLI sets it, these functions only read it.
 """
 
 from __future__ import annotations
 
+import os
 import platform
-import resource
 import statistics
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
-import numpy as np
+from edgegen.common import Timings, peak_rss_mb
 
 BENCH_SCHEMA = "edgegen.bench/1"
+STAGES = ("text_encoder", "dit", "decoder")
+PROMPT = "warm lo-fi piano loop with soft drums"
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+@dataclass(frozen=True)
+class Iteration:
+    """One timed generation, wherever it ran."""
+    e2e_s: float
+    stages: dict[str, float]     # STAGES, and "load" where every run loads (the native runner)
+    dit_steps: list[float]
+    first_audio_s: float
+    frames: int
+    sample_rate: int
+    peak_rss_mb: float           # the process' high-water mark after this run
 
 
-def _measure(generate, *, seconds: float, iters: int, warmup: int, on_iter=lambda i: None) -> dict:
-    from edgegen.pipeline import Timings
+def bench_result(runs: list[Iteration], *, warmup: int, load_s: float | None = None, **identity) -> dict:
+    """The edgegen.bench/1 result for the timed `runs` (warmup excluded); `identity` (kind, backend, recipe,
+    target, bundle or model, threads, machine fields, ...) is copied in. `load_s`: timed once, else each run's."""
+    med = lambda xs: float(statistics.median(xs))  # noqa: E731
+    load = load_s if load_s is not None else med([r.stages["load"] for r in runs])
+    e2e = med([r.e2e_s for r in runs])
+    audio_s = runs[0].frames / runs[0].sample_rate
+    head = {k: identity.pop(k) for k in ("kind", "backend", "recipe", "target", "bundle", "model", "threads",
+                                          "low_memory") if k in identity}
+    return {"schema": BENCH_SCHEMA, **head, "load_s": load, "e2e_s": e2e, "rtf": e2e / audio_s,
+            "time_to_first_audio_s": med([r.first_audio_s for r in runs]),
+            "stages": {"load": load, **{k: med([r.stages[k] for r in runs]) for k in STAGES}},
+            "dit_step_s": med([s for r in runs for s in r.dit_steps]), "audio_seconds": audio_s,
+            "iters": len(runs), "warmup": warmup, "e2e_runs_s": [r.e2e_s for r in runs],
+            "peak_rss_mb": max(r.peak_rss_mb for r in runs), **identity}
 
+
+def _measure(generate: Callable[[Timings], object], *, sample_rate: int, iters: int, warmup: int,
+             on_iter=lambda i: None) -> list[Iteration]:
+    """`generate(timings)` -> audio [2, n], `warmup + iters` times; the timed iterations."""
     runs = []
     for i in range(warmup + iters):
         t = Timings()
@@ -34,60 +65,52 @@ def _measure(generate, *, seconds: float, iters: int, warmup: int, on_iter=lambd
         wav = generate(t)
         e2e = time.perf_counter() - start
         if i >= warmup:
-            runs.append((t, e2e, wav.shape[1]))
+            runs.append(Iteration(e2e_s=e2e, stages={k: t.stages[k] for k in STAGES}, dit_steps=list(t.dit_steps),
+                                  first_audio_s=t.stages.get("first_audio", e2e), frames=wav.shape[1],
+                                  sample_rate=sample_rate, peak_rss_mb=peak_rss_mb()))
         on_iter(i)
-    med = lambda xs: float(statistics.median(xs))  # noqa: E731
-    stages = {k: med([r[0].stages[k] for r in runs]) for k in ("text_encoder", "dit", "decoder")}
-    e2e = med([r[1] for r in runs])
-    audio_s = runs[0][2] / 44100
-    ttfa = med([r[0].stages.get("first_audio", r[1]) for r in runs])
-    return {"e2e_s": e2e, "rtf": e2e / audio_s, "time_to_first_audio_s": ttfa, "stages": stages,
-            "dit_step_s": med([s for r in runs for s in r[0].dit_steps]), "audio_seconds": audio_s,
-            "iters": iters, "warmup": warmup, "e2e_runs_s": [r[1] for r in runs]}
+    return runs
 
 
-def _machine() -> dict:
-    import os
-
+def host_machine() -> dict:
     return {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(), "python": platform.python_version()}
 
 
-def bench_bundle(path, *, iters: int = 3, warmup: int = 1, threads: int | None = None, seconds: float = 10.0,
-                 prompt: str = "warm lo-fi piano loop with soft drums", low_memory: bool = False,
-                 on_iter=lambda i: None) -> dict:
-    """With `low_memory`, every generation loads and drops each artifact; its stage times include that."""
+def bench_bundle(path, *, iters: int = 3, warmup: int = 1, threads: int | None = None, seconds: float | None = None,
+                 prompt: str = PROMPT, low_memory: bool = False, on_iter=lambda i: None) -> dict:
+    """`seconds`: the bundle's maximum when None, else refused out of range (like `run`). With `low_memory`, every
+    generation loads and drops each artifact; its stage times include that."""
     from edgegen.bundle_pipeline import BundlePipeline
 
-    bp = BundlePipeline.open(path, threads=threads, low_memory=low_memory)
-    seconds = min(seconds, bp.max_seconds)
-    result = _measure(lambda t: bp.generate(prompt, seconds_total=seconds, seed=0, timings=t),
-                      seconds=seconds, iters=iters, warmup=warmup, on_iter=on_iter)
+    with BundlePipeline.open(path, threads=threads, low_memory=low_memory) as bp:  # removes a zip's unpacked copy
+        seconds = bp.max_seconds if seconds is None else seconds
+        bp.check_seconds(seconds)
+        runs = _measure(lambda t: bp.generate(prompt, seconds_total=seconds, seed=0, timings=t),
+                        sample_rate=bp.sample_rate, iters=iters, warmup=warmup, on_iter=on_iter)
     m = bp.bundle.manifest
-    return {"schema": BENCH_SCHEMA, "kind": "bundle", "backend": m["backend"], "recipe": m["recipe"]["name"],
-            "target": m["target"]["name"], "bundle": str(path), "threads": threads or m["target"].get("threads"),
-            "low_memory": low_memory, "load_s": bp.load_s, **result, "stages": {"load": bp.load_s, **result["stages"]},
-            "peak_rss_mb": _peak_rss_mb(), **_machine()}
+    return bench_result(runs, warmup=warmup, load_s=bp.load_s, kind="bundle", backend=m["backend"],
+                        recipe=m["recipe"]["name"], target=m["target"]["name"], bundle=str(path),
+                        threads=threads or m["target"].get("threads"), low_memory=low_memory, **host_machine())
 
 
-def bench_model(model, *, t5=None, iters: int = 3, warmup: int = 1, threads: int | None = None,
-                seconds: float = 10.0, prompt: str = "warm lo-fi piano loop with soft drums",
-                on_iter=lambda i: None) -> dict:
+def bench_model(model, *, t5=None, t5_precision: str = "fp16", iters: int = 3, warmup: int = 1,
+                seconds: float | None = None,
+                prompt: str = PROMPT, on_iter=lambda i: None) -> dict:
+    """The eager pipeline on torch's current thread count (set it before: `torch.set_num_threads`)."""
     import torch
 
     from edgegen.pipeline import load_pipeline
 
-    if threads:
-        torch.set_num_threads(threads)
     start = time.perf_counter()
-    pipe = load_pipeline(model, t5=t5)
+    pipe = load_pipeline(model, t5=t5, t5_precision=t5_precision)
     load_s = time.perf_counter() - start
-    seconds = min(seconds, pipe.max_seconds)
-    result = _measure(lambda t: pipe.generate(prompt, seconds_total=seconds, seed=0, timings=t),
-                      seconds=seconds, iters=iters, warmup=warmup, on_iter=on_iter)
-    return {"schema": BENCH_SCHEMA, "kind": "eager", "backend": "pytorch-eager", "recipe": "fp32",
-            "target": "host", "model": str(model), "threads": torch.get_num_threads(), "load_s": load_s,
-            **result, "stages": {"load": load_s, **result["stages"]}, "peak_rss_mb": _peak_rss_mb(), **_machine()}
+    seconds = pipe.max_seconds if seconds is None else seconds
+    pipe.check_seconds(seconds)
+    runs = _measure(lambda t: pipe.generate(prompt, seconds_total=seconds, seed=0, timings=t),
+                    sample_rate=pipe.sample_rate, iters=iters, warmup=warmup, on_iter=on_iter)
+    return bench_result(runs, warmup=warmup, load_s=load_s, kind="eager", backend="pytorch-eager", recipe="fp32",
+                        target="host", model=str(model), threads=torch.get_num_threads(), **host_machine())
 
 
 def format_bench(r: dict) -> str:

@@ -7,6 +7,12 @@ Same contract as `Pipeline.generate` (and the same noise for the same seed), so 
 PyTorch reference can be compared sample for sample. A bundle whose manifest has `decoder_stream` decodes in
 overlapping windows (`edgegen.streaming`); `generate(..., on_chunk=f)` hands each chunk to `f` as it is ready.
 
+A .zip bundle is unpacked into a temporary folder that the pipeline owns: use it as a context manager
+(`with BundlePipeline.open(p) as bp:`) or call `bp.close()` to remove that folder (see `edgegen.bundle`).
+
+Non-finite values stop a generation at the stage that made them: the text encoder's outputs and every DiT step's
+velocity are checked here, the decoded audio in `collect_audio`, so an error names the artifact (and step).
+
 `BundlePipeline.open(path, low_memory=True)` keeps no artifact resident: `generate` loads each one when its
 stage starts and drops it when the stage ends, so peak memory is the largest stage's, not the sum of all three
 (a full-size LiteRT int8 bundle: see benchmarks/RESULTS.md). Loading is then part of every generation's time.
@@ -24,7 +30,7 @@ import torch
 
 from edgegen.bundle import Bundle, open_bundle
 from edgegen.errors import EdgegenError
-from edgegen.pipeline import Timings, collect_audio
+from edgegen.common import COMPONENTS, Timings, check_finite, check_seconds, collect_audio, num_samples
 from edgegen.runtime import Artifact, load_artifacts, release_memory
 from edgegen.sampler import chain_noise, pingpong, schedule
 from edgegen.tokenizer import Tokenizer
@@ -34,14 +40,17 @@ class BundlePipeline:
     def __init__(self, bundle: Bundle, artifacts: dict[str, Artifact], load_s: float, *, threads: int | None = None):
         self.bundle, self.artifacts, self.load_s, self.threads = bundle, artifacts, load_s, threads
         m = bundle.manifest
-        missing = [c for c in ("text_encoder", "dit", "decoder") if c not in bundle.components]
+        missing = [c for c in COMPONENTS if c not in bundle.components]
         if missing:
             raise EdgegenError(f"{bundle.root}: bundle lacks {', '.join(missing)}; export all three components to run it")
         tok = m["tokenizer"]
         self.tokenizer = Tokenizer(bundle.tokenizer_path, max_length=tok["max_length"], eos_id=tok["eos_id"],
                                    pad_id=tok["pad_id"])
         self.sample_rate, self.max_seconds = m["sample_rate"], m["max_seconds"]
-        self.latent_shape = tuple(m["artifacts"]["dit"]["inputs"][0]["shape"][1:])  # (64, T)
+        x = next((i for i in m["artifacts"]["dit"]["inputs"] if i["name"] == "x"), None)
+        if x is None or len(x["shape"]) != 3:
+            raise EdgegenError(f"{bundle.root}: the dit artifact declares no [1, 64, T] input named x; re-export it")
+        self.latent_shape = tuple(x["shape"][1:])  # (64, T)
         self.stream = m.get("decoder_stream")  # None: the decoder takes the whole sequence
 
     @classmethod
@@ -49,9 +58,42 @@ class BundlePipeline:
         """Open a bundle; all artifacts are loaded now unless `low_memory` (then each stage loads its own)."""
         start = time.perf_counter()
         bundle = open_bundle(path)
-        threads = threads or bundle.manifest["target"].get("threads")
-        arts = {} if low_memory else load_artifacts(bundle, threads=threads)
-        return cls(bundle, arts, time.perf_counter() - start, threads=threads)
+        try:
+            threads = threads or bundle.manifest["target"].get("threads")
+            arts = {} if low_memory else load_artifacts(bundle, threads=threads)
+            return cls(bundle, arts, time.perf_counter() - start, threads=threads)
+        except BaseException:
+            bundle.close()
+            raise
+
+    def close(self) -> None:
+        """Remove the bundle's unpacked copy, if it came from a .zip (loaded artifacts stay usable)."""
+        self.bundle.close()
+
+    def __enter__(self) -> "BundlePipeline":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def stream_refusal(self) -> str:
+        """Why `run --stream` cannot stream this whole-sequence bundle, and whether a re-export would help.
+
+        A schema-1 manifest does not record the decoder's receptive field, so this assumes SAO-small's Oobleck
+        decoder (random:tiny has the same); `export --decoder-window auto` streams only a sequence longer than
+        `streaming.default_window`, so a re-export is suggested only then."""
+        from edgegen.components.oobleck import OOBLECK_CONFIGS
+        from edgegen.streaming import default_window, receptive_field
+
+        frames = self.bundle.manifest["latent_length"]
+        window, _ = default_window(receptive_field(OOBLECK_CONFIGS["sao-small"]), length=frames)
+        if frames > window:
+            return ("its decoder takes the whole sequence, so there is nothing to stream; "
+                    f"re-export with `edgegen export --decoder-window auto` (windows of {window} of its {frames} "
+                    "latent frames) or run without --stream")
+        return (f"its decoder takes the whole {frames}-frame latent sequence "
+                f"({self.max_seconds:.2f} s), too short to stream (a streamed decoder needs more than {window} "
+                "frames); run without --stream")
 
     @contextmanager
     def resident(self, component: str):
@@ -86,9 +128,7 @@ class BundlePipeline:
         return schedule(steps or s["steps"], logsnr_max=s["logsnr_max"], logsnr_min=s["logsnr_min"])
 
     def check_seconds(self, seconds_total: float) -> None:
-        if not 0.0 < seconds_total <= self.max_seconds + 1e-6:
-            raise EdgegenError(f"seconds_total={seconds_total} is out of range: this bundle makes (0, "
-                               f"{self.max_seconds:.2f}] seconds")
+        check_seconds(seconds_total, max_seconds=self.max_seconds, sample_rate=self.sample_rate, owner="this bundle")
 
     def encode_text(self, prompt: str, seconds_total: float) -> tuple[torch.Tensor, torch.Tensor]:
         ids, mask = self.tokenizer.encode([prompt])
@@ -115,8 +155,10 @@ class BundlePipeline:
 
     def generate(self, prompt: str, *, seconds_total: float, steps: int | None = None, seed: int = 0,
                  noise: np.ndarray | None = None, on_step: Callable[[int, torch.Tensor], None] | None = None,
-                 timings: Timings | None = None, on_chunk: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
+                 timings: Timings | None = None, on_chunk: Callable[[np.ndarray], None] | None = None,
+                 truncate_prompt: bool = False) -> np.ndarray:
         self.check_seconds(seconds_total)
+        self.tokenizer.fit(prompt, truncate=truncate_prompt)  # over-long: refused unless asked for (Pipeline too)
         steps = steps or self.steps
         noise = chain_noise(noise, seed=seed, steps=steps, channels=self.latent_shape[0],
                             length=self.latent_shape[1], owner="this bundle")
@@ -124,12 +166,17 @@ class BundlePipeline:
         start = clock = time.perf_counter()
         with self.resident("text_encoder"):
             cross, glob = self.encode_text(prompt, seconds_total)
+        check_finite(cross, "the text_encoder artifact's cross_attn_cond output")
+        check_finite(glob, "the text_encoder artifact's global_cond output")
         timings.stages["text_encoder"] = time.perf_counter() - clock
+
+        step = iter(range(1, steps + 1))
 
         def velocity(x, t):
             start = time.perf_counter()
             v = self.velocity(x, t, cross, glob)
             timings.dit_steps.append(time.perf_counter() - start)
+            check_finite(v, f"the dit artifact's output at step {next(step)} of {steps}")
             return v
 
         clock = time.perf_counter()
@@ -138,7 +185,7 @@ class BundlePipeline:
         timings.stages["dit"] = time.perf_counter() - clock  # with low_memory: its load and release included
         clock = time.perf_counter()
         with self.resident("decoder"):
-            chunks = self.decode_chunks(latents, samples=int(seconds_total * self.sample_rate))
+            chunks = self.decode_chunks(latents, samples=num_samples(seconds_total, self.sample_rate))
             wav = collect_audio(chunks, timings=timings, start=start, on_chunk=on_chunk)
         timings.stages["decoder"] = time.perf_counter() - clock  # as for the DiT: a low_memory load counts
         return wav

@@ -7,13 +7,13 @@
       conditioner.conditioners.prompt.proj_out.*     -> TextEncoder.proj_out (only when T5 width != cond_dim)
 
 Every tensor must be consumed: missing, unexpected and mis-shaped tensors are reported together, by name,
-in one `EdgegenError`. T5 is not in the checkpoint; `find_t5()` locates it (an explicit folder, or the
-Hugging Face cache, offline).
+in one `EdgegenError`, and so is the first tensor holding NaN or inf. T5 is not in the checkpoint; `find_t5()`
+locates it in a folder it is given: a T5 folder, or a Hugging Face hub cache to search offline (the CLI passes
+the cache of $HF_HUB_CACHE / $HF_HOME; the library reads no environment).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -56,8 +56,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
-            return load_file(str(path))
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+            obj = load_file(str(path))
+        else:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except EdgegenError:
         raise
     except Exception as exc:  # safetensors and torch raise assorted types for truncated/corrupt files
@@ -67,7 +68,17 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise EdgegenError(f"{path} does not hold a state dict of tensors (expected a dict with 'state_dict')")
+    check_finite_tensors(obj, path)
     return obj
+
+
+def check_finite_tensors(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse a checkpoint whose floating-point tensors hold NaN or inf, naming the first such tensor."""
+    for name, t in state.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise EdgegenError(f"{path}: tensor {name} holds {bad} non-finite value(s) (NaN or inf) of {t.numel()}; "
+                               "the file is damaged or came from a diverged run: re-download or re-export it")
 
 
 def model_weights_file(model_dir: Path) -> Path:
@@ -122,37 +133,54 @@ def _is_t5_dir(d: Path) -> bool:
         (d / w).is_file() for w in T5_WEIGHT_FILES)
 
 
-def hf_hub_dir() -> Path:
-    """The Hugging Face hub cache folder: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
-    return Path(home) / "hub"
+def hub_snapshots(hub: Path, name: str) -> list[Path]:
+    """Snapshot folders of Hugging Face repo `name` in hub cache `hub`: the one refs/main names first."""
+    repo = Path(hub) / ("models--" + name.replace("/", "--"))
+    ref = repo / "refs" / "main"
+    snaps = [repo / "snapshots" / ref.read_text().strip()] if ref.is_file() else []
+    return snaps + (sorted((repo / "snapshots").glob("*")) if (repo / "snapshots").is_dir() else [])
 
 
 def find_t5(t5: str | Path | None, *, model_name: str = "t5-base") -> Path:
-    """The folder holding T5's config.json, weights and spiece.model; never downloads."""
-    if t5 is not None:
-        d = Path(t5)
-        if not d.is_dir():
-            raise EdgegenError(f"--t5 {d}: no such folder")
-        if not _is_t5_dir(d):
-            raise EdgegenError(f"--t5 {d}: expected config.json, spiece.model and one of {', '.join(T5_WEIGHT_FILES)}")
+    """The folder holding T5's config.json, weights and spiece.model; never downloads.
+
+    `t5` is that folder, or a Hugging Face hub cache folder (`.../huggingface/hub`) holding a snapshot of
+    `model_name` (for t5-base also google-t5/t5-base)."""
+    if t5 is None:
+        raise EdgegenError(f"no T5 encoder given for '{model_name}': pass --t5 DIR (a folder with config.json, "
+                           "spiece.model and model.safetensors or pytorch_model.bin, e.g. a copy of google-t5/t5-base, "
+                           "or a Hugging Face hub cache holding it)")
+    d = Path(t5)
+    if _is_t5_dir(d):
         return d
-    hub = hf_hub_dir()
     names = [model_name] + (["google-t5/t5-base"] if model_name == "t5-base" else [])
     for name in names:
-        repo = hub / ("models--" + name.replace("/", "--"))
-        ref = repo / "refs" / "main"
-        snaps = [repo / "snapshots" / ref.read_text().strip()] if ref.is_file() else []
-        snaps += sorted((repo / "snapshots").glob("*")) if (repo / "snapshots").is_dir() else []
-        for snap in snaps:
+        for snap in hub_snapshots(d, name):
             if _is_t5_dir(snap):
                 return snap
-    raise EdgegenError(
-        f"T5 encoder '{model_name}' not found: pass --t5 DIR (a folder with config.json, spiece.model and "
-        f"model.safetensors or pytorch_model.bin, e.g. a copy of google-t5/t5-base), or put the Hugging Face "
-        f"snapshot at {hub}/models--google-t5--t5-base/snapshots/<revision>/ (edgegen never downloads)")
+    repo = f"models--{names[-1].replace('/', '--')}"
+    raise EdgegenError(f"T5 encoder '{model_name}' not found: {d} is not a T5 folder (config.json, spiece.model and "
+                       f"one of {', '.join(T5_WEIGHT_FILES)}) and holds no Hugging Face snapshot {repo}/snapshots/"
+                       "<revision>/ with them; pass --t5 DIR with a copy of google-t5/t5-base "
+                       "(edgegen never downloads)")
+
+
+def check_t5_width(state: dict[str, torch.Tensor], *, d_model: int, cond_dim: int, t5_config: Path,
+                   weights: Path, model_name: str) -> None:
+    """T5's width (its config.json `d_model`) must fit the checkpoint: equal to the conditioning width when the
+    checkpoint has no prompt projection, else the projection's input width. The error names the T5 config."""
+    w, file = state.get(PROMPT_PROJ), Path(weights).name
+    if w is None and d_model != cond_dim:
+        raise EdgegenError(f"{t5_config}: d_model={d_model} does not fit the model, whose conditioning width is "
+                           f"cond_dim={cond_dim} and whose {file} has no prompt projection ({PROMPT_PROJ}); "
+                           f"use the T5 the model was trained with ({model_name}, d_model {cond_dim})")
+    if w is not None and w.ndim == 2 and w.shape[1] != d_model:
+        raise EdgegenError(f"{t5_config}: d_model={d_model} does not fit the model: {file}'s {PROMPT_PROJ} "
+                           f"takes {w.shape[1]}-wide T5 states; use the T5 the model was trained with ({model_name}, "
+                           f"d_model {w.shape[1]})")
+
+
+PROMPT_PROJ = "conditioner.conditioners.prompt.proj_out.weight"
 
 
 def load_t5_state(d: Path) -> dict[str, torch.Tensor]:
@@ -164,6 +192,10 @@ def load_t5_state(d: Path) -> dict[str, torch.Tensor]:
 
 def _read_bin(path: Path) -> dict[str, torch.Tensor]:
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise EdgegenError(f"{path} is corrupt or truncated and cannot be read ({type(exc).__name__})") from None
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise EdgegenError(f"{path} does not hold a state dict of tensors")
+    check_finite_tensors(obj, path)
+    return obj

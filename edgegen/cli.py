@@ -15,7 +15,9 @@ from edgegen.errors import EdgegenError
 
 
 class _Group(click.Group):
-    """Turns EdgegenError into one line on stderr and exit status 2; warnings become one line each."""
+    """Bad input (EdgegenError, or click's own usage errors: a missing option, a value out of its range) becomes one
+    `edgegen: error:` line on stderr and exit status 2; warnings become one line each. Anything else is a bug and
+    keeps its traceback."""
 
     def invoke(self, ctx):
         def one_line(message, category, filename, lineno, file=None, line=None):
@@ -31,6 +33,10 @@ class _Group(click.Group):
         except EdgegenError as exc:
             click.echo(f"edgegen: error: {exc}", err=True)
             sys.exit(2)
+        except click.UsageError as exc:  # raised while a subcommand parses its arguments
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            click.echo(f"edgegen: error: {exc.format_message()}{hint}", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=_Group)
@@ -42,42 +48,74 @@ def main():
 _model = click.option("--model", "-m", required=True,
                       help="Model folder in the official layout (model_config.json + model.safetensors), "
                            "or a built-in random model: random:tiny, random:sao-small.")
-_t5 = click.option("--t5", type=click.Path(file_okay=False, path_type=Path), default=None,
-                   help="T5 folder (config.json, model.safetensors or pytorch_model.bin, spiece.model). "
-                        "Default: the Hugging Face cache (t5-base / google-t5/t5-base), offline.")
+
+
+def _hf_hub_cache() -> Path:
+    """The Hugging Face hub cache, read here (process state stays in the CLI) and passed to the library as --t5's
+    default: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub."""
+    import os
+
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    return Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface") / "hub"
+
+
+_t5 = click.option("--t5", type=click.Path(file_okay=False, path_type=Path), default=_hf_hub_cache,
+                   help="T5 folder (config.json, model.safetensors or pytorch_model.bin, spiece.model), or a Hugging "
+                        "Face hub cache holding t5-base / google-t5/t5-base. Default: the hub cache ($HF_HUB_CACHE, "
+                        "else $HF_HOME/hub, else ~/.cache/huggingface/hub), searched offline.")
+_t5_precision = click.option("--t5-precision", type=click.Choice(["fp16", "fp32"]), default="fp16", show_default=True,
+                             help="T5 weights: fp16 rounds them through float16 as upstream stable-audio-tools loads "
+                                  "them (what SAO-small was trained on; compute stays fp32); fp32 keeps them as stored.")
+_truncate_prompt = click.option("--truncate-prompt", is_flag=True,
+                                help="Cut a prompt longer than the model's max_length tokens to its first "
+                                     "max_length - 1 (and EOS) instead of refusing it; says so on stderr and stdout.")
 
 
 @main.command()
 @_model
 @_t5
+@_t5_precision
 @click.option("--prompt", "-p", required=True)
 @click.option("--seconds", "-s", type=float, default=10.0, show_default=True, help="Duration (seconds_total).")
 @click.option("--steps", type=click.IntRange(1, 1000), default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--noise", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Inject noise: float32 .npy of shape [steps, 64, T].")
-@click.option("--cfg-scale", type=float, default=1.0, show_default=True)
+@click.option("--cfg-scale", type=float, default=1.0, show_default=True,
+              help="Classifier-free guidance scale (a finite number; 1 = no guidance).")
 @click.option("--pcm16", is_flag=True, help="Write 16-bit PCM instead of float32.")
 @click.option("--stream", is_flag=True, help="Decode in overlapping windows and write each chunk as it is ready.")
+@_truncate_prompt
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path))
-def generate(model, t5, prompt, seconds, steps, seed, noise, cfg_scale, pcm16, stream, output):
+def generate(model, t5, t5_precision, prompt, seconds, steps, seed, noise, cfg_scale, pcm16, stream, truncate_prompt,
+             output):
     """Generate audio with the PyTorch reference pipeline."""
-    from edgegen.audio_io import read_noise
-    from edgegen.pipeline import Timings, load_pipeline
+    import math
 
+    from edgegen.audio_io import check_output, read_noise
+    from edgegen.common import Timings
+    from edgegen.pipeline import load_pipeline
+
+    if not math.isfinite(cfg_scale):
+        raise EdgegenError(f"--cfg-scale {cfg_scale}: give a finite number (1 = no guidance)")
+    check_output(output, inputs={"--noise": noise, "--model": model, "--t5": t5})  # before the model loads
     start = time.perf_counter()
-    pipe = load_pipeline(model, t5=t5)
+    pipe = load_pipeline(model, t5=t5, t5_precision=t5_precision)
     load_s = time.perf_counter() - start
     pipe.check_seconds(seconds)
+    tokens = pipe.tokenizer.fit(prompt, truncate=truncate_prompt)
     injected = read_noise(noise, (steps, pipe.config.dit.io_channels, pipe.latent_length)) if noise else None
     timings = Timings()
-    with _wav_out(output, pipe.sample_rate, pcm16=pcm16, stream=stream) as (on_chunk, finish):
+    # SIGTERM unwinds too, so a stream's partial file is removed as on an error or Ctrl-C
+    with _sigterm_unwinds(), _wav_out(output, pipe.sample_rate, pcm16=pcm16, stream=stream) as (on_chunk, finish):
         with click.progressbar(length=steps, label="sampling", file=sys.stderr) as bar:
             wav = pipe.generate(prompt, seconds_total=seconds, steps=steps, seed=seed, noise=injected,
                                 cfg_scale=cfg_scale, on_step=lambda i, x: bar.update(1), timings=timings,
-                                stream=stream, on_chunk=on_chunk)
+                                stream=stream, on_chunk=on_chunk, truncate_prompt=truncate_prompt)
         finish(wav)
-    click.echo(f"wrote {output} ({wav.shape[1] / pipe.sample_rate:.2f} s, {wav.shape[0]} ch, {pipe.sample_rate} Hz)")
+    click.echo(f"wrote {output} ({wav.shape[1] / pipe.sample_rate:.2f} s, {wav.shape[0]} ch, {pipe.sample_rate} Hz)"
+               + _truncated(tokens, pipe.tokenizer.max_length))
     click.echo(_stage_line({"load": load_s, **timings.stages}) + f"  (dit {timings.stages['dit'] / steps:.3f}s/step)")
 
 
@@ -85,17 +123,26 @@ def _stage_line(stages: dict[str, float]) -> str:
     return "  ".join(f"{k} {v:.3f}s" for k, v in stages.items())
 
 
+def _truncated(tokens: int, max_length: int) -> str:
+    """What the `wrote` line adds when --truncate-prompt cut the prompt (stderr has said so as a warning too)."""
+    return f"; prompt truncated from {tokens} to {max_length} tokens" if tokens > max_length else ""
+
+
 @contextlib.contextmanager
 def _wav_out(path: Path, sample_rate: int, *, pcm16: bool, stream: bool):
-    """(on_chunk, finish): streamed, chunks go to the file as they arrive and `finish` does nothing; otherwise
-    `on_chunk` is None and `finish(wav)` writes the whole file atomically."""
+    """(on_chunk, finish): streamed, chunks go to a partial file beside `path` as they arrive, renamed onto `path`
+    when the block ends (removed if it raises) and `finish` does nothing; otherwise `on_chunk` is None and
+    `finish(wav)` writes the whole file atomically. Commands call `check_output` before loading anything; this
+    checks again just before writing."""
     from edgegen.audio_io import StreamingWav, check_writable, write_wav
 
-    check_writable(path)  # before the generation, not after it
+    check_writable(path)
     if not stream:
         yield None, lambda wav: write_wav(path, wav, sample_rate, pcm16=pcm16)
         return
     with StreamingWav(path, sample_rate, channels=2, pcm16=pcm16) as out:
+        click.echo(f"  streaming into {out.partial} (renamed to {path} when complete)", err=True)
+
         def on_chunk(chunk):
             out.write(chunk)
             click.echo(f"  chunk: {out.frames / sample_rate:6.2f} s of audio written", err=True)
@@ -107,14 +154,15 @@ def _wav_out(path: Path, sample_rate: int, *, pcm16: bool, stream: bool):
 @click.argument("bundle", required=False, type=click.Path(path_type=Path))
 @click.option("--model", "-m", default=None, help="Describe a model instead of a bundle.")
 @_t5
-def info(bundle, model, t5):
+@_t5_precision
+def info(bundle, model, t5, t5_precision):
     """Describe a model (--model) or a bundle (BUNDLE: verifies every checksum)."""
     if (bundle is None) == (model is None):
         raise EdgegenError("give either a BUNDLE folder/zip or --model M")
     if model is not None:
         from edgegen.pipeline import load_pipeline
 
-        click.echo(describe_model(load_pipeline(model, t5=t5)))
+        click.echo(describe_model(load_pipeline(model, t5=t5, t5_precision=t5_precision)))
     else:
         from edgegen.bundle import describe_bundle
 
@@ -124,6 +172,7 @@ def info(bundle, model, t5):
 @main.command("export")
 @_model
 @_t5
+@_t5_precision
 @click.option("--target", "-t", required=True, help="Target profile: a name in export_targets/ or a .toml path.")
 @click.option("--recipe", "-r", required=True, help="Quantization recipe: a name in quantize/ or a .toml path.")
 @click.option("--output", "-o", required=True, type=click.Path(path_type=Path), help="Bundle folder to create.")
@@ -134,10 +183,13 @@ def info(bundle, model, t5):
 @click.option("--decoder-window", default="auto", show_default=True,
               help="Latent frames per decoder call: auto (stream when the sequence is long; SAO-small: 60 of 256), "
                    "whole, or a number. A streamed decoder runs over overlapping windows: less memory, early audio.")
-def export_cmd(model, t5, target, recipe, output, components, force, make_zip, decoder_window):
+@click.option("--verbose", is_flag=True, help="Show the converters' own output (by default it goes to a log file, "
+                                              "shown only when a conversion fails).")
+def export_cmd(model, t5, t5_precision, target, recipe, output, components, force, make_zip, decoder_window, verbose):
     """Quantize and export the three artifacts into a self-describing bundle."""
-    from edgegen.bundle import COMPONENTS
-    from edgegen.export import export_bundle, parse_decoder_window
+    from edgegen.common import COMPONENTS
+    from edgegen.export import ConversionError, export_bundle, parse_decoder_window
+    from edgegen.export.staging import check_bundle_output
     from edgegen.export.support import check_supported
     from edgegen.pipeline import load_pipeline
     from edgegen.recipes import load_recipe, load_target
@@ -145,23 +197,60 @@ def export_cmd(model, t5, target, recipe, output, components, force, make_zip, d
     tgt, rec = load_target(target), load_recipe(recipe)
     check_supported(rec, tgt)  # before the (slow) model load
     parse_decoder_window(decoder_window)
-    if Path(output).exists() and not force:
-        raise EdgegenError(f"{output} already exists; pass --force to replace it")
+    check_bundle_output(output, force=force, make_zip=make_zip)  # --force replaces only a bundle edgegen made
     comps = tuple(c.strip() for c in components.split(",") if c.strip())
     if bad := [c for c in comps if c not in COMPONENTS]:
         raise EdgegenError(f"unknown component(s) {', '.join(bad)}; choose from {', '.join(COMPONENTS)}")
     click.echo(f"loading {model}", err=True)
-    pipe = load_pipeline(model, t5=t5)
+    pipe = load_pipeline(model, t5=t5, t5_precision=t5_precision)
     start = time.perf_counter()
     progress = lambda comp, stage: click.echo(f"[{time.perf_counter() - start:7.1f}s] {comp:<13} {stage}", err=True)
-    report = export_bundle(pipe, target=tgt, recipe=rec, out=output, components=comps, force=force,
-                           make_zip=make_zip, decoder_window=decoder_window, progress=progress)
+    with _sigterm_unwinds() as check_sigterm:
+        try:
+            report = export_bundle(pipe, target=tgt, recipe=rec, out=output, components=comps, force=force,
+                                   make_zip=make_zip, decoder_window=decoder_window, verbose=verbose,
+                                   progress=lambda comp, stage: (check_sigterm(), progress(comp, stage)))
+        except ConversionError as exc:
+            for line in [] if verbose else exc.log_tail:
+                click.echo(f"  | {line}", err=True)
+            raise
     click.echo(f"{'artifact':<14}{'file':<22}{'size MB':>10}{'time s':>9}{'XNNPACK':>9}  schemes")
     for c in report.components:
         frac = "-" if c.delegated_fraction is None else f"{c.delegated_fraction:.0%}"
         schemes = ", ".join(f"{k} x{v}" for k, v in c.schemes.items()) or "fp32"
         click.echo(f"{c.component:<14}{c.file:<22}{c.size / 1e6:>10.2f}{c.seconds:>9.1f}{frac:>9}  {schemes}")
     click.echo(f"wrote {output} in {report.seconds:.1f}s (peak RSS {report.peak_rss_mb:.0f} MB)")
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """SIGTERM raises SystemExit(143) while the block runs, so cleanup (a staging folder) runs as on Ctrl-C.
+
+    Python drops an exception raised while a garbage-collection callback runs (jax registers one), so the block
+    also gets `check()`: it raises again once SIGTERM has arrived (call it between stages), and leaving the block
+    calls it too."""
+    import signal
+
+    received: list[int] = []
+
+    def check():
+        if received:
+            raise SystemExit(128 + received[0])
+
+    def terminated(signum, frame):
+        received.append(signum)
+        check()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = terminated
+    try:
+        yield check
+        check()
+    finally:
+        if previous is not terminated:
+            signal.signal(signal.SIGTERM, previous)
 
 
 _bundle = click.option("--bundle", "-b", required=True, type=click.Path(path_type=Path),
@@ -185,65 +274,86 @@ _low_memory = click.option("--low-memory", is_flag=True,
 @click.option("--pcm16", is_flag=True)
 @click.option("--stream", is_flag=True, help="Write each decoded window to OUTPUT as soon as it is ready "
                                              "(bundles exported with a decoder window).")
+@_truncate_prompt
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path))
-def run(bundle, prompt, seconds, seed, noise, threads, low_memory, pcm16, stream, output):
+def run(bundle, prompt, seconds, seed, noise, threads, low_memory, pcm16, stream, truncate_prompt, output):
     """Generate audio by running a bundle's artifacts in its runtime."""
-    from edgegen.audio_io import read_noise
+    from edgegen.audio_io import check_output, read_noise
     from edgegen.bundle_pipeline import BundlePipeline
-    from edgegen.pipeline import Timings
+    from edgegen.common import Timings
 
-    bp = BundlePipeline.open(bundle, threads=threads, low_memory=low_memory)
+    check_output(output, inputs={"--bundle": bundle, "--noise": noise})  # before the bundle loads
+    # with_resource: the command's end (success or error) removes a .zip bundle's unpacked copy
+    bp = click.get_current_context().with_resource(BundlePipeline.open(bundle, threads=threads, low_memory=low_memory))
     bp.check_seconds(seconds)
+    tokens = bp.tokenizer.fit(prompt, truncate=truncate_prompt)
     if stream and bp.stream is None:
-        raise EdgegenError(f"{bundle}: its decoder takes the whole sequence, so there is nothing to stream; "
-                           "re-export with `edgegen export --decoder-window auto` (or a number of frames)")
+        raise EdgegenError(f"{bundle}: {bp.stream_refusal()}")
     injected = read_noise(noise, (bp.steps, *bp.latent_shape)) if noise else None
     timings = Timings()
-    with _wav_out(output, bp.sample_rate, pcm16=pcm16, stream=stream) as (on_chunk, finish):
+    with _sigterm_unwinds(), _wav_out(output, bp.sample_rate, pcm16=pcm16, stream=stream) as (on_chunk, finish):
         with click.progressbar(length=bp.steps, label="sampling", file=sys.stderr) as bar:
             wav = bp.generate(prompt, seconds_total=seconds, seed=seed, noise=injected,
-                              on_step=lambda i, x: bar.update(1), timings=timings, on_chunk=on_chunk)
+                              on_step=lambda i, x: bar.update(1), timings=timings, on_chunk=on_chunk,
+                              truncate_prompt=truncate_prompt)
         finish(wav)
-    click.echo(f"wrote {output} ({wav.shape[1] / bp.sample_rate:.2f} s) with {bp.backend_label}")
+    click.echo(f"wrote {output} ({wav.shape[1] / bp.sample_rate:.2f} s) with {bp.backend_label}"
+               + _truncated(tokens, bp.tokenizer.max_length))
     click.echo(_stage_line({"load": bp.load_s, **timings.stages}))
+
+
+def _adb_options(verb: str):
+    """--adb, --serial, --runner, --adb-path: `verb` ("run", "time") the bundle on a phone with the native runner."""
+    options = [
+        click.option("--adb", "use_adb", is_flag=True,
+                     help=f"{verb.capitalize()} the bundle on an Android phone with the native runner."),
+        click.option("--serial", default=None, help="adb device serial (with --adb; needed when several are connected)."),
+        click.option("--runner", "runner_dir", type=click.Path(file_okay=False, path_type=Path),
+                     default=Path("build/runner-android-arm64"), show_default=True,
+                     help="android-arm64 runner folder (--adb)."),
+        click.option("--adb-path", default="adb", show_default=True, help="The adb executable (--adb)."),
+    ]
+
+    def apply(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return apply
 
 
 @main.command()
 @_bundle
 @_model
 @_t5
+@_t5_precision
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the report as JSON.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
+              help="Also write the report as JSON (checked before any work, written atomically).")
 @_threads
-@click.option("--adb", "use_adb", is_flag=True, help="Run the bundle on an Android phone with the native runner.")
-@click.option("--serial", default=None, help="adb device serial (with --adb; needed when several are connected).")
-@click.option("--runner", "runner_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("build/runner-android-arm64"), show_default=True, help="android-arm64 runner folder (--adb).")
-@click.option("--adb-path", default="adb", show_default=True, help="The adb executable (--adb).")
-def parity(bundle, model, t5, seed, json_path, threads, use_adb, serial, runner_dir, adb_path):
+@_adb_options("run")
+def parity(bundle, model, t5, t5_precision, seed, json_path, threads, use_adb, serial, runner_dir, adb_path):
     """Compare every artifact with the PyTorch component it came from. Exit 0 pass, 1 a gate failed, 2 bad input."""
-    import json
-
-    from edgegen.parity import check_parity, format_report
+    from edgegen.parity import check_parity, check_report_path, format_report, write_report
     from edgegen.pipeline import load_pipeline
 
+    if json_path:
+        check_report_path(json_path, inputs={"--bundle": bundle, "--model": model, "--t5": t5})
     if use_adb:
         from edgegen.adb import device_parity, preflight
         from edgegen.bundle import open_bundle
 
-        b = open_bundle(bundle)
+        b = click.get_current_context().with_resource(open_bundle(bundle))
         dev = preflight(adb_path=adb_path, serial=serial, bundle=b, runner_dir=runner_dir)
         click.echo(f"device {dev.serial} ({dev.abi})", err=True)
-        report = device_parity(b, load_pipeline(model, t5=t5), device=dev, runner_dir=runner_dir, seed=seed,
+        report = device_parity(b, load_pipeline(model, t5=t5, t5_precision=t5_precision), device=dev, runner_dir=runner_dir, seed=seed,
                                threads=threads, on_stage=lambda s: click.echo(s, err=True))
-    else:
-        from edgegen.bundle_pipeline import BundlePipeline
-
-        report = check_parity(BundlePipeline.open(bundle, threads=threads), load_pipeline(model, t5=t5), seed=seed)
+    else:  # a path: check_parity compares the bundle's source with the model's before loading its artifacts
+        report = check_parity(bundle, load_pipeline(model, t5=t5, t5_precision=t5_precision), seed=seed,
+                              threads=threads)
     click.echo(format_report(report))
     if json_path:
-        json_path.write_text(json.dumps(report, indent=2) + "\n")
+        write_report(json_path, report)
     sys.exit(0 if report["passed"] else 1)
 
 
@@ -251,17 +361,15 @@ def parity(bundle, model, t5, seed, json_path, threads, use_adb, serial, runner_
 @click.option("--bundle", "-b", type=click.Path(path_type=Path), default=None, help="Time a bundle.")
 @click.option("--model", "-m", default=None, help="Time the eager PyTorch pipeline of a model instead.")
 @_t5
+@_t5_precision
 @click.option("--iters", type=click.IntRange(1, 1000), default=3, show_default=True)
 @click.option("--warmup", type=click.IntRange(0, 100), default=1, show_default=True)
 @_threads
-@click.option("--seconds", "-s", type=float, default=10.0, show_default=True, help="Audio length to generate.")
+@click.option("--seconds", "-s", type=float, default=None,
+              help="Audio length to generate (default: the bundle's or model's maximum; beyond it is refused).")
 @_low_memory
-@click.option("--adb", "use_adb", is_flag=True, help="Time the bundle on an Android phone with the native runner.")
-@click.option("--serial", default=None, help="adb device serial (with --adb; needed when several are connected).")
-@click.option("--runner", "runner_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("build/runner-android-arm64"), show_default=True, help="android-arm64 runner folder (--adb).")
-@click.option("--adb-path", default="adb", show_default=True, help="The adb executable (--adb).")
-def bench(bundle, model, t5, iters, warmup, threads, seconds, low_memory, use_adb, serial, runner_dir, adb_path):
+@_adb_options("time")
+def bench(bundle, model, t5, t5_precision, iters, warmup, threads, seconds, low_memory, use_adb, serial, runner_dir, adb_path):
     """Time load, text encoder, DiT, decoder and end to end; the last stdout line is one JSON object."""
     import json
 
@@ -277,7 +385,7 @@ def bench(bundle, model, t5, iters, warmup, threads, seconds, low_memory, use_ad
         from edgegen.adb import device_bench, preflight
         from edgegen.bundle import open_bundle
 
-        b = open_bundle(bundle)
+        b = click.get_current_context().with_resource(open_bundle(bundle))
         dev = preflight(adb_path=adb_path, serial=serial, bundle=b, runner_dir=runner_dir)
         result = device_bench(b, device=dev, runner_dir=runner_dir, iters=iters, warmup=warmup, threads=threads,
                               seconds=seconds, on_iter=tick)
@@ -285,7 +393,12 @@ def bench(bundle, model, t5, iters, warmup, threads, seconds, low_memory, use_ad
         result = bench_bundle(bundle, iters=iters, warmup=warmup, threads=threads, seconds=seconds,
                               low_memory=low_memory, on_iter=tick)
     else:
-        result = bench_model(model, t5=t5, iters=iters, warmup=warmup, threads=threads, seconds=seconds, on_iter=tick)
+        if threads:  # process state belongs to the command, not the library
+            import torch
+
+            torch.set_num_threads(threads)
+        result = bench_model(model, t5=t5, t5_precision=t5_precision, iters=iters, warmup=warmup, seconds=seconds,
+                             on_iter=tick)
     click.echo(format_bench(result))
     click.echo(json.dumps(result))
 
@@ -314,7 +427,7 @@ def build_runner_cmd(target, output, android_ndk, executorch_android_dir, jobs):
 def describe_model(pipe) -> str:
     rows = [(name, sum(p.numel() for p in m.parameters())) for name, m in pipe.modules().items()]
     cfg = pipe.config
-    lines = [f"source          {pipe.source.model}", f"t5              {pipe.source.t5}",
+    lines = [f"source          {pipe.source.model}", f"t5              {pipe.source.t5} (weights {pipe.source.t5_precision})",
              f"objective       {cfg.diffusion_objective}",
              f"sample rate     {pipe.sample_rate} Hz, 2 channels",
              f"latent length   {pipe.latent_length} x {cfg.dit.io_channels} ({pipe.max_seconds:.2f} s max)",
@@ -325,13 +438,166 @@ def describe_model(pipe) -> str:
     return "\n".join(lines)
 
 
-def _register_train() -> None:
-    from edgegen.train.commands import train
+# --- edgegen train: base models (rectified flow) and ARC post-training; the logic lives in edgegen.train ---------
 
-    main.add_command(train)
+class _Number(click.ParamType):
+    """A finite number (an int when `integer`) within bounds; click's FloatRange lets nan and inf through. A bad
+    value is one `edgegen: error:` line naming the option, the value as typed and what is allowed."""
+
+    def __init__(self, lo=None, hi=None, *, lo_open=False, hi_open=False, integer=False):
+        self.bounds = dict(lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open, integer=integer)
+        self.name = "integer" if integer else "float"
+
+    def convert(self, value, param, ctx):
+        from edgegen.train.checks import check_number
+
+        try:
+            number = (int if self.bounds["integer"] else float)(value)
+        except (TypeError, ValueError):
+            number = None
+        check_number(param.opts[0], number, shown=str(value), **self.bounds)
+        return number
 
 
-_register_train()
+class _DitShape(click.ParamType):
+    name = "WIDTH,DEPTH,HEADS"
+
+    def convert(self, value, param, ctx):
+        from edgegen.train.checks import DIT_CLI_NAMES, DIT_FIELDS, check_dit
+
+        parts = str(value).split(",")
+        if len(parts) != 3 or not all(p.strip().lstrip("-").isdigit() for p in parts):
+            raise EdgegenError(f"--dit {value}: expected three integers WIDTH,DEPTH,HEADS, e.g. 128,4,2")
+        dit = dict(zip(DIT_FIELDS, (int(p) for p in parts)))
+        check_dit(dit, names=DIT_CLI_NAMES, shown=f"--dit {value}")
+        return dit
+
+
+def _options(*options):
+    """Several click options as one decorator (listed in this order by --help)."""
+    def apply(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return apply
+
+
+_COUNT, _SEED = _Number(1, integer=True), _Number(0, 2**63 - 1, integer=True)  # torch.manual_seed's range
+_train_run = _options(
+    _model, _t5,
+    click.option("--cache", required=True, type=click.Path(path_type=Path), help="From `edgegen train cache`."),
+    click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
+                 help="Run folder: state.safetensors, log.jsonl, model/ (official layout), t5/ for random:* models."),
+    click.option("--steps", type=_COUNT, required=True, help="Total steps (also when resuming)."),
+    click.option("--batch-size", type=_COUNT, default=32, show_default=True, help="Per process."),
+    click.option("--ema-beta", type=_Number(0, 1, hi_open=True), default=0.9999, show_default=True,
+                 help="EMA decay of the weights written to model/, in [0, 1)."))
+_train_tail = _options(
+    click.option("--seed", type=_SEED, default=0, show_default=True),
+    click.option("--resume", is_flag=True, help="Continue the run saved in --out (an error when there is none)."),
+    click.option("--save-every", type=_COUNT, default=500, show_default=True, help="Steps between saved states."))
+
+
+def _log_record(record: dict) -> None:
+    click.echo("  ".join(f"{k} {v}" for k, v in record.items()), err=True)
+
+
+def _distributed() -> bool:
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1  # set by torchrun
+
+
+@main.group()
+def train():
+    """Train base models (rectified flow) and post-train them with ARC for few-step sampling.
+
+    \b
+    edgegen train synth --model random:tiny --out data --count 400
+    edgegen train cache --model random:tiny --captions data/captions.jsonl --out runs/cache.safetensors
+    edgegen train rf  --model random:tiny --cache runs/cache.safetensors --out runs/base --steps 600 --lr 1e-3
+    edgegen train arc --model runs/base/model --t5 runs/base/t5 --cache runs/cache.safetensors \\
+                      --out runs/arc --steps 100 --lr 1e-5 --head-channels 32
+
+    Under `torchrun --nproc_per_node N -m edgegen.cli train rf|arc ...` they train with DistributedDataParallel
+    (nccl on GPUs, else gloo). --resume continues a run from its last saved state up to --steps in total.
+    """
+
+
+@train.command("synth")
+@_model
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Folder for the clips and captions.")
+@click.option("--count", type=_COUNT, default=400, show_default=True)
+@click.option("--seed", type=_SEED, default=0, show_default=True)
+def train_synth_cmd(model, out, count, seed):
+    """Write a synthetic captioned corpus (tones, chords, noise, rhythms, sweeps) at MODEL's rate and length."""
+    from edgegen.pipeline import load_pipeline
+    from edgegen.train.data import write_synthetic
+
+    if not str(model).startswith("random:"):
+        raise EdgegenError(f"--model {model}: synth takes a built-in model (e.g. random:tiny) for its sample rate "
+                           "and length")
+    pipe = load_pipeline(model)
+    path = write_synthetic(out, count=count, sample_rate=pipe.sample_rate, seconds=pipe.max_seconds, seed=seed)
+    click.echo(f"wrote {count} clips and {path}")
+
+
+@train.command("cache")
+@_model
+@_t5
+@click.option("--captions", required=True, type=click.Path(path_type=Path),
+              help="CSV or JSONL with path, caption[, seconds][, label] (paths relative to this file).")
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Cache file to write (safetensors).")
+def train_cache_cmd(model, t5, captions, out):
+    """Encode a captioned audio folder once: VAE latents + frozen T5 conditioning."""
+    from edgegen.audio_io import check_output
+    from edgegen.pipeline import load_pipeline
+    from edgegen.train.data import build_cache, read_captions
+
+    if out.parent.is_dir():  # else build_cache makes the folder (and removes it again on failure)
+        check_output(out, inputs={"--captions": captions, "--model": model, "--t5": t5})
+    records = read_captions(captions)  # a bad captions file fails before the model loads
+    click.echo(build_cache(pipe=load_pipeline(model, t5=t5), records=records, root=captions.parent, out=out).summary())
+
+
+@train.command("rf")
+@_train_run
+@click.option("--lr", type=_Number(0, lo_open=True), default=2e-4, show_default=True, help="Learning rate (> 0).")
+@click.option("--dit", "dit_shape", type=_DitShape(), default=None,
+              help="Start from a fresh random DiT of this shape (e.g. 128,4,2) instead of MODEL's.")
+@_train_tail
+def train_rf_cmd(model, t5, cache, out, steps, batch_size, ema_beta, lr, dit_shape, seed, resume, save_every):
+    """Train a base model with the rectified-flow objective."""
+    from edgegen.train.rf import RFConfig, train_rf
+
+    cfg = RFConfig(lr=lr, ema_beta=ema_beta, batch_size=batch_size, seed=seed)
+    path = train_rf(model=model, t5=t5, cache=cache, out=out, cfg=cfg, steps=steps, dit=dit_shape, resume=resume,
+                    distributed=_distributed(), save_every=save_every, log=_log_record)
+    click.echo(f"base model: {path}")
+
+
+@train.command("arc")
+@_train_run
+@click.option("--lr", type=_Number(0, lo_open=True), default=1e-6, show_default=True, help="G and D learning rate.")
+@click.option("--contrastive-weight", type=_Number(0), default=1.0, show_default=True, help="0 disables L_C.")
+@click.option("--no-grad-penalty", is_flag=True, help="Drop the approximate R1/R2 penalty.")
+@click.option("--hidden-layer", type=_Number(0, integer=True), default=None,
+              help="D exits after this DiT block (default 0.75 x depth).")
+@click.option("--head-channels", type=_COUNT, default=128, show_default=True,
+              help="Width of D's ConvNeXt head (128 for SAO-small; 32 suits random:tiny-sized DiTs).")
+@_train_tail
+def train_arc_cmd(model, t5, cache, out, steps, batch_size, ema_beta, lr, contrastive_weight, no_grad_penalty,
+                  hidden_layer, head_channels, seed, resume, save_every):
+    """Post-train a base model with ARC (adversarial relativistic-contrastive) for few-step sampling."""
+    from edgegen.train.arc import ARCConfig, train_arc
+
+    cfg = ARCConfig(lr_generator=lr, lr_discriminator=lr, ema_beta=ema_beta, contrastive=contrastive_weight > 0,
+                    weight_contrastive=contrastive_weight, grad_penalty=not no_grad_penalty,
+                    dit_hidden_layer=hidden_layer, head_channels=head_channels, batch_size=batch_size, seed=seed)
+    path = train_arc(model=model, t5=t5, cache=cache, out=out, cfg=cfg, steps=steps, resume=resume,
+                     distributed=_distributed(), save_every=save_every, log=_log_record)
+    click.echo(f"ARC model: {path} (sample with 8 ping-pong steps)")
+
 
 if __name__ == "__main__":
     main()

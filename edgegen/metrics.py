@@ -4,7 +4,7 @@
     mrstft_distance(ref_audio, got_audio) -> float   (0 = identical spectra)
 
 All computed in float64. SQNR = 10 log10(|ref|^2 / |ref - got|^2); identical tensors give +inf, which JSON
-reports carry as the string "inf".
+reports carry as the string "inf" (and a NaN, from a non-finite output, as "nan": the JSON stays strict).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ class Metrics:
     cosine: float
 
     def to_json(self) -> dict:
-        return {k: (v if math.isfinite(v) else ("inf" if v > 0 else "-inf")) for k, v in asdict(self).items()}
+        return {k: (v if math.isfinite(v) else "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
+                for k, v in asdict(self).items()}
 
 
 def _f64(x) -> np.ndarray:

@@ -3,31 +3,165 @@
     report = check_parity(BundlePipeline.open(path), load_pipeline(model))
     report["passed"], report["components"]["dit"]["metrics"]["sqnr_db"]
 
-Inputs are captured from the reference pipeline, never random: real prompts through the tokenizer (one
-short, one empty, one over-long); the DiT at each of the 8 schedule points along a real trajectory; the
-decoder on the latents the reference sampler produced; and the whole chain end to end from the same
-injected noise. Gates: an fp32 component within 1e-4 relative error; a quantized or fp16 one at or above
-its recipe's SQNR floor (dB). End to end is gated (1e-3 relative) only when every component is fp32:
-quantization error compounds over 8 steps into a different but plausible sample.
+Two halves, so every runtime gets the same report: a bundle's outputs at each stage are captured into
+`StageOutputs` (`capture_bundle` here, from the Python runtime; `edgegen.adb` from the native runner's --dump
+files on a phone), and `build_report(outputs, pipe, manifest)` runs the reference on the same inputs and gates.
+
+Inputs are real, never random: real prompts through the bundle's tokenizer (one short, one empty, one over-long;
+the ids must equal the reference tokenizer's); the DiT at each of the 8 schedule points along the bundle's own
+trajectory from injected noise; the decoder on the latents that trajectory ended in; and the whole chain end to
+end from the same noise. Gates: an fp32 component within 1e-4 relative error; a quantized or fp16 one at or above
+its recipe's SQNR floor (dB). End to end is gated (1e-3 relative) only when every component is fp32: quantization
+error compounds over 8 steps into a different but plausible sample. A stage whose bundle output holds NaN or inf
+fails its gate (and end to end fails) with a `reason`; a reference that does so on finite inputs is bad input.
+
+Before any work, the bundle's manifest `source` must match the model's: a different config (another architecture
+or latent length) is refused; a different checkpoint file with the same config is only warned about, since the
+same weights saved as .ckpt or .safetensors hash differently and the gates measure exactly whether they agree.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from edgegen.bundle_pipeline import BundlePipeline
+from edgegen.common import check_seconds, num_samples, write_text_atomic
+from edgegen.errors import EdgegenError
 from edgegen.metrics import Metrics, compare, mrstft_distance
 from edgegen.noise import gaussian_noise
 from edgegen.recipes import FP32_REL_TOL
+from edgegen.sampler import pingpong, schedule
 
 REPORT_SCHEMA = "edgegen.parity/1"
 E2E_REL_TOL = 1e-3
 PROMPTS = ("warm lo-fi piano loop with soft drums, 90 BPM", "",
            "an epic orchestral cinematic track with choir, strings, brass and thundering taiko drums " * 6)
+_NAN = Metrics(sqnr_db=math.nan, rel_err=math.nan, max_abs=math.nan, cosine=math.nan)
 
+
+# --- what a bundle produced ---------------------------------------------------------------------------------------
+
+@dataclass
+class PromptOutputs:
+    """One prompt through the bundle: its tokenizer's ids and mask [1, L], its text encoder's outputs on them."""
+    prompt: str
+    token_ids: np.ndarray
+    attention_mask: np.ndarray
+    cross_attn_cond: np.ndarray
+    global_cond: np.ndarray
+
+
+@dataclass
+class DitStep:
+    """The bundle's DiT on one step of its own trajectory: input x [1, 64, T] at level t, output velocity."""
+    x: np.ndarray
+    t: float
+    velocity: np.ndarray
+
+
+@dataclass
+class StageOutputs:
+    """A bundle's output at every stage parity checks, captured wherever it ran. The first prompt's run is the
+    chain: its conditioning drove the DiT from `noise`, `latents[-1]` went to the decoder, `audio` came out."""
+    seconds: float
+    seed: int
+    noise: np.ndarray                         # [steps, 64, T], injected
+    prompts: list[PromptOutputs]
+    latents: list[np.ndarray]                 # x after each step [1, 64, T]
+    audio: np.ndarray                         # [2, num_samples(seconds)]: end to end
+    dit_steps: list[DitStep] | None = None    # each step's own input and output, where the runtime exposes them
+    decoder_audio: np.ndarray | None = None   # the decoder on latents[-1], if not `audio` ([2, n'])
+    decoder_info: dict = field(default_factory=dict)  # extra keys of the decoder's report entry
+
+
+# --- checks before any work ---------------------------------------------------------------------------------------
+
+def check_source(manifest: dict, pipe) -> None:
+    """Refuse (one line naming both) a bundle exported from another model config or latent shape than `pipe`'s;
+    warn when only the checkpoint file differs (the same weights re-saved hash differently: the gates decide)."""
+    src, here = manifest.get("source") or {}, pipe.source
+    theirs = src.get("model", "an unknown model")
+    inputs = manifest.get("artifacts", {}).get("dit", {}).get("inputs") or [{}]
+    dit_x = next((i for i in inputs if i.get("name") == "x"), inputs[0]).get("shape")
+    shape_b = tuple(dit_x[1:]) if dit_x else None
+    shape_m = (pipe.config.dit.io_channels, pipe.latent_length)
+    fmt = lambda s: "x".join(map(str, s))  # noqa: E731
+    config_differs = src.get("config_sha256") not in (None, here.config_sha256)
+    if config_differs or (shape_b and shape_b != shape_m) or manifest.get("sample_rate") not in (None, pipe.sample_rate):
+        what = (f"config sha256 {str(src.get('config_sha256'))[:12]} vs {here.config_sha256[:12]}" if config_differs
+                else f"latents {fmt(shape_b)} at {manifest.get('sample_rate')} Hz vs {fmt(shape_m)} at {pipe.sample_rate} Hz")
+        raise EdgegenError(f"the bundle was exported from {theirs}, not from {here.model} ({what}); "
+                           "run parity with the --model the bundle was exported from")
+    if src.get("checkpoint_sha256") not in (None, here.checkpoint_sha256):
+        warnings.warn(f"the bundle's checkpoint ({theirs}, sha256 {str(src['checkpoint_sha256'])[:12]}) is not the "
+                      f"file {here.model} loads (sha256 {here.checkpoint_sha256[:12]}); comparing anyway: the same "
+                      "config, and the same weights re-saved hash differently", UserWarning, stacklevel=2)
+
+
+def parity_seconds(seconds: float | None, *, pipe, manifest: dict) -> float:
+    """The clip length parity compares: the longest both make, or `seconds` when it is in range."""
+    top = min(pipe.max_seconds, manifest["max_seconds"])
+    if seconds is None:
+        return top
+    check_seconds(seconds, max_seconds=top, sample_rate=manifest["sample_rate"], owner="this bundle and model")
+    return seconds
+
+
+def check_report_path(path: Path, *, inputs: dict) -> None:
+    """Before any work: the --json report can be written at `path` (and is none of the inputs)."""
+    from edgegen.audio_io import check_output
+
+    check_output(Path(path), inputs=inputs)
+
+
+def write_report(path: Path, report: dict) -> None:
+    """The report as JSON at `path`, atomically (never a half-written file)."""
+    write_text_atomic(path, json.dumps(report, indent=2, allow_nan=False) + "\n")
+
+
+# --- capture from the Python runtime ------------------------------------------------------------------------------
+
+def _np(x) -> np.ndarray:
+    return (x.detach().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)).copy()
+
+
+@torch.no_grad()
+def capture_bundle(bp, *, prompts: tuple[str, ...], seconds: float, noise: np.ndarray, seed: int) -> StageOutputs:
+    """Run `bp` (a BundlePipeline) stage by stage, keeping every output, NaN or not (the report judges them)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the over-long prompt is truncated on purpose
+        ids, mask = bp.tokenizer.encode(list(prompts))
+    secs = np.array([seconds], np.float32)
+    outs = []
+    with bp.resident("text_encoder") as text_encoder:
+        for i, prompt in enumerate(prompts):
+            cross, glob = text_encoder(token_ids=ids[i:i + 1], attention_mask=mask[i:i + 1], seconds_total=secs)
+            outs.append(PromptOutputs(prompt, ids[i:i + 1], mask[i:i + 1], _np(cross), _np(glob)))
+    cross, glob = torch.from_numpy(outs[0].cross_attn_cond), torch.from_numpy(outs[0].global_cond)
+    dit_steps, latents = [], []
+
+    def velocity(x, t):
+        v = bp.velocity(x, t, cross, glob)
+        dit_steps.append(DitStep(x=_np(x), t=float(t[0]), velocity=_np(v)))
+        return v
+
+    with bp.resident("dit"):
+        final = pingpong(velocity, torch.from_numpy(noise), bp.schedule(), on_step=lambda k, x: latents.append(_np(x)))
+    n = num_samples(seconds, bp.sample_rate)
+    with bp.resident("decoder"):
+        whole = _np(bp.decode(final))[0]  # windows stitched, for a streamed decoder
+        audio = whole[:, :n] if bp.stream is None else _np(torch.cat(list(bp.decode_chunks(final, samples=n)), -1))[0]
+    return StageOutputs(seconds=seconds, seed=seed, noise=noise, prompts=outs, latents=latents, audio=audio,
+                        dit_steps=dit_steps, decoder_audio=whole, decoder_info={"streamed": bp.stream})
+
+
+# --- the report ---------------------------------------------------------------------------------------------------
 
 def gate_for(manifest: dict, component: str) -> dict:
     """{"metric": "rel_err", "threshold": 1e-4} for fp32 components, else the recipe's SQNR floor."""
@@ -41,83 +175,222 @@ def gate_for(manifest: dict, component: str) -> dict:
 
 
 def worst_case(items: list[Metrics]) -> Metrics:
-    """The worst of each metric over `items` (what a stage is gated on)."""
-    return Metrics(sqnr_db=min(m.sqnr_db for m in items), rel_err=max(m.rel_err for m in items),
-                   max_abs=max(m.max_abs for m in items), cosine=min(m.cosine for m in items))
+    """The worst of each metric over `items` (what a stage is gated on); NaN, where any, is the worst."""
+    def pick(values, worst):
+        return math.nan if any(math.isnan(v) for v in values) else worst(values)
+
+    return Metrics(sqnr_db=pick([m.sqnr_db for m in items], min), rel_err=pick([m.rel_err for m in items], max),
+                   max_abs=pick([m.max_abs for m in items], max), cosine=pick([m.cosine for m in items], min))
 
 
 def _passes(m: Metrics, gate: dict) -> bool:
     return m.rel_err <= gate["threshold"] if gate["metric"] == "rel_err" else m.sqnr_db >= gate["threshold"]
 
 
-def gated_entry(gate: dict, cases: list[dict], worst: Metrics, **extra) -> dict:
-    """One component's report entry (shared with the on-device parity in adb.py)."""
-    return {"gate": gate, "passed": _passes(worst, gate), "metrics": worst.to_json(), "cases": cases, **extra}
+def gated_entry(gate: dict, cases: list[dict], worst: Metrics, *, reason: str | None = None, **extra) -> dict:
+    """One component's report entry; a `reason` (a non-finite output) fails it whatever the metrics say."""
+    entry = {"gate": gate, "passed": reason is None and _passes(worst, gate), "metrics": worst.to_json(),
+             "cases": cases, **extra}
+    return entry if reason is None else {**entry, "reason": reason}
+
+
+def _nonfinite(x) -> int:
+    a = np.asarray(x)
+    return int(a.size - np.isfinite(a).sum()) if np.issubdtype(a.dtype, np.floating) else 0
+
+
+def _bad(what: str, n: int) -> str:
+    return f"the bundle's {what} holds {n} non-finite value(s) (NaN or inf)"
+
+
+class _Reference:
+    """The reference pipeline on the bundle's inputs: shape and finiteness checked, once, for every stage."""
+
+    def __init__(self, pipe):
+        self.pipe = pipe
+
+    def check(self, ref, got, what: str) -> np.ndarray:
+        ref = _np(ref)
+        if ref.shape != np.shape(got):
+            raise EdgegenError(f"{what}: the bundle gives shape {list(np.shape(got))}, the reference "
+                               f"{self.pipe.source.model} {list(ref.shape)}; re-export the bundle from this model")
+        if n := _nonfinite(ref):
+            raise EdgegenError(f"the reference {self.pipe.source.model} gives {n} non-finite value(s) (NaN or inf) "
+                               f"for {what} on finite inputs; check the model's weights (parity needs a finite reference)")
+        return ref
+
+
+def _metrics_or_nan(ref, got) -> Metrics:
+    return _NAN if _nonfinite(got) else compare(ref, got)
+
+
+def _json_num(v: float):
+    return v if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
 
 
 @torch.no_grad()
-def check_parity(bp: BundlePipeline, pipe, *, seed: int = 0, seconds: float | None = None,
-                 prompts: tuple[str, ...] = PROMPTS) -> dict:
-    m = bp.bundle.manifest
-    seconds = min(seconds or 10.0, pipe.max_seconds, bp.max_seconds)
+def build_report(out: StageOutputs, pipe, manifest: dict, *, bundle: str) -> dict:
+    """The edgegen.parity/1 report for a bundle's captured stage outputs against the reference `pipe`."""
+    ref = _Reference(pipe)
+    smp = manifest["sampler"]
+    ts = schedule(smp["steps"], logsnr_max=smp["logsnr_max"], logsnr_min=smp["logsnr_min"])
+    secs = torch.tensor([out.seconds], dtype=torch.float32)
     comps: dict[str, dict] = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the over-long prompt is truncated on purpose
-        ids_b, mask_b = bp.tokenizer.encode(list(prompts))
-        ids_r, mask_r = pipe.tokenize(list(prompts))
-    tokens_match = bool(np.array_equal(ids_b, ids_r.numpy()) and np.array_equal(mask_b, mask_r.numpy()))
 
-    # text encoder: each prompt through both
-    secs = torch.tensor([seconds], dtype=torch.float32)
-    cases, metrics = [], []
-    for i, prompt in enumerate(prompts):
-        ref = pipe.text_encoder(ids_r[i:i + 1], mask_r[i:i + 1], secs)
-        got = bp.artifacts["text_encoder"](token_ids=ids_r[i:i + 1], attention_mask=mask_r[i:i + 1], seconds_total=secs)
-        for name, r, g in zip(("cross_attn_cond", "global_cond"), ref, got):
-            mt = compare(r, g)
+    # text encoder: each prompt, on the ids the bundle's tokenizer gave (those must equal the reference's)
+    tokens_match, cases, metrics, reasons = True, [], [], []
+    for p in out.prompts:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the over-long prompt is truncated on purpose
+            ids, mask = pipe.tokenize([p.prompt])
+        tokens_match &= bool(np.array_equal(p.token_ids, ids.numpy()) and np.array_equal(p.attention_mask, mask.numpy()))
+        want = pipe.text_encoder(torch.from_numpy(np.asarray(p.token_ids)).long(),
+                                 torch.from_numpy(np.asarray(p.attention_mask)).long(), secs)
+        for name, r in zip(("cross_attn_cond", "global_cond"), want):
+            got = getattr(p, name)
+            r = ref.check(r, got, f"the text encoder's {name}")
+            if n := _nonfinite(got):
+                reasons.append(_bad(f"text encoder {name} for prompt {p.prompt[:30]!r}", n))
+            mt = _metrics_or_nan(r, got)
             metrics.append(mt)
-            cases.append({"prompt": prompt[:60], "output": name, **mt.to_json()})
-    comps["text_encoder"] = gated_entry(gate_for(m, "text_encoder"), cases, worst_case(metrics))
+            cases.append({"prompt": p.prompt[:60], "output": name, **mt.to_json()})
+    comps["text_encoder"] = gated_entry(gate_for(manifest, "text_encoder"), cases, worst_case(metrics),
+                                        reason="; ".join(reasons) or None)
 
-    # DiT: the reference trajectory's (x_i, t_i), same conditioning for both
-    cross, glob = pipe.text_encoder(ids_r[:1], mask_r[:1], secs)
-    steps = bp.steps
-    noise = gaussian_noise(seed, (steps, *bp.latent_shape))
-    trajectory: list[tuple[torch.Tensor, torch.Tensor]] = []
+    # DiT, with the bundle's own conditioning for the first prompt (same input on both sides)
+    p0 = out.prompts[0]
+    cond_bad = _nonfinite(p0.cross_attn_cond) + _nonfinite(p0.global_cond)
+    cross, glob = torch.from_numpy(p0.cross_attn_cond), torch.from_numpy(p0.global_cond)
+    comps["dit"] = (_dit_steps(out, pipe, ref, cross, glob, manifest, cond_bad) if out.dit_steps is not None
+                    else _dit_chain(out, pipe, ref, cross, glob, manifest, ts, cond_bad))
 
-    def recording_velocity(x, t):
-        trajectory.append((x.clone(), t.clone()))
-        return pipe.dit(x, t, cross, glob)
-
-    from edgegen.sampler import pingpong
-
-    latents = pingpong(recording_velocity, torch.from_numpy(noise), bp.schedule())
-    cases, metrics = [], []
-    for x, t in trajectory:
-        mt = compare(pipe.dit(x, t, cross, glob), bp.velocity(x, t, cross, glob))
-        metrics.append(mt)
-        cases.append({"t": round(float(t[0]), 6), **mt.to_json()})
-    comps["dit"] = gated_entry(gate_for(m, "dit"), cases, worst_case(metrics))
-
-    # decoder on the reference sampler's latents
-    ref_audio, got_audio = pipe.decoder(latents), bp.decode(latents)
-    mt = compare(ref_audio, got_audio)
-    comps["decoder"] = gated_entry(gate_for(m, "decoder"), [mt.to_json()], mt,
-                              mrstft=mrstft_distance(ref_audio[0].numpy(), got_audio[0].numpy()),
-                              streamed=bp.stream)  # windows stitched vs the reference's whole-sequence decode
+    # decoder on the latents the bundle's chain ended in
+    latents, dec = out.latents[-1], out.audio if out.decoder_audio is None else out.decoder_audio
+    if n := _nonfinite(dec):
+        reason = _bad("decoder output" + (" (its input latents were non-finite)" if _nonfinite(latents) else ""), n)
+        mt, mrstft = _NAN, None
+    else:
+        r = ref.check(pipe.decoder(torch.from_numpy(latents))[0, :, :dec.shape[-1]], dec, "the decoder's audio")
+        reason, mt, mrstft = None, compare(r, dec), mrstft_distance(r, dec)
+    comps["decoder"] = gated_entry(gate_for(manifest, "decoder"), [mt.to_json()], mt, reason=reason,
+                                   mrstft=None if mrstft is None else _json_num(mrstft), **out.decoder_info)
 
     # end to end from the same injected noise
-    ref_wav = pipe.generate(prompts[0], seconds_total=seconds, noise=noise)
-    got_wav = bp.generate(prompts[0], seconds_total=seconds, noise=noise)
-    e2e = compare(ref_wav, got_wav)
     all_fp32 = all(c["gate"]["metric"] == "rel_err" for c in comps.values())
+    e2e_reason = None
+    if n := _nonfinite(out.audio):
+        e2e_reason, e2e, mrstft = _bad("end-to-end audio", n), _NAN, None
+    else:
+        try:
+            ref_wav = pipe.generate(p0.prompt, seconds_total=out.seconds, noise=out.noise, steps=smp["steps"],
+                                    logsnr_max=smp["logsnr_max"], logsnr_min=smp["logsnr_min"])
+        except EdgegenError as exc:
+            raise EdgegenError(f"the reference {pipe.source.model} fails end to end: {exc}") from None
+        ref_wav = ref.check(ref_wav, out.audio, "the end-to-end audio")
+        e2e, mrstft = compare(ref_wav, out.audio), mrstft_distance(ref_wav, out.audio)
     end_to_end = {"gated": all_fp32, "threshold_rel_err": E2E_REL_TOL if all_fp32 else None,
-                  "passed": (e2e.rel_err <= E2E_REL_TOL) if all_fp32 else True, "metrics": e2e.to_json(),
-                  "mrstft": mrstft_distance(ref_wav, got_wav), "seconds": seconds, "seed": seed}
+                  "passed": e2e_reason is None and ((e2e.rel_err <= E2E_REL_TOL) if all_fp32 else True),
+                  "metrics": e2e.to_json(), "mrstft": None if mrstft is None else _json_num(mrstft),
+                  "seconds": out.seconds, "seed": out.seed}
+    if e2e_reason:
+        end_to_end["reason"] = e2e_reason
     passed = tokens_match and all(c["passed"] for c in comps.values()) and end_to_end["passed"]
-    return {"schema": REPORT_SCHEMA, "bundle": str(bp.bundle.root), "backend": m["backend"],
-            "recipe": m["recipe"]["name"], "target": m["target"]["name"], "model": pipe.source.model,
+    return {"schema": REPORT_SCHEMA, "bundle": bundle, "backend": manifest["backend"],
+            "recipe": manifest["recipe"]["name"], "target": manifest["target"]["name"], "model": pipe.source.model,
             "tokens_match": tokens_match, "passed": passed, "components": comps, "end_to_end": end_to_end}
+
+
+def _steps_reason(what: str, bad: list[tuple[int, int]], cond_bad: int) -> str | None:
+    """One readable reason for the non-finite steps [(step, count)], or None."""
+    if cond_bad:
+        return f"not checked: the DiT's conditioning (the bundle's text encoder output) holds {cond_bad} non-finite value(s)"
+    if not bad:
+        return None
+    (k, n), later = bad[0], [str(k) for k, _ in bad[1:]]
+    return _bad(f"{what} at step {k}", n) + (f" (and at the later step(s) {', '.join(later)})" if later else "")
+
+
+def _dit_steps(out, pipe, ref, cross, glob, manifest, cond_bad) -> dict:
+    """Each step's bundle velocity vs the reference DiT on the same input: all steps gated (each is isolated)."""
+    cases, metrics, bad = [], [], []
+    for k, s in enumerate(out.dit_steps):
+        n = _nonfinite(s.velocity) or _nonfinite(s.x)  # a non-finite input comes from an earlier step's output
+        if n:
+            bad.append((k, n))
+        if n or cond_bad:
+            mt = _NAN
+        else:
+            r = ref.check(pipe.dit(torch.from_numpy(s.x), torch.tensor([s.t], dtype=torch.float32), cross, glob),
+                          s.velocity, f"the DiT's velocity at step {k}")
+            mt = compare(r, s.velocity)
+        metrics.append(mt)
+        cases.append({"t": round(s.t, 6), **mt.to_json()})
+    return gated_entry(gate_for(manifest, "dit"), cases, worst_case(metrics),
+                       reason=_steps_reason("DiT output", bad, cond_bad))
+
+
+def _dit_chain(out, pipe, ref, cross, glob, manifest, ts, cond_bad) -> dict:
+    """Only the latents after each step are known (the native runner's dumps): the bundle's chain vs the reference
+    chain from the same noise and the bundle's conditioning, compared as denoised estimates.
+
+    Latents after step k < steps-1 are (1 - t) x0 + t noise with t = ts[k+1] close to 1 early on, so they are mostly
+    the (identical) injected noise and would hide a DiT error ~100x; x0 = (x - t noise) / (1 - t) in float64
+    compares what the DiT actually produced. Only step 0 is gated (same input on both sides, so it isolates the
+    DiT); later steps compound and are reported. Every step must be finite."""
+    steps, noise = len(out.latents), out.noise
+    ref_lat: list[np.ndarray] = []
+    if not cond_bad:
+        pingpong(lambda x, t: pipe.dit(x, t, cross, glob), torch.from_numpy(noise), ts,
+                 on_step=lambda k, x: ref_lat.append(x.numpy().copy()))
+
+    def denoised(k: int, x: np.ndarray) -> np.ndarray:
+        if k + 1 == steps:
+            return x.astype(np.float64)
+        t = float(ts[k + 1])
+        return (x.astype(np.float64) - t * noise[k + 1].astype(np.float64)) / (1.0 - t)
+
+    cases, step_metrics, bad = [], [], []
+    for k, got in enumerate(out.latents):
+        if n := _nonfinite(got):
+            bad.append((k, n))
+        if n or cond_bad:
+            mt, lat_err = _NAN, math.nan
+        else:
+            r = ref.check(ref_lat[k], got, f"the latents after DiT step {k}")
+            mt, lat_err = compare(denoised(k, r), denoised(k, got)), compare(r, got).rel_err
+        step_metrics.append(mt)
+        cases.append({"step": k, "t": round(float(ts[k]), 6), "gated": k == 0, **mt.to_json(),
+                      "latents_rel_err": _json_num(lat_err)})
+    return gated_entry(gate_for(manifest, "dit"), cases, step_metrics[0],
+                       reason=_steps_reason("latents after the DiT", bad, cond_bad),
+                       gated_on="step 0 denoised estimate; later steps compound and are reported only")
+
+
+def check_parity(bp, pipe, *, seed: int = 0, seconds: float | None = None, prompts: tuple[str, ...] = PROMPTS,
+                 threads: int | None = None) -> dict:
+    """The report for `bp` run here against the reference `pipe`. `bp` is a BundlePipeline, or a bundle folder
+    or .zip: then its source is checked before its artifacts load, and what it unpacked is removed after."""
+    from edgegen.bundle_pipeline import BundlePipeline
+
+    if isinstance(bp, BundlePipeline):
+        check_source(bp.bundle.manifest, pipe)
+        return _check_parity(bp, pipe, seed=seed, seconds=seconds, prompts=prompts, label=str(bp.bundle.root))
+    from edgegen.bundle import open_bundle
+    from edgegen.runtime import load_artifacts
+
+    with open_bundle(bp) as bundle:
+        check_source(bundle.manifest, pipe)
+        threads = threads or bundle.manifest["target"].get("threads")
+        loaded = BundlePipeline(bundle, load_artifacts(bundle, threads=threads), 0.0, threads=threads)
+        return _check_parity(loaded, pipe, seed=seed, seconds=seconds, prompts=prompts, label=str(bp))
+
+
+def _check_parity(bp, pipe, *, seed, seconds, prompts, label: str) -> dict:
+    m = bp.bundle.manifest
+    seconds = parity_seconds(seconds, pipe=pipe, manifest=m)
+    noise = gaussian_noise(seed, (bp.steps, *bp.latent_shape))
+    outputs = capture_bundle(bp, prompts=prompts, seconds=seconds, noise=noise, seed=seed)
+    return build_report(outputs, pipe, m, bundle=label)
 
 
 def format_report(report: dict) -> str:
@@ -137,6 +410,9 @@ def format_report(report: dict) -> str:
         lines.append(f"{name:<14}{num(mt['sqnr_db'], '9.1f'):>9}{num(mt['rel_err'], '11.2e'):>11}"
                      f"{num(mt['max_abs'], '11.2e'):>11}{num(mt['cosine'], '10.6f'):>10}  {gate:<18}"
                      f"{'PASS' if c['passed'] else 'FAIL'}")
+    for name, c in rows:
+        if c.get("reason"):
+            lines.append(f"{name:<14}{c['reason']}: FAIL")
     if not report["tokens_match"]:
         lines.append("tokenizer     the bundle's tokenizer gives different ids than the model's: FAIL")
     lines.append(f"overall: {'PASS' if report['passed'] else 'FAIL'}")

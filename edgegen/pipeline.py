@@ -1,13 +1,14 @@
 """The reference text-to-audio pipeline: tokenizer, text encoder, DiT, Oobleck decoder, ping-pong sampler.
 
-    pipe = load_pipeline("path/to/model_dir" or "random:tiny", t5=None)
+    pipe = load_pipeline("path/to/model_dir", t5="path/to/t5-base")   # or load_pipeline("random:tiny")
     ids, mask = pipe.tokenize(["a dog barking"])                       # LongTensor [B, 64] each
     cross, glob = pipe.text_encoder(ids, mask, seconds_total)          # [B, 65, C], [B, C]
     v = pipe.dit(x, t, cross, glob)                                    # [B, 64, T] -> [B, 64, T]
     audio = pipe.decoder(latents)                                      # [B, 64, T] -> [B, 2, T * 2048]
     wav = pipe.generate("prompt", seconds_total=10.0, steps=8, seed=0) # np.float32 [2, n]
 
-Everything runs in fp32 on the CPU whatever the config's `model_half` says.
+Everything runs in fp32 on the CPU whatever the config's `model_half` says; T5's weights are rounded to fp16 first
+(`t5_precision="fp16"`, as upstream loads them) unless `t5_precision="fp32"`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable, Iterator
 
@@ -23,11 +24,11 @@ import numpy as np
 import torch
 
 from edgegen import checkpoint as ckpt
-from edgegen.bundle import sha256_file
+from edgegen.common import Timings, check_finite, check_seconds, collect_audio, num_samples, sha256_file
 from edgegen.components.conditioners import NumberConditioner, TextEncoder
 from edgegen.components.dit import DiT
 from edgegen.components.oobleck import OobleckConfig, OobleckDecoder, OobleckEncoder, vae_bottleneck
-from edgegen.components.t5_encoder import T5Config, T5Encoder
+from edgegen.components.t5_encoder import T5Config, T5Encoder, check_t5_precision
 from edgegen.config import ModelConfig
 from edgegen.errors import EdgegenError
 from edgegen.sampler import LOGSNR_MAX, LOGSNR_MIN, chain_noise, pingpong, schedule
@@ -52,28 +53,7 @@ class Source:
     config_sha256: str
     checkpoint_sha256: str
     t5: str
-
-
-@dataclass
-class Timings:
-    stages: dict[str, float] = field(default_factory=dict)
-    dit_steps: list[float] = field(default_factory=list)
-
-
-def collect_audio(chunks: Iterator[torch.Tensor], *, timings: Timings, start: float,
-                  on_chunk: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
-    """Drain decoded chunks [1, 2, n_i] into np.float32 [2, sum n_i], timing the decoder (`stages["decoder"]`)
-    and the first audio since `start` (`stages["first_audio"]`); `on_chunk` sees each chunk as it arrives."""
-    clock = time.perf_counter()
-    parts = []
-    for chunk in chunks:
-        parts.append(chunk[0].numpy().astype(np.float32, copy=False))
-        if len(parts) == 1:
-            timings.stages["first_audio"] = time.perf_counter() - start
-        if on_chunk is not None:
-            on_chunk(parts[-1])
-    timings.stages["decoder"] = time.perf_counter() - clock
-    return np.concatenate(parts, axis=-1)
+    t5_precision: str = "fp16"  # T5 weights rounded through float16 as upstream loads them, or "fp32" as stored
 
 
 class Pipeline:
@@ -130,9 +110,7 @@ class Pipeline:
                                      hop=self.config.vae.hop, samples=samples)
 
     def check_seconds(self, seconds_total: float) -> None:
-        if not 0.0 < seconds_total <= self.max_seconds + 1e-6:
-            raise EdgegenError(f"seconds_total={seconds_total} is out of range: this model makes (0, "
-                               f"{self.max_seconds:.2f}] seconds")
+        check_seconds(seconds_total, max_seconds=self.max_seconds, sample_rate=self.sample_rate, owner="this model")
 
     @torch.no_grad()
     def generate(self, prompt: str, *, seconds_total: float = 10.0, steps: int = 8, seed: int = 0,
@@ -140,10 +118,13 @@ class Pipeline:
                  logsnr_max: float = LOGSNR_MAX, logsnr_min: float = LOGSNR_MIN,
                  on_step: Callable[[int, torch.Tensor], None] | None = None,
                  timings: Timings | None = None, stream: bool = False,
-                 on_chunk: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
-        """Audio np.float32 [2, int(seconds_total * sample_rate)] for one prompt. `stream=True` decodes in
-        overlapping windows (`decode_stream`), handing each chunk to `on_chunk` as soon as it is ready."""
+                 on_chunk: Callable[[np.ndarray], None] | None = None,
+                 truncate_prompt: bool = False) -> np.ndarray:
+        """Audio np.float32 [2, num_samples(seconds_total, sample_rate)] for one prompt. `stream=True` decodes in
+        overlapping windows (`decode_stream`), handing each chunk to `on_chunk` as soon as it is ready. A prompt
+        longer than the tokenizer's max_length is refused unless `truncate_prompt`."""
         self.check_seconds(seconds_total)
+        self.tokenizer.fit(prompt, truncate=truncate_prompt)
         noise = chain_noise(noise, seed=seed, steps=steps, channels=self.config.dit.io_channels,
                             length=self.latent_length)
         timings = timings if timings is not None else Timings()
@@ -167,7 +148,7 @@ class Pipeline:
         ts = schedule(steps, logsnr_max=logsnr_max, logsnr_min=logsnr_min)
         latents = pingpong(velocity, noise, ts, on_step=on_step)
         timings.stages["dit"] = sum(timings.dit_steps)
-        n = int(seconds_total * self.sample_rate)
+        n = num_samples(seconds_total, self.sample_rate)
         chunks = self.decode_stream(latents, samples=n) if stream else (self.decoder(x)[:, :, :n] for x in [latents])
         return collect_audio(chunks, timings=timings, start=start, on_chunk=on_chunk)
 
@@ -221,7 +202,7 @@ class Pipeline:
         save_file({k: v.contiguous() for k, v in self.official_state_dict().items()}, str(out_dir / "model.safetensors"))
 
 
-def _load_random(name: str, *, seed: int = 0) -> Pipeline:
+def _load_random(name: str, *, seed: int = 0, t5_precision: str = "fp16") -> Pipeline:
     from edgegen.presets import PRESETS, randomize_
 
     if name not in PRESETS:
@@ -231,20 +212,24 @@ def _load_random(name: str, *, seed: int = 0) -> Pipeline:
     config = ModelConfig.from_dict(raw)
     digest = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
     source = Source(model=f"random:{name}", config_sha256=digest, checkpoint_sha256=f"random-seed-{seed}",
-                    t5=f"random:{name}")
+                    t5=f"random:{name}", t5_precision=t5_precision)
     tok = Tokenizer(ASSETS / "spiece.model", max_length=config.max_length)
     pipe = Pipeline(config, t5_cfg, tok, source)
     for i, module in enumerate(pipe.modules().values()):
         randomize_(module, seed=seed * 10 + i)
+    pipe.text_encoder.t5.round_weights_(t5_precision, source=f"random:{name}")
     pipe.dit.transformer.rotary_pos_emb.refresh()
     pipe.raw_config = raw
     return pipe
 
 
-def load_pipeline(model: str | Path, t5: str | Path | None = None) -> Pipeline:
-    """A pipeline from a model folder in the official layout, or a built-in `random:tiny` / `random:sao-small`."""
+def load_pipeline(model: str | Path, t5: str | Path | None = None, *, t5_precision: str = "fp16") -> Pipeline:
+    """A pipeline from a model folder in the official layout, or a built-in `random:tiny` / `random:sao-small`.
+    `t5`: a T5 folder or a Hugging Face hub cache holding one (`checkpoint.find_t5`). `t5_precision`: "fp16"
+    rounds the T5 weights through float16 as upstream does (compute stays fp32), "fp32" keeps them as stored."""
+    check_t5_precision(t5_precision)
     if str(model).startswith("random:"):
-        return _load_random(str(model)[len("random:"):])
+        return _load_random(str(model)[len("random:"):], t5_precision=t5_precision)
     model_dir = Path(model)
     if not model_dir.is_dir():
         raise EdgegenError(f"model folder not found: {model_dir} (expected model_config.json + model.safetensors, "
@@ -256,15 +241,19 @@ def load_pipeline(model: str | Path, t5: str | Path | None = None) -> Pipeline:
         raw = json.loads(cfg_path.read_text())
     except json.JSONDecodeError as exc:
         raise EdgegenError(f"{cfg_path} is not valid JSON ({exc})") from None
-    config = ModelConfig.from_dict(raw)
+    config = ModelConfig.from_dict(raw, source=str(cfg_path))
     weights = ckpt.model_weights_file(model_dir)
     t5_dir = ckpt.find_t5(t5, model_name=config.t5_model_name)
     t5_cfg = T5Config.from_json(t5_dir / "config.json")
     source = Source(model=str(model_dir.resolve()), config_sha256=sha256_file(cfg_path),
-                    checkpoint_sha256=sha256_file(weights), t5=str(t5_dir.resolve()))
+                    checkpoint_sha256=sha256_file(weights), t5=str(t5_dir.resolve()), t5_precision=t5_precision)
     tok = Tokenizer(t5_dir / "spiece.model", max_length=config.max_length)
     pipe = Pipeline(config, t5_cfg, tok, source)
-    pipe.load_official(ckpt.read_state_dict(weights), source=str(weights))
+    state = ckpt.read_state_dict(weights)
+    ckpt.check_t5_width(state, d_model=t5_cfg.d_model, cond_dim=config.cond_dim, t5_config=t5_dir / "config.json",
+                        weights=weights, model_name=config.t5_model_name)
+    pipe.load_official(state, source=str(weights))
     pipe.text_encoder.t5.load_hf_state_dict(ckpt.load_t5_state(t5_dir), source=str(t5_dir))
+    pipe.text_encoder.t5.round_weights_(t5_precision, source=str(t5_dir))
     pipe.raw_config = raw
     return pipe

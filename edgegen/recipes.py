@@ -9,22 +9,30 @@ that parity gates on; fp32 components gate at 1e-4 relative error instead.
     recipe = load_recipe("int8")            # or a path to a .toml
     target = load_target("host-executorch")
     check_supported(recipe, target)         # raises in milliseconds, naming the nearest supported row
-    recipe.scheme_for("dit", "transformer.layers.3.ff.ff.0.proj", target)  -> Rule
+    recipe.rule_for("dit", "transformer.layers.3.ff.ff.0.proj", target)  -> the first matching Rule (or None)
+
+Both file kinds are checked against a declared schema when read (`RECIPE_SCHEMA`, `COMPONENT_SCHEMA`,
+`RULE_SCHEMA`, `TARGET_SCHEMA`): a missing, unknown or ill-typed / out-of-range field is one EdgegenError
+naming the file, the field, the value and what is allowed, before anything uses it.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import json
+import math
+import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from edgegen.common import BACKENDS, COMPONENTS
 from edgegen.errors import EdgegenError
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE_DIR = ROOT / "quantize"
 TARGET_DIR = ROOT / "export_targets"
-COMPONENTS = ("text_encoder", "dit", "decoder")
 SCHEMES = ("fp32", "fp16", "int8", "int4")
 FP32_REL_TOL = 1e-4
 
@@ -68,9 +76,6 @@ class Recipe:
     def rule_for(self, component: str, fqn: str, target: "Target") -> Rule | None:
         return next((r for r in self.resolved_rules(component, target) if r.matches(fqn)), None)
 
-    def is_float(self, component: str, target: "Target") -> bool:
-        return all(r.scheme == "fp32" for r in self.resolved_rules(component, target))
-
     def to_json(self) -> dict:
         return asdict(self)
 
@@ -90,17 +95,104 @@ class Target:
         return asdict(self)
 
 
-def _read_toml(path: Path, kind: str) -> dict:
-    try:
-        return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise EdgegenError(f"{kind} {path}: invalid TOML ({exc})") from None
+@dataclass(frozen=True)
+class Field:
+    """One key of a TOML table: `allowed` says in words what it must be (shown in errors), `ok` tests it."""
+    allowed: str
+    ok: Callable[[object], bool]
+    required: bool = False
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_text(v) -> bool:
+    return isinstance(v, str) and v.strip() != ""
+
+
+_NAME = Field("a non-empty string", _is_text)
+_DESCRIPTION = Field("a string", lambda v: isinstance(v, str))
+
+RECIPE_SCHEMA = {
+    "name": _NAME,
+    "description": _DESCRIPTION,
+    "components": Field("a [components] table with [components.text_encoder], [components.dit] and "
+                        "[components.decoder]", lambda v: isinstance(v, dict), required=True),
+}
+COMPONENT_SCHEMA = {
+    "rules": Field('a non-empty array of rule tables such as [{ pattern = "*", scheme = "int8" }]',
+                   lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(r, dict) for r in v),
+                   required=True),
+    "sqnr_floor_db": Field("a number of dB above 0 and at most 200",
+                           lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                           and 0 < v <= 200),
+}
+RULE_SCHEMA = {
+    "pattern": Field("a non-empty module-path glob such as \"*\" or \"*.ff.*\"", _is_text, required=True),
+    "scheme": Field(f"one of {', '.join(SCHEMES)}", lambda v: v in SCHEMES, required=True),
+    "group_size": Field("a positive integer (the int4 groups supported: 32, 64, 128, 256)",
+                        lambda v: _is_int(v) and v >= 1),
+    "fallback": Field("one of fp32, int8, int4 (used where the target has no fp16 compute)",
+                      lambda v: v in ("fp32", "int8", "int4")),
+}
+TARGET_SCHEMA = {
+    "name": _NAME,
+    "description": _DESCRIPTION,
+    "backend": Field(f"one of {', '.join(BACKENDS)}", lambda v: v in BACKENDS, required=True),
+    "abi": Field("a non-empty string such as \"arm64-v8a\" or \"x86_64\"", _is_text, required=True),
+    "threads": Field("an integer from 1 to 256", lambda v: _is_int(v) and 1 <= v <= 256, required=True),
+    "fp16_compute": Field("true or false", lambda v: isinstance(v, bool), required=True),
+    "xnnpack_flags": Field('an array of flag names such as ["QS8", "DYNAMIC_FULLY_CONNECTED"]',
+                           lambda v: isinstance(v, list) and all(isinstance(f, str) and re.fullmatch(r"[A-Z0-9_]+", f)
+                                                                 for f in v)),
+    "min_api_level": Field("an integer from 1 to 100", lambda v: _is_int(v) and 1 <= v <= 100),
+}
+
+
+def _show(value) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, bool) else str(value).lower()
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _Reader:
+    """Checks the tables of one file against their schemas; every error names the file and the field."""
+
+    def __init__(self, path: Path, kind: str):
+        self.path, self.kind = path, kind
+
+    def error(self, what: str) -> EdgegenError:
+        return EdgegenError(f"{self.kind} {self.path}: {what}")
+
+    def table(self, table: dict, schema: dict[str, Field], where: str = "") -> dict:
+        prefix = f"{where}." if where else ""
+        extra = [k for k in table if k not in schema]
+        if extra:
+            raise self.error(f"unknown key(s) {', '.join(prefix + k for k in extra)} "
+                             f"(allowed{' in ' + where if where else ''}: {', '.join(schema)})")
+        for key, f in schema.items():
+            if key not in table:
+                if f.required:
+                    raise self.error(f"{prefix}{key} is missing: expected {f.allowed}")
+            elif not f.ok(table[key]):
+                raise self.error(f"{prefix}{key} = {_show(table[key])} is not allowed: expected {f.allowed}")
+        return table
+
+    def read(self) -> dict:
+        try:
+            return tomllib.loads(self.path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise self.error(f"invalid TOML ({exc})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise self.error(f"cannot be read as a text file ({exc})") from None
 
 
 def _resolve(name_or_path: str | Path, folder: Path, kind: str) -> Path:
     p = Path(name_or_path)
-    if p.suffix == ".toml" and p.is_file():
-        return p
+    if p.suffix == ".toml":
+        if p.is_file():
+            return p
+        raise EdgegenError(f"{kind} file {p} not found")
     candidate = folder / f"{name_or_path}.toml"
     if candidate.is_file():
         return candidate
@@ -108,48 +200,48 @@ def _resolve(name_or_path: str | Path, folder: Path, kind: str) -> Path:
     raise EdgegenError(f"unknown {kind} {name_or_path!r}: choose one of {known} or give a .toml path")
 
 
-def _reject_unknown(d: dict, allowed: set[str], where: str) -> None:
-    extra = sorted(set(d) - allowed)
-    if extra:
-        raise EdgegenError(f"{where}: unknown key(s) {', '.join(extra)} (allowed: {', '.join(sorted(allowed))})")
+def _read_rule(rd: _Reader, raw: dict, where: str) -> Rule:
+    rd.table(raw, RULE_SCHEMA, where)
+    rule = Rule(pattern=raw["pattern"], scheme=raw["scheme"], group_size=raw.get("group_size", 32),
+                fallback=raw.get("fallback"))
+    if rule.fallback is not None and rule.scheme != "fp16":
+        raise rd.error(f"{where}.fallback = {_show(rule.fallback)} is not allowed: a fallback applies only to an "
+                       "fp16 rule")
+    if "group_size" in raw and "int4" not in (rule.scheme, rule.fallback):
+        raise rd.error(f"{where}.group_size = {_show(rule.group_size)} is not allowed: group_size applies only to "
+                       "int4 rules")
+    if rule.scheme == "fp16" and rule.pattern != "*":
+        raise rd.error(f"{where}.pattern = {_show(rule.pattern)} is not allowed: fp16 applies to a whole component; "
+                       "use pattern \"*\"")
+    return rule
 
 
 def load_recipe(name_or_path: str | Path) -> Recipe:
     path = _resolve(name_or_path, RECIPE_DIR, "recipe")
-    raw = _read_toml(path, "recipe")
-    _reject_unknown(raw, {"name", "description", "components"}, str(path))
-    comps = raw.get("components", {})
-    _reject_unknown(comps, set(COMPONENTS), f"{path} [components]")
+    rd = _Reader(path, "recipe")
+    raw = rd.table(rd.read(), RECIPE_SCHEMA)
+    comps = rd.table(raw["components"], {c: Field(f"a [components.{c}] table with rules = [...]",
+                                                  lambda v: isinstance(v, dict), required=True)
+                                         for c in COMPONENTS}, "components")
     parsed = {}
     for comp in COMPONENTS:
-        c = comps.get(comp, {"rules": [{"pattern": "*", "scheme": "fp32"}]})
-        _reject_unknown(c, {"rules", "sqnr_floor_db"}, f"{path} [components.{comp}]")
-        rules = []
-        for r in c.get("rules", []):
-            _reject_unknown(r, {"pattern", "scheme", "group_size", "fallback"}, f"{path} {comp} rule")
-            rule = Rule(pattern=r["pattern"], scheme=r["scheme"], group_size=int(r.get("group_size", 32)),
-                        fallback=r.get("fallback"))
-            if rule.scheme not in SCHEMES or (rule.fallback and rule.fallback not in SCHEMES):
-                raise EdgegenError(f"{path} {comp}: unknown scheme {rule.scheme!r} (choose from {', '.join(SCHEMES)})")
-            if rule.scheme == "fp16" and rule.pattern != "*":
-                raise EdgegenError(f"{path} {comp}: fp16 applies to a whole component; use pattern '*'")
-            rules.append(rule)
+        where = f"components.{comp}"
+        c = rd.table(comps[comp], COMPONENT_SCHEMA, where)
+        rules = tuple(_read_rule(rd, r, f"{where}.rules[{i}]") for i, r in enumerate(c["rules"]))
         floor = c.get("sqnr_floor_db")
         if floor is None and any(r.scheme != "fp32" for r in rules):
-            raise EdgegenError(f"{path} {comp}: quantized components must state sqnr_floor_db for parity")
-        parsed[comp] = ComponentRecipe(rules=tuple(rules), sqnr_floor_db=floor)
+            raise rd.error(f"{where}.sqnr_floor_db is missing: quantized components must state sqnr_floor_db "
+                           "(dB) for parity")
+        parsed[comp] = ComponentRecipe(rules=rules, sqnr_floor_db=None if floor is None else float(floor))
     return Recipe(name=raw.get("name", path.stem), description=raw.get("description", ""), components=parsed)
 
 
 def load_target(name_or_path: str | Path) -> Target:
     path = _resolve(name_or_path, TARGET_DIR, "target")
-    raw = _read_toml(path, "target")
-    allowed = set(Target.__dataclass_fields__)
-    _reject_unknown(raw, allowed, str(path))
-    if raw.get("backend") not in ("executorch", "litert"):
-        raise EdgegenError(f"{path}: backend must be 'executorch' or 'litert', got {raw.get('backend')!r}")
-    raw["xnnpack_flags"] = tuple(raw.get("xnnpack_flags", ()))
-    return Target(**raw)
+    rd = _Reader(path, "target")
+    raw = rd.table(rd.read(), TARGET_SCHEMA)
+    return Target(**{"name": path.stem, "description": "", **raw,
+                     "xnnpack_flags": tuple(raw.get("xnnpack_flags", ()))})
 
 
 def recipe_names() -> list[str]:

@@ -66,15 +66,39 @@ def build_runner(
     cache_dir: Path | None = None,
     log: Callable[[str], None] = print,
 ) -> Path:
-    """Configure and build the runner for `target`; returns `out_dir / "edgegen-runner"`."""
+    """Configure and build the runner for `target`; returns `out_dir / "edgegen-runner"`.
+
+    On failure, `out_dir` (and any parent folders) that this call created are removed again, so an early error
+    such as a bad --android-ndk leaves nothing behind; a folder that existed before is left as it was."""
+    out_dir = Path(out_dir).resolve()
+    created = _missing_ancestor(out_dir)
+    try:
+        return _build(target=target, out_dir=out_dir, android_ndk=android_ndk,
+                      executorch_android_dir=executorch_android_dir, jobs=jobs, cache_dir=cache_dir, log=log)
+    except BaseException:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+
+
+def _missing_ancestor(path: Path) -> Path | None:
+    """The outermost folder of `path` (itself included) that does not exist yet, or None when `path` exists."""
+    top = None
+    for p in (path, *path.parents):
+        if p.exists() or p.is_symlink():
+            break
+        top = p
+    return top
+
+
+def _build(*, target: str, out_dir: Path, android_ndk: Path | None, executorch_android_dir: Path | None, jobs: int,
+           cache_dir: Path | None, log: Callable[[str], None]) -> Path:
     if target not in TARGETS:
         raise RunnerBuildError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     if not (RUNNER_SOURCE / "CMakeLists.txt").is_file():
         raise RunnerBuildError(f"{RUNNER_SOURCE} is missing; build the runner from an edgegen source checkout")
     _require_tool("cmake", "cmake")
     cache = (cache_dir or Path.home() / ".cache" / "edgegen").resolve()
-    out_dir = Path(out_dir).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
 
     if target == "host":
         _require_tool("c++", "g++")
@@ -95,6 +119,7 @@ def build_runner(
         spm_root = _sentencepiece(cache, "android-arm64", toolchain, jobs, log)
         flavor = "source"
 
+    out_dir.mkdir(parents=True, exist_ok=True)  # only once every input is known to be there
     build_key = hashlib.sha1(f"{RUNNER_SOURCE.resolve()}\n{out_dir}".encode()).hexdigest()[:12]
     build_dir = cache / "runner-build" / f"{target}-{build_key}"
     args = [

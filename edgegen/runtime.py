@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgegen.bundle import Bundle
+from edgegen.bundle import Bundle, call_order
 from edgegen.errors import EdgegenError
 
 _NP = {"float32": np.float32, "int32": np.int32}
@@ -24,13 +24,14 @@ _NP = {"float32": np.float32, "int32": np.int32}
 class Artifact:
     def __init__(self, spec: dict, call, *, load_s: float):
         self.spec, self._call, self.load_s = spec, call, load_s
-        self.input_names = [i["name"] for i in spec["inputs"]]
+        self.inputs = call_order(spec["inputs"])
+        self.input_names = [i["name"] for i in self.inputs]
 
     def __call__(self, **inputs) -> tuple[torch.Tensor, ...]:
         if sorted(inputs) != sorted(self.input_names):
             raise EdgegenError(f"inputs {sorted(inputs)} do not match the artifact's {self.input_names}")
         arrays = []
-        for i in self.spec["inputs"]:
+        for i in self.inputs:
             a = inputs[i["name"]]
             a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
             a = np.ascontiguousarray(a, dtype=_NP[i["dtype"]])
@@ -61,7 +62,7 @@ def _litert(path: Path, spec: dict, threads: int | None):
 
     interp = Interpreter(model_path=str(path), num_threads=threads or 1)
     runner = interp.get_signature_runner()
-    names = [i["name"] for i in spec["inputs"]]
+    names = [i["name"] for i in call_order(spec["inputs"])]
     out_names = [o["name"] for o in spec["outputs"]]
 
     def call(arrays):

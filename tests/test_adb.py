@@ -40,16 +40,20 @@ def phone(tmp_path, monkeypatch):
 
 
 def _dummy_bundle(root: Path) -> Path:
-    """A manifest-valid ExecuTorch bundle of placeholder files: enough for preflight, never run."""
+    """A manifest-valid ExecuTorch bundle of placeholder files, exported from "another model": enough for
+    preflight, never run."""
     root.mkdir()
     files = {n: root / n for n in ("text_encoder.pte", "dit.pte", "decoder.pte", "spiece.model")}
     for p in files.values():
         p.write_bytes(b"x" * 1000)
+    tensor = [{"name": "x", "dtype": "float32", "shape": [1, 64, 16]}]
     manifest = {"schema_version": 1, "edgegen_version": "0", "backend": "executorch", "runtime_version": "x",
-                "target": {"name": "t"}, "recipe": {"name": "fp32"}, "source": {}, "sample_rate": 44100,
-                "channels": 2, "latent_length": 16, "max_seconds": 0.7, "sampler": {"steps": 8},
+                "target": {"name": "t", "threads": 2}, "recipe": {"name": "fp32", "components": {}},
+                "source": {"model": "/models/other", "config_sha256": "ab" * 32}, "sample_rate": 44100,
+                "channels": 2, "latent_length": 16, "max_seconds": 0.7,
+                "sampler": {"type": "pingpong", "steps": 8, "logsnr_max": -6.0, "logsnr_min": 2.0},
                 "tokenizer": {**file_entry(files["spiece.model"]), "max_length": 64, "eos_id": 1, "pad_id": 0},
-                "artifacts": {c: {**file_entry(files[f"{c}.pte"]), "inputs": [], "outputs": []}
+                "artifacts": {c: {**file_entry(files[f"{c}.pte"]), "inputs": tensor, "outputs": tensor}
                               for c in ("text_encoder", "dit", "decoder")}}
     (root / "manifest.json").write_text(json.dumps(manifest))
     return root
@@ -130,20 +134,49 @@ import numpy as np
 rc = subprocess.run([REAL_RUNNER, *sys.argv[1:]]).returncode
 if rc == 0 and "--dump" in sys.argv:
     audio = pathlib.Path(sys.argv[sys.argv.index("--dump") + 1]) / "audio.npy"
-    np.save(audio, np.load(audio) * 1.01)
+    a = np.load(audio)
+    CORRUPT
+    np.save(audio, a)
 sys.exit(rc)
 """
+CORRUPTIONS = {  # how the dumped audio is spoiled -> a line the report must show
+    "one_percent_off": ("a *= 1.01", "decoder "),
+    "nan": ("a[1, 5] = np.nan", "end_to_end    the bundle's end-to-end audio holds 1 non-finite value(s)"),
+}
 
 
-def test_parity_adb_fails_when_the_device_output_is_off(phone, host_runner, bundle_factory, tmp_path):
-    """A runner whose dumped audio is 1% off: the decoder and end-to-end gates fail, exit 1."""
+@pytest.mark.parametrize("case", sorted(CORRUPTIONS))
+def test_parity_adb_fails_when_the_device_output_is_off(phone, host_runner, bundle_factory, tmp_path, case):
+    """A runner whose dumped audio is 1% off, or holds a NaN: the decoder and end-to-end gates fail, exit 1,
+    and the JSON report stays strict (no NaN constants)."""
     adb, _ = phone
+    corrupt, needle = CORRUPTIONS[case]
     bad = tmp_path / "runner"
     bad.mkdir()
     real = repr(str(host_runner / "edgegen-runner"))
-    (bad / "edgegen-runner").write_text(f"#!{sys.executable}\n" + CORRUPTING_RUNNER.replace("REAL_RUNNER", real))
+    script = CORRUPTING_RUNNER.replace("REAL_RUNNER", real).replace("CORRUPT", corrupt)
+    (bad / "edgegen-runner").write_text(f"#!{sys.executable}\n" + script)
     (bad / "edgegen-runner").chmod(0o755)
     res = CliRunner().invoke(main, ["parity", "--adb", "--adb-path", str(adb), "--runner", str(bad),
-                                    "-b", str(bundle_factory("executorch", "fp32")), "-m", "random:tiny"])
+                                    "-b", str(bundle_factory("executorch", "fp32")), "-m", "random:tiny",
+                                    "--json", str(tmp_path / "r.json")])
     assert res.exit_code == 1, res.output
-    assert "overall: FAIL" in res.stdout and "decoder" in res.stdout
+    assert "overall: FAIL" in res.stdout and needle in res.stdout
+    report = json.loads((tmp_path / "r.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    assert not report["components"]["decoder"]["passed"] and not report["end_to_end"]["passed"]
+    assert report["components"]["dit"]["passed"] and report["components"]["text_encoder"]["passed"]
+
+
+@pytest.mark.parametrize("command", ["bench", "parity"])
+def test_adb_refuses_bad_seconds_or_model_before_pushing(phone, host_runner, tmp_path, command):
+    """bench -s beyond the bundle's 0.7 s, parity against another model: one line, exit 2, nothing pushed."""
+    adb, log = phone
+    bundle = _dummy_bundle(tmp_path / "bundle")
+    args = ["--adb", "--adb-path", str(adb), "--runner", str(host_runner), "-b", str(bundle)]
+    extra = ["-s", "10"] if command == "bench" else ["-m", "random:tiny"]
+    res = CliRunner().invoke(main, [command, *args, *extra])
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    needle = "--seconds 10 is out of range" if command == "bench" else "not from random:tiny"
+    assert lines[-1].startswith("edgegen: error:") and needle in lines[-1], res.stderr
+    assert not [line for line in log.read_text().splitlines() if '"push"' in line]

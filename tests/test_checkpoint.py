@@ -9,6 +9,7 @@ from safetensors.torch import load_file, save_file
 
 import edgegen
 from edgegen.checkpoint import find_t5
+from edgegen.common import sha256_file
 from edgegen.errors import EdgegenError
 from tests.helpers import rel_err
 
@@ -31,7 +32,10 @@ def test_official_layout_round_trip(tiny, tiny_dirs):
     loaded = edgegen.load_pipeline(model_dir, t5=t5_dir)
     for ref, got in zip(_outputs(tiny), _outputs(loaded)):
         assert rel_err(ref, got) < 2e-5  # weight norm re-folds g * v / ||v|| with float32 rounding
-    assert loaded.source.checkpoint_sha256 != tiny.source.checkpoint_sha256
+    # the manifest's source: the files' own digests, and the T5 precision they were loaded with
+    assert loaded.source.checkpoint_sha256 == sha256_file(model_dir / "model.safetensors")
+    assert loaded.source.config_sha256 == sha256_file(model_dir / "model_config.json")
+    assert loaded.source.t5_precision == "fp16"
 
 
 def test_model_ckpt_with_state_dict(tiny, tiny_dirs, tmp_path):
@@ -138,13 +142,35 @@ def test_any_family_config_builds(tiny_dirs, tmp_path):
 
 
 def test_t5_lookup(tiny_dirs, tmp_path, monkeypatch):
+    """find_t5 takes a T5 folder or a hub cache folder, and reads no environment variable."""
     _, t5_dir = tiny_dirs
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    with pytest.raises(EdgegenError, match="models--google-t5--t5-base/snapshots"):
-        find_t5(None)
-    snap = tmp_path / "hf" / "hub" / "models--google-t5--t5-base" / "snapshots" / "abc123"
+    hub = tmp_path / "hf" / "hub"
+    with pytest.raises(EdgegenError, match="holds no Hugging Face snapshot models--google-t5--t5-base/snapshots"):
+        find_t5(hub)
+    snap = hub / "models--google-t5--t5-base" / "snapshots" / "abc123"
     shutil.copytree(t5_dir, snap)
-    assert find_t5(None) == snap
-    with pytest.raises(EdgegenError, match="expected config.json"):
+    assert find_t5(hub) == snap
+    assert find_t5(t5_dir) == t5_dir
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(EdgegenError, match="no T5 encoder given"):
+        find_t5(None)  # the library ignores the environment
+    with pytest.raises(EdgegenError, match="is not a T5 folder"):
         find_t5(tmp_path)
+
+
+@pytest.mark.parametrize("var", ["HF_HUB_CACHE", "HF_HOME"])
+def test_cli_passes_the_hub_cache_from_the_environment(tiny_dirs, tmp_path, monkeypatch, var):
+    from click.testing import CliRunner
+
+    from edgegen.cli import main
+
+    model_dir, t5_dir = tiny_dirs
+    home = tmp_path / "hf"
+    shutil.copytree(t5_dir, home / "hub" / "models--google-t5--t5-base" / "snapshots" / "abc123")
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv(var, str(home / "hub" if var == "HF_HUB_CACHE" else home))
+    res = CliRunner().invoke(main, ["info", "--model", str(model_dir)])
+    assert res.exit_code == 0, (res.output, res.exception)
+    snap = (home / "hub" / "models--google-t5--t5-base" / "snapshots" / "abc123").resolve()
+    assert f"t5              {snap} (weights fp16)" in res.output

@@ -56,3 +56,14 @@ def test_info_model():
     res = CliRunner().invoke(main, ["info", "--model", "random:tiny"])
     assert res.exit_code == 0, res.output
     assert "latent length   16 x 64" in res.output and "44100 Hz" in res.output and "dit" in res.output
+
+
+def test_generate_replaces_an_existing_wav_and_leaves_nothing_else(tmp_path):
+    """Refusing non-regular outputs and inputs must not refuse the ordinary case: a regular file is replaced, and
+    no temporary or probe file is left beside it (streamed or not)."""
+    out = tmp_path / "a.wav"
+    out.write_bytes(b"an older take")
+    for extra in ([], ["--stream"]):
+        res = CliRunner().invoke(main, ["generate", "-m", "random:tiny", "-p", "x", "-s", "0.2", *extra, "-o", str(out)])
+        assert res.exit_code == 0, res.output
+        assert sf.info(str(out)).frames == 8820 and [p.name for p in tmp_path.iterdir()] == ["a.wav"]

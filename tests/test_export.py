@@ -1,11 +1,11 @@
 """random:tiny x both backends x fp32/int8/int4: export, load in the real runtime, compare with eager."""
 
+import copy
 import json
 import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 
@@ -69,6 +69,60 @@ def test_fp16_decoder_for_arm_target(tiny, bundle_factory):
     path = bundle_factory("executorch", "mobile", components=("decoder",), target="android-arm64-executorch")
     _check_against_eager(tiny, path, floors={"decoder": load_recipe("mobile").components["decoder"].sqnr_floor_db})
     assert open_bundle(path).manifest["artifacts"]["decoder"]["schemes"] == {"fp16": 1}
+
+
+def test_fp16_text_encoder_takes_fp32_seconds(tiny):
+    """11.6: an fp16 text-encoder rule computes T5 in half; the seconds conditioner keeps its fp32 input."""
+    from edgegen.export.wrappers import to_half, wrap
+
+    module = to_half("text_encoder", copy.deepcopy(tiny.text_encoder))
+    assert next(module.t5.parameters()).dtype == torch.float16
+    ex = example_inputs(tiny, "text_encoder")
+    with torch.no_grad():
+        ref, got = tiny.text_encoder(*ex), wrap("text_encoder", module, half=True)(*ex)
+    for r, g in zip(ref, got):
+        assert g.dtype == torch.float32 and compare(r, g).sqnr_db >= 40
+
+
+@pytest.mark.executorch
+def test_fp16_text_encoder_bundle(tiny, tmp_path):
+    recipe = tmp_path / "te16.toml"
+    recipe.write_text('name = "te16"\n[components.text_encoder]\nsqnr_floor_db = 40.0\n'
+                      'rules = [{ pattern = "*", scheme = "fp16", fallback = "fp32" }]\n'
+                      '[components.dit]\nrules = [{ pattern = "*", scheme = "fp32" }]\n'
+                      '[components.decoder]\nrules = [{ pattern = "*", scheme = "fp32" }]\n')
+    out = tmp_path / "b"
+    export_bundle(tiny, target=load_target("android-arm64-executorch"), recipe=load_recipe(recipe), out=out,
+                  components=("text_encoder",))
+    _check_against_eager(tiny, out, floors={"text_encoder": 40.0})
+    assert open_bundle(out).manifest["artifacts"]["text_encoder"]["schemes"] == {"fp16": 1}
+
+
+def test_backends_share_one_entry_point():
+    """11.6: export/__init__ calls `export_component` of either backend with the same arguments."""
+    import inspect
+
+    from edgegen.export import executorch, litert
+
+    params = [[(p.name, p.kind, p.annotation) for p in inspect.signature(m.export_component).parameters.values()]
+              for m in (executorch, litert)]
+    assert params[0] == params[1]
+    assert [name for name, _, _ in params[0]] == ["component", "module", "example_inputs", "out_path", "rules",
+                                                  "on_stage"]
+
+
+def test_nan_weights_refused_before_any_work(tiny, tmp_path, monkeypatch):
+    """17.6: a pipeline built in Python with a non-finite weight is refused by name; no backend is called."""
+    import edgegen.export.litert as litert
+
+    monkeypatch.setattr(litert, "export_component", lambda *a, **k: pytest.fail("the backend was called"))
+    bad = copy.deepcopy(tiny)
+    with torch.no_grad():
+        bad.decoder.layers[0].weight.view(-1)[3] = float("-inf")
+    with pytest.raises(EdgegenError, match=r"decoder weight 'layers\.0\.weight' holds 1 non-finite value"):
+        export_bundle(bad, target=load_target("host-litert"), recipe=load_recipe("fp32"), out=tmp_path / "b",
+                      components=("decoder",))
+    assert list(tmp_path.iterdir()) == []
 
 
 def _cli(*args):

@@ -139,3 +139,37 @@ def test_bench_low_memory_cli(bundle_factory):
     assert result["low_memory"] is True and "low memory" in res.stdout
     res = _cli("bench", "--model", "random:tiny", "--low-memory")
     assert res.returncode == 2 and "--low-memory applies to a bundle" in res.stderr
+
+
+def test_bench_result_from_iterations():
+    """One builder for every runtime: medians of the timed runs, audio length at the runs' own sample rate, load
+    timed once (host) or per run (phone), the worst peak RSS."""
+    from edgegen.bench import Iteration, bench_result
+
+    def it(e2e, load=None, rss=100.0):
+        stages = {"text_encoder": e2e / 10, "dit": e2e / 2, "decoder": e2e / 4, **({"load": load} if load else {})}
+        return Iteration(e2e_s=e2e, stages=stages, dit_steps=[e2e / 16] * 8, first_audio_s=e2e * 0.9, frames=24000,
+                         sample_rate=48000, peak_rss_mb=rss)
+
+    runs = [it(1.0, 0.3, 90.0), it(3.0, 0.1, 120.0), it(2.0, 0.2, 100.0)]
+    r = bench_result(runs, warmup=1, kind="device", backend="executorch", recipe="int8", target="t", threads=4)
+    assert r["schema"] == "edgegen.bench/1" and r["kind"] == "device" and r["threads"] == 4
+    assert r["e2e_s"] == 2.0 and r["audio_seconds"] == 0.5 and r["rtf"] == 4.0
+    assert r["load_s"] == r["stages"]["load"] == 0.2 and r["stages"]["dit"] == 1.0 and r["dit_step_s"] == 0.125
+    assert r["time_to_first_audio_s"] == pytest.approx(1.8) and r["peak_rss_mb"] == 120.0
+    assert r["iters"] == 3 and r["warmup"] == 1 and r["e2e_runs_s"] == [1.0, 3.0, 2.0]
+    assert bench_result(runs, warmup=0, load_s=5.0)["stages"]["load"] == 5.0
+
+
+def test_bench_model_threads_come_from_the_cli():
+    """`bench --model --threads 1`: the command sets torch's threads; the library only reads them."""
+    import torch
+
+    from edgegen.bench import bench_model
+
+    before = torch.get_num_threads()
+    r = bench_model("random:tiny", iters=1, warmup=0, seconds=0.3)
+    assert torch.get_num_threads() == before and r["threads"] == before and r["audio_seconds"] == pytest.approx(0.3)
+    res = _cli("bench", "--model", "random:tiny", "--threads", "1", "--iters", "1", "--warmup", "0")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout.strip().splitlines()[-1])["threads"] == 1

@@ -50,21 +50,109 @@ def _write(tmp_path, text):
     return p
 
 
+_FP32 = 'rules = [{ pattern = "*", scheme = "fp32" }]'
+
+
+def _recipe_text(**tables):
+    """A valid fp32 recipe with the given components' table bodies replaced (None: the table is left out)."""
+    body = 'name = "x"\n'
+    for comp in ("text_encoder", "dit", "decoder"):
+        table = tables.get(comp, _FP32)
+        body += "" if table is None else f"\n[components.{comp}]\n{table}\n"
+    return body
+
+
+def test_valid_recipe_text_loads(tmp_path):
+    """The base of the bad-recipe cases below is itself valid, so each case fails for its own reason."""
+    r = load_recipe(_write(tmp_path, _recipe_text(dit='sqnr_floor_db = 20\nrules = [{ pattern = "*", scheme = "int4", '
+                                                      'group_size = 64 }]')))
+    assert r.components["dit"].rules[0].group_size == 64 and r.components["dit"].sqnr_floor_db == 20.0
+    assert r.components["decoder"].rules[0].scheme == "fp32"
+
+
+_INT8 = 'sqnr_floor_db = 20\nrules = [{ pattern = "*", scheme = "int8"'
+
+
 @pytest.mark.parametrize("body,needle", [
-    ('name="x"\n[components.dit]\nrules=[{pattern="*", scheme="int8"}]\n', "must state sqnr_floor_db"),
-    ('name="x"\n[components.dit]\nsqnr_floor_db=20\nrules=[{pattern="*", scheme="int3"}]\n', "unknown scheme"),
-    ('name="x"\n[components.dit]\nrules=[{pattern="*", scheme="fp32", colour="red"}]\n', "unknown key"),
-    ('name="x"\n[components.vae]\nrules=[]\n', "unknown key"),
-    ('name="x"\n[components.decoder]\nsqnr_floor_db=30\nrules=[{pattern="layers.1*", scheme="fp16"}]\n', "whole component"),
-    ('name = \n', "invalid TOML"),
+    (_recipe_text(dit='rules = [{ pattern = "*", scheme = "int8" }]'), r"components\.dit\.sqnr_floor_db is missing"),
+    (_recipe_text(dit='sqnr_floor_db = 20\nrules = [{ pattern = "*", scheme = "int3" }]'),
+     r'components\.dit\.rules\[0\]\.scheme = "int3" is not allowed: expected one of fp32, fp16, int8, int4'),
+    (_recipe_text(dit='rules = [{ pattern = "*", scheme = "fp32", colour = "red" }]'),
+     r"unknown key\(s\) components\.dit\.rules\[0\]\.colour \(allowed in"),
+    (_recipe_text() + '\n[components.vae]\nrules = []\n', r"unknown key\(s\) components\.vae "),
+    ('colour = "red"\n' + _recipe_text(), r"unknown key\(s\) colour \(allowed: name, description, components\)"),
+    (_recipe_text(decoder='sqnr_floor_db = 30\nrules = [{ pattern = "layers.1*", scheme = "fp16" }]'),
+     "whole component"),
+    ("name = \n", "invalid TOML"),
+    # 17.8: wrong types and ranges name the field, the value and what is allowed
+    (_recipe_text(dit='sqnr_floor_db = 12\nrules = [{ pattern = "*", scheme = "int4", group_size = "big" }]'),
+     r'components\.dit\.rules\[0\]\.group_size = "big" is not allowed: expected a positive integer'),
+    (_recipe_text(dit='sqnr_floor_db = 12\nrules = [{ pattern = "*", scheme = "int4", group_size = 0 }]'),
+     r"group_size = 0 is not allowed"),
+    (_recipe_text(dit=_INT8 + ', group_size = 64 }]'), r"group_size = 64 is not allowed: group_size applies only to int4"),
+    (_recipe_text(dit=_INT8 + ', fallback = "fp32" }]'), r"fallback applies only to an fp16 rule"),
+    (_recipe_text(decoder='sqnr_floor_db = 30\nrules = [{ pattern = "*", scheme = "fp16", fallback = "fp16" }]'),
+     r'fallback = "fp16" is not allowed: expected one of fp32, int8, int4'),
+    (_recipe_text(dit='sqnr_floor_db = "high"\nrules = [{ pattern = "*", scheme = "int8" }]'),
+     r'components\.dit\.sqnr_floor_db = "high" is not allowed: expected a number of dB'),
+    (_recipe_text(dit='sqnr_floor_db = -3\nrules = [{ pattern = "*", scheme = "int8" }]'), r"sqnr_floor_db = -3 is not"),
+    (_recipe_text(dit='rules = []'), r"components\.dit\.rules = \[\] is not allowed: expected a non-empty array"),
+    (_recipe_text(dit='rules = [{ scheme = "fp32" }]'), r"components\.dit\.rules\[0\]\.pattern is missing"),
+    (_recipe_text(text_encoder='rules = [{ pattern = "", scheme = "fp32" }]'), r'pattern = "" is not allowed'),
+    ('name = 3\n' + _recipe_text()[len('name = "x"\n'):], r"name = 3 is not allowed: expected a non-empty string"),
+    # 17.9: a string where an array belongs is a type error, not "unknown key(s) i"
+    (_recipe_text(dit='rules = "int8"'), r'components\.dit\.rules = "int8" is not allowed: expected a non-empty array'),
+    # 17.8: a recipe without [components] (or without one of them) is not silently fp32
+    ('name = "x"\ndescription = "no components"\n', r"components is missing"),
+    (_recipe_text(decoder=None), r"components\.decoder is missing"),
+    ('name = "x"\ncomponents = "int8"\n', r'components = "int8" is not allowed: expected a \[components\] table'),
 ])
 def test_bad_recipes_are_refused(tmp_path, body, needle):
-    with pytest.raises(EdgegenError, match=needle):
-        load_recipe(_write(tmp_path, body))
+    path = _write(tmp_path, body)
+    with pytest.raises(EdgegenError, match=needle) as exc:
+        load_recipe(path)
+    msg = str(exc.value)
+    assert msg.startswith(f"recipe {path}: ") and "\n" not in msg
+
+
+_TARGET = {"name": '"t"', "backend": '"litert"', "abi": '"x86_64"', "threads": "2", "fp16_compute": "false"}
+
+
+def _target_text(**fields):
+    merged = {**_TARGET, **fields}
+    return "".join(f"{k} = {v}\n" for k, v in merged.items() if v is not None)
+
+
+def test_valid_target_text_loads(tmp_path):
+    t = load_target(_write(tmp_path, _target_text(xnnpack_flags='["QS8"]', min_api_level="28")))
+    assert (t.threads, t.fp16_compute, t.xnnpack_flags, t.min_api_level) == (2, False, ("QS8",), 28)
+    assert load_target(_write(tmp_path, _target_text(name=None))).name == "r"  # the file's stem
+
+
+@pytest.mark.parametrize("fields,needle", [
+    ({"threads": '"two"'}, r'threads = "two" is not allowed: expected an integer from 1 to 256'),
+    ({"threads": "0"}, r"threads = 0 is not allowed: expected an integer from 1 to 256"),
+    ({"threads": "2.5"}, r"threads = 2\.5 is not allowed"),
+    ({"threads": "true"}, r"threads = true is not allowed"),
+    ({"fp16_compute": '"no"'}, r'fp16_compute = "no" is not allowed: expected true or false'),
+    ({"backend": '"tpu"'}, r'backend = "tpu" is not allowed: expected one of executorch, litert'),
+    ({"abi": None}, r"abi is missing: expected a non-empty string"),
+    ({"threads": None}, r"threads is missing"),
+    ({"xnnpack_flags": '"QS8"'}, r'xnnpack_flags = "QS8" is not allowed: expected an array of flag names'),
+    ({"min_api_level": "0"}, r"min_api_level = 0 is not allowed"),
+    ({"colour": '"red"'}, r"unknown key\(s\) colour \(allowed: name, description, backend"),
+    ({"threads": "="}, r"invalid TOML"),
+])
+def test_bad_targets_are_refused(tmp_path, fields, needle):
+    path = _write(tmp_path, _target_text(**fields))
+    with pytest.raises(EdgegenError, match=needle) as exc:
+        load_target(path)
+    msg = str(exc.value)
+    assert msg.startswith(f"target {path}: ") and "\n" not in msg
 
 
 def test_int4_group_outside_matrix(tmp_path):
-    p = _write(tmp_path, 'name="g48"\n[components.dit]\nsqnr_floor_db=10\nrules=[{pattern="*", scheme="int4", group_size=48}]\n')
+    p = _write(tmp_path, _recipe_text(dit='sqnr_floor_db = 10\nrules = [{ pattern = "*", scheme = "int4", group_size = 48 }]'))
     with pytest.raises(EdgegenError, match="nearest supported row: int4 group"):
         check_supported(load_recipe(p), load_target("host-executorch"))
 
@@ -74,3 +162,5 @@ def test_unknown_names():
         load_recipe("int2")
     with pytest.raises(EdgegenError, match="unknown target"):
         load_target("ios")
+    with pytest.raises(EdgegenError, match="recipe file .*nothere.toml not found"):
+        load_recipe("nothere.toml")

@@ -20,6 +20,7 @@ from edgegen.errors import EdgegenError
 from edgegen.export import export_bundle, resolve_decoder_window
 from edgegen.parity import check_parity
 from edgegen.recipes import load_recipe, load_target
+from edgegen.common import num_samples
 from tests.helpers import rel_err
 
 PROMPT = "a dog barking"
@@ -99,30 +100,33 @@ def test_streamed_parity_and_whole_reference(tiny_long, streamed, backend):
     dec = report["components"]["decoder"]
     assert dec["streamed"]["window"] == 40 and dec["metrics"]["sqnr_db"] >= 60
     # a short clip decodes only the windows it needs (2 of 3) and still matches the reference
-    from edgegen.pipeline import Timings
+    from edgegen.common import Timings
 
     calls = []
     art = bp.artifacts["decoder"]
     bp.artifacts["decoder"] = lambda **kw: calls.append(1) or art(**kw)
     t = Timings()
     wav = bp.generate(PROMPT, seconds_total=1.6, seed=2, timings=t)  # 35 frames + overlap 10: 45 of 64
-    assert len(calls) == 2 and wav.shape == (2, int(1.6 * 44100))
+    assert len(calls) == 2 and wav.shape == (2, num_samples(1.6, 44100))
     assert rel_err(tiny_long.generate(PROMPT, seconds_total=1.6, seed=2), wav) <= 1e-4
     assert 0 < t.stages["first_audio"] < t.stages["text_encoder"] + t.stages["dit"] + t.stages["decoder"]
 
 
 @pytest.mark.executorch
-def test_run_stream_writes_the_same_audio(streamed, tmp_path):
+def test_run_stream_writes_the_whole_decode(tiny_long, streamed, tmp_path):
+    """`run --stream` writes, chunk by chunk, what the reference makes with ONE whole-sequence decode; `run`
+    without --stream writes the same file at once."""
     b = str(streamed("executorch"))
-    whole = _cli("run", "-b", b, "-p", PROMPT, "-s", "2.5", "--seed", "4", "-o", str(tmp_path / "a.wav"))
-    assert whole.returncode == 0, whole.stderr
     res = _cli("run", "-b", b, "-p", PROMPT, "-s", "2.5", "--seed", "4", "--stream", "-o", str(tmp_path / "b.wav"))
     assert res.returncode == 0, res.stderr
     assert res.stderr.count("chunk:") == 3 and "first_audio" in res.stdout
-    a, _ = sf.read(tmp_path / "a.wav", dtype="float32")
-    b_, sr = sf.read(tmp_path / "b.wav", dtype="float32")
-    assert sr == 44100 and a.shape == b_.shape == (int(2.5 * 44100), 2)
-    np.testing.assert_array_equal(a, b_)
+    streamed_wav, sr = sf.read(tmp_path / "b.wav", dtype="float32")
+    reference = tiny_long.generate(PROMPT, seconds_total=2.5, seed=4)  # decoder(latents) in one call, no windows
+    assert sr == 44100 and streamed_wav.shape == (num_samples(2.5, 44100), 2) == reference.T.shape
+    assert rel_err(reference.T, streamed_wav) <= 1e-4
+    whole = _cli("run", "-b", b, "-p", PROMPT, "-s", "2.5", "--seed", "4", "-o", str(tmp_path / "a.wav"))
+    assert whole.returncode == 0, whole.stderr
+    np.testing.assert_array_equal(sf.read(tmp_path / "a.wav", dtype="float32")[0], streamed_wav)
 
 
 @pytest.mark.executorch
@@ -133,17 +137,17 @@ def test_run_stream_needs_a_streamed_bundle(bundle_factory, tmp_path):
 
 
 def test_eager_generate_stream_matches_whole(tiny_long, tmp_path):
-    from edgegen.pipeline import Timings
+    from edgegen.common import Timings
 
     t = Timings()
     chunks = []
     streamed = tiny_long.generate(PROMPT, seconds_total=2.9, seed=1, stream=True, timings=t, on_chunk=chunks.append)
     whole = tiny_long.generate(PROMPT, seconds_total=2.9, seed=1)
-    assert len(chunks) == 3 and streamed.shape == whole.shape == (2, int(2.9 * 44100))
+    assert len(chunks) == 3 and streamed.shape == whole.shape == (2, num_samples(2.9, 44100))
     assert rel_err(whole, streamed) <= 1e-5
     res = _cli("generate", "-m", "random:tiny-long", "-p", PROMPT, "-s", "1.5", "--stream", "-o", str(tmp_path / "g.wav"))
     assert res.returncode == 0, res.stderr
-    assert res.stderr.count("chunk:") == 2 and sf.info(str(tmp_path / "g.wav")).frames == int(1.5 * 44100)
+    assert res.stderr.count("chunk:") == 2 and sf.info(str(tmp_path / "g.wav")).frames == num_samples(1.5, 44100)
 
 
 @pytest.mark.executorch

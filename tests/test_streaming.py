@@ -98,14 +98,15 @@ def test_decode_stream_is_lazy():
     assert torch.equal(torch.cat(chunks, dim=-1), x[:, :2].repeat_interleave(4, dim=-1))
 
 
-@pytest.mark.parametrize("which, T, window", [("tiny", 16, 64), ("tiny", 48, 28), ("mid", 64, 32)])
+@pytest.mark.parametrize("which, T, window", [("tiny", 64, 21), ("tiny", 48, 28), ("mid", 64, 32)])
 @torch.no_grad()
 def test_stream_matches_whole_decode(which, T, window, tiny, mid_decoder):
+    """Several windows each (the smallest legal window 2 rf + 1 among them), stitched vs one whole decode."""
     dec = tiny.decoder if which == "tiny" else mid_decoder
     hop, rf = dec.config.hop, receptive_field(dec)
     x = torch.randn(1, dec.config.latent_dim, T, generator=torch.Generator().manual_seed(1))
     chunks = list(decode_stream(dec, x, window=window, overlap=rf, hop=hop))
-    assert len(chunks) == len(plan_windows(T, window=window, overlap=rf))
+    assert len(chunks) == len(plan_windows(T, window=window, overlap=rf)) >= 2
     assert sum(c.shape[-1] for c in chunks) == T * hop
     assert compare(dec(x), torch.cat(chunks, dim=-1)).sqnr_db >= 60
 

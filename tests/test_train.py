@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 import edgegen
 from edgegen.errors import EdgegenError
 from edgegen.train import arc, loop
-from edgegen.train.commands import train as train_cli
+from edgegen.cli import main
 from edgegen.train.data import LatentData, build_cache, read_captions, write_synthetic
 from edgegen.train.rf import RFConfig, rf_loss, train_rf
 
@@ -38,8 +38,8 @@ def one_thread():
 def cache(tiny, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("train_data")
     caps = write_synthetic(root / "audio", count=8, sample_rate=tiny.sample_rate, seconds=tiny.max_seconds)
-    build_cache(pipe=tiny, records=read_captions(caps), root=caps.parent, out=root / "cache.pt")
-    return root / "cache.pt"
+    build_cache(pipe=tiny, records=read_captions(caps), root=caps.parent, out=root / "cache.safetensors")
+    return root / "cache.safetensors"
 
 
 # --- losses ----------------------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ def test_rf_checkpoint_loads_and_is_official_layout(tiny, cache, tmp_path):
     assert config["model"]["diffusion"]["diffusion_objective"] == "rectified_flow"
     assert set(load_file(str(model / "model.safetensors"))) == set(tiny.official_state_dict())
     pipe = edgegen.load_pipeline(model, t5=tmp_path / "base" / "t5")
-    ema = torch.load(tmp_path / "base" / "state.pt", weights_only=False)["ema"]
+    ema = loop.load_state(tmp_path / "base")["ema"]
     for k, v in pipe.dit.state_dict().items():
         assert torch.equal(v, ema[k]), k
     assert pipe.generate("a low sine tone", seconds_total=0.5, steps=2).shape == (2, int(0.5 * pipe.sample_rate))
@@ -164,7 +164,7 @@ def test_arc_resume_is_identical(cache, tmp_path):
     _arc_run(cache, tmp_path / "straight", 4)
     _arc_run(cache, tmp_path / "split", 2)
     _arc_run(cache, tmp_path / "split", 4, resume=True)
-    a, b = (torch.load(tmp_path / d / "state.pt", weights_only=False) for d in ("straight", "split"))
+    a, b = (loop.load_state(tmp_path / d) for d in ("straight", "split"))
     assert a["step"] == b["step"] == 4
     for key in ("G", "D", "ema"):
         for k in a[key]:
@@ -185,7 +185,7 @@ def test_rf_resume_is_identical_and_guards_settings(cache, tmp_path):
         train_rf(model="random:tiny", t5=None, cache=cache, out=tmp_path / "b", steps=4, cfg=RFConfig(batch_size=4, lr=1),
                  resume=True)
     train_rf(model="random:tiny", t5=None, cache=cache, out=tmp_path / "b", steps=4, cfg=cfg, resume=True)
-    a, b = (torch.load(tmp_path / d / "state.pt", weights_only=False) for d in "ab")
+    a, b = (loop.load_state(tmp_path / d) for d in "ab")
     for key in ("dit", "ema"):
         assert all(torch.equal(a[key][k], b[key][k]) for k in a[key])
 
@@ -202,13 +202,13 @@ def test_cache_skips_unreadable_and_silent_files(tiny, tmp_path):
     (tmp_path / "caps.csv").write_text("path,caption,seconds\ngood.wav,a tone,0.5\nquiet.wav,silence,\n"
                                        "broken.wav,noise,\nmissing.wav,nothing,\nslow.wav,noise,\n")
     report = build_cache(pipe=tiny, records=read_captions(tmp_path / "caps.csv"), root=tmp_path,
-                         out=tmp_path / "c.pt")
+                         out=tmp_path / "c.safetensors")
     assert report.encoded == 2
     reasons = dict(report.skipped)
     assert set(reasons) == {"quiet.wav", "broken.wav", "missing.wav"}
     assert reasons["quiet.wav"].startswith("silent") and reasons["broken.wav"].startswith("unreadable")
-    assert json.loads((tmp_path / "c.pt.report.json").read_text())["encoded"] == 2
-    data = LatentData.load(tmp_path / "c.pt")
+    assert json.loads((tmp_path / "c.safetensors.report.json").read_text())["encoded"] == 2
+    data = LatentData.load(tmp_path / "c.safetensors")
     assert data.latents.shape == (2, 64, tiny.latent_length) and data.cross.shape[1:] == (65, 32)
 
 
@@ -224,9 +224,10 @@ def test_captions_errors(tmp_path):
 # --- CLI and DDP ---------------------------------------------------------------------------------------------
 
 def test_cli_error_is_one_line(cache, tmp_path):
-    result = CliRunner().invoke(train_cli, ["arc", "--model", str(tmp_path / "nope"), "--cache", str(cache),
-                                            "--out", str(tmp_path / "r"), "--steps", "1"])
+    result = CliRunner().invoke(main, ["train", "arc", "--model", str(tmp_path / "nope"), "--cache", str(cache),
+                                       "--out", str(tmp_path / "r"), "--steps", "1"])
     assert result.exit_code == 2 and "edgegen: error: model folder not found" in result.output
+    assert not (tmp_path / "r").exists()
 
 
 def test_torchrun_ddp_two_processes(cache, tmp_path):
@@ -234,13 +235,28 @@ def test_torchrun_ddp_two_processes(cache, tmp_path):
     if not torchrun.exists():
         pytest.skip("torchrun not installed next to the interpreter")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    base = [str(torchrun), "--nproc_per_node", "2", "--master_port", "29533", "-m", "edgegen.train.commands"]
+    base = [str(torchrun), "--nproc_per_node", "2", "--master_port", "29533", "-m", "edgegen.cli", "train"]
     out = tmp_path / "ddp"
     cmd = base + ["arc", "--model", "random:tiny", "--cache", str(cache), "--out", str(out), "--steps", "4",
                   "--batch-size", "2", "--lr", "1e-3", "--save-every", "2"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    state = torch.load(out / "state.pt", weights_only=False)
+    state = loop.load_state(out)
     assert state["step"] == 4 and state["config"]["world"] == 2
     edgegen.load_pipeline(out / "model", t5=out / "t5")
     shutil.rmtree(out)
+
+
+def test_store_loads_a_file_whose_header_length_starts_with_0x80(tmp_path):
+    """A safetensors file begins with its header length (little-endian u64): one in 32 begins with byte 0x80,
+    which is also a pickle's first byte. Such a file is a valid cache, not an old pickle."""
+    from edgegen.train.store import CACHE, load_tree, save_tree
+
+    path = tmp_path / "c.safetensors"
+    for pad in range(600):
+        save_tree(path, {"pad": "x" * pad, "latents": torch.arange(6.0)}, kind=CACHE)
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80
+    tree = load_tree(path, kind=CACHE, what="latent cache", remedy="rebuild it")
+    assert torch.equal(tree["latents"], torch.arange(6.0)) and tree["pad"] == "x" * pad

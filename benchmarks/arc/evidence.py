@@ -46,7 +46,7 @@ def make_data(work: Path) -> tuple[Path, Path]:
     pipe = edgegen.load_pipeline("random:tiny")
     paths = []
     for name, count, seed in (("train", 800, 0), ("real", 384, 1)):
-        cache = work / f"{name}.pt"
+        cache = work / f"{name}.safetensors"
         if not cache.exists():
             caps = write_synthetic(work / name, count=count, sample_rate=pipe.sample_rate,
                                    seconds=pipe.max_seconds, seed=seed)

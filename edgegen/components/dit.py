@@ -41,12 +41,6 @@ class DiTConfig:
         return max(self.head_dim // 2, 32)  # upstream: RotaryEmbedding(max(dim_heads // 2, 32))
 
 
-DIT_CONFIGS = {
-    "sao-small": DiTConfig(),
-    "tiny": DiTConfig(embed_dim=64, depth=2, num_heads=2, cond_token_dim=32, global_cond_dim=32, latent_length=16),
-}
-
-
 class LayerNorm(nn.Module):
     """LayerNorm with a learned gamma and a stored all-zero beta buffer (upstream's bias-free LayerNorm)."""
 

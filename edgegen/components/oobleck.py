@@ -259,7 +259,3 @@ def vae_bottleneck(encoded: torch.Tensor, noise: torch.Tensor | None = None) -> 
         return mean
     return mean + (F.softplus(scale) + 1e-4) * noise
 
-
-def weight_normed_convs(module: nn.Module) -> list[str]:
-    """Names of the conv weights that the official checkpoint stores as weight_g / weight_v."""
-    return [f"{name}.weight" for name, m in module.named_modules() if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d))]

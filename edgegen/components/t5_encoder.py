@@ -6,19 +6,25 @@ The output is `last_hidden_state` as in Hugging Face's `T5EncoderModel` (padded 
 here; the text encoder multiplies by the mask). Parameter names follow the Hugging Face checkpoint
 (`shared.weight`, `encoder.block.{i}.layer.0.SelfAttention.q.weight`, ...), so a `t5-base` folder loads
 with a prefix strip and nothing else. Decoder and LM-head tensors of a full T5 checkpoint are ignored.
+
+Precision (`T5_PRECISIONS`): upstream's `T5Conditioner` loads T5 with `.to(torch.float16)`, so SAO-small's DiT was
+trained on, and upstream generates from, conditioning made with fp16-rounded T5 weights. `round_weights_("fp16")`
+(the default everywhere) rounds every weight through float16 and keeps computing in float32; "fp32" keeps the
+weights as stored.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgegen.checkpoint import strict_assign
 from edgegen.components import export_form as xf
 from edgegen.errors import EdgegenError
 
@@ -38,13 +44,55 @@ class T5Config:
 
     @classmethod
     def from_json(cls, path: Path) -> "T5Config":
-        """Read the fields edgegen needs from a Hugging Face `config.json`."""
-        raw = json.loads(Path(path).read_text())
-        if raw.get("feed_forward_proj", "relu") not in ("relu", "gated-gelu"):
-            raise EdgegenError(f"{path}: feed_forward_proj={raw['feed_forward_proj']!r} is not supported "
-                               "(edgegen supports 'relu' and 'gated-gelu' T5 encoders)")
-        names = [f for f in cls.__dataclass_fields__ if f in raw]
-        return cls(**{name: raw[name] for name in names})
+        """Read and validate the fields edgegen needs from a Hugging Face `config.json`; every problem is one
+        `EdgegenError` line naming the file, the field, its value and what is allowed."""
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise EdgegenError(f"{path} cannot be read ({type(exc).__name__}: {exc}); "
+                               "copy the T5 folder again") from None
+        except json.JSONDecodeError as exc:
+            raise EdgegenError(f"{path} is not valid JSON ({exc}); copy the T5 folder's config.json again") from None
+        if not isinstance(raw, dict):
+            raise EdgegenError(f"{path}: expected a JSON object of T5 settings, found {type(raw).__name__}")
+        values = {}
+        required = [n for n, f in cls.__dataclass_fields__.items() if f.default is MISSING]
+        for name in cls.__dataclass_fields__:
+            if name not in raw:
+                if name in required:
+                    raise EdgegenError(f"{path}: field {name!r} is missing; a T5 config.json needs "
+                                       + ", ".join(required))
+                continue
+            values[name] = _check_field(path, name, raw[name])
+        cfg = cls(**values)
+        exact = cfg.relative_attention_num_buckets // 4  # buckets below this distance are exact
+        if cfg.relative_attention_max_distance <= exact:
+            raise EdgegenError(f"{path}: relative_attention_max_distance={cfg.relative_attention_max_distance} is not "
+                               f"allowed (an integer > relative_attention_num_buckets // 4 = {exact})")
+        return cfg
+
+
+_FEED_FORWARD = ("relu", "gated-gelu")
+
+
+def _check_field(path: Path, name: str, value):
+    """One `config.json` value, checked: positive integers, a positive epsilon, a supported feed-forward."""
+    if name == "feed_forward_proj":
+        if value not in _FEED_FORWARD:
+            raise EdgegenError(f"{path}: feed_forward_proj={value!r} is not supported "
+                               f"(edgegen supports {' and '.join(map(repr, _FEED_FORWARD))} T5 encoders)")
+        return value
+    if name == "layer_norm_epsilon":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1
+        if not ok:
+            raise EdgegenError(f"{path}: layer_norm_epsilon={json.dumps(value)} is not allowed "
+                               "(a number between 0 and 1, e.g. 1e-06)")
+        return float(value)
+    low = 4 if name == "relative_attention_num_buckets" else 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise EdgegenError(f"{path}: {name}={json.dumps(value)} is not allowed (an integer >= {low})")
+    return value
 
 
 T5_CONFIGS = {
@@ -192,10 +240,35 @@ class T5Encoder(nn.Module):
 
     def load_hf_state_dict(self, state: dict[str, torch.Tensor], *, source: str) -> None:
         """Load a Hugging Face T5 (encoder-only or full) state dict strictly; errors name every bad key."""
-        from edgegen.checkpoint import strict_assign  # local import: checkpoint imports the components
-
         state = {k: v for k, v in state.items() if not k.startswith(self.IGNORED_PREFIXES)}
         if "shared.weight" not in state and "encoder.embed_tokens.weight" in state:
             state["shared.weight"] = state["encoder.embed_tokens.weight"]
         state.pop("encoder.embed_tokens.weight", None)  # tied to shared.weight
         strict_assign(self, state, source=source)
+
+    def round_weights_(self, precision: str, *, source: str) -> None:
+        """Apply the T5 precision to the loaded weights in place (see the module docstring). The compute stays
+        float32 either way; "fp16" rounds each floating-point tensor through float16, as upstream's cast does."""
+        check_t5_precision(precision)
+        if precision == "fp32":
+            return
+        with torch.no_grad():
+            for name, t in self.state_dict(keep_vars=True).items():
+                if not t.is_floating_point():
+                    continue
+                rounded = t.to(torch.float16)
+                if not bool(torch.isfinite(rounded).all()):
+                    top = float(t.abs().max())
+                    raise EdgegenError(f"{source}: T5 tensor {name} has values beyond float16's range (max |x| = "
+                                       f"{top:.4g} > 65504), so upstream's fp16 cast would make it inf; "
+                                       "load it with --t5-precision fp32")
+                t.copy_(rounded.to(t.dtype))
+
+
+T5_PRECISIONS = ("fp16", "fp32")
+
+
+def check_t5_precision(precision: str) -> None:
+    if precision not in T5_PRECISIONS:
+        raise EdgegenError(f"T5 precision {precision!r} is not supported; choose {' or '.join(T5_PRECISIONS)} "
+                           "(fp16: weights rounded to float16 as upstream loads them, the default; fp32: as stored)")

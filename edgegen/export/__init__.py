@@ -1,29 +1,39 @@
 """`export_bundle`: pipeline + target + recipe -> a verified bundle folder, written atomically.
 
     report = export_bundle(pipe, target=load_target("host-executorch"), recipe=load_recipe("int8"),
-                           out=Path("bundles/tiny-int8"), progress=print)
+                           out=Path("bundles/tiny-int8"), progress=lambda comp, stage: print(comp, stage))
 
-Per component: wrap (fixed-shape tensors in/out) -> quantize by the recipe's rules -> trace -> lower ->
-serialize; then the tokenizer is copied and `manifest.json` written. Work happens in a temporary folder
-beside `out` and is renamed only when everything succeeded.
+This module orchestrates; each backend module (`executorch`, `litert`) has one entry point,
+`export_component(component, module, example_inputs, path, rules=..., on_stage=...)`, that does everything
+backend-specific (quantize, export forms, casts, trace, lower, serialize). Everything that can be checked
+without export work is checked first (support matrix, output path, decoder window, finite weights); then per
+component the backend writes its artifact, the tokenizer is copied and `manifest.json` written. Work happens
+in a staging folder beside `out` that is renamed only when everything succeeded (see `staging.py`). The
+converters' console output goes to a log file there (`verbose` leaves it on the console); it is not part of
+the bundle, and when a conversion fails its tail travels with the error and the log is kept.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import math
-import resource
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import edgegen
-from edgegen.bundle import COMPONENTS, MANIFEST, file_entry, staging, zip_bundle
+from edgegen.bundle import MANIFEST, file_entry
+from edgegen.common import COMPONENTS, check_finite, peak_rss_mb
 from edgegen.errors import EdgegenError
+# (`staging` is also this package's submodule: keep that name for the module, the function is `_staging` here)
+from edgegen.export.staging import LOG_NAME, ConverterLog, check_bundle_output, zip_bundle
+from edgegen.export.staging import staging as _staging
 from edgegen.export.support import check_supported
-from edgegen.export.wrappers import example_inputs, io_spec, wrap
+from edgegen.export.wrappers import example_inputs, io_spec
 from edgegen.recipes import Recipe, Target
 
 EXTENSIONS = {"executorch": ".pte", "litert": ".tflite"}
@@ -47,8 +57,12 @@ class ExportReport:
     seconds: float
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+class ConversionError(EdgegenError):
+    """A backend converter failed; `log_tail` holds the last lines of its output, `log_path` the kept log."""
+
+    def __init__(self, message: str, *, log_tail: list[str], log_path: Path):
+        super().__init__(message)
+        self.log_tail, self.log_path = log_tail, log_path
 
 
 def _count(applied: dict[str, str]) -> dict[str, int]:
@@ -59,22 +73,27 @@ def _count(applied: dict[str, str]) -> dict[str, int]:
 
 
 def parse_decoder_window(window: str | int | None) -> str | int | None:
-    """The spelling of --decoder-window, checked without the model: "auto", None (whole sequence) or an int."""
-    if window in (None, 0, "0", "whole"):
+    """The spelling of --decoder-window, checked without the model: "auto", None (whole sequence) or an int
+    >= 1 (whether it is large enough needs the model: `resolve_decoder_window`)."""
+    if window in (None, "whole"):
         return None
     if window == "auto":
         return "auto"
     try:
-        return int(window)
+        w = int(window)
     except (TypeError, ValueError):
         raise EdgegenError(f"decoder window must be auto, whole or a number of latent frames, got {window!r}") from None
+    if w < 1:
+        raise EdgegenError(f"decoder window {w} is too small: give a number of latent frames above 2 x the "
+                           "decoder's receptive field, or whole for the whole sequence")
+    return w
 
 
 def resolve_decoder_window(pipe, window: str | int | None) -> tuple[int, int] | None:
     """(window, overlap) for a streamed decoder, or None for a whole-sequence one.
 
     "auto" streams when the sequence is longer than `streaming.default_window` (SAO-small: 60 of 256 frames);
-    "whole" (or 0 / None) never streams; an integer asks for that window. The overlap is always the decoder's
+    "whole" (or None) never streams; an integer asks for that window. The overlap is always the decoder's
     receptive field, derived from its layers, so stitched audio equals the whole decode.
     """
     from edgegen.streaming import default_window, receptive_field
@@ -95,79 +114,85 @@ def resolve_decoder_window(pipe, window: str | int | None) -> tuple[int, int] | 
     return w, rf
 
 
-def _export_component(pipe, comp: str, *, target: Target, recipe: Recipe, path: Path, stage,
-                      decoder_window: int | None = None) -> ComponentReport:
-    start = time.perf_counter()
-    rules = recipe.resolved_rules(comp, target)
-    half = any(r.scheme == "fp16" for r in rules)
-    stage(comp, "quantize")
-    module = copy.deepcopy(getattr(pipe, comp))  # never quantize the caller's pipeline
-    rule_for = lambda fqn: recipe.rule_for(comp, fqn, target)  # noqa: E731
-    example = example_inputs(pipe, comp, decoder_window=decoder_window)
+def check_weights_finite(pipe, components: tuple[str, ...]) -> None:
+    """Every parameter and floating buffer of the components to export is finite; else one line naming it."""
+    for comp in components:
+        module = getattr(pipe, comp)
+        for name, t in (*module.named_parameters(), *module.named_buffers()):
+            check_finite(t, f"{comp} weight {name!r}")
+
+
+def _keep_log(log_path: Path, out: Path) -> Path:
+    """Copy a failed export's log out of the staging folder (which is about to vanish) into the temp dir."""
+    fd, kept = tempfile.mkstemp(prefix=f"edgegen-export-{out.name}-", suffix=".log")
+    with open(fd, "wb") as f:
+        f.write(log_path.read_bytes())
+    return Path(kept)
+
+
+def _export_component(pipe, comp: str, *, target: Target, recipe: Recipe, path: Path, out: Path, stage,
+                      decoder_window: int | None, verbose: bool) -> ComponentReport:
     if target.backend == "executorch":
         from edgegen.export import executorch as backend
-
-        from edgegen.components.export_form import set_export_form
-
-        applied = {} if half else backend.quantize_executorch(module, rule_for)
-        set_export_form(module)  # XNNPACK-delegable formulations of LayerNorm, attention, Snake
-        if comp == "decoder":  # convs as GEMMs on [B, L, C]: ExecuTorch's XNNPACK conv path is ~2.3x slower
-            from edgegen.components.oobleck import ChannelsLastDecoder
-
-            module = ChannelsLastDecoder(module).eval()
-        if half:
-            module = module.half()
-        wrapper = wrap(comp, module, half=half)
-        stats = backend.export_pte(wrapper, example, path, on_stage=lambda s: stage(comp, s))
-        if stats.delegated_ops == 0:
-            raise EdgegenError(f"{comp}: nothing was delegated to XNNPACK ({stats.non_delegated}); the artifact "
-                               "would run on slow portable kernels")
-        fraction = stats.fraction
     else:
         from edgegen.export import litert as backend
-
-        wrapper = wrap(comp, module)
-        applied = backend.export_tflite(wrapper, example, path, component=comp, rules=rules, rule_for=rule_for,
-                                        on_stage=lambda s: stage(comp, s))
-        fraction = None
-    if half:
-        applied = {"*": "fp16"}
-    size = path.stat().st_size
-    return ComponentReport(component=comp, file=path.name, size=size, seconds=time.perf_counter() - start,
-                           delegated_fraction=fraction, schemes=_count(applied))
+    start = time.perf_counter()
+    module = copy.deepcopy(getattr(pipe, comp))  # the backend modifies it; never the caller's pipeline
+    example = example_inputs(pipe, comp, decoder_window=decoder_window)
+    rules = recipe.resolved_rules(comp, target)
+    log_path = path.parent / LOG_NAME
+    with ConverterLog(log_path, verbose=verbose) as log:
+        try:
+            applied, fraction = backend.export_component(comp, module, example, path, rules=rules,
+                                                         on_stage=log.passthrough(lambda s: stage(comp, s)))
+        except EdgegenError:
+            raise
+        except Exception as exc:
+            tail = log.tail()  # what the converter printed; the traceback goes to the kept log only
+            log.record_exception()
+            kept = _keep_log(log_path, out)
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise ConversionError(f"{comp}: {target.backend} conversion failed ({type(exc).__name__}: {first}); "
+                                  f"the converter log is kept at {kept}", log_tail=tail, log_path=kept) from exc
+    return ComponentReport(component=comp, file=path.name, size=path.stat().st_size,
+                           seconds=time.perf_counter() - start, delegated_fraction=fraction, schemes=_count(applied))
 
 
 def export_bundle(pipe, *, target: Target, recipe: Recipe, out: Path, components: tuple[str, ...] = COMPONENTS,
                   force: bool = False, make_zip: bool = False, decoder_window: str | int | None = "auto",
+                  verbose: bool = False,
                   progress: Callable[[str, str], None] = lambda comp, stage: None) -> ExportReport:
-    check_supported(recipe, target)
-    stream = resolve_decoder_window(pipe, decoder_window) if "decoder" in components else None
-    window = stream[0] if stream else None
+    """`verbose` leaves the converters' output on the console instead of the staging folder's log file."""
+    out = Path(out)
     unknown = [c for c in components if c not in COMPONENTS]
     if unknown:
         raise EdgegenError(f"unknown component(s) {', '.join(unknown)}; choose from {', '.join(COMPONENTS)}")
+    check_supported(recipe, target)
+    check_bundle_output(out, force=force, make_zip=make_zip)
+    stream = resolve_decoder_window(pipe, decoder_window) if "decoder" in components else None
+    window = stream[0] if stream else None
+    check_weights_finite(pipe, components)
     start = time.perf_counter()
     reports = []
-    with staging(Path(out), force=force) as tmp:
+    with _staging(out, force=force) as tmp:
         artifacts = {}
         for comp in components:
             path = tmp / f"{comp}{EXTENSIONS[target.backend]}"
-            rep = _export_component(pipe, comp, target=target, recipe=recipe, path=path, stage=progress,
-                                    decoder_window=window)
+            rep = _export_component(pipe, comp, target=target, recipe=recipe, path=path, out=out, stage=progress,
+                                    decoder_window=window, verbose=verbose)
             reports.append(rep)
             entry = {**file_entry(path), **io_spec(pipe, comp, decoder_window=window), "schemes": rep.schemes}
             if rep.delegated_fraction is not None:
                 entry["delegated_fraction"] = round(rep.delegated_fraction, 4)
             artifacts[comp] = entry
+        (tmp / LOG_NAME).unlink(missing_ok=True)  # the bundle holds what the manifest lists, nothing else
         shutil.copy(pipe.tokenizer.path, tmp / "spiece.model")
         manifest = build_manifest(pipe, target=target, recipe=recipe, artifacts=artifacts,
                                   tokenizer=file_entry(tmp / "spiece.model"), stream=stream)
-        import json
-
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    if make_zip:
-        zip_bundle(Path(out), Path(out).with_suffix(".zip"))
-    return ExportReport(out=Path(out), components=reports, peak_rss_mb=_peak_rss_mb(),
+        if make_zip:  # written before the folder is renamed: a failure here leaves neither
+            zip_bundle(tmp, out.with_suffix(".zip"))
+    return ExportReport(out=out, components=reports, peak_rss_mb=peak_rss_mb(),
                         seconds=time.perf_counter() - start)
 
 
@@ -188,7 +213,7 @@ def build_manifest(pipe, *, target: Target, recipe: Recipe, artifacts: dict, tok
         "target": target.to_json(),
         "recipe": recipe.to_json(),
         "source": {"model": src.model, "config_sha256": src.config_sha256, "checkpoint_sha256": src.checkpoint_sha256,
-                   "t5": src.t5},
+                   "t5": src.t5, "t5_precision": src.t5_precision},
         "sample_rate": pipe.sample_rate,
         "channels": 2,
         "latent_length": pipe.latent_length,

@@ -1,11 +1,15 @@
 """ExecuTorch backend: torchao dynamic quantization, XNNPACK lowering, `.pte` serialisation.
 
-    plan = quantize_executorch(module, rules)      # torchao quantize_ on the Linears each rule selects
-    stats = export_pte(module, example_inputs, out_path)
+    schemes, delegated = export_component("dit", module, example_inputs, out_path, rules=rules, on_stage=print)
+
+`export_component` is the entry point `edgegen.export` calls (the LiteRT backend has the same one): it takes a
+copy of the component's module and does everything ExecuTorch-specific to it: quantize the Linears each rule
+selects, switch to the XNNPACK-delegable export forms, the channels-last decoder, the fp16 cast, lowering, and
+the check that the graph was delegated at all.
 
 int8: `Int8DynamicActivationIntxWeightConfig(weight_dtype=int8, PerAxis(0))` (8da8w); int4: the same with
-`int4, PerGroup(g)` (8da4w). fp16: the caller casts the module to half (fp32 I/O via the wrapper). Lowering
-uses the dynamically-quantized XNNPACK partitioner first, then the float one.
+`int4, PerGroup(g)` (8da4w). fp16: the module is cast to half (fp32 I/O via the wrapper). Lowering uses the
+dynamically-quantized XNNPACK partitioner first, then the float one.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from edgegen.errors import EdgegenError
+from edgegen.export.wrappers import to_half, wrap
 from edgegen.recipes import Rule
 
 
@@ -100,6 +106,30 @@ def export_pte(module: nn.Module, example_inputs: tuple[torch.Tensor, ...], out_
     with open(out_path, "wb") as f:
         program.write_to_file(f)
     return LoweringStats(delegated_ops=delegated, total_ops=total, non_delegated=left)
+
+
+def export_component(component: str, module: nn.Module, example_inputs: tuple[torch.Tensor, ...], out_path: Path, *,
+                     rules: tuple[Rule, ...], on_stage=lambda stage: None) -> tuple[dict[str, str], float]:
+    """Write `out_path` from `module` (a copy: it is modified), quantized by `rules` (resolved for the target,
+    first match wins). Returns (Linear fqn -> scheme applied, fraction of ops delegated to XNNPACK)."""
+    from edgegen.components.export_form import set_export_form
+
+    half = any(r.scheme == "fp16" for r in rules)
+    on_stage("quantize")
+    rule_for = lambda fqn: next((r for r in rules if r.matches(fqn)), None)  # noqa: E731
+    applied = {"*": "fp16"} if half else quantize_executorch(module, rule_for)
+    set_export_form(module)  # XNNPACK-delegable formulations of LayerNorm, attention, Snake
+    if component == "decoder":  # convs as GEMMs on [B, L, C]: ExecuTorch's XNNPACK conv path is ~2.3x slower
+        from edgegen.components.oobleck import ChannelsLastDecoder
+
+        module = ChannelsLastDecoder(module).eval()
+    if half:
+        module = to_half(component, module)
+    stats = export_pte(wrap(component, module, half=half), example_inputs, out_path, on_stage=on_stage)
+    if stats.delegated_ops == 0:
+        raise EdgegenError(f"{component}: nothing was delegated to XNNPACK ({stats.non_delegated}); the artifact "
+                           "would run on slow portable kernels")
+    return applied, stats.fraction
 
 
 def runtime_version() -> str:

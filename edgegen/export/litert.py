@@ -1,12 +1,13 @@
 """LiteRT backend: litert-torch conversion with a component-wide dynamic-range recipe, `.tflite` out.
 
-    applied = export_tflite(wrapper, example_inputs, out_path, component="dit", rules=rules, rule_for=...)
+    schemes, _ = export_component("dit", module, example_inputs, out_path, rules=rules, on_stage=print)
 
+`export_component` is the entry point `edgegen.export` calls (the ExecuTorch backend has the same one).
 litert-torch applies its quantization recipe to the whole converted graph (its per-layer scopes only exist
 for models built from its own generative layers), so on LiteRT a component takes ONE scheme: the support
-matrix refuses per-layer mixes before any work. int8: dynamic range, per-channel int8 weights; int4:
-dynamic range, blockwise int4 weights (32-256); fp16 compute is a runtime flag (XNNPACK FORCE_FP16) on the
-phone, so the file stays fp32.
+matrix refuses per-layer mixes before any work. int8: dynamic range, per-channel int8 weights; int4: dynamic
+range, blockwise int4 weights (32-256); fp16 compute is a runtime flag (XNNPACK FORCE_FP16) on the phone, so
+the file stays fp32.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from edgegen.export.wrappers import wrap
 from edgegen.recipes import Rule
 
 
@@ -63,9 +65,10 @@ def quantize_tflite(model_bytes: bytes, *, rule: Rule) -> tuple[bytes, int]:
     return bytes(data), len(fallbacks)
 
 
-def export_tflite(wrapper: nn.Module, example_inputs: tuple[torch.Tensor, ...], out_path: Path, *, component: str,
-                  rules: tuple[Rule, ...], rule_for, on_stage=lambda stage: None) -> dict[str, str]:
-    """Convert and write `out_path`; returns Linear fqn -> scheme applied (for the report)."""
+def export_tflite(wrapper: nn.Module, example_inputs: tuple[torch.Tensor, ...], out_path: Path, *,
+                  rules: tuple[Rule, ...], on_stage=lambda stage: None) -> dict[str, str]:
+    """Convert and write `out_path`, quantized by the component's (one) int8 / int4 rule if it has one;
+    returns Linear fqn -> scheme applied (for the report)."""
     import litert_torch
 
     rule = next((r for r in rules if r.scheme in ("int8", "int4")), None)
@@ -86,6 +89,17 @@ def export_tflite(wrapper: nn.Module, example_inputs: tuple[torch.Tensor, ...], 
     on_stage("serialize")
     Path(out_path).write_bytes(data)
     return applied
+
+
+def export_component(component: str, module: nn.Module, example_inputs: tuple[torch.Tensor, ...], out_path: Path, *,
+                     rules: tuple[Rule, ...], on_stage=lambda stage: None) -> tuple[dict[str, str], None]:
+    """Write `out_path` from `module` (a copy) under `rules` (resolved for the target). Returns (Linear fqn ->
+    scheme applied, None: LiteRT reports no delegation fraction at export time). An fp16 rule leaves the file
+    fp32: the runtime computes in fp16 where the target asks for it."""
+    applied = export_tflite(wrap(component, module), example_inputs, out_path, rules=rules, on_stage=on_stage)
+    if any(r.scheme == "fp16" for r in rules):
+        applied = {"*": "fp16"}
+    return applied, None
 
 
 def runtime_version() -> str:

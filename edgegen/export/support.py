@@ -7,7 +7,8 @@ schemes inside a component. Checked before any work, so an unsupported recipe fa
 from __future__ import annotations
 
 from edgegen.errors import EdgegenError
-from edgegen.recipes import COMPONENTS, Recipe, Target
+from edgegen.common import COMPONENTS
+from edgegen.recipes import Recipe, Target
 
 _GROUPS = (32, 64, 128, 256)
 

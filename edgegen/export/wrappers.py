@@ -6,7 +6,7 @@
     decoder       latents [1, 64, T] -> audio [1, 2, T * hop]     (a streamed bundle: T = the decoder window)
 
 Inputs are bound by name everywhere (manifest, runners); the lists below give the order each artifact
-takes them in. `half=True` runs a component in fp16 with fp32 I/O (Arm's decoder setting).
+takes them in. `to_half` + `half=True` run a component in fp16 with fp32 I/O (Arm's decoder setting).
 """
 
 from __future__ import annotations
@@ -62,7 +62,10 @@ def io_spec(pipe, component: str, *, decoder_window: int | None = None) -> dict[
                  ("global_cond", f32, [1, C])], [("v", f32, [1, ch, T])]),
         "decoder": ([("latents", f32, [1, ch, T])], [("audio", f32, [1, 2, T * pipe.config.vae.hop])]),
     }[component]
-    return {key: [{"name": n, "dtype": d, "shape": s} for n, d, s in rows] for key, rows in zip(("inputs", "outputs"), spec)}
+    io = {key: [{"name": n, "dtype": d, "shape": s} for n, d, s in rows] for key, rows in zip(("inputs", "outputs"), spec)}
+    for k, i in enumerate(io["inputs"]):
+        i["index"] = k  # the input's position in the call: runners bind name -> index, whatever the list order
+    return io
 
 
 _DTYPES = {"int32": torch.int32, "float32": torch.float32}
@@ -79,6 +82,16 @@ def example_inputs(pipe, component: str, *, seed: int = 0, decoder_window: int |
     if component == "dit":
         tensors[1] = torch.tensor([0.5])
     return tuple(tensors)
+
+
+def to_half(component: str, module: nn.Module) -> nn.Module:
+    """`module` (a copy) computing in fp16, for `wrap(component, ..., half=True)`. The DiT and the decoder are cast
+    whole; the text encoder casts only its T5 (int32 token inputs, fp32 output via `TextEncoder`): its seconds
+    conditioner takes the fp32 `seconds_total` by design and is a single small MLP, so it stays fp32."""
+    if component == "text_encoder":
+        module.t5.half()
+        return module
+    return module.half()
 
 
 def wrap(component: str, module: nn.Module, *, half: bool = False) -> nn.Module:

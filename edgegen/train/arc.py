@@ -36,19 +36,15 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from edgegen.errors import EdgegenError
 from edgegen.train import loop
+from edgegen.train.checks import SharedSettings, check_number
 from edgegen.train.data import LatentData
 
 
 @dataclass(frozen=True)
-class ARCConfig:
-    lr_generator: float = 1e-6              # AdamW for G and D, no scheduler (author's SAO-small ARC config)
+class ARCConfig(SharedSettings):
+    """AdamW for G and D with the shared settings (EMA of G, updated on G steps), no CFG dropout."""
+    lr_generator: float = 1e-6              # no scheduler (author's SAO-small ARC config)
     lr_discriminator: float = 1e-6
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
-    weight_decay: float = 0.01
-    clip_grad_norm: float = 1.0
-    ema_beta: float = 0.9999                # EMA of G, updated on G steps, warmup power 3/4
-    ema_power: float = 0.75
     logsnr_min: float = -6.0                # generator t = sigmoid(-U(logsnr_min, logsnr_max))
     logsnr_max: float = 2.0
     disc_mean: float = 0.0                  # discriminator s = sigmoid(N(disc_mean, disc_std))
@@ -66,14 +62,41 @@ class ARCConfig:
     penalty_sigma: float = 0.05
     penalty_weight: float = 1.0
     cfg_dropout: float = 0.0
-    batch_size: int = 32                    # per process
-    seed: int = 0
+
+    def check(self) -> None:
+        """Every field in its range (one line naming the first that is not); model-dependent limits (the hidden
+        layer) are checked by `hidden_layer`."""
+        self.check_shared()
+        check = check_number
+        for name in ("lr_generator", "lr_discriminator"):
+            check(name, getattr(self, name), lo=0, lo_open=True)
+        for name in ("weight_generator", "weight_discriminator", "weight_contrastive", "penalty_sigma",
+                     "penalty_weight"):
+            check(name, getattr(self, name), lo=0)
+        check("logsnr_min", self.logsnr_min)
+        check("logsnr_max", self.logsnr_max, lo=self.logsnr_min)
+        check("disc_mean", self.disc_mean)
+        check("disc_std", self.disc_std, lo=0)
+        if self.dit_hidden_layer is not None:
+            check("dit_hidden_layer", self.dit_hidden_layer, lo=0, integer=True)
+        check("head_channels", self.head_channels, lo=1, integer=True)
+        if not len(self.head_c_mults) == len(self.head_strides) == len(self.head_blocks) >= 1:
+            raise EdgegenError("head_c_mults, head_strides and head_blocks must be non-empty and of one length")
+        for name in ("head_c_mults", "head_strides"):
+            for v in getattr(self, name):
+                check(name, v, lo=1, integer=True)
+        for v in self.head_blocks:
+            check("head_blocks", v, lo=0, integer=True)
+        if self.contrastive and self.batch_size < 2:
+            raise EdgegenError(f"batch size {self.batch_size} (--batch-size) is too small for the contrastive loss, "
+                               "which rolls prompts within the batch: use >= 2, or --contrastive-weight 0")
 
 
 def hidden_layer(cfg: ARCConfig, depth: int) -> int:
     layer = cfg.dit_hidden_layer if cfg.dit_hidden_layer is not None else min(depth - 1, round(0.75 * depth))
     if not 0 <= layer < depth:
-        raise EdgegenError(f"dit_hidden_layer={layer} is outside the DiT's blocks 0..{depth - 1}")
+        raise EdgegenError(f"hidden layer {layer} (--hidden-layer, dit_hidden_layer) is outside the DiT's "
+                           f"blocks 0..{depth - 1}")
     return layer
 
 
@@ -225,24 +248,23 @@ def train_arc(*, model: str | Path, t5: str | Path | None, cache: Path, out: Pat
               resume: bool = False, distributed: bool = False, save_every: int = 500, log_every: int = 50,
               log: loop.Log | None = None) -> Path:
     """Post-train `model` (a base RF model) for `steps` alternating G/D steps in total; returns out/model,
-    the EMA generator in the official layout with diffusion_objective "rf_denoiser"."""
-    if steps < 1:
-        raise EdgegenError(f"steps must be >= 1, got {steps}")
+    the EMA generator in the official layout with diffusion_objective "rf_denoiser". Everything is checked
+    before `out` is created; a run that fails before writing anything leaves no folder."""
+    cfg.check()
+    for name, value in (("steps", steps), ("save_every", save_every), ("log_every", log_every)):
+        check_number(name, value, lo=1, integer=True)
     run = loop.start(distributed=distributed)
     try:
-        pipe = loop.source_pipeline(model, t5=t5)
-        data = LatentData.load(cache)
-        if data.latents.shape[1:] != (pipe.config.dit.io_channels, pipe.latent_length):
-            raise EdgegenError(f"{cache} holds latents {list(data.latents.shape[1:])}, the model needs "
-                               f"[{pipe.config.dit.io_channels}, {pipe.latent_length}]: rebuild the cache")
-        if cfg.contrastive and cfg.batch_size < 2:
-            raise EdgegenError("the contrastive loss needs batch_size >= 2 (prompts are rolled within the batch)")
         settings = {**asdict(cfg), "model": str(model), "world": run.world}
-        state = loop.prepare_run_dir(out, resume=resume, kind="arc", config=settings)
+        state = loop.check_run_dir(out, resume=resume, kind="arc", config=settings)
+        pipe = loop.source_pipeline(model, t5=t5)
+        exit_layer = hidden_layer(cfg, pipe.config.dit.depth)
+        data = LatentData.load(cache)
+        data.check_fits(pipe, cache)
         G = copy.deepcopy(pipe.dit).to(run.device).train().requires_grad_(True)
         with torch.random.fork_rng():  # the head's init is a function of the seed; the global RNG is untouched
             torch.manual_seed(cfg.seed)
-            D = Discriminator(pipe.dit, exit_layer=hidden_layer(cfg, pipe.config.dit.depth), cfg=cfg)
+            D = Discriminator(pipe.dit, exit_layer=exit_layer, cfg=cfg)
         D = D.to(run.device).train().requires_grad_(True)
         ema = loop.frozen_copy(G)
         opt_g = torch.optim.AdamW(G.parameters(), lr=cfg.lr_generator, betas=cfg.betas, eps=cfg.eps,
@@ -251,40 +273,39 @@ def train_arc(*, model: str | Path, t5: str | Path | None, cache: Path, out: Pat
                                   weight_decay=cfg.weight_decay)
         start = 0
         if state is not None:
-            for obj, key in ((G, "G"), (D, "D"), (ema, "ema"), (opt_g, "opt_g"), (opt_d, "opt_d")):
-                obj.load_state_dict(state[key])
-            start = state["step"]
+            start = loop.restore(state, {"G": G, "D": D, "ema": ema, "opt_g": opt_g, "opt_d": opt_d}, run_dir=out)
         G_ddp, D_ddp = loop.wrap(G, run), loop.wrap(D, run)
-        clock, record = time.perf_counter(), {}
-        for step in range(start, steps):
-            g = loop.step_generator(cfg.seed, run.rank, step)
-            idx = torch.randint(len(data), (cfg.batch_size,), generator=g)
-            batch = tuple(v.to(run.device) for v in data.batch(idx))
-            train_generator = step % 2 == 0
-            if train_generator:  # D's raw module: its parameters are frozen for this step, no DDP sync
-                D.requires_grad_(False)
-                losses = arc_losses(G_ddp, D, batch, cfg, train_generator=True, g=g, device=run.device)
-                losses["total"].backward()
-                D.requires_grad_(True)
-                losses["g_grad_norm"] = loop.clip_and_step(G.parameters(), opt_g, cfg.clip_grad_norm)
-                loop.ema_update(ema, G, step=step // 2, beta=cfg.ema_beta, power=cfg.ema_power)
-            else:
-                losses = arc_losses(G, D_ddp, batch, cfg, train_generator=False, g=g, device=run.device)
-                losses["total"].backward()
-                losses["d_grad_norm"] = loop.clip_and_step(D.parameters(), opt_d, cfg.clip_grad_norm)
-            record.update({k: round(float(v), 5) for k, v in losses.items() if k != "total"})
-            done = step + 1
-            if run.main and (done % log_every == 0 or done == steps):
-                record.update(step=done, sec=round(time.perf_counter() - clock, 2))
-                loop.append_log(out, record)
-                if log:
-                    log(dict(record))
-            if run.main and (done % save_every == 0 or done == steps):
-                loop.save_state(out, {"kind": "arc", "config": settings, "step": done, "G": G.state_dict(),
-                                      "D": D.state_dict(), "ema": ema.state_dict(), "opt_g": opt_g.state_dict(),
-                                      "opt_d": opt_d.state_dict()})
-        if run.main:
-            loop.write_model(pipe, ema.state_dict(), Path(out) / "model", objective="rf_denoiser")
+        with loop.new_folder(out):  # the run's folder; removed again if nothing is written into it
+            clock, record = time.perf_counter(), {}
+            for step in range(start, steps):
+                g = loop.step_generator(cfg.seed, run.rank, step)
+                idx = torch.randint(len(data), (cfg.batch_size,), generator=g)
+                batch = tuple(v.to(run.device) for v in data.batch(idx))
+                train_generator = step % 2 == 0
+                if train_generator:  # D's raw module: its parameters are frozen for this step, no DDP sync
+                    D.requires_grad_(False)
+                    losses = arc_losses(G_ddp, D, batch, cfg, train_generator=True, g=g, device=run.device)
+                    losses["total"].backward()
+                    D.requires_grad_(True)
+                    losses["g_grad_norm"] = loop.clip_and_step(G.parameters(), opt_g, cfg.clip_grad_norm)
+                    loop.ema_update(ema, G, step=step // 2, beta=cfg.ema_beta, power=cfg.ema_power)
+                else:
+                    losses = arc_losses(G, D_ddp, batch, cfg, train_generator=False, g=g, device=run.device)
+                    losses["total"].backward()
+                    losses["d_grad_norm"] = loop.clip_and_step(D.parameters(), opt_d, cfg.clip_grad_norm)
+                record.update({k: round(float(v), 5) for k, v in losses.items() if k != "total"})
+                done = step + 1
+                if run.main and (done % log_every == 0 or done == steps):
+                    record.update(step=done, sec=round(time.perf_counter() - clock, 2))
+                    loop.append_log(out, record)
+                    if log:
+                        log(dict(record))
+                if run.main and (done % save_every == 0 or done == steps):
+                    loop.save_state(out, {"kind": "arc", "config": settings, "step": done, "G": G.state_dict(),
+                                          "D": D.state_dict(), "ema": ema.state_dict(), "opt_g": opt_g.state_dict(),
+                                          "opt_d": opt_d.state_dict()})
+            if run.main:
+                loop.write_model(pipe, ema.state_dict(), Path(out) / "model", objective="rf_denoiser")
         return Path(out) / "model"
     finally:
         loop.finish(run)

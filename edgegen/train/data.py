@@ -1,16 +1,19 @@
 """Training data: captioned audio folders -> a cached tensor file of VAE latents and text conditioning.
 
     records = read_captions(Path("data/captions.jsonl"))         # [Record(path, caption, seconds, label)]
-    report = build_cache(pipe=pipe, records=records, root=Path("data"), out=Path("cache.pt"))
-    data = LatentData.load(Path("cache.pt"))
+    report = build_cache(pipe=pipe, records=records, root=Path("data"), out=Path("cache.safetensors"))
+    data = LatentData.load(Path("cache.safetensors"))
     x0, cross, glob = data.batch(idx)                            # [B, 64, T], [B, 65, C], [B, C]
 
 Captions are CSV (header `path,caption[,seconds][,label]`) or JSONL (one object per line with the same
-keys); `path` is relative to the captions file's folder. Each file is read, mixed to stereo, resampled to
-the model's rate (band-limited, by FFT), cropped or zero-padded to `sample_size`, and encoded once with the
-VAE encoder (the bottleneck mean). T5 is frozen, so the conditioning (cross [65, C], global [C]) is computed
-once per distinct (caption, seconds). Unreadable, empty and silent files are skipped and listed in the
-report (also written next to the cache as `<cache>.report.json`); they never stop the run.
+keys); `path` is relative to the captions file's folder and `seconds` (optional) is a duration > 0. Every
+field is checked when the file is read; a bad one is an error naming its line. Each audio file is read, mixed
+to stereo, resampled to the model's rate (band-limited, by FFT), cropped or zero-padded to `sample_size`, and
+encoded once with the VAE encoder (the bottleneck mean). T5 is frozen, so the conditioning (cross [65, C],
+global [C]) is computed once per distinct (caption, seconds). Unreadable, empty and silent files are skipped
+and listed in the report (also written next to the cache as `<cache>.report.json`); they never stop the run.
+The cache is a safetensors file (edgegen.train.store): latents and conditioning as tensors, captions and
+labels as JSON in its header; loading it never unpickles anything.
 
 `write_synthetic` makes a captioned toy corpus (tones, chords, noise bursts, rhythms) so the whole loop runs
 with no download; its `label` field feeds the evidence benchmark's classifier.
@@ -20,13 +23,17 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from edgegen.common import num_samples, write_text_atomic
 from edgegen.errors import EdgegenError
+from edgegen.train.loop import new_folder
+from edgegen.train.store import CACHE, load_tree, save_tree
 
 SILENCE_PEAK = 1e-4  # a clip whose peak |sample| is below this is "silent"
 
@@ -71,19 +78,35 @@ def read_captions(path: Path) -> list[Record]:
             rows = [(n, row) for n, row in enumerate(csv.DictReader(f), 2)]
     else:
         raise EdgegenError(f"{path}: captions must be .csv or .jsonl, not {path.suffix or 'no suffix'}")
-    out = []
-    for n, row in rows:
-        if not isinstance(row, dict) or not row.get("path") or not row.get("caption"):
-            raise EdgegenError(f"{path}:{n}: each row needs non-empty 'path' and 'caption'")
-        if unknown := set(row) - _KEYS:
-            raise EdgegenError(f"{path}:{n}: unknown fields {sorted(unknown)} (allowed: {sorted(_KEYS)})")
-        seconds = row.get("seconds")
-        out.append(Record(path=str(row["path"]), caption=str(row["caption"]),
-                          seconds=float(seconds) if seconds not in (None, "") else None,
-                          label=str(row["label"]) if row.get("label") not in (None, "") else None))
+    out = [_record(row, f"{path}:{n}") for n, row in rows]
     if not out:
         raise EdgegenError(f"{path}: no records")
     return out
+
+
+def _record(row, where: str) -> Record:
+    """One checked captions row: path and caption non-empty text, seconds a finite duration > 0 (or absent)."""
+    if not isinstance(row, dict):
+        raise EdgegenError(f"{where}: expected an object with path and caption, got {type(row).__name__}")
+    if unknown := set(row) - _KEYS:  # a CSV row longer than its header has the key None
+        raise EdgegenError(f"{where}: unknown fields {sorted(map(str, unknown))} (allowed: {sorted(_KEYS)})")
+    for key in ("path", "caption", "label"):
+        value = row.get(key)
+        if key != "label" and value in (None, ""):
+            raise EdgegenError(f"{where}: each row needs a non-empty '{key}'")
+        if value is not None and not isinstance(value, str):
+            raise EdgegenError(f"{where}: '{key}' must be text, got {json.dumps(value)}")
+    raw, seconds = row.get("seconds"), None
+    if raw not in (None, ""):
+        try:
+            seconds = float(raw) if isinstance(raw, str) or type(raw) in (int, float) else None
+        except ValueError:
+            pass
+        if seconds is None or not (math.isfinite(seconds) and seconds > 0):
+            shown = raw if isinstance(raw, str) else json.dumps(raw)
+            raise EdgegenError(f"{where}: seconds {shown} is not allowed: give a duration > 0 in seconds, "
+                               "or leave it out for the model's full length")
+    return Record(path=row["path"], caption=row["caption"], seconds=seconds, label=row.get("label") or None)
 
 
 def resample(audio: np.ndarray, src: int, dst: int) -> np.ndarray:
@@ -122,7 +145,10 @@ def load_clip(path: Path, *, sample_rate: int, length: int) -> tuple[np.ndarray 
 
 @torch.no_grad()
 def build_cache(*, pipe, records: list[Record], root: Path, out: Path, batch_size: int = 16) -> CacheReport:
-    """Encode every readable record with `pipe`'s VAE encoder and T5; write `out` (torch.save) + report."""
+    """Encode every readable record with `pipe`'s VAE encoder and T5; write `out` (safetensors) + report."""
+    out = Path(out)
+    if out.is_dir():
+        raise EdgegenError(f"--out {out} is a folder; give the cache file to write, e.g. {out / 'cache.safetensors'}")
     length, sr = pipe.config.sample_size, pipe.sample_rate
     report, latents, keep = CacheReport(), [], []
     pending: list[np.ndarray] = []
@@ -156,10 +182,9 @@ def build_cache(*, pipe, records: list[Record], root: Path, out: Path, batch_siz
         "captions": [k[0] for k in keys], "seconds": [k[1] for k in keys],
         "labels": [r.label for r in keep], "paths": [r.path for r in keep],
     }
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(cache, out)
-    Path(str(out) + ".report.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
+    with new_folder(out.parent):
+        save_tree(out, cache, kind=CACHE)
+    write_text_atomic(Path(str(out) + ".report.json"), json.dumps(asdict(report), indent=2) + "\n")
     return report
 
 
@@ -185,16 +210,57 @@ class LatentData:
 
     @classmethod
     def load(cls, path: Path) -> "LatentData":
-        if not Path(path).is_file():
-            raise EdgegenError(f"latent cache not found: {path} (build it with `edgegen train cache`)")
-        return cls(torch.load(path, map_location="cpu", weights_only=False))
+        """The cache at `path` (written by build_cache); a missing, old-format or inconsistent file is one error."""
+        remedy = "(re)build it with `edgegen train cache`"
+        cache = load_tree(path, kind=CACHE, what="latent cache", remedy=remedy)
+        if problem := _cache_problem(cache):
+            raise EdgegenError(f"{path} is a damaged latent cache ({problem}); {remedy}")
+        return cls(cache)
 
     def __len__(self) -> int:
         return len(self.latents)
 
+    def check_fits(self, pipe, path: Path) -> None:
+        """The latents must have the shape `pipe`'s DiT trains on."""
+        need = (pipe.config.dit.io_channels, pipe.latent_length)
+        if tuple(self.latents.shape[1:]) != need:
+            raise EdgegenError(f"{path} holds latents {list(self.latents.shape[1:])}, the model needs {list(need)}: "
+                               "rebuild the cache with this model (`edgegen train cache`)")
+        if self.cross.shape[-1] != pipe.config.cond_dim:
+            raise EdgegenError(f"{path} holds text conditioning of width {self.cross.shape[-1]}, the model needs "
+                               f"{pipe.config.cond_dim}: rebuild the cache with this model (`edgegen train cache`)")
+
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         c = self.cond_index[idx]
         return self.latents[idx], self.cross[c], self.glob[c]
+
+
+def _cache_problem(cache) -> str | None:
+    """What is inconsistent in a loaded cache tree, or None."""
+    if not isinstance(cache, dict):
+        return "not a mapping"
+    t = {k: cache.get(k) for k in ("latents", "cond_index", "cross", "glob")}
+    if bad := [k for k, v in t.items() if not isinstance(v, torch.Tensor)]:
+        return f"missing tensor {bad[0]}"
+    lists = {k: cache.get(k) for k in ("captions", "seconds", "labels", "paths")}
+    if bad := [k for k, v in lists.items() if not isinstance(v, list)]:
+        return f"missing list {bad[0]}"
+    n, u = len(t["latents"]), len(t["cross"])
+    if not (t["latents"].ndim == 3 and n >= 1 and t["latents"].is_floating_point()):
+        return f"latents {list(t['latents'].shape)} are not N x channels x frames floats"
+    if not (t["cross"].ndim == 3 and t["glob"].ndim == 2 and len(t["glob"]) == u >= 1
+            and t["cross"].is_floating_point() and t["glob"].is_floating_point()):
+        return f"conditioning cross {list(t['cross'].shape)} / global {list(t['glob'].shape)} do not match"
+    idx = t["cond_index"]
+    if idx.dtype != torch.int64 or idx.shape != (n,) or int(idx.min()) < 0 or int(idx.max()) >= u:
+        return f"cond_index is not {n} indices into {u} conditionings"
+    if len(lists["captions"]) != u or len(lists["seconds"]) != u or len(lists["labels"]) != n \
+            or len(lists["paths"]) != n:
+        return "captions / seconds / labels / paths do not match the tensors' lengths"
+    for k in ("latents", "cross", "glob"):
+        if not bool(torch.isfinite(t[k]).all()):
+            return f"{k} hold NaN or inf"
+    return None
 
 
 # --- synthetic captioned audio ----------------------------------------------------------------------
@@ -215,7 +281,7 @@ SYNTH_CLASSES = {
 
 def synth_clip(label: str, *, sample_rate: int, seconds: float, rng: np.random.Generator) -> np.ndarray:
     """One stereo float32 [2, n] example of `label` with random pitch, timing, gain and pan."""
-    n = int(seconds * sample_rate)
+    n = num_samples(seconds, sample_rate)
     t = np.arange(n) / sample_rate
     detune = 2 ** (rng.uniform(-2, 2) / 12)
 
@@ -251,17 +317,19 @@ def write_synthetic(out_dir: Path, *, count: int, sample_rate: int, seconds: flo
     import soundfile as sf
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise EdgegenError(f"--out {out_dir} is a file; give a folder for the clips and captions.jsonl")
     rng = np.random.default_rng(seed)
     labels = list(SYNTH_CLASSES)
     lines = []
-    for i in range(count):
-        label = labels[i % len(labels)]
-        audio = synth_clip(label, sample_rate=sample_rate, seconds=seconds, rng=rng)
-        name = f"clip{i:05d}.wav"
-        sf.write(str(out_dir / name), audio.T, sample_rate, subtype="PCM_16")
-        caption = SYNTH_CLASSES[label][int(rng.integers(len(SYNTH_CLASSES[label])))]
-        lines.append(json.dumps({"path": name, "caption": caption, "seconds": seconds, "label": label}))
-    captions = out_dir / "captions.jsonl"
-    captions.write_text("\n".join(lines) + "\n")
+    with new_folder(out_dir):
+        for i in range(count):
+            label = labels[i % len(labels)]
+            audio = synth_clip(label, sample_rate=sample_rate, seconds=seconds, rng=rng)
+            name = f"clip{i:05d}.wav"
+            sf.write(str(out_dir / name), audio.T, sample_rate, subtype="PCM_16")
+            caption = SYNTH_CLASSES[label][int(rng.integers(len(SYNTH_CLASSES[label])))]
+            lines.append(json.dumps({"path": name, "caption": caption, "seconds": seconds, "label": label}))
+        captions = out_dir / "captions.jsonl"
+        captions.write_text("\n".join(lines) + "\n")  # last: a corpus with captions is complete
     return captions

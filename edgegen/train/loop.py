@@ -3,20 +3,24 @@ randomness, resumable state, and writing the trained generator in the official l
 
 A run folder holds:
 
-    state.pt        everything needed to resume: models, optimizers, schedulers, EMA, step, RNG state
-    log.jsonl       one {"step", losses..., "sec"} object per logged step
-    model/          model_config.json + model.safetensors (official layout, EMA weights): `edgegen export` input
-    t5/             Hugging Face T5 folder (written when the source is a built-in random:* model)
+    state.safetensors  everything needed to resume: models, optimizers, schedulers, EMA, step, RNG state
+                       (edgegen.train.store: tensors + JSON, never a pickle; an old state.pt is refused)
+    log.jsonl          one {"step", losses..., "sec"} object per logged step
+    model/             model_config.json + model.safetensors (official layout, EMA weights): `edgegen export` input
+    t5/                Hugging Face T5 folder (written when the source is a built-in random:* model)
 
 Randomness is a pure function of (seed, rank, step): every step draws from its own generator, so a resumed run
 repeats the straight run exactly; the global torch RNG state is saved too, for any code that uses it.
+
+A run checks everything it can (settings, the folder, the state to resume, model, cache) before it creates the
+folder, and `new_folder` removes the folders it created when the run fails before writing anything into them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +31,8 @@ import torch.distributed as dist
 from torch import nn
 
 from edgegen.errors import EdgegenError
+from edgegen.train import store
+from edgegen.train.checks import check_dit
 
 Log = Callable[[dict], None]
 
@@ -115,46 +121,95 @@ def clip_and_step(params, optimizer: torch.optim.Optimizer, clip: float) -> floa
 
 # --- run folder ----------------------------------------------------------------------------------------
 
+STATE_FILE, OLD_STATE_FILE = "state.safetensors", "state.pt"
+
+
+@contextlib.contextmanager
+def new_folder(path: Path):
+    """Create `path` (and missing parents) for the body; when the body fails, remove again those of them it
+    created that are still empty (a folder that existed before, or holds anything, stays)."""
+    path = Path(path)
+    created = [p for p in (path, *path.parents) if not p.exists()]  # deepest first
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EdgegenError(f"cannot create folder {path}: {exc.strerror or exc}") from None
+    try:
+        yield path
+    except BaseException:
+        for folder in created:
+            try:
+                folder.rmdir()  # only ever an empty folder
+            except OSError:
+                break
+        raise
+
+
 def save_state(run_dir: Path, state: dict) -> None:
-    """Atomically write run_dir/state.pt."""
-    path = Path(run_dir) / "state.pt"
-    tmp = path.with_name(f".state.pt.tmp{os.getpid()}")
-    torch.save({**state, "torch_rng": torch.get_rng_state()}, tmp)
-    os.replace(tmp, path)
+    """Atomically write run_dir/state.safetensors."""
+    store.save_tree(Path(run_dir) / STATE_FILE, {**state, "torch_rng": torch.get_rng_state()}, kind=store.STATE)
 
 
 def load_state(run_dir: Path) -> dict | None:
-    path = Path(run_dir) / "state.pt"
+    """The saved state in `run_dir` (None when there is none), checked (`restore` puts it into the run)."""
+    path = Path(run_dir) / STATE_FILE
+    old = Path(run_dir) / OLD_STATE_FILE
     if not path.is_file():
+        if old.exists():
+            raise EdgegenError(f"{old} is a run state in the old torch.save (pickle) format, which edgegen no longer "
+                               "loads because unpickling can run code; start the run again in a new --out")
         return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise EdgegenError(f"{path} cannot be read ({type(exc).__name__}); delete it to start over") from None
-    torch.set_rng_state(state["torch_rng"])
+    state = store.load_tree(path, kind=store.STATE, what="training state",
+                            remedy="start the run again in a new --out")
+    ok = isinstance(state, dict) and isinstance(state.get("kind"), str) and isinstance(state.get("config"), dict) \
+        and type(state.get("step")) is int and state["step"] >= 0 and isinstance(state.get("torch_rng"), torch.Tensor) \
+        and state["torch_rng"].dtype == torch.uint8
+    if not ok:
+        raise EdgegenError(f"{path} is a damaged training state (kind, step, config or RNG state missing); "
+                           "start the run again in a new --out")
     return state
 
 
-def prepare_run_dir(run_dir: Path, *, resume: bool, kind: str, config: dict) -> dict | None:
-    """Create the folder; return the saved state to resume from, or None to start fresh.
+def check_run_dir(run_dir: Path, *, resume: bool, kind: str, config: dict) -> dict | None:
+    """The saved state to resume from, or None to start fresh; creates nothing.
 
-    Refuses to overwrite an existing run unless `resume`, and refuses to resume a run of another kind or
-    with another config (so `--resume` never silently changes hyperparameters).
+    Refuses a path that is a file, overwriting an existing run unless `resume`, `resume` with nothing saved,
+    and resuming a run of another kind or with another config (so `--resume` never silently changes
+    hyperparameters or starts afresh).
     """
     run_dir = Path(run_dir)
-    state = load_state(run_dir) if (run_dir / "state.pt").exists() else None
-    if state is not None and not resume:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise EdgegenError(f"--out {run_dir} is a file; give a folder for the run")
+    state = load_state(run_dir) if run_dir.is_dir() else None
+    if state is None:
+        if resume:
+            raise EdgegenError(f"--resume: there is no saved run in {run_dir} (no {STATE_FILE}); "
+                               "drop --resume to start a new run there")
+        return None
+    if not resume:
         raise EdgegenError(f"{run_dir} already holds a run (step {state['step']}); pass --resume to continue it "
                            "or choose a new --out")
-    if state is not None:
-        if state["kind"] != kind:
-            raise EdgegenError(f"{run_dir} holds a {state['kind']} run, not {kind}")
-        if state["config"] != config:
-            diff = sorted(k for k in set(config) | set(state["config"]) if config.get(k) != state["config"].get(k))
-            raise EdgegenError(f"{run_dir}: the saved run used different settings ({', '.join(diff)}); "
-                               "resume with the same options or choose a new --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if state["kind"] != kind:
+        raise EdgegenError(f"{run_dir} holds a {state['kind']} run, not {kind}")
+    if state["config"] != config:
+        diff = sorted(k for k in set(config) | set(state["config"]) if config.get(k) != state["config"].get(k))
+        raise EdgegenError(f"{run_dir}: the saved run used different settings ({', '.join(diff)}); "
+                           "resume with the same options or choose a new --out")
     return state
+
+
+def restore(state: dict, objects: dict, *, run_dir: Path) -> int:
+    """Load state[key] into each object (a module, optimizer or scheduler) and the global torch RNG; returns the
+    step to continue from. A state that does not fit is one error line."""
+    try:
+        for key, obj in objects.items():
+            obj.load_state_dict(state[key])
+        torch.set_rng_state(state["torch_rng"])
+    except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise EdgegenError(f"{Path(run_dir) / STATE_FILE} does not fit this run ({first}); "
+                           "start the run again in a new --out") from None
+    return state["step"]
 
 
 def append_log(run_dir: Path, record: dict) -> None:
@@ -209,12 +264,11 @@ def source_pipeline(model: str | Path, *, t5: str | Path | None, dit: dict | Non
     from edgegen.pipeline import Pipeline, load_pipeline
     from edgegen.presets import randomize_
 
+    if dit:
+        check_dit(dit)
     pipe = load_pipeline(model, t5=t5)
     if not dit:
         return pipe
-    unknown = set(dit) - {"embed_dim", "depth", "num_heads"}
-    if unknown:
-        raise EdgegenError(f"unknown DiT overrides {sorted(unknown)}; allowed: embed_dim, depth, num_heads")
     raw = copy.deepcopy(pipe.raw_config)
     raw["model"]["diffusion"]["config"].update(dit)
     fresh = Pipeline(ModelConfig.from_dict(raw), pipe.text_encoder.t5.config, pipe.tokenizer, pipe.source)

@@ -3,7 +3,7 @@
     x_t = (1 - t) x0 + t eps,   v = eps - x0,   loss = mean (DiT(x_t, t, cross, global) - v)^2
 
     cfg = RFConfig(lr=1e-3)                         # every field defaults to the SAO-small base recipe
-    train_rf(model="random:tiny", t5=None, cache=Path("cache.pt"), out=Path("runs/base"), cfg=cfg, steps=1000)
+    train_rf(model="random:tiny", t5=None, cache=Path("cache.safetensors"), out=Path("runs/base"), cfg=cfg, steps=1000)
 
 t ~ sigmoid(N(0, 1)) (logit-normal), prompts dropped (cross tokens zeroed, as the pipeline's CFG branch does)
 with probability `cfg_dropout`, AdamW with upstream's InverseLR schedule, gradient clipping, EMA. The EMA DiT
@@ -20,26 +20,26 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from edgegen.errors import EdgegenError
 from edgegen.train import loop
+from edgegen.train.checks import SharedSettings, check_number
 from edgegen.train.data import LatentData
 
 
 @dataclass(frozen=True)
-class RFConfig:
-    lr: float = 2e-4                        # AdamW, SAO-small base config
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
-    weight_decay: float = 0.01
+class RFConfig(SharedSettings):
+    """SAO-small's base recipe: AdamW (the shared settings) with an InverseLR schedule; CFG dropout 0.1."""
+    lr: float = 2e-4
     inv_gamma: float = 1e6                  # InverseLR: lr * (1 - warmup^(k+1)) * (1 + k / inv_gamma)^-power
     lr_power: float = 0.5
     warmup: float = 0.995
-    cfg_dropout: float = 0.1
-    clip_grad_norm: float = 1.0
-    ema_beta: float = 0.9999
-    ema_power: float = 0.75
-    batch_size: int = 32                    # per process
-    seed: int = 0
+
+    def check(self) -> None:
+        """Every field in its range (one line naming the first that is not)."""
+        self.check_shared()
+        check_number("lr", self.lr, lo=0, lo_open=True)
+        check_number("inv_gamma", self.inv_gamma, lo=0, lo_open=True)
+        check_number("lr_power", self.lr_power, lo=0)
+        check_number("warmup", self.warmup, lo=0, hi=1, hi_open=True)
 
 
 def sample_t(batch: int, g: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -75,18 +75,18 @@ def train_rf(*, model: str | Path, t5: str | Path | None, cache: Path, out: Path
     """Train (or fine-tune) `model`'s DiT with rectified flow for `steps` steps in total; returns out/model.
 
     `dit` ({embed_dim, depth, num_heads}) starts from a fresh random DiT of that shape instead of the model's.
+    Everything is checked before `out` is created; a run that fails before writing anything leaves no folder.
     """
-    if steps < 1:
-        raise EdgegenError(f"steps must be >= 1, got {steps}")
+    cfg.check()
+    for name, value in (("steps", steps), ("save_every", save_every), ("log_every", log_every)):
+        check_number(name, value, lo=1, integer=True)
     run = loop.start(distributed=distributed)
     try:
+        settings = {**asdict(cfg), "model": str(model), "dit": dit, "world": run.world}
+        state = loop.check_run_dir(out, resume=resume, kind="rf", config=settings)
         pipe = loop.source_pipeline(model, t5=t5, dit=dit, seed=cfg.seed)
         data = LatentData.load(cache)
-        if data.latents.shape[1:] != (pipe.config.dit.io_channels, pipe.latent_length):
-            raise EdgegenError(f"{cache} holds latents {list(data.latents.shape[1:])}, the model needs "
-                               f"[{pipe.config.dit.io_channels}, {pipe.latent_length}]: rebuild the cache")
-        settings = {**asdict(cfg), "model": str(model), "dit": dit, "world": run.world}
-        state = loop.prepare_run_dir(out, resume=resume, kind="rf", config=settings)
+        data.check_fits(pipe, cache)
         net = copy.deepcopy(pipe.dit).to(run.device).train().requires_grad_(True)  # pipe stays on the CPU
         ema = loop.frozen_copy(net)
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
@@ -94,31 +94,29 @@ def train_rf(*, model: str | Path, t5: str | Path | None, cache: Path, out: Path
         sched = torch.optim.lr_scheduler.LambdaLR(opt, inverse_lr(cfg))
         start = 0
         if state is not None:
-            net.load_state_dict(state["dit"])
-            ema.load_state_dict(state["ema"])
-            opt.load_state_dict(state["opt"])
-            sched.load_state_dict(state["sched"])
-            start = state["step"]
+            start = loop.restore(state, {"dit": net, "ema": ema, "opt": opt, "sched": sched}, run_dir=out)
         ddp = loop.wrap(net, run)
-        clock = time.perf_counter()
-        for step in range(start, steps):
-            loss = rf_step(ddp, data, cfg, step=step, run=run)
-            loss.backward()
-            norm = loop.clip_and_step(net.parameters(), opt, cfg.clip_grad_norm)
-            sched.step()
-            loop.ema_update(ema, net, step=step, beta=cfg.ema_beta, power=cfg.ema_power)
-            done = step + 1
-            if run.main and (done % log_every == 0 or done == steps):
-                record = {"step": done, "loss": round(float(loss.detach()), 6), "grad_norm": round(norm, 4),
-                          "lr": sched.get_last_lr()[0], "sec": round(time.perf_counter() - clock, 2)}
-                loop.append_log(out, record)
-                if log:
-                    log(record)
-            if run.main and (done % save_every == 0 or done == steps):
-                loop.save_state(out, {"kind": "rf", "config": settings, "step": done, "dit": net.state_dict(),
-                                      "ema": ema.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()})
-        if run.main:
-            loop.write_model(pipe, ema.state_dict(), Path(out) / "model", objective="rectified_flow")
+        with loop.new_folder(out):  # the run's folder; removed again if nothing is written into it
+            clock = time.perf_counter()
+            for step in range(start, steps):
+                loss = rf_step(ddp, data, cfg, step=step, run=run)
+                loss.backward()
+                norm = loop.clip_and_step(net.parameters(), opt, cfg.clip_grad_norm)
+                sched.step()
+                loop.ema_update(ema, net, step=step, beta=cfg.ema_beta, power=cfg.ema_power)
+                done = step + 1
+                if run.main and (done % log_every == 0 or done == steps):
+                    record = {"step": done, "loss": round(float(loss.detach()), 6), "grad_norm": round(norm, 4),
+                              "lr": sched.get_last_lr()[0], "sec": round(time.perf_counter() - clock, 2)}
+                    loop.append_log(out, record)
+                    if log:
+                        log(record)
+                if run.main and (done % save_every == 0 or done == steps):
+                    loop.save_state(out, {"kind": "rf", "config": settings, "step": done, "dit": net.state_dict(),
+                                          "ema": ema.state_dict(), "opt": opt.state_dict(),
+                                          "sched": sched.state_dict()})
+            if run.main:
+                loop.write_model(pipe, ema.state_dict(), Path(out) / "model", objective="rectified_flow")
         return Path(out) / "model"
     finally:
         loop.finish(run)

@@ -2,7 +2,7 @@
 """Build an independent upstream reference for edgegen from stable-audio-tools.
 
 Runs ONLY in the separate venv /tmp/satvenv (see README.md here), never in the
-project venv. Upstream code is imported, never copied.
+project venv. Upstream code (stable-audio-tools 0.0.20) is imported, never copied.
 
 It builds a tiny SAO-small-family model with upstream `create_model_from_config`,
 re-initialises every tensor randomly, writes the checkpoint in the official layout
@@ -13,19 +13,23 @@ dumps reference tensors to DIR/reference.npz.
 
 Import-time workarounds (applied in this process only, see _install_stubs):
   * torchaudio: no wheel matches torch 2.13 (torchaudio 2.11's C extension fails to
-    load). Upstream imports only `torchaudio.transforms.Resample` at module level and
-    does not use it on the paths exercised here, so a stub module is registered whose
-    Resample raises if ever constructed.
-  * k_diffusion: its package __init__ imports skimage/torchvision/clip/cleanfid/...
-    (torchvision does not work beside torch 2.13). Upstream uses `K.*` only in the
-    v-objective sampler (`sample_k`) and cond_fn guidance, never for rectified-flow /
-    rf_denoiser. An empty stub module is registered.
+    load). Upstream imports `torchaudio.transforms.Resample` / `MelSpectrogram` at module
+    level and uses neither on the paths exercised here, so a stub module is registered
+    whose classes raise if ever constructed.
+  * pytorch_lightning: 0.0.20's models/dit.py imports models/lora, whose training
+    callbacks subclass two Lightning classes; empty stand-ins are registered.
+    (0.0.20 vendors k_diffusion, so no k_diffusion stub is needed any more.)
 Upstream quirks handled (also recorded in the npz / printed summary):
   * T5Conditioner asserts t5_model_name in a fixed list (T5_MODELS) and looks its width
     up in T5_MODEL_DIMS: the local tiny-T5 path is appended to both class attributes.
-  * T5Conditioner casts T5 to float16 (and the autocast it means to enter is never
-    entered), so upstream runs T5 in fp16. The reference forces T5 back to fp32
-    (edgegen runs fp32 on CPU); the fp16 result is kept as an extra array.
+  * T5Conditioner loads T5 with `.to(torch.float16)` (and the autocast it means to enter
+    is never entered). The reference KEEPS that cast: every T5 weight is the fp16-rounded
+    value upstream conditions SAO-small with. The main arrays compute T5 in fp32 from
+    those weights (`.float()` of upstream's cast model: exact, the weights do not change),
+    which is what edgegen's default `--t5-precision fp16` does on CPU. Two extras:
+    `*_fp16_compute` (upstream's conditioner verbatim: on CPU its activations are fp16
+    too) and `t5_embeddings_fp32_weights` (T5 re-read in full precision: edgegen's
+    `--t5-precision fp32`).
 """
 from __future__ import annotations
 
@@ -53,23 +57,34 @@ def _install_stubs() -> list[str]:
         ta = types.ModuleType("torchaudio")
         tt = types.ModuleType("torchaudio.transforms")
 
-        class Resample:  # noqa: D401 - stub
+        def _stub(name):
             def __init__(self, *a, **k):
-                raise RuntimeError("torchaudio is stubbed in make_reference.py")
+                raise RuntimeError(f"torchaudio.transforms.{name} is stubbed in make_reference.py")
+            return type(name, (), {"__init__": __init__})
 
-        tt.Resample = Resample
+        for name in TORCHAUDIO_NAMES:
+            setattr(tt, name, _stub(name))
         ta.transforms = tt
         sys.modules["torchaudio"] = ta
         sys.modules["torchaudio.transforms"] = tt
-        stubs.append("torchaudio (stub: transforms.Resample raises if constructed)")
+        stubs.append(f"torchaudio (stub: transforms.{'/'.join(TORCHAUDIO_NAMES)} raise if constructed)")
     try:  # pragma: no cover
-        import k_diffusion  # noqa: F401
+        import pytorch_lightning  # noqa: F401
     except Exception:
-        for k in [k for k in sys.modules if k == "k_diffusion" or k.startswith("k_diffusion.")]:
-            del sys.modules[k]
-        sys.modules["k_diffusion"] = types.ModuleType("k_diffusion")
-        stubs.append("k_diffusion (empty stub: only used by v-objective samplers)")
+        # 0.0.20's models/lora/callbacks.py (imported by models/dit.py) subclasses two training-only classes.
+        pl = types.ModuleType("pytorch_lightning")
+        cb = types.ModuleType("pytorch_lightning.callbacks")
+        pl.Callback = type("Callback", (), {})
+        cb.ModelCheckpoint = type("ModelCheckpoint", (), {})
+        pl.callbacks = cb
+        sys.modules["pytorch_lightning"] = pl
+        sys.modules["pytorch_lightning.callbacks"] = cb
+        stubs.append("pytorch_lightning (stub: empty Callback / callbacks.ModelCheckpoint for LoRA training callbacks)")
     return stubs
+
+
+# What upstream 0.0.20 imports from torchaudio at module level on the paths used here.
+TORCHAUDIO_NAMES = ("Resample", "MelSpectrogram")
 
 
 # transformers probes importlib.util.find_spec("torchaudio") at import time, which a
@@ -278,6 +293,8 @@ def reinit(model: torch.nn.Module, seed: int, random_ln_beta: bool) -> dict:
         buffers.append(name)
         if leaf == "inv_freq":
             tag("inv_freq kept")
+        elif name.endswith("timestep_features.weight"):  # a buffer in 0.0.20 (a parameter in 0.0.19): same init
+            b.copy_(rn(b.shape, 1.0)); tag("fourier/learned-pos N(0,1)")
         elif leaf == "beta":
             if random_ln_beta:
                 b.copy_(rn(b.shape, 0.1)); tag("LN beta buffer N(0,0.1)")
@@ -350,13 +367,18 @@ def main() -> None:
     t5c = model.conditioner.conditioners["prompt"]
     t5_dtype_upstream = str(next(t5c.model.parameters()).dtype)
     init_counts = reinit(model, seed, args.random_ln_beta)
-    # make T5 fp32 for the reference, keep an fp16 copy for the extra array
+    # Keep upstream's fp16 cast of the T5 weights; compute in fp32 from exactly those weights for the main arrays.
     import copy
-    t5_fp16 = copy.deepcopy(t5c.model)
-    # Reload the saved fp32 weights: casting the fp16 model back with .float() would keep fp16-rounded weights.
     from transformers import T5EncoderModel
-    t5c.__dict__["model"] = T5EncoderModel.from_pretrained(t5_path, torch_dtype=torch.float32).eval().requires_grad_(False)
-    t5_dtype_reference = str(next(t5c.model.parameters()).dtype)
+    assert t5_dtype_upstream == "torch.float16", f"upstream no longer casts T5 to fp16 ({t5_dtype_upstream})"
+    t5_fp16 = t5c.model  # upstream's conditioner model, as upstream casts it
+    t5_rounded = copy.deepcopy(t5_fp16).float().eval().requires_grad_(False)  # fp16-rounded values, fp32 compute
+    t5_full = T5EncoderModel.from_pretrained(t5_path, torch_dtype=torch.float32).eval().requires_grad_(False)
+    rounding = max(float((a.float() - b).abs().max()) for a, b in zip(t5_fp16.parameters(), t5_full.parameters()))
+    assert rounding > 0
+    assert all(torch.equal(a.float(), b) for a, b in zip(t5_fp16.parameters(), t5_rounded.parameters()))
+    t5c.__dict__["model"] = t5_rounded
+    t5_dtype_reference = "float32 compute on upstream's fp16-cast weights"
 
     # ---- 3. checkpoint --------------------------------------------------------------
     mdir = out / "model"
@@ -419,17 +441,17 @@ def main() -> None:
     put("cross_attn_cond", ci["cross_attn_cond"])
     put("cross_attn_mask", ci["cross_attn_mask"])
     put("global_cond", ci["global_cond"])
-    # extra: the same with T5 in fp16, as upstream really runs it
-    t5_fp32 = t5c.model
+    # extras: upstream's conditioner verbatim (fp16 weights AND fp16 activations on CPU), and full-precision weights
     t5c.__dict__["model"] = t5_fp16
     try:
-        put("t5_embeddings_fp16_t5", t5c(prompts, device)[0])
+        cond16 = model.conditioner(metadata, device)
+        put("t5_embeddings_fp16_compute", cond16["prompt"][0])
+        put("cross_attn_cond_fp16_compute", model.get_conditioning_inputs(cond16)["cross_attn_cond"])
         fp16_note = "ok"
-    except Exception as e:  # CPU half kernels may be missing
-        fp16_note = f"failed: {type(e).__name__}: {e}"
     finally:
-        t5c.__dict__["model"] = t5_fp32  # back to fp32 for everything below
-    assert next(t5c.model.parameters()).dtype == torch.float32
+        t5c.__dict__["model"] = t5_full
+    put("t5_embeddings_fp32_weights", t5c(prompts, device)[0])
+    t5c.__dict__["model"] = t5_rounded  # back to the main arrays' T5 for everything below
     # extra: raw number-conditioner embeddings, no clamp to the model length (tests 0..256 clamp)
     sec_raw = [0.0, 1.0, 3.0, 11.0, 256.0, 300.0]
     put("seconds_raw_values", np.array(sec_raw))
@@ -509,6 +531,36 @@ def main() -> None:
     put("gen_latents", captured["latents"])
     put("gen_audio", gen_audio)
     put("gen_seconds_total", np.array([1.0]))
+    # extra: the same generation with upstream's conditioner verbatim (T5 activations in fp16 on CPU)
+    t5c.__dict__["model"] = t5_fp16
+    try:
+        with NoiseFeed(list(feed)) as nf16:
+            gen16 = sat_generation.generate_diffusion_cond(
+                model, steps=steps, cfg_scale=1.0,
+                conditioning=[{"prompt": "a dog barking", "seconds_total": 1.0}],
+                batch_size=1, sample_size=SAMPLE_SIZE, sample_rate=SAMPLE_RATE, seed=seed, device=device,
+                sampler_type="pingpong", sigma_max=1.0)
+    finally:
+        t5c.__dict__["model"] = t5_rounded
+    assert not nf16.queue
+    put("gen_audio_fp16_compute", gen16)
+    # extra: the same generation on 0.0.19's schedule (logSNR -6 .. 2; 0.0.20's default anchor is -6.2)
+    legacy = sat_sampling.LogSNRShift(rate=0, anchor_logsnr=-6.0, logsnr_end=2.0)
+    main_capture = dict(captured)
+    sat_sampling.sample_flow_pingpong = pp_wrapper
+    try:
+        with NoiseFeed(list(feed)) as nfl:
+            gen_legacy = sat_generation.generate_diffusion_cond(
+                model, steps=steps, cfg_scale=1.0,
+                conditioning=[{"prompt": "a dog barking", "seconds_total": 1.0}],
+                batch_size=1, sample_size=SAMPLE_SIZE, sample_rate=SAMPLE_RATE, seed=seed, device=device,
+                sampler_type="pingpong", sigma_max=1.0, dist_shift=legacy)
+    finally:
+        sat_sampling.sample_flow_pingpong = orig_pp
+    assert not nfl.queue
+    put("gen_sigmas_legacy_schedule", captured["sigmas"])
+    put("gen_audio_legacy_schedule", gen_legacy)
+    captured.update(main_capture)  # the main generation's sigmas for the metadata below
     put("seed", np.array([seed]))
 
     np.savez(out / "reference.npz", **ref)
@@ -523,7 +575,7 @@ def main() -> None:
         "seed": seed, "random_ln_beta": args.random_ln_beta,
         "stubs": STUBS,
         "t5": dict(t5_info, path=t5_path, dtype_upstream=t5_dtype_upstream, dtype_reference=t5_dtype_reference,
-                   fp16_extra=fp16_note),
+                   fp16_compute_extra=fp16_note, fp16_rounding_max_abs=rounding),
         "prompts": prompts, "seconds_total_requested": seconds_req,
         "seconds_total": seconds, "dit_t": [0.9, 0.5, 0.1],
         "generation": {"call": "generate_diffusion_cond(model, steps=8, cfg_scale=1.0, conditioning=[{prompt:'a dog barking', seconds_total:1.0}], batch_size=1, sample_size=65536, sample_rate=44100, seed=SEED, device='cpu', sampler_type='pingpong', sigma_max=1.0, callback=cb)",
@@ -539,7 +591,8 @@ def main() -> None:
 
     # ---- summary --------------------------------------------------------------------
     print(f"stubs: {STUBS}")
-    print(f"tiny T5: {t5_info}; upstream T5 dtype {t5_dtype_upstream} -> reference {t5_dtype_reference}; fp16 extra {fp16_note}")
+    print(f"tiny T5: {t5_info}; upstream T5 dtype {t5_dtype_upstream} -> reference {t5_dtype_reference} "
+          f"(fp16 rounding max |w16 - w32| {rounding:.3g}); fp16-compute extra {fp16_note}")
     print(f"checkpoint: {len(sd)} tensors -> {mdir}; dropped from state_dict: {dropped or 'nothing'}")
     print(f"reinit: {init_counts}")
     print(f"encoder sample check max|diff| = {enc_err:.3g}")

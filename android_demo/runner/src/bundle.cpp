@@ -1,7 +1,11 @@
 // Manifest parsing and artifact verification; see bundle.h.
 #include "bundle.h"
 
+#include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <sys/stat.h>
@@ -45,16 +49,41 @@ std::vector<TensorSpec> tensor_specs(const Reader& r, const Json& art, const std
     const Json& e = list.array[i];
     std::string p = path + "[" + std::to_string(i) + "]";
     if (e.type != Json::Type::Object) r.fail(p, "must be an object");
-    TensorSpec s{r.string(e, "name", p + ".name"), r.string(e, "dtype", p + ".dtype"), {}};
+    TensorSpec s{r.string(e, "name", p + ".name"), r.string(e, "dtype", p + ".dtype"), {}, i};
     const Json& shape = r.array(e, "shape", p + ".shape");
     for (size_t d = 0; d < shape.array.size(); ++d) {
       const Json& dim = shape.array[d];
       if (dim.type != Json::Type::Number || dim.number != std::floor(dim.number) || dim.number < 1) r.fail(p + ".shape", "must hold positive integers");
       s.shape.push_back(int64_t(dim.number));
     }
+    for (size_t j = 0; j < specs.size(); ++j) {
+      if (specs[j].name == s.name) r.fail(p + ".name", "repeats '" + s.name + "' (also " + path + "[" + std::to_string(j) + "])");
+    }
     specs.push_back(std::move(s));
   }
   return specs;
+}
+
+// The inputs in call order: by each input's `index` when the manifest gives them, else in list order (manifests
+// written before `index` existed). edgegen/runtime.py (call_order) applies the same rule.
+std::vector<TensorSpec> call_order(const Reader& r, const Json& art, std::vector<TensorSpec> listed, const std::string& path) {
+  const Json& list = r.array(art, "inputs", path);
+  size_t with_index = 0;
+  for (const Json& e : list.array) with_index += e.find("index") ? 1 : 0;
+  if (with_index == 0) return listed;
+  const size_t n = listed.size();
+  if (with_index != n) r.fail(path, "gives an 'index' to some inputs but not to all; every input needs one");
+  std::vector<TensorSpec> ordered(n);
+  std::vector<bool> taken(n, false);
+  for (size_t i = 0; i < n; ++i) {
+    std::string p = path + "[" + std::to_string(i) + "].index";
+    int64_t k = r.integer(list.array[i], "index", p);
+    if (k < 0 || k >= int64_t(n)) r.fail(p, "is " + std::to_string(k) + ", must be in 0.." + std::to_string(n - 1));
+    if (taken[size_t(k)]) r.fail(p, "is " + std::to_string(k) + ", which another input already has");
+    taken[size_t(k)] = true;
+    ordered[size_t(k)] = std::move(listed[i]);
+  }
+  return ordered;
 }
 
 std::string shape_str(const std::vector<int64_t>& s) {
@@ -63,12 +92,34 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return out + "]";
 }
 
-// Checks one declared tensor against the bundle contract.
-void expect(const Reader& r, const std::vector<TensorSpec>& specs, size_t i, const std::string& path, const char* dtype,
-            const std::vector<int64_t>& shape) {
-  std::string p = path + "[" + std::to_string(i) + "]";
-  if (specs[i].dtype != dtype) r.fail(p + ".dtype", "is '" + specs[i].dtype + "', the runner needs '" + dtype + "'");
-  if (specs[i].shape != shape) r.fail(p + ".shape", "is " + shape_str(specs[i].shape) + ", expected " + shape_str(shape));
+std::string join(const std::vector<std::string>& names) {
+  std::string out;
+  for (size_t i = 0; i < names.size(); ++i) out += (i ? ", " : "") + names[i];
+  return out;
+}
+
+// The declared tensors must be exactly `names` (in any order: they are bound by name).
+void expect_names(const Reader& r, const std::vector<TensorSpec>& specs, const std::string& path, const std::vector<std::string>& names) {
+  bool ok = specs.size() == names.size();
+  for (const std::string& n : names) {
+    ok = ok && std::any_of(specs.begin(), specs.end(), [&](const TensorSpec& s) { return s.name == n; });
+  }
+  if (!ok) {
+    std::vector<std::string> got;
+    for (const TensorSpec& s : specs) got.push_back(s.name);
+    r.fail(path, "names [" + join(got) + "], the runner needs exactly [" + join(names) + "]");
+  }
+}
+
+// Checks the tensor called `name` against the bundle contract.
+const TensorSpec& expect(const Reader& r, const std::vector<TensorSpec>& specs, const std::string& path, const char* name,
+                         const char* dtype, const std::vector<int64_t>& shape) {
+  auto it = std::find_if(specs.begin(), specs.end(), [&](const TensorSpec& s) { return s.name == name; });
+  if (it == specs.end()) r.fail(path, std::string("has no tensor named '") + name + "'");
+  std::string p = path + "[" + std::to_string(it->listed) + "]";
+  if (it->dtype != dtype) r.fail(p + ".dtype", "is '" + it->dtype + "', the runner needs '" + dtype + "'");
+  if (it->shape != shape) r.fail(p + ".shape", "is " + shape_str(it->shape) + ", expected " + shape_str(shape));
+  return *it;
 }
 
 // Size (when >= 0) and sha256 (when non-empty) of an existing file against the manifest.
@@ -85,22 +136,52 @@ void verify_file(const std::string& path, int64_t size, const std::string& sha) 
   }
 }
 
-Artifact artifact(const Reader& r, const Json& artifacts, const std::string& dir, const std::string& name,
-                  size_t n_in, size_t n_out) {
+// The canonical path (symlinks resolved), or "" with `err` set to errno.
+std::string real_path(const std::string& path, int& err) {
+  char* p = ::realpath(path.c_str(), nullptr);
+  err = p ? 0 : errno;
+  if (!p) return "";
+  std::string out(p);
+  std::free(p);
+  return out;
+}
+
+// `dir`/`file` for the manifest entry `key`, refused unless it lies inside the bundle: `file` is a plain file name
+// (no '/', '\\', "." or "..": the same rule as edgegen.bundle.plain_file_name) and its real path (symlinks
+// resolved) is below the bundle's real path `real_dir`. Reads no file content. A file that does not exist gets
+// `missing` as its error.
+std::string inside_bundle(const Reader& r, const std::string& dir, const std::string& real_dir, const std::string& file,
+                          const std::string& key, const std::string& missing) {
+  if (file.empty() || file == "." || file == ".." || file.find_first_of(std::string("/\\\0", 3)) != std::string::npos) {
+    r.fail(key, "is '" + file + "', which is not a plain file name inside the bundle directory (no '/', '\\', '..' or absolute path)");
+  }
+  std::string path = dir + "/" + file;
+  int err = 0;
+  std::string real = real_path(path, err);
+  if (real.empty()) {
+    if (err == ENOENT || err == ENOTDIR) throw InputError(missing);
+    throw InputError("cannot resolve " + path + " (" + std::strerror(err) + "); check the bundle directory is readable");
+  }
+  const std::string prefix = real_dir == "/" ? real_dir : real_dir + "/";
+  if (real.compare(0, prefix.size(), prefix) != 0 || real.size() == prefix.size()) {
+    r.fail(key, "is '" + file + "', which resolves to " + real + ", outside the bundle directory " + real_dir + " (a symlink leads out)",
+           "; copy the file into the bundle instead of linking to it");
+  }
+  return path;
+}
+
+Artifact artifact(const Reader& r, const Json& artifacts, const std::string& dir, const std::string& real_dir, const std::string& name,
+                  int64_t& size, std::string& sha) {
   std::string p = "artifacts." + name;
   const Json& a = r.object(artifacts, name, p);
   std::string file = r.string(a, "file", p + ".file");
-  if (file.empty() || file.find('/') != std::string::npos) r.fail(p + ".file", "must be a plain file name inside the bundle");
-  Artifact art{dir + "/" + file, tensor_specs(r, a, "inputs", p + ".inputs"), tensor_specs(r, a, "outputs", p + ".outputs")};
-  if (art.inputs.size() != n_in) r.fail(p + ".inputs", "must list " + std::to_string(n_in) + " tensors");
-  if (art.outputs.size() != n_out) r.fail(p + ".outputs", "must list " + std::to_string(n_out) + " tensors");
-  std::string sha = r.string(a, "sha256", p + ".sha256");
-  int64_t size = r.integer(a, "size", p + ".size");
-  struct stat st;
-  if (::stat(art.path.c_str(), &st) != 0) {
-    throw InputError("bundle artifact " + art.path + " is missing; copy the whole bundle directory (manifest.json, spiece.model, 3 .pte files)");
-  }
-  verify_file(art.path, size, sha);
+  Artifact art;
+  art.inputs = call_order(r, a, tensor_specs(r, a, "inputs", p + ".inputs"), p + ".inputs");
+  art.outputs = tensor_specs(r, a, "outputs", p + ".outputs");
+  sha = r.string(a, "sha256", p + ".sha256");
+  size = r.integer(a, "size", p + ".size");
+  art.path = inside_bundle(r, dir, real_dir, file, p + ".file",
+                           "bundle artifact " + dir + "/" + file + " is missing; copy the whole bundle directory (manifest.json, spiece.model, 3 .pte files)");
   return art;
 }
 
@@ -110,6 +191,12 @@ Bundle load_bundle(const std::string& dir_in) {
   std::string dir = dir_in;
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
   std::string manifest_path = dir + "/manifest.json";
+  // Like edgegen.bundle.read_manifest: manifest.json itself must be a file of the bundle, never a symlink (even one
+  // that resolves inside; the bundle folder itself may be reached through a symlink).
+  struct stat lst;
+  if (::lstat(manifest_path.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode)) {
+    throw InputError(manifest_path + " is a symlink; a bundle's manifest.json must be a regular file in its folder: copy the bundle instead of linking");
+  }
   std::ifstream in(manifest_path, std::ios::binary);
   if (!in) throw InputError(manifest_path + " not found; --bundle must be a directory written by `edgegen export`");
   std::stringstream ss;
@@ -117,6 +204,9 @@ Bundle load_bundle(const std::string& dir_in) {
   Reader r{manifest_path};
   Json m = parse_json(ss.str(), manifest_path);
   if (m.type != Json::Type::Object) r.fail("(root)", "must be an object");
+  int err = 0;
+  const std::string real_dir = real_path(dir, err);
+  if (real_dir.empty()) throw InputError("cannot resolve the bundle directory " + dir + " (" + std::strerror(err) + "); check --bundle");
 
   int64_t schema = r.integer(m, "schema_version", "schema_version");
   if (schema != 1 && schema != 2) r.fail("schema_version", "is " + std::to_string(schema) + " but this runner reads versions 1 and 2", "; rebuild the runner (`edgegen build-runner`) from the edgegen that exported the bundle");
@@ -131,7 +221,7 @@ Bundle load_bundle(const std::string& dir_in) {
   b.channels = int(r.integer(m, "channels", "channels"));
   b.latent_length = r.integer(m, "latent_length", "latent_length");
   b.max_seconds = r.number(m, "max_seconds", "max_seconds");
-  if (b.sample_rate <= 0 || b.channels <= 0 || b.latent_length <= 0 || !(b.max_seconds > 0)) r.fail("sample_rate/channels/latent_length/max_seconds", "must be positive");
+  if (b.sample_rate <= 0 || b.channels <= 0 || b.latent_length <= 0 || !(b.max_seconds > 0) || !std::isfinite(b.max_seconds)) r.fail("sample_rate/channels/latent_length/max_seconds", "must be positive");
 
   const Json& sampler = r.object(m, "sampler", "sampler");
   std::string type = r.string(sampler, "type", "sampler.type");
@@ -141,41 +231,56 @@ Bundle load_bundle(const std::string& dir_in) {
   b.logsnr_max = r.number(sampler, "logsnr_max", "sampler.logsnr_max");
   b.logsnr_min = r.number(sampler, "logsnr_min", "sampler.logsnr_min");
 
+  // Every file the manifest names is resolved (and refused when it lies outside the bundle) before any is read.
   const Json& tok = r.object(m, "tokenizer", "tokenizer");
   std::string tok_file = r.string(tok, "file", "tokenizer.file");
-  b.tokenizer_path = dir + "/" + tok_file;
   b.max_length = int(r.integer(tok, "max_length", "tokenizer.max_length"));
   b.eos_id = int(r.integer(tok, "eos_id", "tokenizer.eos_id"));
   b.pad_id = int(r.integer(tok, "pad_id", "tokenizer.pad_id"));
   if (b.max_length < 1) r.fail("tokenizer.max_length", "must be >= 1");
-  struct stat st;
-  if (::stat(b.tokenizer_path.c_str(), &st) != 0) throw InputError("tokenizer " + b.tokenizer_path + " is missing; copy the whole bundle directory");
-  verify_file(b.tokenizer_path, tok.find("size") ? r.integer(tok, "size", "tokenizer.size") : -1,
-              tok.find("sha256") ? r.string(tok, "sha256", "tokenizer.sha256") : "");
+  const int64_t tok_size = tok.find("size") ? r.integer(tok, "size", "tokenizer.size") : -1;
+  const std::string tok_sha = tok.find("sha256") ? r.string(tok, "sha256", "tokenizer.sha256") : "";
+  b.tokenizer_path = inside_bundle(r, dir, real_dir, tok_file, "tokenizer.file",
+                                   "tokenizer " + dir + "/" + tok_file + " is missing; copy the whole bundle directory");
 
   const Json& arts = r.object(m, "artifacts", "artifacts");
-  b.text_encoder = artifact(r, arts, dir, "text_encoder", 3, 2);
-  b.dit = artifact(r, arts, dir, "dit", 4, 1);
-  b.decoder = artifact(r, arts, dir, "decoder", 1, 1);
+  int64_t size[3];
+  std::string sha[3];
+  b.text_encoder = artifact(r, arts, dir, real_dir, "text_encoder", size[0], sha[0]);
+  b.dit = artifact(r, arts, dir, real_dir, "dit", size[1], sha[1]);
+  b.decoder = artifact(r, arts, dir, real_dir, "decoder", size[2], sha[2]);
 
-  // The contract in bundle.h: L and T come from the manifest, C, D and N from the declared shapes.
+  // The contract in bundle.h, by name: L and T come from the manifest, C, D and N from the declared shapes.
   const int64_t L = b.max_length, T = b.latent_length;
   const auto& te = b.text_encoder;
-  expect(r, te.inputs, 0, "artifacts.text_encoder.inputs", "int32", {1, L});
-  expect(r, te.inputs, 1, "artifacts.text_encoder.inputs", "int32", {1, L});
-  expect(r, te.inputs, 2, "artifacts.text_encoder.inputs", "float32", {1});
-  if (te.outputs[0].shape.size() != 3) r.fail("artifacts.text_encoder.outputs[0].shape", "must be [1, L+1, C]");
-  const int64_t C = te.outputs[0].shape[2];
-  expect(r, te.outputs, 0, "artifacts.text_encoder.outputs", "float32", {1, L + 1, C});
-  expect(r, te.outputs, 1, "artifacts.text_encoder.outputs", "float32", {1, C});
-  if (b.dit.inputs[0].shape.size() != 3) r.fail("artifacts.dit.inputs[0].shape", "must be [1, D, T]");
-  b.latent_channels = b.dit.inputs[0].shape[1];
+  const std::string te_in = "artifacts.text_encoder.inputs", te_out = "artifacts.text_encoder.outputs";
+  expect_names(r, te.inputs, te_in, {"token_ids", "attention_mask", "seconds_total"});
+  expect_names(r, te.outputs, te_out, {"cross_attn_cond", "global_cond"});
+  expect(r, te.inputs, te_in, "token_ids", "int32", {1, L});
+  expect(r, te.inputs, te_in, "attention_mask", "int32", {1, L});
+  expect(r, te.inputs, te_in, "seconds_total", "float32", {1});
+  const TensorSpec& cross = te.outputs[te.output("cross_attn_cond")];
+  if (cross.shape.size() != 3) r.fail(te_out + "[" + std::to_string(cross.listed) + "].shape", "must be [1, L+1, C]");
+  const int64_t C = cross.shape[2];
+  expect(r, te.outputs, te_out, "cross_attn_cond", "float32", {1, L + 1, C});
+  expect(r, te.outputs, te_out, "global_cond", "float32", {1, C});
+
+  const std::string dit_in = "artifacts.dit.inputs", dit_out = "artifacts.dit.outputs";
+  expect_names(r, b.dit.inputs, dit_in, {"x", "t", "cross_attn_cond", "global_cond"});
+  expect_names(r, b.dit.outputs, dit_out, {"v"});
+  const TensorSpec& x = b.dit.input("x");
+  if (x.shape.size() != 3) r.fail(dit_in + "[" + std::to_string(x.listed) + "].shape", "must be [1, D, T]");
+  b.latent_channels = x.shape[1];
   const std::vector<int64_t> latent = {1, b.latent_channels, T};
-  expect(r, b.dit.inputs, 0, "artifacts.dit.inputs", "float32", latent);
-  expect(r, b.dit.inputs, 1, "artifacts.dit.inputs", "float32", {1});
-  expect(r, b.dit.inputs, 2, "artifacts.dit.inputs", "float32", {1, L + 1, C});
-  expect(r, b.dit.inputs, 3, "artifacts.dit.inputs", "float32", {1, C});
-  expect(r, b.dit.outputs, 0, "artifacts.dit.outputs", "float32", latent);
+  expect(r, b.dit.inputs, dit_in, "x", "float32", latent);
+  expect(r, b.dit.inputs, dit_in, "t", "float32", {1});
+  expect(r, b.dit.inputs, dit_in, "cross_attn_cond", "float32", {1, L + 1, C});
+  expect(r, b.dit.inputs, dit_in, "global_cond", "float32", {1, C});
+  expect(r, b.dit.outputs, dit_out, "v", "float32", latent);
+
+  const std::string dec_in = "artifacts.decoder.inputs", dec_out = "artifacts.decoder.outputs";
+  expect_names(r, b.decoder.inputs, dec_in, {"latents"});
+  expect_names(r, b.decoder.outputs, dec_out, {"audio"});
   const Json* stream = m.find("decoder_stream");
   if ((stream != nullptr) != (schema == 2)) r.fail("decoder_stream", "must be present exactly when schema_version is 2");
   if (stream) {
@@ -186,19 +291,43 @@ Bundle load_bundle(const std::string& dir_in) {
     if (b.stream.overlap < 0 || b.stream.hop < 1 || b.stream.window <= 2 * b.stream.overlap || b.stream.window > T) {
       r.fail("decoder_stream", "must have 2 * overlap < window <= latent_length and hop >= 1");
     }
-    expect(r, b.decoder.inputs, 0, "artifacts.decoder.inputs", "float32", {1, b.latent_channels, b.stream.window});
-    expect(r, b.decoder.outputs, 0, "artifacts.decoder.outputs", "float32", {1, b.channels, b.stream.window * b.stream.hop});
+    expect(r, b.decoder.inputs, dec_in, "latents", "float32", {1, b.latent_channels, b.stream.window});
+    expect(r, b.decoder.outputs, dec_out, "audio", "float32", {1, b.channels, b.stream.window * b.stream.hop});
     b.audio_length = T * b.stream.hop;
   } else {
-    expect(r, b.decoder.inputs, 0, "artifacts.decoder.inputs", "float32", latent);
-    if (b.decoder.outputs[0].shape.size() != 3) r.fail("artifacts.decoder.outputs[0].shape", "must be [1, channels, N]");
+    expect(r, b.decoder.inputs, dec_in, "latents", "float32", latent);
+    if (b.decoder.outputs[0].shape.size() != 3) r.fail(dec_out + "[0].shape", "must be [1, channels, N]");
     b.audio_length = b.decoder.outputs[0].shape[2];
-    expect(r, b.decoder.outputs, 0, "artifacts.decoder.outputs", "float32", {1, b.channels, b.audio_length});
+    expect(r, b.decoder.outputs, dec_out, "audio", "float32", {1, b.channels, b.audio_length});
   }
-  if (int64_t(b.max_seconds * b.sample_rate) > b.audio_length) {
+  if (num_samples(b.max_seconds, b.sample_rate) > b.audio_length) {
     r.fail("max_seconds", "exceeds the decoder's " + std::to_string(b.audio_length) + " samples at " + std::to_string(b.sample_rate) + " Hz");
   }
+
+  // Only now read the files: tokenizer and artifacts, each against its manifest size and sha256.
+  verify_file(b.tokenizer_path, tok_size, tok_sha);
+  const Artifact* all[3] = {&b.text_encoder, &b.dit, &b.decoder};
+  for (int i = 0; i < 3; ++i) verify_file(all[i]->path, size[i], sha[i]);
   return b;
+}
+
+const TensorSpec& Artifact::input(const std::string& name) const {
+  for (const TensorSpec& s : inputs) {
+    if (s.name == name) return s;
+  }
+  throw InputError(path + ": manifest.json declares no input named '" + name + "'; re-export the bundle");
+}
+
+size_t Artifact::output(const std::string& name) const {
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    if (outputs[i].name == name) return i;
+  }
+  throw InputError(path + ": manifest.json declares no output named '" + name + "'; re-export the bundle");
+}
+
+int64_t num_samples(double seconds, int sample_rate) {
+  // Nearest sample, ties to even: the same as Python's round() in edgegen.common.num_samples.
+  return int64_t(std::nearbyint(seconds * double(sample_rate)));
 }
 
 }  // namespace edgegen

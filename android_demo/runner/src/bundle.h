@@ -3,7 +3,13 @@
 // load_bundle() checks everything that can be checked without ExecuTorch: schema_version 1 or 2 (2 adds
 // `decoder_stream`: the decoder takes [1,D,window] and runs over overlapping windows, see streaming in pipeline.h),
 // backend == "executorch", sampler type, the I/O contract below, each artifact's size and sha256, and the
-// tokenizer's size/sha256 when the manifest records them.
+// tokenizer's size/sha256 when the manifest records them. Artifact and tokenizer files must be plain file names that
+// resolve inside the bundle directory (no '/', '..', absolute path or symlink leading out), checked before any is read.
+//
+// Tensors are bound by name. An input's position in the artifact's call is its manifest `index` (written by
+// `edgegen export`); a manifest without `index` (older exports) lists inputs in call order. Either every input of
+// an artifact has an index or none has, and the indices number them 0..n-1. Outputs are listed in return order.
+// edgegen/runtime.py applies the same rule.
 //
 //   text_encoder: token_ids int32 [1,L], attention_mask int32 [1,L], seconds_total f32 [1]
 //                 -> cross_attn_cond f32 [1,L+1,C], global_cond f32 [1,C]
@@ -21,12 +27,17 @@ struct TensorSpec {
   std::string name;
   std::string dtype;  // "float32" | "int32"
   std::vector<int64_t> shape;
+  size_t listed = 0;  // position in the manifest's list (for messages)
 };
 
 struct Artifact {
   std::string path;  // absolute or relative to the working directory: bundle dir + file
-  std::vector<TensorSpec> inputs;   // in the order forward() takes them
-  std::vector<TensorSpec> outputs;
+  std::vector<TensorSpec> inputs;   // in the order forward() takes them (sorted by `index`)
+  std::vector<TensorSpec> outputs;  // in the order forward() returns them
+
+  // The declared input / the position of the output called `name`; throws InputError when there is none.
+  const TensorSpec& input(const std::string& name) const;
+  size_t output(const std::string& name) const;
 };
 
 // A streamed decoder (schema 2): windows of `window` latent frames, each kept frame >= `overlap` frames from any
@@ -56,6 +67,10 @@ struct Bundle {
   int pad_id = 0;
   Artifact text_encoder, dit, decoder;
 };
+
+// Samples in `seconds` of audio: the nearest integer, ties to even (0.7 s at 44.1 kHz is 30870), the same rule
+// as edgegen.common.num_samples (Python's round()). Assumes the default rounding mode (round to nearest).
+int64_t num_samples(double seconds, int sample_rate);
 
 // Reads and validates `dir`; throws InputError with a message that says what is wrong and how to fix it.
 Bundle load_bundle(const std::string& dir);

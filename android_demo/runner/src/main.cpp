@@ -1,11 +1,15 @@
 // edgegen-runner: the native equivalent of `edgegen run` for an ExecuTorch bundle.
 //
 //   edgegen-runner --bundle DIR --prompt P --seconds S [--seed N] [--noise FILE.npy] [--threads N]
-//                  [--dump DIR] -o out.wav
+//                  [--truncate-prompt] [--dump DIR] -o out.wav
 //
 // Writes a float32 stereo WAV, prints per-stage timings and, as the last stdout line, one JSON object.
 // Errors: one line "edgegen-runner: error: ..." on stderr; exit 2 for bad input/usage, 1 for runtime failures.
-// Outputs are written under temporary names and renamed only after everything succeeded.
+// Outputs are written under temporary names and renamed only after everything succeeded; -o must be a regular file
+// (or not exist) and no input; NaN or inf in the audio is an error and writes nothing. Like edgegen's Python side, a
+// prompt over tokenizer.max_length tokens (EOS included) and --noise holding NaN or inf are refused (exit 2) before
+// any model is loaded; --truncate-prompt accepts the cut (a warning line, and "prompt_truncated": true in the JSON).
+#include <cmath>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -23,6 +27,7 @@
 #include "pipeline.h"
 #include "report.h"
 #include "threadpool.h"
+#include "tokenizer.h"
 #include "wav.h"
 
 namespace {
@@ -30,12 +35,14 @@ namespace {
 using namespace edgegen;
 
 constexpr const char* kUsage =
-    "usage: edgegen-runner --bundle DIR --prompt P --seconds S [--seed N] [--noise FILE.npy] [--threads N] [--dump DIR] -o out.wav\n"
+    "usage: edgegen-runner --bundle DIR --prompt P --seconds S [--seed N] [--noise FILE.npy] [--threads N] [--truncate-prompt]\n"
+    "                      [--dump DIR] -o out.wav\n"
     "  --bundle DIR      ExecuTorch bundle written by `edgegen export` (manifest.json, spiece.model, 3 .pte)\n"
-    "  --prompt P        text prompt (may be empty)\n"
+    "  --prompt P        text prompt (may be empty); over tokenizer.max_length tokens (EOS included) is refused\n"
+    "  --truncate-prompt keep an over-long prompt's first max_length-1 tokens (and EOS) instead of refusing it\n"
     "  --seconds S       audio length, 0 < S <= manifest max_seconds\n"
     "  --seed N          seed of the portable noise generator (default 0), same numbers as edgegen.noise\n"
-    "  --noise FILE.npy  float32 C-order noise of shape [steps, 64, T] instead of --seed\n"
+    "  --noise FILE.npy  float32 C-order noise of shape [steps, 64, T], finite, instead of --seed\n"
     "  --threads N       ExecuTorch/XNNPACK thread pool size (default: runtime's choice)\n"
     "  --dump DIR        write token_ids, attention_mask, conditioning, latents_step{k}, audio, noise as .npy\n"
     "  -o, --output WAV  float32 WAV to write\n"
@@ -46,7 +53,7 @@ struct Args {
   double seconds = 0.0;
   uint64_t seed = 0;
   int threads = 0;  // 0: leave the pool as the runtime sized it
-  bool has_prompt = false, has_seconds = false;
+  bool has_prompt = false, has_seconds = false, truncate_prompt = false;
 };
 
 bool g_verbose = false;
@@ -88,6 +95,10 @@ Args parse_args(int argc, char** argv) {
     }
     if (flag == "--verbose") {
       g_verbose = true;
+      continue;
+    }
+    if (flag == "--truncate-prompt") {
+      a.truncate_prompt = true;
       continue;
     }
     size_t eq = flag.find('=');
@@ -150,6 +161,29 @@ class Outputs {
   std::vector<std::pair<std::string, std::string>> files_;
 };
 
+// -o must name a regular file (or nothing yet) in an existing directory, and none of the `inputs` (what -> path):
+// the WAV replaces it by rename, so writing over the noise file or a bundle file would destroy an input.
+void check_output(const std::string& out, const std::vector<std::pair<std::string, std::string>>& inputs) {
+  struct stat st;
+  if (::stat(out.c_str(), &st) == 0) {
+    if (!S_ISREG(st.st_mode)) {
+      throw InputError("-o " + out + " exists and is not a regular file (a directory, device or FIFO); give the path of a .wav file");
+    }
+    for (const auto& in : inputs) {
+      struct stat si;
+      if (::stat(in.second.c_str(), &si) == 0 && si.st_dev == st.st_dev && si.st_ino == st.st_ino) {
+        throw InputError("-o " + out + " is the same file as " + in.first + " " + in.second + "; write the WAV somewhere else");
+      }
+    }
+    return;
+  }
+  const size_t slash = out.find_last_of('/');
+  const std::string parent = slash == std::string::npos ? "." : (slash == 0 ? "/" : out.substr(0, slash));
+  if (::stat(parent.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    throw InputError("-o " + out + ": the directory " + parent + " does not exist; create it first");
+  }
+}
+
 void write_dumps(Outputs& out, const std::string& dir, const Bundle& b, const Generation& g) {
   make_dirs(dir);
   const int64_t L = b.max_length, D = b.latent_channels, T = b.latent_length;
@@ -169,6 +203,11 @@ int run(int argc, char** argv) {
   Args args = parse_args(argc, argv);
   const auto load_start = std::chrono::steady_clock::now();
   Bundle bundle = load_bundle(args.bundle);
+  std::vector<std::pair<std::string, std::string>> inputs = {
+      {"the manifest", bundle.dir + "/manifest.json"}, {"the tokenizer", bundle.tokenizer_path},
+      {"the text encoder", bundle.text_encoder.path}, {"the DiT", bundle.dit.path}, {"the decoder", bundle.decoder.path}};
+  if (!args.noise.empty()) inputs.push_back({"--noise", args.noise});
+  check_output(args.output, inputs);
   check_seconds(bundle, args.seconds);
   Request req;
   req.prompt = args.prompt;
@@ -184,15 +223,23 @@ int run(int argc, char** argv) {
       throw InputError("--noise " + args.noise + " has shape [" + got + "], this bundle needs [" + std::to_string(want[0]) + ", " +
                        std::to_string(want[1]) + ", " + std::to_string(want[2]) + "] (steps, latent channels, latent length)");
     }
+    size_t bad = 0;
+    for (float v : noise.data) bad += std::isfinite(v) ? 0 : 1;
+    if (bad) {
+      throw InputError("--noise " + args.noise + " holds " + std::to_string(bad) + " non-finite value(s) (NaN or inf); give finite float32 noise");
+    }
     req.noise = std::move(noise.data);
   }
+  // The prompt's length is checked before any model is loaded (a tokenizer of its own: spiece.model loads in ms).
+  Tokenizer(bundle.tokenizer_path, bundle.max_length, bundle.eos_id, bundle.pad_id).fit(args.prompt, args.truncate_prompt);
   if (args.threads > 0) set_num_threads(args.threads);
   Pipeline pipeline(std::move(bundle));
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
 
   Generation g = pipeline.generate(req);
-  if (g.tokens.truncated) {
-    std::fprintf(stderr, "edgegen-runner: warning: prompt truncated to %d tokens (tokenizer.max_length - 1)\n", pipeline.bundle().max_length - 1);
+  if (g.tokens.truncated) {  // only with --truncate-prompt: fit() refused it otherwise
+    std::fprintf(stderr, "edgegen-runner: warning: the prompt is %d tokens and this model takes at most %d (EOS included); kept its first %d tokens (--truncate-prompt)\n",
+                 g.tokens.count, pipeline.bundle().max_length, pipeline.bundle().max_length - 1);
   }
   const Bundle& b = pipeline.bundle();
   Outputs out;

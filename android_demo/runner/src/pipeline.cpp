@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <initializer_list>
 #include <sys/resource.h>
 
 #include <executorch/extension/module/module.h>
@@ -82,14 +84,22 @@ std::unique_ptr<Module> load_module(const Artifact& a, const char* name) {
   return m;
 }
 
-// Runs forward() on `inputs` (pointers to buffers shaped as declared) and copies every output out,
-// because the module's planned memory is reused by the next call.
-std::vector<std::vector<float>> run(Module& m, const Artifact& a, const char* name, const std::vector<const void*>& inputs) {
+// A value for the input called `name`: a buffer shaped as the manifest declares it.
+struct Feed {
+  const char* name;
+  const void* data;
+};
+
+// Runs forward() with each declared input bound by name (in the artifact's call order, see bundle.h) and copies
+// every output out, in return order, because the module's planned memory is reused by the next call.
+std::vector<std::vector<float>> run(Module& m, const Artifact& a, const char* name, std::initializer_list<Feed> feeds) {
   std::vector<TensorPtr> tensors;
   std::vector<EValue> values;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    std::vector<executorch::aten::SizesType> sizes(a.inputs[i].shape.begin(), a.inputs[i].shape.end());
-    tensors.push_back(from_blob(const_cast<void*>(inputs[i]), sizes, scalar_type(a.inputs[i].dtype)));
+  for (const TensorSpec& spec : a.inputs) {
+    auto feed = std::find_if(feeds.begin(), feeds.end(), [&](const Feed& f) { return spec.name == f.name; });
+    if (feed == feeds.end()) throw InputError(std::string(name) + " input '" + spec.name + "' is not one the runner provides; re-export the bundle");
+    std::vector<executorch::aten::SizesType> sizes(spec.shape.begin(), spec.shape.end());
+    tensors.push_back(from_blob(const_cast<void*>(feed->data), sizes, scalar_type(spec.dtype)));
     values.emplace_back(tensors.back());
   }
   auto result = m.forward(values);
@@ -103,6 +113,15 @@ std::vector<std::vector<float>> run(Module& m, const Artifact& a, const char* na
     outs.emplace_back(p, p + t.numel());
   }
   return outs;
+}
+
+// Non-finite audio is an error, never a file (edgegen.common.check_finite does the same in Python).
+void check_finite(const std::vector<float>& audio) {
+  const size_t bad = size_t(std::count_if(audio.begin(), audio.end(), [](float v) { return !std::isfinite(v); }));
+  if (bad) {
+    throw RuntimeFailure("the decoded audio holds " + std::to_string(bad) +
+                         " non-finite value(s) (NaN or inf); nothing was written, check the --noise values and the bundle");
+  }
 }
 
 }  // namespace
@@ -129,10 +148,13 @@ int64_t frames_to_decode(int64_t samples, int64_t length, int64_t window, int64_
 }
 
 void check_seconds(const Bundle& bundle, double seconds) {
-  if (!(seconds > 0.0) || seconds > bundle.max_seconds + 1e-6) {  // same slack as edgegen's BundlePipeline
-    throw InputError("--seconds must be in (0, " + std::to_string(bundle.max_seconds) + "] for this bundle, got " + std::to_string(seconds));
+  // Same rule as edgegen.common.check_seconds: finite, at least one sample once rounded, at most max_seconds (+1e-6).
+  if (!(seconds > 0.0) || seconds > bundle.max_seconds + 1e-6 || num_samples(seconds, bundle.sample_rate) < 1) {
+    char buf[160];
+    std::snprintf(buf, sizeof(buf), "--seconds %g is out of range: this bundle makes %.2g to %.2f seconds (1 sample to max_seconds)",
+                  seconds, 1.0 / bundle.sample_rate, bundle.max_seconds);
+    throw InputError(buf);
   }
-  if (int64_t(seconds * bundle.sample_rate) < 1) throw InputError("--seconds is shorter than one sample at " + std::to_string(bundle.sample_rate) + " Hz");
 }
 
 double peak_rss_mb() {
@@ -168,16 +190,17 @@ Generation Pipeline::generate(const Request& req) {
   auto t0 = std::chrono::steady_clock::now();
   g.tokens = tokenizer_.encode(req.prompt);
   const float seconds_total = float(req.seconds);
-  auto cond = run(*text_encoder_, b.text_encoder, "text_encoder", {g.tokens.ids.data(), g.tokens.mask.data(), &seconds_total});
-  g.cross_attn_cond = std::move(cond[0]);
-  g.global_cond = std::move(cond[1]);
+  auto cond = run(*text_encoder_, b.text_encoder, "text_encoder",
+                  {{"token_ids", g.tokens.ids.data()}, {"attention_mask", g.tokens.mask.data()}, {"seconds_total", &seconds_total}});
+  g.cross_attn_cond = std::move(cond[b.text_encoder.output("cross_attn_cond")]);
+  g.global_cond = std::move(cond[b.text_encoder.output("global_cond")]);
   g.text_encoder_s = seconds_since(t0);
 
   std::vector<float> x(g.noise.begin(), g.noise.begin() + latent);  // [1, D, T]
   for (int i = 0; i < b.steps; ++i) {
     t0 = std::chrono::steady_clock::now();
     const float ti = t[size_t(i)];
-    auto v = run(*dit_, b.dit, "dit", {x.data(), &ti, g.cross_attn_cond.data(), g.global_cond.data()});
+    auto v = run(*dit_, b.dit, "dit", {{"x", x.data()}, {"t", &ti}, {"cross_attn_cond", g.cross_attn_cond.data()}, {"global_cond", g.global_cond.data()}});
     const float* vp = v[0].data();
     if (i + 1 < b.steps) {
       const float tn = t[size_t(i) + 1];
@@ -196,7 +219,7 @@ Generation Pipeline::generate(const Request& req) {
 
   t0 = std::chrono::steady_clock::now();
   g.seconds = req.seconds;
-  g.frames = std::min(int64_t(req.seconds * double(b.sample_rate)), b.audio_length);
+  g.frames = std::min(num_samples(req.seconds, b.sample_rate), b.audio_length);
   g.audio.resize(size_t(b.channels) * size_t(g.frames));
   const int64_t T = b.latent_length;
   std::vector<Window> plan;
@@ -219,7 +242,7 @@ Generation Pipeline::generate(const Request& req) {
       }
       in = window_latents.data();
     }
-    auto audio = run(*decoder_, b.decoder, "decoder", {in});  // [1, channels, n_in * hop]
+    auto audio = run(*decoder_, b.decoder, "decoder", {{"latents", in}});  // [1, channels, n_in * hop]
     ++g.decoder_calls;
     const int64_t keep_from = (w.keep_start - w.start) * hop;
     const int64_t take = std::min((w.keep_end - w.keep_start) * hop, g.frames - written);
@@ -229,6 +252,7 @@ Generation Pipeline::generate(const Request& req) {
       std::copy(src, src + take, g.audio.begin() + ptrdiff_t(size_t(c) * size_t(g.frames) + size_t(written)));
       std::copy(src, src + take, chunk.begin() + ptrdiff_t(size_t(c) * size_t(take)));
     }
+    check_finite(chunk);  // before on_chunk can write it anywhere
     written += take;
     if (g.decoder_calls == 1) g.time_to_first_audio_s = seconds_since(start);
     if (req.on_chunk) req.on_chunk(chunk, take);

@@ -5,7 +5,8 @@
 //   x = noise[0]; for i < steps:                                  x [1, D, T]
 //       v = dit(x, [t_i], cross, glob); denoised = x - t_i * v
 //       x = (1 - t_{i+1}) * denoised + t_{i+1} * noise[i+1]   (x = denoised on the last step)
-//   audio = decoder(x)[:, :, :n], n = min(int64(seconds * sample_rate), N)   [channels, n]
+//   audio = decoder(x)[:, :, :n], n = min(num_samples(seconds, sample_rate), N)   [channels, n], nearest sample
+//   (NaN or inf in the audio is an error: RuntimeFailure, nothing is handed to on_chunk)
 //   (streamed bundle: decoder(x[:, :, start:end]) per window of plan_windows(), the kept frames concatenated;
 //    same windows as edgegen.streaming.decode_stream, so the audio matches `edgegen run` exactly)
 //
@@ -31,7 +32,7 @@ namespace edgegen {
 
 struct Request {
   std::string prompt;
-  double seconds = 0.0;        // in (0, max_seconds] (+1e-6 slack, like edgegen's BundlePipeline)
+  double seconds = 0.0;        // in (0, max_seconds] (+1e-6 slack) and >= 1 sample once rounded, like edgegen's check_seconds
   uint64_t seed = 0;           // used when `noise` is empty
   std::vector<float> noise;    // [steps, D, T] C order, or empty for gaussian_noise(seed)
   bool keep_intermediates = false;  // fill Generation::latents (for --dump)
@@ -53,7 +54,7 @@ int64_t frames_to_decode(int64_t samples, int64_t length, int64_t window, int64_
 
 struct Generation {
   double seconds = 0.0;       // as requested
-  int64_t frames = 0;         // int64(seconds * sample_rate)
+  int64_t frames = 0;         // num_samples(seconds, sample_rate): the nearest sample
   std::vector<float> audio;   // [channels, frames] planar
   Tokens tokens;
   std::vector<float> cross_attn_cond;  // [1, L+1, C]
@@ -79,7 +80,7 @@ class Pipeline {
 
   const Bundle& bundle() const { return bundle_; }
 
-  // Throws InputError for a bad `seconds` or noise size, RuntimeFailure when a module fails.
+  // Throws InputError for a bad `seconds` or noise size, RuntimeFailure when a module fails or the audio is not finite.
   Generation generate(const Request& request);
 
  private:
@@ -88,7 +89,7 @@ class Pipeline {
   std::unique_ptr<executorch::extension::module::Module> text_encoder_, dit_, decoder_;
 };
 
-// Throws InputError unless 0 < seconds <= bundle.max_seconds + 1e-6.
+// Throws InputError unless 0 < seconds <= bundle.max_seconds + 1e-6 and seconds rounds to at least one sample.
 void check_seconds(const Bundle& bundle, double seconds);
 
 // Peak resident set size of this process in MiB.

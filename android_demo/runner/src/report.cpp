@@ -32,6 +32,8 @@ std::string report_json(const Bundle& b, const Generation& g, double load_s, int
          ", \"seconds\": " + json_number(g.seconds) +
          ", \"frames\": " + std::to_string(g.frames) +
          ", \"sample_rate\": " + std::to_string(b.sample_rate) +
+         ", \"prompt_tokens\": " + std::to_string(g.tokens.count) +
+         ", \"prompt_truncated\": " + (g.tokens.truncated ? "true" : "false") +
          ", \"recipe\": " + json_quote(b.recipe) +
          ", \"runner\": \"native\", \"backend\": \"executorch\"}";
 }

@@ -17,11 +17,31 @@ Tokenizer::Tokenizer(const std::string& model_path, int max_length, int eos_id, 
 
 Tokenizer::~Tokenizer() = default;
 
-Tokens Tokenizer::encode(const std::string& prompt) const {
+namespace {
+
+std::vector<int> pieces_of(const sentencepiece::SentencePieceProcessor& sp, const std::string& prompt) {
   std::vector<int> pieces;
-  auto status = sp_->Encode(prompt, &pieces);
+  auto status = sp.Encode(prompt, &pieces);
   if (!status.ok()) throw RuntimeFailure("SentencePiece failed to encode the prompt: " + status.ToString());
+  return pieces;
+}
+
+}  // namespace
+
+int Tokenizer::fit(const std::string& prompt, bool truncate) const {
+  const int n = int(pieces_of(*sp_, prompt).size()) + 1;
+  if (n > max_length_ && !truncate) {
+    throw InputError("the prompt is " + std::to_string(n) + " tokens and this model takes at most " + std::to_string(max_length_) +
+                     " (EOS included); shorten it, or pass --truncate-prompt to keep its first " + std::to_string(max_length_ - 1) +
+                     " tokens");
+  }
+  return n;
+}
+
+Tokens Tokenizer::encode(const std::string& prompt) const {
+  std::vector<int> pieces = pieces_of(*sp_, prompt);
   Tokens t;
+  t.count = int(pieces.size()) + 1;
   const size_t keep = size_t(max_length_ - 1);
   t.truncated = pieces.size() > keep;
   if (t.truncated) pieces.resize(keep);

@@ -1,0 +1,109 @@
+"""Facts and small helpers that the reference, the bundle runtime, export, parity and bench all use; each once.
+
+    COMPONENTS, BACKENDS                  # the artifact names in pipeline order; the two runtimes
+    num_samples(seconds, sample_rate)     # audio length: the nearest sample, the one rule everywhere
+    check_seconds(s, max_seconds=, sample_rate=, owner=)   # one sample to max, or one EdgegenError line
+    check_finite(x, what)                 # NaN / inf is an error naming `what`, never a file
+    sha256_file(path), peak_rss_mb()
+    with atomic_path(out) as tmp: ...     # write `tmp`; renamed onto `out` on success, removed on failure
+    write_text_atomic(out, text)
+    Timings, collect_audio(chunks, ...)   # per-stage wall times of one generation
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import os
+import resource
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgegen.errors import EdgegenError
+
+COMPONENTS = ("text_encoder", "dit", "decoder")
+BACKENDS = ("executorch", "litert")
+
+
+def num_samples(seconds: float, sample_rate: int) -> int:
+    """Samples in `seconds` of audio: the nearest integer (0.7 s at 44.1 kHz is 30870, not the truncated 30869).
+    The native runner applies the same rule (`std::nearbyint`: ties to even, like `round`)."""
+    return int(round(seconds * sample_rate))
+
+
+def check_seconds(seconds: float, *, max_seconds: float, sample_rate: int, owner: str) -> None:
+    """`seconds` must be a finite duration of at least one sample and at most `max_seconds`."""
+    if not (math.isfinite(seconds) and num_samples(seconds, sample_rate) >= 1 and seconds <= max_seconds + 1e-6):
+        raise EdgegenError(f"--seconds {seconds:g} is out of range: {owner} makes {1 / sample_rate:.2g} to "
+                           f"{max_seconds:.2f} seconds")
+
+
+def check_finite(x, what: str) -> None:
+    """Raise one line naming `what` when `x` (tensor or array) holds NaN or inf."""
+    arr = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    if arr.is_floating_point() and not bool(torch.isfinite(arr).all()):
+        bad = int((~torch.isfinite(arr)).sum())
+        raise EdgegenError(f"{what} holds {bad} non-finite value(s) (NaN or inf); nothing was written")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary name beside `path` (`.NAME.partial-PID`): renamed onto `path` when the block succeeds, removed
+    when it fails, so `path` is never half-written. An OSError becomes one EdgegenError line."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise EdgegenError(f"cannot write {path}: {exc.strerror or exc}; nothing was written") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def peak_rss_mb() -> float:
+    """The process' resident-memory high-water mark (Linux `ru_maxrss` is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@dataclass
+class Timings:
+    stages: dict[str, float] = field(default_factory=dict)
+    dit_steps: list[float] = field(default_factory=list)
+
+
+def collect_audio(chunks: Iterator[torch.Tensor], *, timings: Timings, start: float,
+                  on_chunk: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
+    """Drain decoded chunks [1, 2, n_i] into np.float32 [2, sum n_i], timing the decoder (`stages["decoder"]`)
+    and the first audio since `start` (`stages["first_audio"]`); `on_chunk` sees each chunk as it arrives.
+    A chunk with NaN or inf stops the generation before `on_chunk` writes it anywhere."""
+    clock = time.perf_counter()
+    parts = []
+    for chunk in chunks:
+        check_finite(chunk, "the decoded audio")
+        parts.append(chunk[0].numpy().astype(np.float32, copy=False))
+        if len(parts) == 1:
+            timings.stages["first_audio"] = time.perf_counter() - start
+        if on_chunk is not None:
+            on_chunk(parts[-1])
+    timings.stages["decoder"] = time.perf_counter() - clock
+    return np.concatenate(parts, axis=-1)
