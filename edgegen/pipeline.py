@@ -104,10 +104,15 @@ class Pipeline:
         its peak memory."""
         from edgegen.streaming import decode_stream, default_window, receptive_field
 
+        def decoder(x: torch.Tensor) -> torch.Tensor:
+            # no_grad per call, never held across a yield: a `with torch.no_grad()` around the yields would leave
+            # a consumer that stops early (an error in a later chunk) without grad until the generator is collected
+            with torch.no_grad():
+                return self.decoder(x)
+
         w, o = default_window(receptive_field(self.decoder), length=self.latent_length)
-        with torch.no_grad():
-            yield from decode_stream(self.decoder, latents, window=window or w, overlap=overlap if overlap is not None else o,
-                                     hop=self.config.vae.hop, samples=samples)
+        yield from decode_stream(decoder, latents, window=window or w, overlap=overlap if overlap is not None else o,
+                                 hop=self.config.vae.hop, samples=samples)
 
     def check_seconds(self, seconds_total: float) -> None:
         check_seconds(seconds_total, max_seconds=self.max_seconds, sample_rate=self.sample_rate, owner="this model")

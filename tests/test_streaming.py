@@ -133,3 +133,13 @@ def test_decode_stream_samples_decodes_only_what_is_needed(tiny):
     assert sum(c.shape[-1] for c in chunks) == samples
     assert calls == [24, 24]  # 28 frames needed: [0,24) and the last window shifted to end at 28, not 48
     assert compare(dec(x)[:, :, :samples], torch.cat(chunks, dim=-1)).sqnr_db >= 60
+
+
+def test_abandoned_decode_stream_leaves_grad_enabled(tiny):
+    """A consumer that stops after the first chunk (as `generate` does when a later chunk holds NaN) must not be
+    left with autograd switched off by the generator's no_grad."""
+    chunks = tiny.decode_stream(torch.randn(1, 64, tiny.latent_length), window=21)
+    next(chunks)
+    assert torch.is_grad_enabled()
+    del chunks
+    assert torch.is_grad_enabled()
