@@ -554,8 +554,8 @@ def train_cache_cmd(model, t5, captions, out):
     from edgegen.pipeline import load_pipeline
     from edgegen.train.data import build_cache, read_captions
 
-    if out.parent.is_dir():  # else build_cache makes the folder (and removes it again on failure)
-        check_output(out, inputs={"--captions": captions, "--model": model, "--t5": t5})
+    if out.parent.is_dir() and not out.is_dir():  # a missing folder build_cache makes (and removes on failure);
+        check_output(out, inputs={"--captions": captions, "--model": model, "--t5": t5})  # a folder it names
     records = read_captions(captions)  # a bad captions file fails before the model loads
     click.echo(build_cache(pipe=load_pipeline(model, t5=t5), records=records, root=captions.parent, out=out).summary())
 

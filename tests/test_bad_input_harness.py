@@ -17,6 +17,7 @@ import torch
 from click.testing import CliRunner
 
 import edgegen
+import edgegen.common
 import edgegen.bundle_pipeline
 import edgegen.parity
 import edgegen.pipeline
@@ -81,7 +82,7 @@ def test_report_is_written_atomically(tmp_path, monkeypatch):
     def full_disk(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(edgegen.parity.os, "replace", full_disk)
+    monkeypatch.setattr(edgegen.common.os, "replace", full_disk)  # the one atomic_path every writer uses
     with pytest.raises(EdgegenError, match="No space left on device; nothing was written"):
         edgegen.parity.write_report(dest, {"passed": True})
     assert dest.read_text() == '{"old": true}\n' and [p.name for p in tmp_path.iterdir()] == ["p.json"]

@@ -3,8 +3,10 @@
 Almost every case fails before a model is built or a step is trained, so the whole file runs in seconds."""
 
 import json
+import os
 import pickle
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -253,3 +255,21 @@ def test_cache_is_safetensors_naming_its_format(tmp_path):
     n = int.from_bytes(path.read_bytes()[:8], "little")
     header = json.loads(path.read_bytes()[8:8 + n])
     assert header["__metadata__"]["edgegen"] == store.CACHE and "latents" in header
+
+
+def test_cache_out_that_is_an_input_or_not_a_file_is_refused_before_the_model_loads(tmp_path, monkeypatch):
+    """`train cache --out` never replaces the captions it reads, nor a FIFO; checked before any work."""
+    import edgegen.pipeline
+
+    monkeypatch.setattr(edgegen.pipeline, "load_pipeline", lambda *a, **k: pytest.fail("the model was loaded"))
+    captions = tmp_path / "caps.jsonl"
+    captions.write_text('{"path": "a.wav", "caption": "a dog"}\n')
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for out, needle in ((captions, "it is the --captions input"), (fifo, "a FIFO")):
+        res = CliRunner().invoke(main, ["train", "cache", "-m", "random:tiny", "--captions", str(captions),
+                                        "--out", str(out)])
+        assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("edgegen: error:") and needle in lines[0], lines
+    assert captions.read_text() == '{"path": "a.wav", "caption": "a dog"}\n' and stat.S_ISFIFO(os.stat(fifo).st_mode)
