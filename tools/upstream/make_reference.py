@@ -513,14 +513,16 @@ def main() -> None:
         captured["latents"] = res.clone()
         return res
 
+    def generate(**extra):  # the one generation call; each run below differs only in `extra`
+        return sat_generation.generate_diffusion_cond(
+            model, steps=steps, cfg_scale=1.0, conditioning=[{"prompt": "a dog barking", "seconds_total": 1.0}],
+            batch_size=1, sample_size=SAMPLE_SIZE, sample_rate=SAMPLE_RATE, seed=seed, device=device,
+            sampler_type="pingpong", sigma_max=1.0, **extra)
+
     sat_sampling.sample_flow_pingpong = pp_wrapper
     try:
         with NoiseFeed(feed) as nf:
-            gen_audio = sat_generation.generate_diffusion_cond(
-                model, steps=steps, cfg_scale=1.0,
-                conditioning=[{"prompt": "a dog barking", "seconds_total": 1.0}],
-                batch_size=1, sample_size=SAMPLE_SIZE, sample_rate=SAMPLE_RATE, seed=seed, device=device,
-                sampler_type="pingpong", sigma_max=1.0, callback=callback)
+            gen_audio = generate(callback=callback)
     finally:
         sat_sampling.sample_flow_pingpong = orig_pp
     assert not nf.queue and len(nf.log) == steps + 1, nf.log
@@ -535,11 +537,7 @@ def main() -> None:
     t5c.__dict__["model"] = t5_fp16
     try:
         with NoiseFeed(list(feed)) as nf16:
-            gen16 = sat_generation.generate_diffusion_cond(
-                model, steps=steps, cfg_scale=1.0,
-                conditioning=[{"prompt": "a dog barking", "seconds_total": 1.0}],
-                batch_size=1, sample_size=SAMPLE_SIZE, sample_rate=SAMPLE_RATE, seed=seed, device=device,
-                sampler_type="pingpong", sigma_max=1.0)
+            gen16 = generate()
     finally:
         t5c.__dict__["model"] = t5_rounded
     assert not nf16.queue
@@ -550,11 +548,7 @@ def main() -> None:
     sat_sampling.sample_flow_pingpong = pp_wrapper
     try:
         with NoiseFeed(list(feed)) as nfl:
-            gen_legacy = sat_generation.generate_diffusion_cond(
-                model, steps=steps, cfg_scale=1.0,
-                conditioning=[{"prompt": "a dog barking", "seconds_total": 1.0}],
-                batch_size=1, sample_size=SAMPLE_SIZE, sample_rate=SAMPLE_RATE, seed=seed, device=device,
-                sampler_type="pingpong", sigma_max=1.0, dist_shift=legacy)
+            gen_legacy = generate(dist_shift=legacy)
     finally:
         sat_sampling.sample_flow_pingpong = orig_pp
     assert not nfl.queue
