@@ -1,13 +1,20 @@
 """Bench and parity-check a bundle on an Android phone over adb, with the native runner (android_demo/runner).
 
-    dev = preflight(adb_path="adb", serial=None, bundle=bundle, runner_dir=Path("build/runner-android-arm64"))
+    dev = preflight(adb_path="adb", serial=None, bundle=bundle, runner_dir=Path("build/runner-android-arm64-portable"))
     result = device_bench(bundle, device=dev, runner_dir=..., iters=3)      # schema edgegen.bench/1, kind "device"
     report = device_parity(bundle, pipe, device=dev, runner_dir=...)       # schema edgegen.parity/1
 
+Runner folders (`edgegen build-runner`), either kind, both backends:
+
+    portable    edgegen-runner (sh launcher), bin/edgegen-runner, lib/ (glibc loader + every library, libLiteRt.so):
+                target android-arm64-portable, needs no NDK; the default (build/runner-android-arm64-portable)
+    ndk         edgegen-runner and its .so files side by side (target android-arm64, NDK build, for app builds);
+                LiteRT bundles need libLiteRt.so for Android placed beside it
+
 Device layout (content-addressed, so a second run pushes nothing that is already there):
 
-    /data/local/tmp/edgegen/<Bundle.digest>/        manifest.json, the three .pte files, the tokenizer
-    /data/local/tmp/edgegen/runner-<sha[:16]>/      edgegen-runner and any .so beside it (LD_LIBRARY_PATH)
+    /data/local/tmp/edgegen/<Bundle.digest>/        manifest.json, the three artifacts, the tokenizer
+    /data/local/tmp/edgegen/runner-<sha[:16]>/      the runner folder as built (ndk: run with LD_LIBRARY_PATH)
     /data/local/tmp/edgegen/work/                   noise.npy, out.wav, dump*/ (scratch)
 
 `sync` compares each file's `sha256sum` on the device with the local one and pushes only what differs.
@@ -41,7 +48,9 @@ RUNNER = "edgegen-runner"
 ABI = "arm64-v8a"
 FREE_MARGIN_BYTES = 64 << 20  # room for out.wav and the dumps
 SHELL_TIMEOUT_S, COPY_TIMEOUT_S, RUN_TIMEOUT_S = 60, 900, 900
-_BUILD_FIX = "build it with `edgegen build-runner --target android-arm64 -o {dir}` (or pass --runner DIR)"
+DEFAULT_RUNNER_DIR = Path("build/runner-android-arm64-portable")
+LOADER = "lib/ld-linux-aarch64.so.1"
+_BUILD_FIX = "build it with `edgegen build-runner --target android-arm64-portable -o {dir}` (or pass --runner DIR)"
 
 
 @dataclass(frozen=True)
@@ -90,9 +99,37 @@ def _bundle_files(bundle: Bundle) -> list[Path]:
     return [bundle.root / n for n in names]
 
 
-def _runner_files(runner_dir: Path) -> list[Path]:
+def is_portable(runner_dir: Path) -> bool:
+    """A portable runner folder (bin/edgegen-runner beside lib/), as opposed to an NDK build's flat folder."""
+    return (runner_dir / "bin" / RUNNER).is_file()
+
+
+def _runner_files(runner_dir: Path) -> dict[str, list[Path]]:
+    """{sub-folder ("" , "bin", "lib"): files} of the runner folder, as they go to the device."""
+    if is_portable(runner_dir):
+        return {"": [runner_dir / RUNNER], "bin": [runner_dir / "bin" / RUNNER],
+                "lib": sorted(p for p in (runner_dir / "lib").glob("*") if p.is_file())}
     exe = runner_dir / RUNNER
-    return [exe, *sorted(p for p in runner_dir.glob("*.so*") if p.is_file())] if exe.is_file() else []
+    return {"": [exe, *sorted(p for p in runner_dir.glob("*.so*") if p.is_file())]} if exe.is_file() else {}
+
+
+def check_runner_dir(runner_dir: Path, backend: str) -> None:
+    """The runner folder can run `backend` bundles on an arm64 device, or one line that names the fix."""
+    runner_dir = Path(runner_dir)
+    exe = runner_dir / RUNNER
+    if not (exe.is_file() and exe.stat().st_mode & 0o111):
+        raise EdgegenError(f"no {RUNNER} executable in {runner_dir}; " + _BUILD_FIX.format(dir=runner_dir))
+    if is_portable(runner_dir):
+        if not (runner_dir / LOADER).is_file():
+            raise EdgegenError(f"{runner_dir / LOADER} is missing: the portable runner starts through the loader it "
+                               "carries; copy the whole folder or " + _BUILD_FIX.format(dir=runner_dir))
+        lib = runner_dir / "lib" / "libLiteRt.so"
+    else:
+        lib = runner_dir / "libLiteRt.so"
+    if backend == "litert" and not lib.is_file():
+        raise EdgegenError(f"{runner_dir} has no libLiteRt.so, which LiteRT bundles need on the device; use the portable "
+                           "runner (" + _BUILD_FIX.format(dir=DEFAULT_RUNNER_DIR) + ") or put ai-edge-litert's "
+                           f"Android arm64 libLiteRt.so at {lib}")
 
 
 def _list_devices(adb: Adb) -> dict[str, str]:
@@ -112,10 +149,9 @@ def _free_bytes(df_output: str) -> int:
 
 
 def preflight(*, adb_path: str, serial: str | None, bundle: Bundle, runner_dir: Path) -> Device:
-    """The five checks, in order, each failing with one line that names the fix."""
-    if bundle.backend != "executorch":
-        raise EdgegenError(f"{bundle.root} is a {bundle.backend} bundle; the native runner runs ExecuTorch "
-                           "bundles only (export with --target android-arm64-executorch)")
+    """The checks, in order, each failing with one line that names the fix: the runner folder, adb, the device,
+    its ABI (64-bit arm), its free space."""
+    check_runner_dir(runner_dir, bundle.backend)
     exe = shutil.which(adb_path)
     if exe is None:
         raise EdgegenError(f"adb not found ({adb_path!r}); install Android platform-tools and put adb on PATH, "
@@ -136,16 +172,21 @@ def preflight(*, adb_path: str, serial: str | None, bundle: Bundle, runner_dir: 
     adb = Adb(exe, serial)
     abi = adb.shell("getprop ro.product.cpu.abi").strip()
     if abi != ABI:
-        raise EdgegenError(f"device {serial} has ABI {abi or '(none)'}; the runner is built for {ABI}: use an "
-                           "arm64 phone or an arm64-v8a emulator image")
-    need = sum(p.stat().st_size for p in _bundle_files(bundle) + _runner_files(runner_dir)) + FREE_MARGIN_BYTES
+        abis = adb.shell("getprop ro.product.cpu.abilist").strip()
+        if ABI in abis.split(","):
+            abi = ABI  # a 64-bit device whose primary ABI is reported otherwise (e.g. a translated x86_64 image)
+        elif abi.startswith("armeabi") or abi == "x86":
+            raise EdgegenError(f"device {serial} is 32-bit only ({abis or abi}); the runner is built for {ABI}: "
+                               "use a 64-bit arm phone or an arm64-v8a emulator image")
+        else:
+            raise EdgegenError(f"device {serial} has ABI {abi or '(none)'}; the runner is built for {ABI}: use an "
+                               "arm64 phone or an arm64-v8a emulator image")
+    runner_files = [p for files in _runner_files(runner_dir).values() for p in files]
+    need = sum(p.stat().st_size for p in _bundle_files(bundle) + runner_files) + FREE_MARGIN_BYTES
     free = _free_bytes(adb.shell("df -k /data/local/tmp"))
     if free < need:
         raise EdgegenError(f"device {serial} has {free / 2**20:.0f} MiB free on /data/local/tmp, needs "
                            f"{need / 2**20:.0f} MiB; free space (e.g. `adb shell rm -r {REMOTE_ROOT}`)")
-    exe_path = runner_dir / RUNNER
-    if not (exe_path.is_file() and exe_path.stat().st_mode & 0o111):
-        raise EdgegenError(f"no {RUNNER} executable in {runner_dir}; " + _BUILD_FIX.format(dir=runner_dir))
     return Device(adb=adb, serial=serial, abi=abi)
 
 
@@ -177,15 +218,22 @@ class _Remote:
     bundle: str
     runner: str
     work: str
+    portable: bool
 
 
 def _install(device: Device, bundle: Bundle, runner_dir: Path) -> _Remote:
-    runner_files = _runner_files(runner_dir)
-    r = _Remote(bundle=f"{REMOTE_ROOT}/{bundle.digest}", runner=f"{REMOTE_ROOT}/runner-{_files_digest(runner_files)}",
-                work=f"{REMOTE_ROOT}/work")
+    groups = _runner_files(runner_dir)
+    digest = _files_digest([p for sub in sorted(groups) for p in groups[sub]])
+    r = _Remote(bundle=f"{REMOTE_ROOT}/{bundle.digest}", runner=f"{REMOTE_ROOT}/runner-{digest}",
+                work=f"{REMOTE_ROOT}/work", portable=is_portable(runner_dir))
     sync(device.adb, _bundle_files(bundle), r.bundle)
-    if RUNNER in sync(device.adb, runner_files, r.runner):
-        device.adb.shell(f"chmod 755 {shlex.quote(r.runner + '/' + RUNNER)}")
+    executables = []
+    for sub, files in sorted(groups.items()):
+        remote = f"{r.runner}/{sub}" if sub else r.runner
+        pushed = sync(device.adb, files, remote)
+        executables += [f"{remote}/{n}" for n in pushed if n == RUNNER or sub == "lib"]
+    if executables:
+        device.adb.shell("chmod 755 " + " ".join(shlex.quote(p) for p in executables))
     device.adb.shell(f"mkdir -p {shlex.quote(r.work)}")
     return r
 
@@ -195,8 +243,9 @@ def _run_runner(device: Device, r: _Remote, *, prompt: str, seconds: float, thre
     """One generation on the device; returns the runner's last-line JSON report."""
     args = ["--bundle", r.bundle, "--prompt", prompt, "--seconds", repr(float(seconds)),
             *(["--threads", str(threads)] if threads else []), *extra, "-o", f"{r.work}/out.wav"]
-    cmd = (f"cd {shlex.quote(r.work)} && LD_LIBRARY_PATH={shlex.quote(r.runner)} "
-           f"{shlex.quote(r.runner + '/' + RUNNER)} {' '.join(shlex.quote(a) for a in args)}")
+    exe = shlex.quote(r.runner + "/" + RUNNER)
+    start = f"sh {exe}" if r.portable else f"LD_LIBRARY_PATH={shlex.quote(r.runner)} {exe}"
+    cmd = f"cd {shlex.quote(r.work)} && {start} {' '.join(shlex.quote(a) for a in args)}"
     proc = device.adb._run(["shell", cmd], timeout=RUN_TIMEOUT_S)
     if proc.returncode != 0:
         why = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
@@ -207,7 +256,7 @@ def _run_runner(device: Device, r: _Remote, *, prompt: str, seconds: float, thre
         return json.loads(lines[-1])
     except (IndexError, json.JSONDecodeError):
         raise EdgegenError(f"{RUNNER} on device {device.serial} printed no JSON report; rebuild it with "
-                           "`edgegen build-runner --target android-arm64`") from None
+                           "`edgegen build-runner --target android-arm64-portable`") from None
 
 
 def device_bench(bundle: Bundle, *, device: Device, runner_dir: Path, iters: int = 3, warmup: int = 1,

@@ -309,8 +309,9 @@ def _adb_options(verb: str):
                      help=f"{verb.capitalize()} the bundle on an Android phone with the native runner."),
         click.option("--serial", default=None, help="adb device serial (with --adb; needed when several are connected)."),
         click.option("--runner", "runner_dir", type=click.Path(file_okay=False, path_type=Path),
-                     default=Path("build/runner-android-arm64"), show_default=True,
-                     help="android-arm64 runner folder (--adb)."),
+                     default=Path("build/runner-android-arm64-portable"), show_default=True,
+                     help="Runner folder for the phone (--adb): `edgegen build-runner --target "
+                          "android-arm64-portable` (no NDK needed), or an android-arm64 NDK build."),
         click.option("--adb-path", default="adb", show_default=True, help="The adb executable (--adb)."),
     ]
 
@@ -404,7 +405,10 @@ def bench(bundle, model, t5, t5_precision, iters, warmup, threads, seconds, low_
 
 
 @main.command("build-runner")
-@click.option("--target", "-t", required=True, type=click.Choice(["host", "linux-aarch64", "android-arm64"]))
+@click.option("--target", "-t", required=True,
+              type=click.Choice(["host", "linux-aarch64", "android-arm64-portable", "android-arm64"]),
+              help="host: this machine; linux-aarch64: arm64 Linux with glibc; android-arm64-portable: a folder that "
+                   "runs on any arm64 Android or Linux, glibc's loader included (no NDK); android-arm64: an NDK build.")
 @click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder that will hold the edgegen-runner executable (and its libraries).")
 @click.option("--android-ndk", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -413,7 +417,8 @@ def bench(bundle, model, t5, t5_precision, iters, warmup, threads, seconds, low_
               help="Install prefix of an ExecuTorch build for Android arm64-v8a (android-arm64 only).")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=2, show_default=True)
 def build_runner_cmd(target, output, android_ndk, executorch_android_dir, jobs):
-    """Build the native C++ runner (android_demo/runner) for the host, aarch64 Linux or Android."""
+    """Build the native C++ runner (android_demo/runner; ExecuTorch and LiteRT bundles) for the host, aarch64 Linux
+    or Android."""
     import os
 
     from edgegen.runner_build import build_runner

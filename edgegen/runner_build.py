@@ -1,20 +1,29 @@
 """Build the native `edgegen-runner` (android_demo/runner) for one target and put it in `out_dir`.
 
-    target          ExecuTorch                                 SentencePiece                     compiler
-    host            the installed pip `executorch` wheel       Debian libsentencepiece-dev,      system c++
-                                                               else built from the PyPI sdist
-    linux-aarch64   the manylinux_2_28_aarch64 wheel (pip      built from the PyPI sdist         aarch64-linux-gnu-g++
-                    download, cached)
-    android-arm64   an ExecuTorch CMake install built for      built from the PyPI sdist         NDK clang, API 28
-                    Android (see android_demo/README.md)
+    target                  ExecuTorch                         LiteRT (libLiteRt.so)       SentencePiece        compiler
+    host                    the installed pip `executorch`     the installed ai-edge-      Debian libsentence-  system c++
+                            wheel                              litert wheel                piece-dev, else sdist
+    linux-aarch64           the manylinux_2_28_aarch64 wheel   the manylinux_2_27_aarch64  built from the PyPI  aarch64-linux-
+                            (pip download, cached)             wheel (pip download)        sdist                gnu-g++
+    android-arm64-portable  as linux-aarch64, plus glibc's loader and libraries from Debian's cross packages
+    android-arm64           an ExecuTorch CMake install built   none (LiteRT bundles need   built from the PyPI  NDK clang,
+                            for Android (android_demo/README)   libLiteRt.so on the device) sdist                API 28
 
-`out_dir` then holds `edgegen-runner` (RUNPATH $ORIGIN) and, for the wheel targets, the ExecuTorch shared
-libraries beside it, so it runs from any working directory. Downloads, third-party builds and the CMake
-build trees live under `cache_dir` (default ~/.cache/edgegen), so a second build of a target takes seconds.
+`out_dir` then holds `edgegen-runner` (RUNPATH $ORIGIN:$ORIGIN/../lib) and, for the wheel targets, the ExecuTorch
+shared libraries and libLiteRt.so beside it, so it runs from any working directory. The portable target instead
+makes a self-contained folder that runs on any arm64 Linux or Android without an NDK build, started through the
+glibc loader it carries (Android has no glibc):
+
+    out_dir/edgegen-runner          POSIX sh launcher: lib/ld-linux-aarch64.so.1 --library-path lib bin/edgegen-runner
+    out_dir/bin/edgegen-runner      the aarch64 runner (both backends)
+    out_dir/lib/                    ld-linux-aarch64.so.1, glibc, libstdc++, libgcc_s, ExecuTorch's .so, libLiteRt.so
+
+Downloads, third-party builds and the CMake build trees live under `cache_dir` (default ~/.cache/edgegen), so a
+second build of a target takes seconds.
 
 Usage:
     build_runner(target="host", out_dir=Path("build/runner-host"))
-    python -m edgegen.runner_build --target linux-aarch64 -o build/runner-aarch64
+    python -m edgegen.runner_build --target android-arm64-portable -o build/runner-portable
 """
 
 from __future__ import annotations
@@ -32,7 +41,9 @@ from typing import Callable
 
 from edgegen.errors import EdgegenError
 
-TARGETS = ("host", "linux-aarch64", "android-arm64")
+TARGETS = ("host", "linux-aarch64", "android-arm64-portable", "android-arm64")
+PORTABLE = "android-arm64-portable"
+LITERT_VERSION = "2.3.0"  # the C API android_demo/runner/src/litert_api.h declares
 # 0.2.0 is the newest sdist whose C++ tree vendors protobuf-lite and absl; later ones fetch them from GitHub.
 SENTENCEPIECE_VERSION = "0.2.0"
 ANDROID_API = 28
@@ -66,7 +77,8 @@ def build_runner(
     cache_dir: Path | None = None,
     log: Callable[[str], None] = print,
 ) -> Path:
-    """Configure and build the runner for `target`; returns `out_dir / "edgegen-runner"`.
+    """Configure and build the runner for `target`; returns `out_dir / "edgegen-runner"` (for the portable
+    target, the launcher script).
 
     On failure, `out_dir` (and any parent folders) that this call created are removed again, so an early error
     such as a bad --android-ndk leaves nothing behind; a folder that existed before is left as it was."""
@@ -100,20 +112,24 @@ def _build(*, target: str, out_dir: Path, android_ndk: Path | None, executorch_a
     _require_tool("cmake", "cmake")
     cache = (cache_dir or Path.home() / ".cache" / "edgegen").resolve()
 
+    litert_lib: Path | None = None
     if target == "host":
         _require_tool("c++", "g++")
         toolchain: list[str] = []
         et_config = executorch_sdk_root() / "share" / "cmake"
         spm_root = None if _system_sentencepiece() else _sentencepiece(cache, "host", toolchain, jobs, log)
         flavor = "wheel"
-    elif target == "linux-aarch64":
+        litert_lib = litert_library()
+    elif target in ("linux-aarch64", PORTABLE):
         _require_tool("aarch64-linux-gnu-g++", "g++-aarch64-linux-gnu")
+        _require_tool("aarch64-linux-gnu-readelf", "binutils-aarch64-linux-gnu")
         toolchain_file = cache / "toolchains" / "aarch64-linux-gnu.cmake"
         _write_if_changed(toolchain_file, _AARCH64_TOOLCHAIN)
         toolchain = [f"-DCMAKE_TOOLCHAIN_FILE={toolchain_file}"]
         et_config = _aarch64_executorch_root(cache, log) / "share" / "cmake"
         spm_root = _sentencepiece(cache, "linux-aarch64", toolchain, jobs, log)
         flavor = "wheel"
+        litert_lib = _aarch64_litert_library(cache, log)
     else:
         toolchain, et_config = _android_inputs(android_ndk, executorch_android_dir)
         spm_root = _sentencepiece(cache, "android-arm64", toolchain, jobs, log)
@@ -122,6 +138,7 @@ def _build(*, target: str, out_dir: Path, android_ndk: Path | None, executorch_a
     out_dir.mkdir(parents=True, exist_ok=True)  # only once every input is known to be there
     build_key = hashlib.sha1(f"{RUNNER_SOURCE.resolve()}\n{out_dir}".encode()).hexdigest()[:12]
     build_dir = cache / "runner-build" / f"{target}-{build_key}"
+    final_dir, out_dir = out_dir, (build_dir / "out" if target == PORTABLE else out_dir)
     args = [
         *toolchain,
         "-DCMAKE_BUILD_TYPE=Release",
@@ -129,6 +146,7 @@ def _build(*, target: str, out_dir: Path, android_ndk: Path | None, executorch_a
         f"-DEDGEGEN_ET_FLAVOR={flavor}",
         f"-DEDGEGEN_SPM_ROOT={spm_root or ''}",
         f"-DEDGEGEN_OUTPUT_DIR={out_dir}",
+        f"-DEDGEGEN_LITERT_LIB={litert_lib or ''}",
     ]
     _configure(RUNNER_SOURCE, build_dir, args, log)
     log(f"building edgegen-runner ({target}) in {build_dir}")
@@ -136,8 +154,70 @@ def _build(*, target: str, out_dir: Path, android_ndk: Path | None, executorch_a
     exe = out_dir / "edgegen-runner"
     if not exe.is_file():
         raise RunnerBuildError(f"the build finished but {exe} is missing; see {build_dir / 'build.log'}")
+    if target == PORTABLE:
+        exe = _portable_folder(out_dir, final_dir)
     log(f"built {exe}")
     return exe
+
+
+LAUNCHER = """\
+#!/bin/sh
+# edgegen-runner, portable aarch64 build: starts bin/edgegen-runner through the glibc loader in lib/, so it needs
+# no system glibc (Android has none) and runs from any folder: sh edgegen-runner --bundle DIR ... (see --help).
+# EDGEGEN_RUNNER_WRAPPER: an optional command put in front, e.g. "qemu-aarch64" on an x86-64 host.
+here=$(cd "$(dirname "$0")" && pwd) || exit 1
+if [ ! -f "$here/lib/ld-linux-aarch64.so.1" ]; then
+  echo "edgegen-runner: error: $here/lib/ld-linux-aarch64.so.1 is missing; copy the whole runner folder (bin/ and lib/)" >&2
+  exit 2
+fi
+exec $EDGEGEN_RUNNER_WRAPPER "$here/lib/ld-linux-aarch64.so.1" --library-path "$here/lib" "$here/bin/edgegen-runner" "$@"
+"""
+
+
+def _portable_folder(built: Path, out_dir: Path) -> Path:
+    """bin/edgegen-runner, lib/ with the loader and every library it needs, and the launcher; returns the launcher."""
+    lib = out_dir / "lib"
+    for d in (out_dir / "bin", lib):
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+    shutil.copy2(built / "edgegen-runner", out_dir / "bin" / "edgegen-runner")
+    local = {p.name: p for p in built.glob("*.so*")}  # ExecuTorch's libraries and libLiteRt.so (dlopen'ed)
+    wanted, seen = ["ld-linux-aarch64.so.1", *sorted(local)], set()
+    todo = [out_dir / "bin" / "edgegen-runner"]
+    while wanted or todo:
+        for path in todo:
+            wanted += needed_libraries(path)
+        todo = []
+        while wanted:
+            name = wanted.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            src = local.get(name) or AARCH64_SYSROOT / "lib" / name
+            if not src.exists():
+                raise RunnerBuildError(f"{name} (needed by the aarch64 runner) is neither built nor in "
+                                       f"{AARCH64_SYSROOT / 'lib'}; `apt-get install libc6-arm64-cross libstdc++6-arm64-cross`")
+            shutil.copyfile(src.resolve(), lib / name)  # a real file under the SONAME, never a symlink
+            (lib / name).chmod(0o755)
+            todo.append(lib / name)
+    launcher = out_dir / "edgegen-runner"
+    launcher.write_text(LAUNCHER)
+    launcher.chmod(0o755)
+    return launcher
+
+
+def needed_libraries(path: Path) -> list[str]:
+    """DT_NEEDED entries of an aarch64 ELF file (aarch64-linux-gnu-readelf -d)."""
+    proc = subprocess.run(["aarch64-linux-gnu-readelf", "-d", str(path)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RunnerBuildError(f"aarch64-linux-gnu-readelf could not read {path}: {proc.stderr.strip()[:200]}")
+    return [line.split("[", 1)[1].rstrip("]") for line in proc.stdout.splitlines() if "(NEEDED)" in line]
+
+
+def portable_qemu_command(runner_dir: Path, qemu: str = "qemu-aarch64", cpu: str | None = None) -> list[str]:
+    """Runs the portable runner in `runner_dir` under qemu-aarch64 with no host sysroot: its own loader and lib/."""
+    return [qemu, *(["-cpu", cpu] if cpu else []), str(runner_dir / "lib" / "ld-linux-aarch64.so.1"),
+            "--library-path", str(runner_dir / "lib"), str(runner_dir / "bin" / "edgegen-runner")]
 
 
 def qemu_aarch64_command() -> list[str] | None:
@@ -165,6 +245,17 @@ def executorch_sdk_root() -> Path:
             raise RunnerBuildError(f"{root / need} is missing; this executorch wheel has no C++ SDK, "
                                    "reinstall executorch==1.5.1 from PyPI")
     return root
+
+
+def litert_library() -> Path:
+    """libLiteRt.so of the installed ai-edge-litert wheel (the runner opens it at run time for LiteRT bundles)."""
+    spec = importlib.util.find_spec("ai_edge_litert")
+    if spec is None or not spec.submodule_search_locations:
+        raise RunnerBuildError("the `ai-edge-litert` Python package is not installed; `pip install ai-edge-litert==2.3.0`")
+    lib = Path(list(spec.submodule_search_locations)[0]) / "libLiteRt.so"
+    if not lib.is_file():
+        raise RunnerBuildError(f"{lib} is missing; reinstall ai-edge-litert==2.3.0 from PyPI")
+    return lib
 
 
 def _system_sentencepiece() -> bool:
@@ -198,6 +289,33 @@ def _aarch64_executorch_root(cache: Path, log: Callable[[str], None]) -> Path:
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)
     return root / "executorch"
+
+
+def _aarch64_litert_library(cache: Path, log: Callable[[str], None]) -> Path:
+    """libLiteRt.so of the aarch64 ai-edge-litert wheel (pip download, cached)."""
+    lib = cache / f"ai-edge-litert-{LITERT_VERSION}-aarch64" / "libLiteRt.so"
+    if lib.is_file():
+        return lib
+    dl = cache / "downloads"
+    pattern = f"ai_edge_litert-{LITERT_VERSION}-*manylinux_2_27_aarch64.whl"
+    if not sorted(dl.glob(pattern)):
+        log(f"downloading the aarch64 ai-edge-litert {LITERT_VERSION} wheel into {dl}")
+        _run([sys.executable, "-m", "pip", "download", "--platform", "manylinux_2_27_aarch64", "--only-binary=:all:",
+              "--no-deps", "--python-version", "3.11", f"ai-edge-litert=={LITERT_VERSION}", "-d", str(dl)],
+             cache / "pip-download.log", fix="check network access to PyPI, or put the wheel into " + str(dl))
+    wheels = sorted(dl.glob(pattern))
+    if not wheels:
+        raise RunnerBuildError(f"pip downloaded no ai-edge-litert {LITERT_VERSION} manylinux_2_27_aarch64 wheel into {dl}")
+    with zipfile.ZipFile(wheels[-1]) as zf:
+        try:
+            data = zf.read("ai_edge_litert/libLiteRt.so")
+        except KeyError:
+            raise RunnerBuildError(f"{wheels[-1]} holds no ai_edge_litert/libLiteRt.so") from None
+    lib.parent.mkdir(parents=True, exist_ok=True)
+    tmp = lib.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.rename(lib)
+    return lib
 
 
 def _sentencepiece(cache: Path, target: str, toolchain: list[str], jobs: int, log: Callable[[str], None]) -> Path:

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 import edgegen
-from tests.helpers import write_official, write_t5_folder
+from tests.helpers import RUNNERS_DIR, write_official, write_t5_folder
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +37,42 @@ def bundle_factory(tiny, tmp_path_factory):
         return cache[key]
 
     return export
+
+
+@pytest.fixture(scope="session")
+def host_runner() -> Path:
+    """The host-built edgegen-runner (both backends; libLiteRt.so beside it), built once per session."""
+    from edgegen.runner_build import build_runner
+
+    return build_runner(target="host", out_dir=RUNNERS_DIR / "host", log=lambda _: None)
+
+
+@pytest.fixture(scope="session")
+def portable_runner() -> Path:
+    """The android-arm64-portable runner folder (launcher, bin/, lib/ with glibc's loader), built once per session."""
+    from edgegen.runner_build import PORTABLE, build_runner
+
+    return build_runner(target=PORTABLE, out_dir=RUNNERS_DIR / "portable", log=lambda _: None).parent
+
+
+@pytest.fixture(scope="session")
+def tiny_long():
+    return edgegen.load_pipeline("random:tiny-long")
+
+
+@pytest.fixture(scope="session")
+def streamed(tiny_long, tmp_path_factory):
+    """backend -> a streamed fp32 bundle of random:tiny-long (exported once per session)."""
+    from edgegen.export import export_bundle
+    from edgegen.recipes import load_recipe, load_target
+
+    cache = {}
+
+    def get(backend: str):
+        if backend not in cache:
+            out = tmp_path_factory.mktemp("streamed") / backend
+            export_bundle(tiny_long, target=load_target(f"host-{backend}"), recipe=load_recipe("fp32"), out=out)
+            cache[backend] = out
+        return cache[backend]
+
+    return get

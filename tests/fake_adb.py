@@ -1,8 +1,11 @@
 """A stand-in `adb` for tests: plays one (or several) Android devices whose filesystem is a local folder.
 
 No phone is involved. `/data/local/tmp` on the "device" is `$FAKE_ADB_ROOT/data/local/tmp`, and `adb shell CMD`
-runs CMD with the host's /bin/sh after that path substitution, so `sha256sum`, `mkdir -p`, `chmod`, `df -k` and
-the runner itself are the host's: the HOST-built edgegen-runner stands in for the arm64 one.
+runs CMD with the host's /bin/sh after that path substitution, so `sha256sum`, `mkdir -p`, `chmod` and `df -k` are
+the host's. The runner pushed is the real aarch64 one (the portable build): its launcher starts it through the
+glibc loader it carries, under qemu-aarch64 ($EDGEGEN_RUNNER_WRAPPER, set from FAKE_ADB_WRAPPER), with no host
+sysroot; an arm64 /proc/cpuinfo can be bind-mounted for it in a private mount namespace (FAKE_ADB_CPUINFO, root
+only: LiteRT's CPU detection crashes on an x86 cpuinfo, a phone has an arm64 one).
 
     install(bin_dir) -> bin_dir/adb     a shell wrapper that runs this file with the current (venv) Python
 
@@ -10,6 +13,9 @@ Environment:
     FAKE_ADB_ROOT      the device's filesystem root (required)
     FAKE_ADB_DEVICES   comma-separated serials (default "fake-0001"; empty: no device)
     FAKE_ADB_ABI       `getprop ro.product.cpu.abi` (default arm64-v8a)
+    FAKE_ADB_ABILIST   `getprop ro.product.cpu.abilist` (default: FAKE_ADB_ABI)
+    FAKE_ADB_WRAPPER   the emulator command the runner's launcher puts in front (e.g. "qemu-aarch64 -cpu max")
+    FAKE_ADB_CPUINFO   a file bind-mounted over /proc/cpuinfo while shell commands run (unshare -m; root)
     FAKE_ADB_FREE_KB   if set, `df -k` reports this many free KiB instead of the host's real figure
     FAKE_ADB_LOG       if set, one JSON line per invocation is appended: {"argv": [...]}
 
@@ -51,7 +57,9 @@ def _local(root: Path, remote: str) -> Path:
 def _shell(root: Path, command: str) -> int:
     words = command.split()
     if words[:1] == ["getprop"]:
-        props = {"ro.product.cpu.abi": os.environ.get("FAKE_ADB_ABI", "arm64-v8a"), "ro.product.model": "FakePhone"}
+        abi = os.environ.get("FAKE_ADB_ABI", "arm64-v8a")
+        props = {"ro.product.cpu.abi": abi, "ro.product.cpu.abilist": os.environ.get("FAKE_ADB_ABILIST", abi),
+                 "ro.product.model": "FakePhone"}
         print(props.get(words[1], "") if len(words) > 1 else "")
         return 0
     if words[:2] == ["df", "-k"] and "FAKE_ADB_FREE_KB" in os.environ:
@@ -60,7 +68,11 @@ def _shell(root: Path, command: str) -> int:
         print(f"/dev/block/dm-5 {free * 2} {free} {free}  50% /data")
         return 0
     mapped = command.replace(DEVICE_TMP, str(root / DEVICE_TMP.lstrip("/")))
-    return subprocess.run(["/bin/sh", "-c", mapped], cwd=root).returncode
+    env = {**os.environ, "EDGEGEN_RUNNER_WRAPPER": os.environ.get("FAKE_ADB_WRAPPER", "")}
+    cmd = ["/bin/sh", "-c", mapped]
+    if cpuinfo := os.environ.get("FAKE_ADB_CPUINFO"):
+        cmd = ["unshare", "-m", "/bin/sh", "-c", 'mount --bind "$0" /proc/cpuinfo && exec /bin/sh -c "$1"', cpuinfo, mapped]
+    return subprocess.run(cmd, cwd=root, env=env).returncode
 
 
 def main(argv: list[str]) -> int:

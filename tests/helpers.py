@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -26,3 +28,30 @@ def perturb_(module: torch.nn.Module, scale: float, seed: int = 123) -> None:
     with torch.no_grad():
         for p in module.parameters():
             p.add_(torch.randn(p.shape, generator=g) * scale * p.std().clamp(min=1e-3))
+
+
+# Outside tmp so warm sessions only relink; build trees and downloads also live under ~/.cache/edgegen.
+RUNNERS_DIR = Path.home() / ".cache" / "edgegen" / "test-runners"
+ARM64_CPUINFO = Path(__file__).parent / "fixtures" / "cpuinfo_arm64.txt"
+
+
+def portable_command(runner_dir: Path, *, cpu: str | None = None, arm64_cpuinfo: bool = False) -> list[str]:
+    """The portable runner under qemu-aarch64 with no host sysroot (no -L, QEMU_LD_PREFIX dropped by
+    `no_sysroot_env`): `qemu-aarch64 lib/ld-linux-aarch64.so.1 --library-path lib bin/edgegen-runner`.
+
+    `arm64_cpuinfo`: inside a private mount namespace with tests/fixtures/cpuinfo_arm64.txt over /proc/cpuinfo
+    (unshare -m, root). LiteRT's CPU detection crashes on the host's x86 cpuinfo; a phone has an arm64 one."""
+    from edgegen.runner_build import portable_qemu_command
+
+    qemu = shutil.which("qemu-aarch64") or shutil.which("qemu-aarch64-static")
+    assert qemu is not None, "qemu-aarch64 not found; install it with `apt-get install qemu-user`"
+    cmd = portable_qemu_command(runner_dir, qemu=qemu, cpu=cpu)
+    if arm64_cpuinfo:
+        assert shutil.which("unshare"), "unshare not found (util-linux)"
+        cmd = ["unshare", "-m", "/bin/sh", "-c", 'mount --bind "$0" /proc/cpuinfo && exec "$@"', str(ARM64_CPUINFO), *cmd]
+    return cmd
+
+
+def no_sysroot_env() -> dict[str, str]:
+    """This process's environment without QEMU_LD_PREFIX: qemu must find nothing of a host aarch64 sysroot."""
+    return {k: v for k, v in os.environ.items() if k != "QEMU_LD_PREFIX"}

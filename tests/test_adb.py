@@ -1,13 +1,17 @@
 """`edgegen bench --adb` / `parity --adb` against tests/fake_adb.py: a stand-in adb whose "device" is a temp folder.
 
-No phone runs here. The host-built runner (the session cache that tests/test_runner.py uses) stands in for the
-android-arm64 one, so this covers the whole path (preflight, content-addressed push, remote run, pull, report)
-except the arm64 binary and a real device.
+No phone runs here. The runner pushed is the real portable aarch64 folder (`edgegen build-runner --target
+android-arm64-portable`, the default --runner): on the "device" its launcher starts it through the glibc loader it
+carries, under qemu-aarch64 (FAKE_ADB_WRAPPER) with no host sysroot, and, for LiteRT, with an arm64 /proc/cpuinfo
+(FAKE_ADB_CPUINFO). So this covers the whole path (preflight, content-addressed push of bin/ and lib/, remote run,
+pull, report) for both backends, except a real device and its kernel. The host-built runner stands in for an NDK
+build's flat folder (and, wrapped, for a runner whose output is off).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -16,16 +20,10 @@ from click.testing import CliRunner
 
 from edgegen.bundle import file_entry
 from edgegen.cli import main
-from edgegen.runner_build import build_runner
 from tests import fake_adb
+from tests.helpers import ARM64_CPUINFO
 
 pytestmark = pytest.mark.executorch
-RUNNERS_DIR = Path.home() / ".cache" / "edgegen" / "test-runners"  # shared with tests/test_runner.py
-
-
-@pytest.fixture(scope="module")
-def host_runner() -> Path:
-    return build_runner(target="host", out_dir=RUNNERS_DIR / "host", log=lambda _: None).parent
 
 
 @pytest.fixture
@@ -36,27 +34,52 @@ def phone(tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_ADB_ROOT", str(tmp_path / "device"))
     monkeypatch.setenv("FAKE_ADB_LOG", str(log))
     monkeypatch.setenv("FAKE_ADB_DEVICES", "fake-0001")
+    monkeypatch.delenv("QEMU_LD_PREFIX", raising=False)
     return adb, log
 
 
-def _dummy_bundle(root: Path) -> Path:
-    """A manifest-valid ExecuTorch bundle of placeholder files, exported from "another model": enough for
-    preflight, never run."""
+@pytest.fixture
+def arm64_phone(phone, monkeypatch):
+    """The fake device running pushed aarch64 code under qemu, with an arm64 /proc/cpuinfo."""
+    qemu = shutil.which("qemu-aarch64") or shutil.which("qemu-aarch64-static")
+    assert qemu is not None, "qemu-aarch64 not found; install it with `apt-get install qemu-user`"
+    monkeypatch.setenv("FAKE_ADB_WRAPPER", f"{qemu} -cpu max,sme=off")
+    monkeypatch.setenv("FAKE_ADB_CPUINFO", str(ARM64_CPUINFO))
+    return phone
+
+
+def _dummy_bundle(root: Path, backend: str = "executorch") -> Path:
+    """A manifest-valid bundle of placeholder files, exported from "another model": enough for preflight, never run."""
     root.mkdir()
-    files = {n: root / n for n in ("text_encoder.pte", "dit.pte", "decoder.pte", "spiece.model")}
+    ext = "pte" if backend == "executorch" else "tflite"
+    files = {n: root / n for n in (f"text_encoder.{ext}", f"dit.{ext}", f"decoder.{ext}", "spiece.model")}
     for p in files.values():
         p.write_bytes(b"x" * 1000)
     tensor = [{"name": "x", "dtype": "float32", "shape": [1, 64, 16]}]
-    manifest = {"schema_version": 1, "edgegen_version": "0", "backend": "executorch", "runtime_version": "x",
+    manifest = {"schema_version": 1, "edgegen_version": "0", "backend": backend, "runtime_version": "x",
                 "target": {"name": "t", "threads": 2}, "recipe": {"name": "fp32", "components": {}},
                 "source": {"model": "/models/other", "config_sha256": "ab" * 32}, "sample_rate": 44100,
                 "channels": 2, "latent_length": 16, "max_seconds": 0.7,
                 "sampler": {"type": "pingpong", "steps": 8, "logsnr_max": -6.0, "logsnr_min": 2.0},
                 "tokenizer": {**file_entry(files["spiece.model"]), "max_length": 64, "eos_id": 1, "pad_id": 0},
-                "artifacts": {c: {**file_entry(files[f"{c}.pte"]), "inputs": tensor, "outputs": tensor}
+                "artifacts": {c: {**file_entry(files[f"{c}.{ext}"]), "inputs": tensor, "outputs": tensor}
                               for c in ("text_encoder", "dit", "decoder")}}
     (root / "manifest.json").write_text(json.dumps(manifest))
     return root
+
+
+def _portable_without_loader(tmp_path: Path, portable: Path) -> Path:
+    folder = tmp_path / "runner-no-loader"
+    shutil.copytree(portable, folder)
+    (folder / "lib" / "ld-linux-aarch64.so.1").unlink()
+    return folder
+
+
+def _flat_without_litert(tmp_path: Path, host: Path) -> Path:
+    folder = tmp_path / "runner-ndk-style"
+    shutil.copytree(host.parent, folder)
+    (folder / "libLiteRt.so").unlink()
+    return folder
 
 
 PREFLIGHT = {  # case -> (env changes, extra args, words the one error line must contain)
@@ -65,19 +88,26 @@ PREFLIGHT = {  # case -> (env changes, extra args, words the one error line must
     "two_devices": ({"FAKE_ADB_DEVICES": "a1,b2"}, [], "--serial"),
     "unknown_serial": ({}, ["--serial", "zz9"], "zz9 is not connected"),
     "wrong_abi": ({"FAKE_ADB_ABI": "x86_64"}, [], "ABI x86_64"),
+    "32bit_only": ({"FAKE_ADB_ABI": "armeabi-v7a", "FAKE_ADB_ABILIST": "armeabi-v7a,armeabi"}, [], "is 32-bit only"),
     "no_storage": ({"FAKE_ADB_FREE_KB": "1000"}, [], "MiB free"),
-    "no_runner": ({}, ["--runner", "/nonexistent/runner"], "edgegen build-runner --target android-arm64"),
+    "no_runner": ({}, ["--runner", "/nonexistent/runner"], "edgegen build-runner --target android-arm64-portable"),
+    "no_loader": ({}, ["--runner", "PORTABLE_NO_LOADER"], "ld-linux-aarch64.so.1 is missing"),
+    "litert_without_library": ({}, ["--runner", "FLAT_NO_LITERT", "--backend-litert"], "has no libLiteRt.so"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(PREFLIGHT))
 @pytest.mark.parametrize("command", ["bench", "parity"])
-def test_preflight_fails_with_one_line(phone, host_runner, tmp_path, monkeypatch, case, command):
+def test_preflight_fails_with_one_line(phone, host_runner, portable_runner, tmp_path, monkeypatch, case, command):
     env, extra, needle = PREFLIGHT[case]
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    bundle = _dummy_bundle(tmp_path / "bundle")
-    args = ["--adb", "--adb-path", str(phone[0]), "--runner", str(host_runner), "-b", str(bundle), *extra]
+    litert = "--backend-litert" in extra
+    extra = [{"PORTABLE_NO_LOADER": str(_portable_without_loader(tmp_path, portable_runner)) if a == "PORTABLE_NO_LOADER" else None,
+              "FLAT_NO_LITERT": str(_flat_without_litert(tmp_path, host_runner)) if a == "FLAT_NO_LITERT" else None}.get(a) or a
+             for a in extra if a != "--backend-litert"]
+    bundle = _dummy_bundle(tmp_path / "bundle", "litert" if litert else "executorch")
+    args = ["--adb", "--adb-path", str(phone[0]), "--runner", str(portable_runner), "-b", str(bundle), *extra]
     res = CliRunner().invoke(main, [command, *args, *(["-m", "random:tiny"] if command == "parity" else [])])
     assert res.exit_code == 2, res.output
     lines = res.stderr.strip().splitlines()
@@ -89,10 +119,12 @@ def test_bench_adb_needs_a_bundle():
     assert res.exit_code == 2 and "--bundle" in res.stderr
 
 
-def test_bench_adb_json_and_second_run_pushes_nothing(phone, host_runner, bundle_factory):
-    adb, log = phone
-    args = ["bench", "--adb", "--adb-path", str(adb), "--runner", str(host_runner),
-            "-b", str(bundle_factory("executorch", "fp32")), "--iters", "2", "--warmup", "1", "-s", "0.5"]
+@pytest.mark.aarch64
+@pytest.mark.parametrize("backend", ["executorch", pytest.param("litert", marks=pytest.mark.litert)])
+def test_bench_adb_json_and_second_run_pushes_nothing(arm64_phone, portable_runner, bundle_factory, backend):
+    adb, log = arm64_phone
+    args = ["bench", "--adb", "--adb-path", str(adb), "--runner", str(portable_runner),
+            "-b", str(bundle_factory(backend, "fp32")), "--iters", "2", "--warmup", "0", "-s", "0.5"]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     result = json.loads(res.stdout.strip().splitlines()[-1])
@@ -103,8 +135,13 @@ def test_bench_adb_json_and_second_run_pushes_nothing(phone, host_runner, bundle
     assert result["device"] == {"serial": "fake-0001", "abi": "arm64-v8a", "model": "FakePhone"}
     assert len(result["e2e_runs_s"]) == 2 and result["audio_seconds"] == pytest.approx(0.5)
     assert "end to end" in res.stdout
+    assert result["backend"] == backend
     pushed = [json.loads(line)["argv"] for line in log.read_text().splitlines() if '"push"' in line]
-    assert {Path(a[-2]).name for a in pushed} >= {"manifest.json", "dit.pte", "edgegen-runner"}
+    ext = "pte" if backend == "executorch" else "tflite"
+    assert {Path(a[-2]).name for a in pushed} >= {"manifest.json", f"dit.{ext}", "edgegen-runner", "ld-linux-aarch64.so.1",
+                                                  "libLiteRt.so"}
+    assert {a[-1].split("/runner-")[1].split("/", 1)[-1] for a in pushed if "/runner-" in a[-1]} >= {
+        "edgegen-runner", "bin/edgegen-runner", "lib/ld-linux-aarch64.so.1"}
 
     log.write_text("")
     res = CliRunner().invoke(main, args)
@@ -113,10 +150,12 @@ def test_bench_adb_json_and_second_run_pushes_nothing(phone, host_runner, bundle
     assert calls and not [c for c in calls if "push" in c]
 
 
-def test_parity_adb_passes_on_fp32_bundle(phone, host_runner, bundle_factory, tmp_path):
-    adb, _ = phone
-    bundle = bundle_factory("executorch", "fp32")
-    res = CliRunner().invoke(main, ["parity", "--adb", "--adb-path", str(adb), "--runner", str(host_runner),
+@pytest.mark.aarch64
+@pytest.mark.parametrize("backend", ["executorch", pytest.param("litert", marks=pytest.mark.litert)])
+def test_parity_adb_passes_on_fp32_bundle(arm64_phone, portable_runner, bundle_factory, tmp_path, backend):
+    adb, _ = arm64_phone
+    bundle = bundle_factory(backend, "fp32")
+    res = CliRunner().invoke(main, ["parity", "--adb", "--adb-path", str(adb), "--runner", str(portable_runner),
                                     "-b", str(bundle), "-m", "random:tiny", "--json", str(tmp_path / "r.json")])
     assert res.exit_code == 0, res.output
     assert "overall: PASS" in res.stdout
@@ -124,6 +163,7 @@ def test_parity_adb_passes_on_fp32_bundle(phone, host_runner, bundle_factory, tm
     assert set(report) == {"schema", "bundle", "backend", "recipe", "target", "model", "tokens_match", "passed",
                            "components", "end_to_end"}
     assert report["schema"] == "edgegen.parity/1" and report["tokens_match"] and report["end_to_end"]["gated"]
+    assert report["backend"] == backend
     assert set(report["components"]) == {"text_encoder", "dit", "decoder"}
     assert len(report["components"]["dit"]["cases"]) == 8 and len(report["components"]["text_encoder"]["cases"]) == 6
 
@@ -153,7 +193,7 @@ def test_parity_adb_fails_when_the_device_output_is_off(phone, host_runner, bund
     corrupt, needle = CORRUPTIONS[case]
     bad = tmp_path / "runner"
     bad.mkdir()
-    real = repr(str(host_runner / "edgegen-runner"))
+    real = repr(str(host_runner))
     script = CORRUPTING_RUNNER.replace("REAL_RUNNER", real).replace("CORRUPT", corrupt)
     (bad / "edgegen-runner").write_text(f"#!{sys.executable}\n" + script)
     (bad / "edgegen-runner").chmod(0o755)
@@ -172,7 +212,7 @@ def test_adb_refuses_bad_seconds_or_model_before_pushing(phone, host_runner, tmp
     """bench -s beyond the bundle's 0.7 s, parity against another model: one line, exit 2, nothing pushed."""
     adb, log = phone
     bundle = _dummy_bundle(tmp_path / "bundle")
-    args = ["--adb", "--adb-path", str(adb), "--runner", str(host_runner), "-b", str(bundle)]
+    args = ["--adb", "--adb-path", str(adb), "--runner", str(host_runner.parent), "-b", str(bundle)]
     extra = ["-s", "10"] if command == "bench" else ["-m", "random:tiny"]
     res = CliRunner().invoke(main, [command, *args, *extra])
     assert res.exit_code == 2, res.output

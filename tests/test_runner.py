@@ -26,9 +26,10 @@ from edgegen.bundle_pipeline import BundlePipeline
 from edgegen.common import num_samples
 from edgegen.errors import EdgegenError
 from edgegen.noise import gaussian_noise
-from edgegen.runner_build import RUNNER_SOURCE, RunnerBuildError, build_runner, executorch_sdk_root, qemu_aarch64_command
+from edgegen.runner_build import RUNNER_SOURCE, RunnerBuildError, build_runner, executorch_sdk_root, needed_libraries
 from edgegen.runtime import call_order
 from edgegen.tokenizer import Tokenizer
+from tests.helpers import no_sysroot_env, portable_command
 
 pytestmark = pytest.mark.executorch
 
@@ -171,15 +172,6 @@ def int8_bundle(toy_bundle, tmp_path_factory) -> Path:
     return out
 
 
-# Outside tmp so warm sessions only relink; build trees and downloads also live under ~/.cache/edgegen.
-RUNNERS_DIR = Path.home() / ".cache" / "edgegen" / "test-runners"
-
-
-@pytest.fixture(scope="session")
-def host_runner() -> Path:
-    return build_runner(target="host", out_dir=RUNNERS_DIR / "host", log=lambda _: None)
-
-
 def reference(bundle: Path, prompt: str, seconds: float, noise: np.ndarray) -> dict[str, np.ndarray]:
     """The ping-pong loop of the issue spec in numpy/torch float32, running the bundle's .pte files via executorch.runtime."""
     import sentencepiece as spm
@@ -209,9 +201,10 @@ def reference(bundle: Path, prompt: str, seconds: float, noise: np.ndarray) -> d
             "latents": latents, "audio": audio}
 
 
-def run_runner(cmd_prefix: list[str], bundle: Path, out: Path, *extra: str, prompt: str = PROMPT, seconds: float = SECONDS):
+def run_runner(cmd_prefix: list[str], bundle: Path, out: Path, *extra: str, prompt: str = PROMPT, seconds: float = SECONDS,
+               env: dict | None = None):
     cmd = [*cmd_prefix, "--bundle", str(bundle), "--prompt", prompt, "--seconds", str(seconds), "-o", str(out), *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd="/")
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd="/", env=env)
 
 
 def read_wav(path: Path) -> np.ndarray:
@@ -415,7 +408,8 @@ BAD_BUNDLES = {
     "stream_in_v1": lambda b: _edit_manifest(b, lambda m: m.update(decoder_stream={"window": 4, "overlap": 1, "hop": HOP})),
     "stream_window_mismatch": lambda b: _edit_manifest(b, lambda m: m.update(
         schema_version=2, decoder_stream={"window": 6, "overlap": 1, "hop": HOP})),
-    "backend": lambda b: _edit_manifest(b, lambda m: m.update(backend="litert")),
+    "backend": lambda b: _edit_manifest(b, lambda m: m.update(backend="coreml")),
+    "backend_not_its_files": lambda b: _edit_manifest(b, lambda m: m.update(backend="litert")),  # .pte files
     "missing_key": lambda b: _edit_manifest(b, lambda m: m["sampler"].pop("steps")),
     "missing_pte": lambda b: (b / "dit.pte").unlink(),
     "missing_tokenizer": lambda b: (b / "spiece.model").unlink(),
@@ -630,16 +624,31 @@ def test_paths_inside_the_bundle_are_fine(host_runner, toy_bundle, tmp_path):
 
 
 @pytest.mark.aarch64
-def test_aarch64_runner_under_qemu_matches_host(host_runner, toy_bundle, tmp_path):
-    qemu = qemu_aarch64_command()
-    assert qemu is not None, "qemu-aarch64 not found; install it with `apt-get install qemu-user`"
-    exe = build_runner(target="linux-aarch64", out_dir=RUNNERS_DIR / "linux-aarch64", log=lambda _: None)
+def test_portable_runner_is_self_contained(portable_runner):
+    """bin/edgegen-runner is aarch64; lib/ holds the loader and every library any of them needs (DT_NEEDED, closed),
+    each a real file, plus libLiteRt.so; the launcher is POSIX sh."""
+    exe = portable_runner / "bin" / "edgegen-runner"
     header = exe.read_bytes()[:20]
     assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183  # e_machine EM_AARCH64
+    lib = portable_runner / "lib"
+    have = {p.name for p in lib.iterdir()}
+    assert {"ld-linux-aarch64.so.1", "libc.so.6", "libstdc++.so.6", "libLiteRt.so", "libexecutorch.so"} <= have
+    assert not [p for p in lib.iterdir() if p.is_symlink()]
+    for path in [exe, *lib.iterdir()]:
+        assert set(needed_libraries(path)) <= have, path
+    launcher = (portable_runner / "edgegen-runner").read_text()
+    assert launcher.startswith("#!/bin/sh\n") and "--library-path" in launcher
+    assert subprocess.run(["sh", "-n", str(portable_runner / "edgegen-runner")]).returncode == 0
+
+
+@pytest.mark.aarch64
+def test_portable_runner_under_qemu_matches_host(host_runner, portable_runner, toy_bundle, tmp_path):
+    """ExecuTorch fp32 through the portable folder's own loader and libraries, no host sysroot."""
     noise = np.random.default_rng(1).standard_normal((STEPS, D, T)).astype(np.float32)
     np.save(tmp_path / "noise.npy", noise)
     args = ["--noise", str(tmp_path / "noise.npy"), "--threads", "2"]
-    arm = run_runner([*qemu, str(exe)], toy_bundle, tmp_path / "arm.wav", *args, "--dump", str(tmp_path / "arm"))
+    arm = run_runner(portable_command(portable_runner), toy_bundle, tmp_path / "arm.wav", *args, "--dump", str(tmp_path / "arm"),
+                     env=no_sysroot_env())
     assert arm.returncode == 0, arm.stderr
     host = run_runner([str(host_runner)], toy_bundle, tmp_path / "host.wav", *args)
     assert host.returncode == 0, host.stderr
@@ -649,16 +658,14 @@ def test_aarch64_runner_under_qemu_matches_host(host_runner, toy_bundle, tmp_pat
 
 
 @pytest.mark.aarch64
-def test_aarch64_int8_dit_under_qemu_matches_host(host_runner, int8_bundle, tmp_path):
+def test_portable_int8_dit_under_qemu_matches_host(host_runner, portable_runner, int8_bundle, tmp_path):
     """int8 dynamic-quant DiT through XNNPACK's Arm int8 (dotprod/i8mm) kernels.
 
     `-cpu max,sme=off`: with qemu 7.2's SME enabled, XNNPACK picks SME kernels whose results differ from x86 and from
     the NEON/i8mm path by ~1e-2 relative per DiT call (seen with this toy model; see android_demo/README.md).
     """
-    qemu = qemu_aarch64_command()
-    assert qemu is not None, "qemu-aarch64 not found; install it with `apt-get install qemu-user`"
-    exe = build_runner(target="linux-aarch64", out_dir=RUNNERS_DIR / "linux-aarch64", log=lambda _: None)
-    arm = run_runner([qemu[0], "-cpu", "max,sme=off", *qemu[1:], str(exe)], int8_bundle, tmp_path / "arm.wav", "--seed", "9")
+    arm = run_runner(portable_command(portable_runner, cpu="max,sme=off"), int8_bundle, tmp_path / "arm.wav", "--seed", "9",
+                     env=no_sysroot_env())
     assert arm.returncode == 0, arm.stderr
     host = run_runner([str(host_runner)], int8_bundle, tmp_path / "host.wav", "--seed", "9")
     assert host.returncode == 0, host.stderr

@@ -13,13 +13,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import edgegen
 from edgegen.bundle import open_bundle
 from edgegen.bundle_pipeline import BundlePipeline
 from edgegen.errors import EdgegenError
-from edgegen.export import export_bundle, resolve_decoder_window
+from edgegen.export import resolve_decoder_window
 from edgegen.parity import check_parity
-from edgegen.recipes import load_recipe, load_target
 from edgegen.common import num_samples
 from tests.helpers import rel_err
 
@@ -28,26 +26,6 @@ PROMPT = "a dog barking"
 
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "edgegen.cli", *args], capture_output=True, text=True)
-
-
-@pytest.fixture(scope="session")
-def tiny_long():
-    return edgegen.load_pipeline("random:tiny-long")
-
-
-@pytest.fixture(scope="session")
-def streamed(tiny_long, tmp_path_factory):
-    """backend -> a streamed fp32 bundle of random:tiny-long (exported once per session)."""
-    cache = {}
-
-    def get(backend: str):
-        if backend not in cache:
-            out = tmp_path_factory.mktemp("streamed") / backend
-            export_bundle(tiny_long, target=load_target(f"host-{backend}"), recipe=load_recipe("fp32"), out=out)
-            cache[backend] = out
-        return cache[backend]
-
-    return get
 
 
 def test_resolve_decoder_window(tiny, tiny_long):

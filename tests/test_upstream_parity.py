@@ -145,3 +145,32 @@ def test_bundle_eight_step_generation(bundle, ref):
                        schedule(8, logsnr_max=UPSTREAM_020_LOGSNR_MAX))
     audio = bundle.decode(latents)[0, :, : wav.shape[1]]
     assert rel_err(ref["gen_audio"][0, :, : wav.shape[1]], audio) <= END_TO_END_TOL
+
+
+# --- the native runner on the same fp32 bundles: host, and the portable aarch64 folder under qemu ----------------
+
+@pytest.mark.parametrize("where", ["host", pytest.param("portable-aarch64", marks=pytest.mark.aarch64)])
+def test_native_runner_reproduces_upstream_generation(bundle, ref, where, request, tmp_path):
+    """edgegen-runner with upstream's injected noise: upstream 0.0.19's schedule (the bundle's), 1e-3 end to end.
+    The portable runner runs through its own glibc loader and lib/ with no host sysroot (LiteRT with an arm64
+    /proc/cpuinfo in a private mount namespace, tests/helpers.portable_command)."""
+    import subprocess
+
+    from tests.helpers import no_sysroot_env, portable_command
+
+    backend = bundle.bundle.manifest["backend"]
+    if where == "host":
+        cmd = [str(request.getfixturevalue("host_runner"))]
+    else:
+        cmd = portable_command(request.getfixturevalue("portable_runner"), arm64_cpuinfo=backend == "litert")
+    np.save(tmp_path / "noise.npy", ref["gen_noise"].astype(np.float32))  # [steps, 64, T]
+    proc = subprocess.run([*cmd, "--bundle", str(bundle.bundle.root), "--prompt", PROMPT, "--seconds", str(SECONDS),
+                           "--noise", str(tmp_path / "noise.npy"), "-o", str(tmp_path / "out.wav")],
+                          capture_output=True, text=True, timeout=900, cwd="/", env=no_sysroot_env())
+    assert proc.returncode == 0, proc.stderr
+    import soundfile as sf
+
+    wav, sr = sf.read(str(tmp_path / "out.wav"), dtype="float32", always_2d=True)
+    wav = wav.T
+    assert sr == 44100 and json.loads(proc.stdout.strip().splitlines()[-1])["backend"] == backend
+    assert rel_err(ref["gen_audio_legacy_schedule"][0, :, : wav.shape[1]], wav) <= END_TO_END_TOL

@@ -42,8 +42,8 @@ android {
             version = "3.31.6"
         }
     }
-    // .pte files are mmapped from filesDir after the first-start copy; storing them uncompressed makes the copy fast.
-    androidResources { noCompress += listOf("pte", "model", "json") }
+    // .pte/.tflite files are mmapped from filesDir after the first-start copy; storing them uncompressed makes the copy fast.
+    androidResources { noCompress += listOf("pte", "tflite", "model", "json") }
     compileOptions {
         sourceCompatibility = JavaVersion.VERSION_17
         targetCompatibility = JavaVersion.VERSION_17

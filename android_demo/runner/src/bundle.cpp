@@ -136,6 +136,21 @@ void verify_file(const std::string& path, int64_t size, const std::string& sha) 
   }
 }
 
+// The artifact's flatbuffer file identifier (bytes 4..8) must be the backend's: "TFL3" for LiteRT, "ET.." for
+// ExecuTorch, so a manifest whose backend does not match its files is refused before a runtime reads them.
+void verify_format(const std::string& path, const std::string& backend) {
+  char head[8] = {};
+  std::ifstream f(path, std::ios::binary);
+  f.read(head, sizeof(head));
+  const bool tflite = f.gcount() == 8 && std::memcmp(head + 4, "TFL3", 4) == 0;
+  const bool pte = f.gcount() == 8 && std::memcmp(head + 4, "ET", 2) == 0;
+  if (backend == "litert" ? !tflite : !pte) {
+    const char* found = tflite ? "a LiteRT .tflite model" : pte ? "an ExecuTorch .pte program" : "neither a .tflite nor a .pte file";
+    throw InputError(path + " is " + found + " but manifest.json says backend '" + backend +
+                     "'; the manifest does not match its files, re-export the bundle");
+  }
+}
+
 // The canonical path (symlinks resolved), or "" with `err` set to errno.
 std::string real_path(const std::string& path, int& err) {
   char* p = ::realpath(path.c_str(), nullptr);
@@ -181,7 +196,7 @@ Artifact artifact(const Reader& r, const Json& artifacts, const std::string& dir
   sha = r.string(a, "sha256", p + ".sha256");
   size = r.integer(a, "size", p + ".size");
   art.path = inside_bundle(r, dir, real_dir, file, p + ".file",
-                           "bundle artifact " + dir + "/" + file + " is missing; copy the whole bundle directory (manifest.json, spiece.model, 3 .pte files)");
+                           "bundle artifact " + dir + "/" + file + " is missing; copy the whole bundle directory (manifest.json, spiece.model and the 3 artifact files)");
   return art;
 }
 
@@ -211,10 +226,20 @@ Bundle load_bundle(const std::string& dir_in) {
   int64_t schema = r.integer(m, "schema_version", "schema_version");
   if (schema != 1 && schema != 2) r.fail("schema_version", "is " + std::to_string(schema) + " but this runner reads versions 1 and 2", "; rebuild the runner (`edgegen build-runner`) from the edgegen that exported the bundle");
   std::string backend = r.string(m, "backend", "backend");
-  if (backend != "executorch") r.fail("backend", "is '" + backend + "'", "; this runner only runs ExecuTorch bundles, export one with the executorch backend");
+  if (backend != "executorch" && backend != "litert") {
+    r.fail("backend", "is '" + backend + "'", "; this runner runs 'executorch' and 'litert' bundles, export one with either backend");
+  }
 
   Bundle b;
   b.dir = dir;
+  b.backend = backend;
+  if (const Json* target = m.find("target"); target && target->type == Json::Type::Object && target->find("threads")) {
+    const Json* t = target->find("threads");
+    if (t->type != Json::Type::Null) {  // null: the target leaves the thread count to the runtime
+      b.target_threads = int(r.integer(*target, "threads", "target.threads"));
+      if (b.target_threads < 1 || b.target_threads > 256) r.fail("target.threads", "must be in 1..256 or null");
+    }
+  }
   const Json& recipe = r.object(m, "recipe", "recipe");
   b.recipe = r.string(recipe, "name", "recipe.name");
   b.sample_rate = int(r.integer(m, "sample_rate", "sample_rate"));
@@ -307,7 +332,10 @@ Bundle load_bundle(const std::string& dir_in) {
   // Only now read the files: tokenizer and artifacts, each against its manifest size and sha256.
   verify_file(b.tokenizer_path, tok_size, tok_sha);
   const Artifact* all[3] = {&b.text_encoder, &b.dit, &b.decoder};
-  for (int i = 0; i < 3; ++i) verify_file(all[i]->path, size[i], sha[i]);
+  for (int i = 0; i < 3; ++i) {
+    verify_file(all[i]->path, size[i], sha[i]);
+    verify_format(all[i]->path, b.backend);
+  }
   return b;
 }
 

@@ -1,8 +1,9 @@
-// An edgegen ExecuTorch bundle: manifest.json + spiece.model + text_encoder/dit/decoder .pte.
+// An edgegen bundle: manifest.json + spiece.model + text_encoder/dit/decoder artifacts, .pte (backend "executorch")
+// or .tflite (backend "litert").
 //
-// load_bundle() checks everything that can be checked without ExecuTorch: schema_version 1 or 2 (2 adds
+// load_bundle() checks everything that can be checked without a runtime: schema_version 1 or 2 (2 adds
 // `decoder_stream`: the decoder takes [1,D,window] and runs over overlapping windows, see streaming in pipeline.h),
-// backend == "executorch", sampler type, the I/O contract below, each artifact's size and sha256, and the
+// backend "executorch" or "litert", target.threads (optional), sampler type, the I/O contract below, each artifact's size and sha256, and the
 // tokenizer's size/sha256 when the manifest records them. Artifact and tokenizer files must be plain file names that
 // resolve inside the bundle directory (no '/', '..', absolute path or symlink leading out), checked before any is read.
 //
@@ -50,6 +51,8 @@ struct DecoderStream {
 
 struct Bundle {
   std::string dir;
+  std::string backend;   // "executorch" | "litert"
+  int target_threads = 0;  // manifest target.threads: the default thread count (0: the runtime's choice)
   std::string recipe;  // recipe.name, for reports
   int sample_rate = 0;
   int channels = 0;

@@ -1,4 +1,4 @@
-// edgegen-runner: the native equivalent of `edgegen run` for an ExecuTorch bundle.
+// edgegen-runner: the native equivalent of `edgegen run` for an ExecuTorch or LiteRT bundle (the manifest's backend).
 //
 //   edgegen-runner --bundle DIR --prompt P --seconds S [--seed N] [--noise FILE.npy] [--threads N]
 //                  [--truncate-prompt] [--dump DIR] -o out.wav
@@ -23,10 +23,10 @@
 #include <executorch/runtime/platform/platform.h>
 
 #include "errors.h"
+#include "litert_api.h"
 #include "npy.h"
 #include "pipeline.h"
 #include "report.h"
-#include "threadpool.h"
 #include "tokenizer.h"
 #include "wav.h"
 
@@ -37,22 +37,24 @@ using namespace edgegen;
 constexpr const char* kUsage =
     "usage: edgegen-runner --bundle DIR --prompt P --seconds S [--seed N] [--noise FILE.npy] [--threads N] [--truncate-prompt]\n"
     "                      [--dump DIR] -o out.wav\n"
-    "  --bundle DIR      ExecuTorch bundle written by `edgegen export` (manifest.json, spiece.model, 3 .pte)\n"
+    "  --bundle DIR      bundle written by `edgegen export`: manifest.json, spiece.model and 3 .pte (ExecuTorch)\n"
+    "                    or 3 .tflite (LiteRT; needs libLiteRt.so, see `edgegen build-runner`)\n"
     "  --prompt P        text prompt (may be empty); over tokenizer.max_length tokens (EOS included) is refused\n"
     "  --truncate-prompt keep an over-long prompt's first max_length-1 tokens (and EOS) instead of refusing it\n"
     "  --seconds S       audio length, 0 < S <= manifest max_seconds\n"
     "  --seed N          seed of the portable noise generator (default 0), same numbers as edgegen.noise\n"
     "  --noise FILE.npy  float32 C-order noise of shape [steps, 64, T], finite, instead of --seed\n"
-    "  --threads N       ExecuTorch/XNNPACK thread pool size (default: runtime's choice)\n"
+    "  --threads N       CPU threads of the runtime (XNNPACK) (default: the manifest's target.threads)\n"
     "  --dump DIR        write token_ids, attention_mask, conditioning, latents_step{k}, audio, noise as .npy\n"
     "  -o, --output WAV  float32 WAV to write\n"
-    "  --verbose         pass ExecuTorch's own log lines through to stderr\n";
+    "  --verbose         pass the runtime's own log lines (ExecuTorch, LiteRT) through to stderr\n"
+    "Environment: EDGEGEN_LITERT_LIB=PATH  the libLiteRt.so to load for LiteRT bundles\n";
 
 struct Args {
   std::string bundle, prompt, noise, dump, output;
   double seconds = 0.0;
   uint64_t seed = 0;
-  int threads = 0;  // 0: leave the pool as the runtime sized it
+  int threads = 0;  // 0: the manifest's target.threads, else the runtime's default
   bool has_prompt = false, has_seconds = false, truncate_prompt = false;
 };
 
@@ -95,6 +97,7 @@ Args parse_args(int argc, char** argv) {
     }
     if (flag == "--verbose") {
       g_verbose = true;
+      litert::set_verbose(true);
       continue;
     }
     if (flag == "--truncate-prompt") {
@@ -232,8 +235,8 @@ int run(int argc, char** argv) {
   }
   // The prompt's length is checked before any model is loaded (a tokenizer of its own: spiece.model loads in ms).
   Tokenizer(bundle.tokenizer_path, bundle.max_length, bundle.eos_id, bundle.pad_id).fit(args.prompt, args.truncate_prompt);
-  if (args.threads > 0) set_num_threads(args.threads);
-  Pipeline pipeline(std::move(bundle));
+  const int threads = args.threads > 0 ? args.threads : bundle.target_threads;
+  Pipeline pipeline(std::move(bundle), threads);
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
 
   Generation g = pipeline.generate(req);
@@ -247,10 +250,9 @@ int run(int argc, char** argv) {
   if (!args.dump.empty()) write_dumps(out, args.dump, b, g);
   out.commit();
 
-  const int threads = num_threads();
-  std::fputs(report_text(b, g, load_s, threads).c_str(), stdout);
+  std::fputs(report_text(b, g, load_s, pipeline.threads()).c_str(), stdout);
   std::printf("wrote %s (%d ch, %lld frames, %d Hz float32)\n", args.output.c_str(), b.channels, (long long)g.frames, b.sample_rate);
-  std::printf("%s\n", report_json(b, g, load_s, threads).c_str());
+  std::printf("%s\n", report_json(b, g, load_s, pipeline.threads()).c_str());
   return 0;
 }
 

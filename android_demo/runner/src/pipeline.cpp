@@ -9,79 +9,17 @@
 #include <initializer_list>
 #include <sys/resource.h>
 
-#include <executorch/extension/module/module.h>
-#include <executorch/extension/tensor/tensor.h>
 #include <executorch/runtime/platform/runtime.h>
 
 #include "errors.h"
 #include "sampler.h"
+#include "threadpool.h"
 
 namespace edgegen {
 namespace {
 
-using executorch::aten::ScalarType;
-using executorch::extension::from_blob;
-using executorch::extension::TensorPtr;
-using executorch::extension::module::Module;
-using executorch::runtime::EValue;
-using executorch::runtime::Error;
-
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-std::string err(Error e) { return std::string(executorch::runtime::to_string(e)) + " (0x" + [&] {
-  char buf[8];
-  std::snprintf(buf, sizeof(buf), "%x", unsigned(e));
-  return std::string(buf);
-}() + ")"; }
-
-ScalarType scalar_type(const std::string& dtype) { return dtype == "int32" ? ScalarType::Int : ScalarType::Float; }
-
-std::string dtype_name(ScalarType t) {
-  if (t == ScalarType::Float) return "float32";
-  if (t == ScalarType::Int) return "int32";
-  return "ScalarType " + std::to_string(int(t));
-}
-
-std::string dims(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
-// Compares the program's MethodMeta with the manifest's declared tensors.
-void check_meta(Module& m, const Artifact& a, const char* name) {
-  auto meta = m.method_meta("forward");
-  if (!meta.ok()) throw RuntimeFailure(std::string(name) + ": " + a.path + " has no 'forward' method: " + err(meta.error()));
-  auto check = [&](bool input, size_t i, const TensorSpec& spec) {
-    auto info = input ? meta->input_tensor_meta(i) : meta->output_tensor_meta(i);
-    std::string what = std::string(name) + (input ? " input " : " output ") + std::to_string(i) + " '" + spec.name + "'";
-    if (!info.ok()) throw InputError(what + " is not a tensor in " + a.path + "; the manifest does not match the .pte, re-export the bundle");
-    std::vector<int64_t> got(info->sizes().begin(), info->sizes().end());
-    if (info->scalar_type() != scalar_type(spec.dtype) || got != spec.shape) {
-      throw InputError(what + " is " + dims(got) + " " + dtype_name(info->scalar_type()) + " in " + a.path +
-                       " but manifest.json declares " + dims(spec.shape) + " " + spec.dtype + "; re-export the bundle");
-    }
-  };
-  if (meta->num_inputs() != a.inputs.size() || meta->num_outputs() != a.outputs.size()) {
-    throw InputError(std::string(name) + ": " + a.path + " takes " + std::to_string(meta->num_inputs()) + " inputs and returns " +
-                     std::to_string(meta->num_outputs()) + " outputs, manifest.json declares " + std::to_string(a.inputs.size()) +
-                     " and " + std::to_string(a.outputs.size()) + "; re-export the bundle");
-  }
-  for (size_t i = 0; i < a.inputs.size(); ++i) check(true, i, a.inputs[i]);
-  for (size_t i = 0; i < a.outputs.size(); ++i) check(false, i, a.outputs[i]);
-}
-
-std::unique_ptr<Module> load_module(const Artifact& a, const char* name) {
-  auto m = std::make_unique<Module>(a.path, Module::LoadMode::Mmap);
-  Error e = m->load_forward();
-  if (e != Error::Ok) {
-    throw RuntimeFailure(std::string("ExecuTorch could not load ") + name + " from " + a.path + ": " + err(e) +
-                         "; check the runner and the exporter use the same ExecuTorch version");
-  }
-  check_meta(*m, a, name);
-  return m;
 }
 
 // A value for the input called `name`: a buffer shaped as the manifest declares it.
@@ -90,29 +28,15 @@ struct Feed {
   const void* data;
 };
 
-// Runs forward() with each declared input bound by name (in the artifact's call order, see bundle.h) and copies
-// every output out, in return order, because the module's planned memory is reused by the next call.
-std::vector<std::vector<float>> run(Module& m, const Artifact& a, const char* name, std::initializer_list<Feed> feeds) {
-  std::vector<TensorPtr> tensors;
-  std::vector<EValue> values;
+// Runs the artifact with each declared input bound by name, in the artifact's call order (see bundle.h).
+std::vector<std::vector<float>> run(Engine& e, const Artifact& a, const char* name, std::initializer_list<Feed> feeds) {
+  std::vector<const void*> inputs;
   for (const TensorSpec& spec : a.inputs) {
     auto feed = std::find_if(feeds.begin(), feeds.end(), [&](const Feed& f) { return spec.name == f.name; });
     if (feed == feeds.end()) throw InputError(std::string(name) + " input '" + spec.name + "' is not one the runner provides; re-export the bundle");
-    std::vector<executorch::aten::SizesType> sizes(spec.shape.begin(), spec.shape.end());
-    tensors.push_back(from_blob(const_cast<void*>(feed->data), sizes, scalar_type(spec.dtype)));
-    values.emplace_back(tensors.back());
+    inputs.push_back(feed->data);
   }
-  auto result = m.forward(values);
-  if (!result.ok()) throw RuntimeFailure(std::string(name) + " forward() failed: " + err(result.error()));
-  std::vector<std::vector<float>> outs;
-  for (size_t i = 0; i < a.outputs.size(); ++i) {
-    const EValue& v = result->at(i);
-    if (!v.isTensor()) throw RuntimeFailure(std::string(name) + " output " + std::to_string(i) + " is not a tensor");
-    const auto& t = v.toTensor();
-    const float* p = t.const_data_ptr<float>();
-    outs.emplace_back(p, p + t.numel());
-  }
-  return outs;
+  return e.run(inputs);
 }
 
 // Non-finite audio is an error, never a file (edgegen.common.check_finite does the same in Python).
@@ -163,12 +87,17 @@ double peak_rss_mb() {
   return double(ru.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux and Android
 }
 
-Pipeline::Pipeline(Bundle bundle)
-    : bundle_(std::move(bundle)), tokenizer_(bundle_.tokenizer_path, bundle_.max_length, bundle_.eos_id, bundle_.pad_id) {
-  executorch::runtime::runtime_init();
-  text_encoder_ = load_module(bundle_.text_encoder, "text_encoder");
-  dit_ = load_module(bundle_.dit, "dit");
-  decoder_ = load_module(bundle_.decoder, "decoder");
+Pipeline::Pipeline(Bundle bundle, int threads)
+    : bundle_(std::move(bundle)), tokenizer_(bundle_.tokenizer_path, bundle_.max_length, bundle_.eos_id, bundle_.pad_id),
+      threads_(threads) {
+  if (bundle_.backend == "executorch") {
+    executorch::runtime::runtime_init();
+    if (threads > 0) set_num_threads(threads);  // one process-wide pool
+    threads_ = num_threads();
+  }
+  text_encoder_ = load_engine(bundle_.backend, bundle_.text_encoder, "text_encoder", threads);
+  dit_ = load_engine(bundle_.backend, bundle_.dit, "dit", threads);
+  decoder_ = load_engine(bundle_.backend, bundle_.decoder, "decoder", threads);
 }
 
 Pipeline::~Pipeline() = default;

@@ -1,4 +1,4 @@
-// Text -> audio with the three ExecuTorch modules of a bundle (the runner library's main API).
+// Text -> audio with the three artifacts of a bundle, ExecuTorch or LiteRT (the runner library's main API).
 //
 //   tokens  = Tokenizer(prompt)                                   ids, mask [1, L] int32
 //   cross, glob = text_encoder(ids, mask, [seconds])              [1, L+1, C], [1, C]
@@ -11,7 +11,7 @@
 //    same windows as edgegen.streaming.decode_stream, so the audio matches `edgegen run` exactly)
 //
 // Usage:
-//   edgegen::Pipeline p(edgegen::load_bundle(dir));
+//   edgegen::Pipeline p(edgegen::load_bundle(dir), /*threads=*/4);
 //   edgegen::Generation g = p.generate({"rain on a tin roof", 5.0});
 #pragma once
 
@@ -22,11 +22,8 @@
 #include <vector>
 
 #include "bundle.h"
+#include "engine.h"
 #include "tokenizer.h"
-
-namespace executorch::extension::module {
-class Module;
-}
 
 namespace edgegen {
 
@@ -71,14 +68,18 @@ struct Generation {
 
 class Pipeline {
  public:
-  // Loads the tokenizer and the three modules and checks each MethodMeta against the manifest.
-  // Throws InputError (shape/dtype mismatch) or RuntimeFailure (ExecuTorch could not load).
-  explicit Pipeline(Bundle bundle);
+  // Loads the tokenizer and the three artifacts in the bundle's runtime and checks each one's signature against the
+  // manifest. `threads` >= 1 sizes the runtime's CPU threads (ExecuTorch: the process-wide pool; LiteRT: each
+  // compiled model); 0 keeps the runtime's default. Throws InputError (shape/dtype mismatch) or RuntimeFailure
+  // (the runtime could not load an artifact).
+  explicit Pipeline(Bundle bundle, int threads = 0);
   ~Pipeline();
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
 
   const Bundle& bundle() const { return bundle_; }
+  // The CPU threads the runtime runs on (what was asked for, or the runtime's default as far as it says).
+  int threads() const { return threads_; }
 
   // Throws InputError for a bad `seconds` or noise size, RuntimeFailure when a module fails or the audio is not finite.
   Generation generate(const Request& request);
@@ -86,7 +87,8 @@ class Pipeline {
  private:
   Bundle bundle_;
   Tokenizer tokenizer_;
-  std::unique_ptr<executorch::extension::module::Module> text_encoder_, dit_, decoder_;
+  int threads_ = 0;
+  std::unique_ptr<Engine> text_encoder_, dit_, decoder_;
 };
 
 // Throws InputError unless 0 < seconds <= bundle.max_seconds + 1e-6 and seconds rounds to at least one sample.

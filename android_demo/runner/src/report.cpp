@@ -35,7 +35,7 @@ std::string report_json(const Bundle& b, const Generation& g, double load_s, int
          ", \"prompt_tokens\": " + std::to_string(g.tokens.count) +
          ", \"prompt_truncated\": " + (g.tokens.truncated ? "true" : "false") +
          ", \"recipe\": " + json_quote(b.recipe) +
-         ", \"runner\": \"native\", \"backend\": \"executorch\"}";
+         ", \"runner\": \"native\", \"backend\": " + json_quote(b.backend) + "}";
 }
 
 std::string report_text(const Bundle& b, const Generation& g, double load_s, int threads) {

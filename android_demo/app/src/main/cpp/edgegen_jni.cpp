@@ -1,6 +1,7 @@
 // JNI bridge: dev.edgegen.demo.NativeRunner <-> edgegen::Pipeline (android_demo/runner).
 //
-//   nativeLoad(bundleDir: String, threads: Int): Long        verifies + loads the bundle, returns a handle
+//   nativeLoad(bundleDir: String, threads: Int): Long        verifies + loads the bundle (ExecuTorch or LiteRT, as its
+//                                                            manifest says; threads <= 0: the manifest's target.threads)
 //   nativeGenerate(handle, prompt, seconds, seed, wavPath): String   writes a float32 WAV, returns the JSON report
 //   nativeRelease(handle)
 //
@@ -15,7 +16,6 @@
 #include "errors.h"
 #include "pipeline.h"
 #include "report.h"
-#include "threadpool.h"
 #include "wav.h"
 
 namespace {
@@ -56,9 +56,10 @@ T guarded(JNIEnv* env, T fallback, Fn fn) {
 extern "C" JNIEXPORT jlong JNICALL Java_dev_edgegen_demo_NativeRunner_nativeLoad(JNIEnv* env, jclass, jstring bundle_dir, jint threads) {
   return guarded<jlong>(env, 0, [&] {
     const auto start = std::chrono::steady_clock::now();
-    if (threads > 0) edgegen::set_num_threads(int(threads));
     auto handle = std::make_unique<Handle>();
-    handle->pipeline = std::make_unique<edgegen::Pipeline>(edgegen::load_bundle(to_string(env, bundle_dir)));
+    edgegen::Bundle bundle = edgegen::load_bundle(to_string(env, bundle_dir));
+    const int n = threads > 0 ? int(threads) : bundle.target_threads;
+    handle->pipeline = std::make_unique<edgegen::Pipeline>(std::move(bundle), n);
     handle->load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return reinterpret_cast<jlong>(handle.release());
   });
@@ -76,7 +77,7 @@ extern "C" JNIEXPORT jstring JNICALL Java_dev_edgegen_demo_NativeRunner_nativeGe
     edgegen::Generation g = handle->pipeline->generate(request);
     const edgegen::Bundle& b = handle->pipeline->bundle();
     edgegen::write_wav_f32(to_string(env, wav_path), g.audio, b.channels, g.frames, b.sample_rate);
-    std::string json = edgegen::report_json(b, g, handle->load_s, edgegen::num_threads());
+    std::string json = edgegen::report_json(b, g, handle->load_s, handle->pipeline->threads());
     return env->NewStringUTF(json.c_str());
   });
 }

@@ -19,6 +19,7 @@ class MainActivity : Activity() {
     private val player = WavPlayer()
     private var runner: NativeRunner? = null
     private var maxSeconds = 11.0
+    private var loaded = ""
 
     private lateinit var prompt: EditText
     private lateinit var secondsBar: SeekBar
@@ -50,8 +51,13 @@ class MainActivity : Activity() {
         worker.execute {
             val result = runCatching {
                 val dir = BundleInstaller.install(this)
-                maxSeconds = JSONObject(File(dir, "manifest.json").readText()).getDouble("max_seconds")
-                NativeRunner.load(dir)
+                // Everything about the bundle comes from its manifest: length, runtime, threads, recipe.
+                val manifest = JSONObject(File(dir, "manifest.json").readText())
+                maxSeconds = manifest.getDouble("max_seconds")
+                val threads = manifest.optJSONObject("target")?.optInt("threads", 0) ?: 0
+                loaded = "%s bundle, recipe %s, %d threads, up to %.1f s".format(
+                    manifest.getString("backend"), manifest.getJSONObject("recipe").getString("name"), threads, maxSeconds)
+                NativeRunner.load(dir, threads)
             }
             runOnUiThread {
                 result.onSuccess {
@@ -60,7 +66,7 @@ class MainActivity : Activity() {
                     secondsBar.progress = minOf(9, secondsBar.max)
                     showSeconds()
                     generate.isEnabled = true
-                    timings.text = "Bundle loaded."
+                    timings.text = "Loaded: $loaded"
                 }.onFailure { timings.text = "Could not load the bundle:\n${it.message}" }
             }
         }

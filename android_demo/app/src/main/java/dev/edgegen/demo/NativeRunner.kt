@@ -3,7 +3,8 @@ package dev.edgegen.demo
 import java.io.File
 
 /**
- * Kotlin face of libedgegen_jni.so: one loaded bundle (3 ExecuTorch modules + tokenizer).
+ * Kotlin face of libedgegen_jni.so: one loaded bundle (3 artifacts + tokenizer), ExecuTorch or LiteRT as its
+ * manifest says (LiteRT needs libLiteRt.so for Android in the APK's native libraries, see android_demo/README.md).
  *
  * `generate` writes a float32 stereo WAV and returns the runner's JSON report (same keys as
  * `edgegen bench`: e2e_s, stages.{load,text_encoder,dit,decoder}, dit_step_s, rtf, ...).
@@ -26,7 +27,7 @@ class NativeRunner private constructor(private var handle: Long) : AutoCloseable
             System.loadLibrary("edgegen_jni")
         }
 
-        /** Verifies (sha256) and loads the bundle in [bundleDir]; [threads] <= 0 keeps the runtime default. */
+        /** Verifies (sha256) and loads the bundle in [bundleDir]; [threads] <= 0: the manifest's target.threads. */
         fun load(bundleDir: File, threads: Int = 0): NativeRunner = NativeRunner(nativeLoad(bundleDir.absolutePath, threads))
 
         @JvmStatic private external fun nativeLoad(bundleDir: String, threads: Int): Long

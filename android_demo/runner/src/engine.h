@@ -1,0 +1,38 @@
+// One bundle artifact loaded in its runtime (the manifest's `backend`): ExecuTorch (.pte, XNNPACK) or LiteRT
+// (.tflite, CPU accelerator = XNNPACK through libLiteRt.so's C API).
+//
+//   auto dit = edgegen::load_engine(bundle.backend, bundle.dit, "dit", threads);
+//   std::vector<std::vector<float>> out = dit->run({x, t, cross, glob});   // inputs in call order
+//
+// Loading checks the artifact's own input/output signature against the manifest (dtype, shape, count; LiteRT also
+// the names) and throws InputError on a mismatch, RuntimeFailure when the runtime cannot load it.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bundle.h"
+
+namespace edgegen {
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  // inputs[i] points at a buffer shaped and typed as artifact.inputs[i] (call order); returns every output copied
+  // out, in the manifest's output order. Throws RuntimeFailure when the runtime fails.
+  virtual std::vector<std::vector<float>> run(const std::vector<const void*>& inputs) = 0;
+};
+
+// `threads`: the CPU thread count (0: the runtime's default). ExecuTorch's pool is process-wide, so for it the
+// count is applied by the caller (threadpool.h) and ignored here; LiteRT sizes each compiled model.
+std::unique_ptr<Engine> load_engine(const std::string& backend, const Artifact& artifact, const char* name, int threads);
+
+// Backend-specific factories behind load_engine.
+std::unique_ptr<Engine> load_executorch(const Artifact& artifact, const char* name);
+std::unique_ptr<Engine> load_litert(const Artifact& artifact, const char* name, int threads);
+
+// Shared by the backends' checks: "[1,64,256]".
+std::string dims(const std::vector<int64_t>& shape);
+
+}  // namespace edgegen

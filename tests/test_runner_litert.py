@@ -1,0 +1,156 @@
+"""The native runner on LiteRT bundles: libLiteRt.so's C API (android_demo/runner/src/litert_api.h), host and arm64.
+
+The runner must give `edgegen run` (BundlePipeline over ai_edge_litert's Interpreter) the same samples on the same
+bundle, fp32 and int8, with the same CLI, JSON line, --dump and errors as for ExecuTorch. The portable aarch64 folder
+runs the same bundles under qemu-aarch64 with no host sysroot; LiteRT's CPU detection needs an arm64 /proc/cpuinfo
+there (a private mount namespace, see tests/helpers.portable_command). Upstream parity of the LiteRT runner is in
+tests/test_upstream_parity.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgegen.bundle import file_entry
+from edgegen.bundle_pipeline import BundlePipeline
+from edgegen.noise import gaussian_noise
+from tests.helpers import no_sysroot_env, portable_command
+
+pytestmark = [pytest.mark.litert, pytest.mark.executorch]
+
+PROMPT, SECONDS = "a warm analog synth pad with slow attack", 0.5
+
+
+def _run(cmd: list[str], bundle: Path, out: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*cmd, "--bundle", str(bundle), "--prompt", PROMPT, "--seconds", str(SECONDS), "-o", str(out), *extra],
+                          capture_output=True, text=True, timeout=600, cwd="/", env=env)
+
+
+def _wav(path: Path) -> np.ndarray:
+    import soundfile as sf
+
+    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    assert sr == 44100 and sf.info(str(path)).subtype == "FLOAT"
+    return data.T
+
+
+def _report(proc: subprocess.CompletedProcess) -> dict:
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("recipe", ["fp32", "int8"])
+def test_runner_equals_edgegen_run_on_litert_bundle(host_runner, bundle_factory, tmp_path, recipe):
+    """Bit-identical to BundlePipeline (what `edgegen run` runs), same seed and threads; stderr stays empty."""
+    bundle = bundle_factory("litert", recipe)
+    with BundlePipeline.open(bundle, threads=2) as bp:
+        ref = bp.generate(PROMPT, seconds_total=SECONDS, seed=11)
+    proc = _run([str(host_runner)], bundle, tmp_path / "out.wav", "--seed", "11", "--threads", "2", "--dump", str(tmp_path / "d"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""  # LiteRT's own info lines are kept off stderr unless --verbose
+    got = _wav(tmp_path / "out.wav")
+    assert got.shape == ref.shape and np.array_equal(got, ref)
+    np.testing.assert_array_equal(np.load(tmp_path / "d" / "noise.npy"), gaussian_noise(11, np.load(tmp_path / "d" / "noise.npy").shape))
+    report = _report(proc)
+    assert (report["backend"], report["runner"], report["threads"], report["recipe"]) == ("litert", "native", 2, recipe)
+    assert len(report["dit_step_s"]) == 8 and set(report["stages"]) == {"load", "text_encoder", "dit", "decoder"}
+
+
+def test_runner_threads_default_to_the_manifest_and_verbose_shows_litert_logs(host_runner, bundle_factory, tmp_path):
+    bundle = bundle_factory("litert", "fp32")
+    proc = _run([str(host_runner)], bundle, tmp_path / "a.wav", "--verbose")
+    assert proc.returncode == 0, proc.stderr
+    assert _report(proc)["threads"] == json.loads((bundle / "manifest.json").read_text())["target"]["threads"]
+    assert "XNNPACK" in proc.stderr or "LiteRT" in proc.stderr
+    one = _run([str(host_runner)], bundle, tmp_path / "b.wav", "--threads", "1")
+    assert one.returncode == 0, one.stderr
+    assert _report(one)["threads"] == 1
+    np.testing.assert_allclose(_wav(tmp_path / "b.wav"), _wav(tmp_path / "a.wav"), rtol=0, atol=1e-5)
+
+
+def _copy(bundle: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "bundle"
+    shutil.copytree(bundle, out)
+    return out
+
+
+def _replace(b: Path, component: str, data: bytes) -> None:
+    """New bytes for an artifact, its manifest size and sha256 updated (so only the content is wrong)."""
+    (b / f"{component}.tflite").write_bytes(data)
+    m = json.loads((b / "manifest.json").read_text())
+    m["artifacts"][component].update(file_entry(b / f"{component}.tflite"))
+    (b / "manifest.json").write_text(json.dumps(m))
+
+
+def _swap_dit_for_text_encoder(b: Path) -> None:
+    _replace(b, "dit", (b / "text_encoder.tflite").read_bytes())
+
+
+def _garbage_flatbuffer(b: Path) -> None:
+    head = (b / "decoder.tflite").read_bytes()[:8]  # keeps the TFL3 identifier, the rest is not a model
+    _replace(b, "decoder", head + bytes(range(256)) * 64)
+
+
+BAD = {  # case -> (bundle edit, environment changes, exit status, words of the one error line)
+    "library_missing": (None, {"EDGEGEN_LITERT_LIB": "/nonexistent/libLiteRt.so"}, 1, "cannot load /nonexistent/libLiteRt.so"),
+    "library_not_litert": (None, {"EDGEGEN_LITERT_LIB": "LIBEXECUTORCH"}, 1, "has no LiteRtCreateEnvironment (VERS_1.0)"),
+    "artifact_signature_mismatch": (_swap_dit_for_text_encoder, {}, 2, "dit.tflite takes 3 inputs and returns 2 outputs"),
+    "artifact_not_a_model": (_garbage_flatbuffer, {}, 1, "LiteRT could not load decoder"),
+    "pte_in_a_litert_bundle": (lambda b: _replace(b, "dit", b"\x3c\0\0\0ET12" + bytes(100)), {}, 2,
+                               "is an ExecuTorch .pte program but manifest.json says backend 'litert'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_litert_bundle_or_library_one_line(host_runner, bundle_factory, tmp_path, case):
+    edit, env_changes, status, needle = BAD[case]
+    bundle = _copy(bundle_factory("litert", "fp32"), tmp_path)
+    if edit:
+        edit(bundle)
+    env = dict(no_sysroot_env())
+    for k, v in env_changes.items():
+        env[k] = str(host_runner.parent / "libexecutorch.so") if v == "LIBEXECUTORCH" else v
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = _run([str(host_runner)], bundle, out / "x.wav", "--dump", str(out / "dump"), env=env)
+    assert proc.returncode == status, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edgegen-runner: error: ") and needle in lines[0], proc.stderr
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.aarch64
+@pytest.mark.parametrize("recipe", ["fp32", "int8"])
+def test_portable_runner_on_litert_under_qemu(host_runner, portable_runner, bundle_factory, tmp_path, recipe):
+    """LiteRT's aarch64 libLiteRt.so from the portable folder, under qemu with no host sysroot: the same audio as on
+    x86 up to the two CPUs' kernel rounding (int8 also its dynamic-quantization rounding)."""
+    bundle = bundle_factory("litert", recipe)
+    arm = _run(portable_command(portable_runner, cpu="max,sme=off", arm64_cpuinfo=True), bundle, tmp_path / "arm.wav",
+               "--seed", "4", "--threads", "2", env=no_sysroot_env())
+    assert arm.returncode == 0, arm.stderr
+    host = _run([str(host_runner)], bundle, tmp_path / "host.wav", "--seed", "4", "--threads", "2")
+    assert host.returncode == 0, host.stderr
+    a, h = _wav(tmp_path / "arm.wav"), _wav(tmp_path / "host.wav")
+    rel = float(np.abs(a - h).max() / np.abs(h).max())
+    assert rel <= (1e-4 if recipe == "fp32" else 2e-2), rel
+    assert _report(arm)["backend"] == "litert"
+
+
+def test_streamed_litert_bundle_matches_edgegen_run(host_runner, streamed, tmp_path):
+    """Schema 2 (decoder windows) on LiteRT: the runner decodes the windows `edgegen run` decodes, same samples."""
+    bundle = streamed("litert")
+    seconds = json.loads((bundle / "manifest.json").read_text())["max_seconds"]
+    with BundlePipeline.open(bundle, threads=2) as bp:
+        ref = bp.generate(PROMPT, seconds_total=seconds, seed=3)
+    proc = subprocess.run([str(host_runner), "--bundle", str(bundle), "--prompt", PROMPT, "--seconds", repr(seconds),
+                           "--seed", "3", "--threads", "2", "-o", str(tmp_path / "out.wav")],
+                          capture_output=True, text=True, timeout=600, cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    assert np.array_equal(_wav(tmp_path / "out.wav"), ref)
+    report = _report(proc)
+    assert report["decoder_calls"] > 1 and report["time_to_first_audio_s"] < report["e2e_s"]
