@@ -522,7 +522,7 @@ def train():
     edgegen train cache --model random:tiny --captions data/captions.jsonl --out runs/cache.safetensors
     edgegen train rf  --model random:tiny --cache runs/cache.safetensors --out runs/base --steps 600 --lr 1e-3
     edgegen train arc --model runs/base/model --t5 runs/base/t5 --cache runs/cache.safetensors \\
-                      --out runs/arc --steps 100 --lr 1e-5 --head-channels 32
+                      --out runs/arc --steps 300 --disc-warmup-steps 100 --head-channels 32
 
     Under `torchrun --nproc_per_node N -m edgegen.cli train rf|arc ...` they train with DistributedDataParallel
     (nccl on GPUs, else gloo). --resume continues a run from its last saved state up to --steps in total.
@@ -583,7 +583,11 @@ def train_rf_cmd(model, t5, cache, out, steps, batch_size, ema_beta, lr, dit_sha
 
 @train.command("arc")
 @_train_run
-@click.option("--lr", type=_Number(0, lo_open=True), default=1e-6, show_default=True, help="G and D learning rate.")
+@click.option("--lr", type=_Number(0, lo_open=True), default=1e-5, show_default=True, help="G's learning rate.")
+@click.option("--lr-discriminator", type=_Number(0, lo_open=True), default=1e-4, show_default=True,
+              help="D's learning rate (10x G's lets the critic lead).")
+@click.option("--disc-warmup-steps", type=_Number(0, integer=True), default=200, show_default=True,
+              help="D-only steps before G and D alternate (counted in --steps).")
 @click.option("--contrastive-weight", type=_Number(0), default=1.0, show_default=True, help="0 disables L_C.")
 @click.option("--no-grad-penalty", is_flag=True, help="Drop the approximate R1/R2 penalty.")
 @click.option("--hidden-layer", type=_Number(0, integer=True), default=None,
@@ -591,12 +595,13 @@ def train_rf_cmd(model, t5, cache, out, steps, batch_size, ema_beta, lr, dit_sha
 @click.option("--head-channels", type=_COUNT, default=128, show_default=True,
               help="Width of D's ConvNeXt head (128 for SAO-small; 32 suits random:tiny-sized DiTs).")
 @_train_tail
-def train_arc_cmd(model, t5, cache, out, steps, batch_size, ema_beta, lr, contrastive_weight, no_grad_penalty,
-                  hidden_layer, head_channels, seed, resume, save_every):
+def train_arc_cmd(model, t5, cache, out, steps, batch_size, ema_beta, lr, lr_discriminator, disc_warmup_steps,
+                  contrastive_weight, no_grad_penalty, hidden_layer, head_channels, seed, resume, save_every):
     """Post-train a base model with ARC (adversarial relativistic-contrastive) for few-step sampling."""
     from edgegen.train.arc import ARCConfig, train_arc
 
-    cfg = ARCConfig(lr_generator=lr, lr_discriminator=lr, ema_beta=ema_beta, contrastive=contrastive_weight > 0,
+    cfg = ARCConfig(lr_generator=lr, lr_discriminator=lr_discriminator, disc_warmup_steps=disc_warmup_steps,
+                    ema_beta=ema_beta, contrastive=contrastive_weight > 0,
                     weight_contrastive=contrastive_weight, grad_penalty=not no_grad_penalty,
                     dit_hidden_layer=hidden_layer, head_channels=head_channels, batch_size=batch_size, seed=seed)
     path = train_arc(model=model, t5=t5, cache=cache, out=out, cfg=cfg, steps=steps, resume=resume,

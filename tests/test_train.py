@@ -22,7 +22,8 @@ from edgegen.cli import main
 from edgegen.train.data import LatentData, build_cache, read_captions, write_synthetic
 from edgegen.train.rf import RFConfig, rf_loss, train_rf
 
-SMALL_ARC = dict(head_channels=8, batch_size=4, lr_generator=1e-3, lr_discriminator=1e-3)
+SMALL_ARC = dict(head_channels=8, batch_size=4, lr_generator=1e-3, lr_discriminator=3e-3, disc_warmup_steps=2,
+                 disc_warmup_max_loss=None)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -94,12 +95,13 @@ def test_pairs_share_noise_and_level():
     """With an oracle generator (x0_hat == x0) real and fake are identical: same s, same noise."""
     x0 = torch.randn(3, 4, 5)
     oracle = lambda xt, t, c, g: (xt - x0) / t[:, None, None]  # noqa: E731  v = (x_t - x0) / t
-    real, fake, s = arc._pair(oracle, x0, None, None, arc.ARCConfig(), torch.Generator().manual_seed(0), "cpu")
+    real, fake, s, _ = arc._pair(oracle, x0, None, None, arc.ARCConfig(), torch.Generator().manual_seed(0), "cpu")
     assert torch.allclose(real, fake, atol=1e-5) and s.shape == (3,)
 
 
 def test_hidden_layer_default_scales_with_depth():
-    assert arc.hidden_layer(arc.ARCConfig(), 16) == 12
+    assert arc.hidden_layer(arc.ARCConfig(), 16) == 12  # upstream: blocks 0..12 of 16
+    assert arc.hidden_layer(arc.ARCConfig(), 4) == 2    # the same share: 3 of 4 blocks
     assert arc.hidden_layer(arc.ARCConfig(), 2) == 1
     with pytest.raises(EdgegenError, match="outside"):
         arc.hidden_layer(arc.ARCConfig(dit_hidden_layer=5), 4)
@@ -134,10 +136,76 @@ def test_discriminator_step_lowers_its_loss(tiny, cache):
                               device=torch.device("cpu"))
 
     first = loss()
-    assert set(first) == {"d", "contrastive", "penalty", "total"}
+    assert set(first) == {"d", "contrastive", "penalty", "total", "d_gap", "r1", "r2"}
+    assert first["penalty"].item() == pytest.approx((first["r1"] + first["r2"]).item() / 2, rel=1e-5)
     first["total"].backward()
     opt.step()
     assert loss()["total"] < first["total"]
+
+
+def test_contrastive_skips_negatives_of_the_same_group():
+    keep = arc.rolled_negatives(torch.tensor([0, 0, 1, 2]))  # item i is scored with item i + 1's prompt
+    assert keep.tolist() == [False, True, True, True]
+    matched, mismatched = torch.zeros(4, 2), torch.tensor([[9.0, 9.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    assert arc.contrastive_loss(matched, mismatched, keep).item() == pytest.approx(math.log(2), abs=1e-6)
+    assert arc.contrastive_loss(matched, mismatched).item() > 2  # upstream: the same-group "negative" counts
+    assert arc.contrastive_loss(matched, mismatched, torch.zeros(4, dtype=torch.bool)).item() == 0
+
+
+def test_schedule_warmup_then_alternation():
+    cfg = arc.ARCConfig(disc_warmup_steps=3)
+    assert [arc.is_generator_step(s, cfg) for s in range(7)] == [False] * 3 + [True, False, True, False]
+    assert [arc.generator_steps(s, cfg) for s in range(3, 8)] == [0, 1, 1, 2, 2]
+    assert [arc.is_generator_step(s, arc.ARCConfig(disc_warmup_steps=0)) for s in range(3)] == [True, False, True]
+
+
+def test_learning_rate_split_betas_and_decay(tiny):
+    cfg = arc.ARCConfig(lr_generator=1e-5, lr_discriminator=1e-4, lr_generator_half_life=2)
+    G, D = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    opt_g, opt_d, sched_g = arc.optimizers(G, D, cfg)
+    assert opt_g.param_groups[0]["lr"] == 1e-5 and opt_d.param_groups[0]["lr"] == 1e-4
+    assert opt_g.param_groups[0]["betas"] == opt_d.param_groups[0]["betas"] == (0.5, 0.99)
+    for _ in range(4):
+        opt_g.step()
+        sched_g.step()
+    assert opt_g.param_groups[0]["lr"] == pytest.approx(2.5e-6) and opt_d.param_groups[0]["lr"] == 1e-4
+    assert arc.ARCConfig().lr_discriminator == 10 * arc.ARCConfig().lr_generator
+
+
+def test_head_init_live_residuals_and_upstream_downsampling():
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 16)
+    live, zero = arc.ConvNeXtBlock(8), arc.ConvNeXtBlock(8, zero_residual=True)
+    assert not torch.allclose(live(x), x, atol=1e-3)  # upstream's zeros_ on a weight-normed conv is a no-op
+    assert torch.equal(zero(x), x) and torch.equal(live.down.bias, torch.zeros(8))
+    head = arc.ConvNeXtHead(32, channels=8, c_mults=(1, 2, 4), strides=(1, 2, 2), num_blocks=(1, 1, 1))
+    downs = [m for m in head.layers if isinstance(m, torch.nn.Conv1d) and m.stride[0] >= 1
+             and m.kernel_size[0] in (2, 4)]
+    assert [(m.kernel_size[0], m.stride[0], m.padding[0]) for m in downs] == [(2, 1, 1), (4, 2, 1), (4, 2, 1)]
+    assert head(torch.randn(2, 32, 17)).shape == (2, 4)  # 17 -> 18 -> 9 -> 4
+
+
+def test_warmup_trains_only_d_and_checks_it(cache, tmp_path):
+    _arc_run(cache, tmp_path / "w", 3, disc_warmup_steps=3)
+    state = loop.load_state(tmp_path / "w")
+    base = edgegen.load_pipeline("random:tiny").dit.state_dict()
+    assert all(torch.equal(state["G"][k], v) for k, v in base.items())  # G untouched during the warm-up
+    assert all(torch.equal(state["ema"][k], v) for k, v in base.items())
+    assert state["opt_d"]["state"][0]["step"] == 3 and not state["opt_g"]["state"]
+    moved = [k for k, v in base.items()
+             if f"backbone.{k}" in state["D"] and not torch.equal(state["D"][f"backbone.{k}"], v)]
+    assert moved  # D (backbone and head) trained
+    logged = [json.loads(line) for line in (tmp_path / "w" / "log.jsonl").read_text().splitlines()]
+    assert "warmup_d" in logged[0] and logged[-1]["phase"] == "warmup"
+    with pytest.raises(EdgegenError, match="did not learn in its 2 warm-up steps"):
+        _arc_run(cache, tmp_path / "x", 3, disc_warmup_max_loss=1e-6)
+
+
+def test_rf_latent_scale_is_stored(cache, tmp_path):
+    model = train_rf(model="random:tiny", t5=None, cache=cache, out=tmp_path / "base", steps=1,
+                     cfg=RFConfig(batch_size=2, latent_scale=2.0))
+    assert json.loads((model / "model_config.json").read_text())["model"]["pretransform"]["scale"] == 2.0
+    assert edgegen.load_pipeline(model, t5=tmp_path / "base" / "t5").config.vae_scale == 2.0
 
 
 # --- runs: checkpoints, resume -------------------------------------------------------------------------------
@@ -169,7 +237,8 @@ def test_arc_resume_is_identical(cache, tmp_path):
     for key in ("G", "D", "ema"):
         for k in a[key]:
             assert torch.equal(a[key][k], b[key][k]), (key, k)
-    assert a["opt_d"]["state"][0]["step"] == b["opt_d"]["state"][0]["step"]
+    assert a["opt_d"]["state"][0]["step"] == b["opt_d"]["state"][0]["step"] == 3  # 2 warm-up D steps + 1
+    assert a["opt_g"]["state"][0]["step"] == 1
     config = json.loads((tmp_path / "split" / "model" / "model_config.json").read_text())
     assert config["model"]["diffusion"]["diffusion_objective"] == "rf_denoiser"
     edgegen.load_pipeline(tmp_path / "split" / "model", t5=tmp_path / "split" / "t5")

@@ -9,8 +9,8 @@ $T synth --model random:tiny --out "$W/data" --count 96
 $T cache --model random:tiny --captions "$W/data/captions.jsonl" --out "$W/cache.safetensors"
 $T rf  --model random:tiny --cache "$W/cache.safetensors" --out "$W/base" --steps 400 --lr 1e-3 --ema-beta 0.999 \
        --batch-size 16
-$T arc --model "$W/base/model" --t5 "$W/base/t5" --cache "$W/cache.safetensors" --out "$W/arc" --steps 100 --lr 1e-5 \
-       --ema-beta 0.999 --batch-size 16 --head-channels 32
+$T arc --model "$W/base/model" --t5 "$W/base/t5" --cache "$W/cache.safetensors" --out "$W/arc" --steps 160 \
+       --disc-warmup-steps 60 --ema-beta 0.995 --batch-size 16 --head-channels 32
 $E export --model "$W/arc/model" --t5 "$W/base/t5" --target host-executorch --recipe fp32 \
        --output "$W/bundle" --force
 $E parity --bundle "$W/bundle" --model "$W/arc/model" --t5 "$W/base/t5"

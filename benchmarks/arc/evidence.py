@@ -1,31 +1,42 @@
-"""ARC evidence on the synthetic text-to-audio task: does 8-step ARC beat the 8-step base, approach the
-50/100-step base, and what does dropping the contrastive term do to prompt adherence?
+"""ARC evidence on the synthetic text-to-audio task (issue 12): does ARC at 4 and 8 ping-pong steps beat the base at
+8 Euler steps and reach the base at 50, with the checkpoint chosen on a validation split and every row measured on a
+held-out set with two sampling seeds? And what does dropping the contrastive term (lambda = 0) do to adherence?
 
-    .venv/bin/python benchmarks/arc/evidence.py --work /tmp/arc_evidence      (~10 min on 2 idle CPU cores)
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/arc/evidence.py --work /tmp/arc_evidence   (one thread; see RESULTS)
 
 Stages (each is skipped when its output already exists in --work):
-  1. synthetic corpus: train (seed 0) and held-out real (seed 1) clips, 8 classes x 3 captions
-  2. latent caches with random:tiny's (seeded, untrained) VAE encoder and T5
-  3. base DiT (width 128, 4 blocks) trained from scratch with rectified flow
-  4. ARC post-training, with and without the contrastive term (same seed, same steps)
-  5. a latent classifier trained on the train latents' labels: the fixed feature extractor
-  6. generate 16 samples for each of the 24 captions with every system from the same initial noise, measure
-     FD (Frechet distance to the held-out real latents) in the classifier's embedding and in a PCA-32 space,
-     adherence (classifier accuracy against the prompt's label) and diversity (mean within-prompt distance,
-     relative to the real data's).
-Everything is measured in latent space: random:tiny's VAE is untrained, so its decoded audio is meaningless.
-The last stdout line is one JSON object with every number.
+  1. synthetic corpus, 8 classes x 3 captions: train (seed 0, 800 clips), validation (seed 2, 192), held-out (seed 1,
+     384); latent caches with random:tiny's (seeded, untrained) VAE encoder and T5
+  2. base DiT (width 128, 4 blocks) trained from scratch with rectified flow; with --latent-norm (default) on latents
+     divided by the training latents' std, a scale stored as the model's pretransform.scale
+  3. ARC post-training with and without the contrastive term (same seed, steps and settings); the G and EMA weights
+     are kept every --snapshot-every steps after the D-only warm-up
+  4. a latent classifier trained on the train latents' labels: the fixed feature extractor
+  5. choose, per ARC run, the snapshot (G or EMA weights) with the lowest max(FD 4 steps, FD 8 steps) on the
+     validation split (one sampling seed); then measure every row once on the held-out split with two sampling seeds:
+     FD (Frechet distance to the held-out latents) in the classifier's embedding and in a PCA-32 space, adherence
+     (classifier accuracy against the prompt's label), diversity (mean within-prompt distance / the real data's);
+     the floor row compares real training latents with the held-out ones
+Everything is measured in latent space: random:tiny's VAE is untrained, so its decoded audio is meaningless. The base's
+Euler uses a uniform t grid (stronger at 8 steps than upstream's logSNR grid); ping-pong uses edgegen's logSNR schedule.
+The last stdout line is one JSON object: `rows` (model, sampler, steps, fd_classifier = the mean over the two seeds,
+and the rest), `checkpoints`, `diagnostics`, `cpu`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
+import re
+import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 import edgegen
@@ -35,25 +46,40 @@ from edgegen.train.data import SYNTH_CLASSES, LatentData, build_cache, read_capt
 from edgegen.train.rf import RFConfig, train_rf
 
 DIT = {"embed_dim": 128, "depth": 4, "num_heads": 2}
-PER_PROMPT = 16
+SPLITS = (("train", 800, 0), ("real", 384, 1), ("val", 192, 2))  # name, clips, corpus seed
+PER_PROMPT = {"real": 16, "val": 8}  # samples per caption: 384 held-out, 192 validation
+SEEDS = (1234, 4321)                 # sampling seeds of every held-out row; validation uses the first
 
 
 def stage(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def make_data(work: Path) -> tuple[Path, Path]:
+def cpu_line() -> str:
+    """The CPU model and its int8 dot-product flags (lscpu), and the torch thread count."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    model = re.search(r"Model name:\s*(.+)", out)
+    flags = set(re.search(r"Flags:\s*(.+)", out).group(1).split()) if "Flags:" in out else set()
+    vnni = [f for f in ("avx512_vnni", "avx_vnni") if f in flags]
+    return (f"{model.group(1).strip() if model else platform.processor() or 'unknown CPU'}; {os.cpu_count()} cores; "
+            f"int8 flags: {', '.join(vnni) or 'none of avx512_vnni/avx_vnni'}; torch threads {torch.get_num_threads()}")
+
+
+def make_data(work: Path) -> dict[str, Path]:
     pipe = edgegen.load_pipeline("random:tiny")
-    paths = []
-    for name, count, seed in (("train", 800, 0), ("real", 384, 1)):
+    paths = {}
+    for name, count, seed in SPLITS:
         cache = work / f"{name}.safetensors"
         if not cache.exists():
             caps = write_synthetic(work / name, count=count, sample_rate=pipe.sample_rate,
                                    seconds=pipe.max_seconds, seed=seed)
             stage(f"{name}: " + build_cache(pipe=pipe, records=read_captions(caps), root=caps.parent,
                                             out=cache).summary())
-        paths.append(cache)
-    return paths[0], paths[1]
+        paths[name] = cache
+    return paths
 
 
 class Classifier(nn.Module):
@@ -107,17 +133,15 @@ def euler(velocity, noise: torch.Tensor, steps: int) -> torch.Tensor:
     return x
 
 
-def load_dit(model_dir: Path, t5: Path):
-    return edgegen.load_pipeline(model_dir, t5=t5).dit
-
-
 @torch.no_grad()
-def generate(dit, real: LatentData, *, sampler: str, steps: int, seed: int = 1234) -> tuple[torch.Tensor, list]:
-    """PER_PROMPT samples for every caption in the cache: latents [U * PER_PROMPT, 64, T] and their captions."""
-    U = len(real.captions)
-    cross = real.cross.repeat_interleave(PER_PROMPT, 0)
-    glob = real.glob.repeat_interleave(PER_PROMPT, 0)
-    shape = (U * PER_PROMPT, *real.latents.shape[1:])
+def generate(dit, scale: float, split: LatentData, *, per_prompt: int, sampler: str, steps: int,
+             seed: int) -> tuple[torch.Tensor, list]:
+    """per_prompt samples for every caption of the split: latents [U * per_prompt, 64, T] (the DiT's output x scale,
+    back in the cache's units) and their captions."""
+    U = len(split.captions)
+    cross = split.cross.repeat_interleave(per_prompt, 0)
+    glob = split.glob.repeat_interleave(per_prompt, 0)
+    shape = (U * per_prompt, *split.latents.shape[1:])
     g = torch.Generator().manual_seed(seed)
 
     def velocity(x, t):
@@ -126,9 +150,8 @@ def generate(dit, real: LatentData, *, sampler: str, steps: int, seed: int = 123
     if sampler == "euler":
         x = euler(velocity, torch.randn(shape, generator=g), steps)
     else:
-        noise = torch.randn((steps, *shape), generator=g)
-        x = pingpong(velocity, noise, schedule(steps))
-    return x, [c for c in real.captions for _ in range(PER_PROMPT)]
+        x = pingpong(velocity, torch.randn((steps, *shape), generator=g), schedule(steps))
+    return x * scale, [c for c in split.captions for _ in range(per_prompt)]
 
 
 def diversity(x: torch.Tensor, groups: list) -> float:
@@ -140,72 +163,195 @@ def diversity(x: torch.Tensor, groups: list) -> float:
     return float(torch.stack(out).mean())
 
 
+class Judge:
+    """Scores generated latents against one split's real latents with the fixed classifier and PCA."""
+
+    def __init__(self, clf: Classifier, train: LatentData, split: LatentData, labels: list[str]):
+        self.clf, self.labels = clf, labels
+        self.pca_mean = train.latents.flatten(1).mean(0)
+        _, _, self.V = torch.pca_lowrank(train.latents.flatten(1) - self.pca_mean, q=32, center=False)
+        self.real_cls, self.real_pca = self.features(split.latents)
+        self.real_div = diversity(split.latents, [split.captions[c] for c in split.cond_index.tolist()])
+        self.label_of = {split.captions[c]: split.labels[i] for i, c in enumerate(split.cond_index.tolist())}
+
+    def features(self, x):
+        return self.clf(x)[1].double().numpy(), ((x.flatten(1) - self.pca_mean) @ self.V).double().numpy()
+
+    def score(self, x: torch.Tensor, caps: list | None) -> dict:
+        f_cls, f_pca = self.features(x)
+        out = {"fd_classifier": frechet(f_cls, self.real_cls), "fd_pca32": frechet(f_pca, self.real_pca)}
+        if caps is not None:
+            y = torch.tensor([self.labels.index(self.label_of[c]) for c in caps])
+            out["adherence"] = float((self.clf(x)[0].argmax(1) == y).float().mean())
+            out["diversity"] = diversity(x, caps) / self.real_div
+        return out
+
+
+def load_base(work: Path):
+    pipe = edgegen.load_pipeline(work / "base" / "model", t5=work / "base" / "t5")
+    return pipe.dit.eval(), pipe.config.vae_scale
+
+
+def snapshot_dit(base_dit, path: Path, kind: str):
+    """A copy of the base DiT holding the snapshot's `kind` ("G" or "ema") weights."""
+    import copy
+
+    tensors = load_file(str(path))
+    dit = copy.deepcopy(base_dit)
+    dit.load_state_dict({k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith(kind + "/")})
+    return dit.eval()
+
+
+def choose_checkpoint(run: Path, base_dit, scale: float, val: LatentData, judge: Judge) -> tuple[dict, list[dict]]:
+    """Every snapshot of the run (G and EMA weights) scored on the validation split at 4 and 8 ping-pong steps with
+    the first sampling seed; the chosen one minimises max(FD 4, FD 8) in the classifier embedding."""
+    table = []
+    for path in sorted((run / "snapshots").glob("step_*.safetensors")):
+        step = int(path.stem.split("_")[1])
+        for kind in ("ema", "G"):
+            dit = snapshot_dit(base_dit, path, kind)
+            fds = {}
+            for steps in (4, 8):
+                x, _ = generate(dit, scale, val, per_prompt=PER_PROMPT["val"], sampler="pingpong", steps=steps,
+                                seed=SEEDS[0])
+                fds[steps] = round(judge.score(x, None)["fd_classifier"], 2)
+            table.append({"run": run.name, "step": step, "weights": kind, "val_fd4": fds[4], "val_fd8": fds[8],
+                          "out_std": round(float(x.std()), 3)})
+            stage(json.dumps(table[-1]))
+    best = min(table, key=lambda r: (max(r["val_fd4"], r["val_fd8"]), r["step"]))
+    return best, table
+
+
+def diagnostics(run: Path, real_std: float) -> dict:
+    """Training diagnostics from the run's log.jsonl: the D loss at the end of the warm-up, and means over the first
+    and the last quarter of the alternating phase."""
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    warm = next((r["warmup_d"] for r in records if "warmup_d" in r), None)
+    gan = [r for r in records if r.get("phase") == "gan"]
+    keys = ("d", "d_gap", "contrastive", "r1", "r2", "g", "out_std", "g_grad_norm", "d_grad_norm")
+
+    def mean(rows):
+        return {k: round(float(np.mean([r[k] for r in rows if k in r])), 4) for k in keys if any(k in r for r in rows)}
+
+    q = max(1, len(gan) // 4)
+    return {"run": run.name, "warmup_end_d": warm, "first_quarter": mean(gan[:q]), "last_quarter": mean(gan[-q:]),
+            "real_std": round(real_std, 3), "sec": records[-1].get("sec")}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", type=Path, default=Path("/tmp/arc_evidence"))
     ap.add_argument("--rf-steps", type=int, default=1200)
-    ap.add_argument("--arc-steps", type=int, default=100)
-    ap.add_argument("--arc-lr", type=float, default=1e-5)
+    ap.add_argument("--latent-norm", action=argparse.BooleanOptionalAction, default=True,
+                    help="train the base on latents / their std (stored as pretransform.scale)")
+    ap.add_argument("--arc-steps", type=int, default=700, help="total, the D-only warm-up included")
+    ap.add_argument("--warmup", type=int, default=100, help="D-only steps")
+    ap.add_argument("--lr-g", type=float, default=2e-5)
+    ap.add_argument("--lr-d", type=float, default=2e-4)
+    ap.add_argument("--half-life", type=int, default=150, help="G steps per halving of G's lr (0: constant)")
     ap.add_argument("--arc-batch", type=int, default=16)
+    ap.add_argument("--ema-beta", type=float, default=0.995)
+    ap.add_argument("--snapshot-every", type=int, default=100)
+    ap.add_argument("--ablation", action=argparse.BooleanOptionalAction, default=True,
+                    help="also train and score the lambda = 0 run")
     args = ap.parse_args()
     work, clock = args.work, time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)
-    train_cache, real_cache = make_data(work)
-    train, real = LatentData.load(train_cache), LatentData.load(real_cache)
+    cpu = cpu_line()
+    stage(f"CPU: {cpu}")
+    caches = make_data(work)
+    train, real, val = (LatentData.load(caches[n]) for n in ("train", "real", "val"))
+    real_std = float(train.latents.std())
     base = work / "base"
     if not (base / "model").exists():
-        stage("training the RF base")
-        train_rf(model="random:tiny", t5=None, cache=train_cache, out=base, dit=DIT, steps=args.rf_steps,
-                 cfg=RFConfig(lr=1e-3, ema_beta=0.999, batch_size=32), save_every=args.rf_steps, log_every=100,
-                 log=lambda r: stage(f"rf {r}"))
-    t5 = base / "t5"
-    arc_runs = {"arc": 1.0, "arc_no_contrastive": 0.0}
+        scale = real_std if args.latent_norm else 1.0
+        stage(f"training the RF base (latent scale {scale:.3f})")
+        train_rf(model="random:tiny", t5=None, cache=caches["train"], out=base, dit=DIT, steps=args.rf_steps,
+                 cfg=RFConfig(lr=1e-3, ema_beta=0.999, batch_size=32, latent_scale=scale), save_every=args.rf_steps,
+                 log_every=200, log=lambda r: stage(f"rf {r}"))
+    base_dit, scale = load_base(work)
+    arc_runs = {"arc": 1.0, "arc_no_contrastive": 0.0} if args.ablation else {"arc": 1.0}
     for name, weight in arc_runs.items():
         if not (work / name / "model").exists():
             stage(f"ARC post-training: {name}")
-            cfg = ARCConfig(lr_generator=args.arc_lr, lr_discriminator=args.arc_lr, ema_beta=0.999,
-                            contrastive=weight > 0, weight_contrastive=weight, head_channels=32, batch_size=args.arc_batch)
-            train_arc(model=base / "model", t5=t5, cache=train_cache, out=work / name, cfg=cfg,
-                      steps=args.arc_steps, save_every=args.arc_steps, log_every=100, log=lambda r: stage(f"{r}"))
+            cfg = ARCConfig(lr_generator=args.lr_g, lr_discriminator=args.lr_d, disc_warmup_steps=args.warmup,
+                            lr_generator_half_life=args.half_life, ema_beta=args.ema_beta, contrastive=weight > 0,
+                            weight_contrastive=weight, head_channels=32, batch_size=args.arc_batch)
+            train_arc(model=base / "model", t5=base / "t5", cache=caches["train"], out=work / name, cfg=cfg,
+                      steps=args.arc_steps, save_every=args.arc_steps, log_every=40,
+                      snapshot_every=args.snapshot_every, log=lambda r: stage(f"{r}"))
     labels = list(SYNTH_CLASSES)
     clf, real_acc = train_classifier(train, real, labels)
     stage(f"classifier accuracy on held-out real latents: {real_acc:.3f}")
-    label_of = {}
-    for i, c in enumerate(real.cond_index.tolist()):
-        label_of[real.captions[c]] = real.labels[i]
-    pca_mean = train.latents.flatten(1).mean(0)
-    _, _, V = torch.pca_lowrank(train.latents.flatten(1) - pca_mean, q=32, center=False)
+    judge_val, judge = Judge(clf, train, val, labels), Judge(clf, train, real, labels)
 
-    def features(x):
-        return clf(x)[1].double().numpy(), ((x.flatten(1) - pca_mean) @ V).double().numpy()
+    chosen, choice, checkpoints = {}, {}, []
+    for name in arc_runs:
+        best, table = choose_checkpoint(work / name, base_dit, scale, val, judge_val)
+        chosen[name] = snapshot_dit(base_dit, work / name / "snapshots" / f"step_{best['step']:06d}.safetensors",
+                                    best["weights"])
+        choice[name] = {"step": best["step"], "weights": best["weights"]}
+        checkpoints += table
+        stage(f"{name}: chose step {best['step']} ({best['weights']} weights) on validation")
 
-    real_cls, real_pca = features(real.latents)
-    real_div = diversity(real.latents, [real.captions[c] for c in real.cond_index.tolist()])
-    systems = [("base", "euler", 8), ("base", "pingpong", 8), ("base", "euler", 50), ("base", "euler", 100),
-               ("arc", "pingpong", 8), ("arc", "pingpong", 4), ("arc", "pingpong", 1),
-               ("arc_no_contrastive", "pingpong", 8)]
+    systems = [("base", "euler", 8), ("base", "pingpong", 8), ("base", "euler", 50),
+               ("arc", "pingpong", 1), ("arc", "pingpong", 4), ("arc", "pingpong", 8),
+               ("arc_no_contrastive", "pingpong", 4), ("arc_no_contrastive", "pingpong", 8)]
     rows = []
+    g = torch.Generator().manual_seed(0)
+    floor = [judge.score(train.latents[torch.randperm(len(train), generator=g)[:len(real)]], None) for _ in SEEDS]
+    rows.append({"model": "real_train", "sampler": "data", "steps": 0,
+                 "fd_classifier": round(float(np.mean([f["fd_classifier"] for f in floor])), 2),
+                 "fd_classifier_seeds": [round(f["fd_classifier"], 2) for f in floor],
+                 "fd_pca32": round(float(np.mean([f["fd_pca32"] for f in floor])), 2),
+                 "adherence": round(real_acc, 3), "diversity": 1.0})
+    stage(json.dumps(rows[-1]))
     for model, sampler, steps in systems:
-        dit = load_dit(work / model / "model", t5)
+        if model not in ("base", *chosen):
+            continue
+        dit = base_dit if model == "base" else chosen[model]
+        per_seed = []
         start = time.perf_counter()
-        x, caps = generate(dit, real, sampler=sampler, steps=steps)
-        sec = time.perf_counter() - start
-        logits, _ = clf(x)
-        y = torch.tensor([labels.index(label_of[c]) for c in caps])
-        f_cls, f_pca = features(x)
+        for seed in SEEDS:
+            x, caps = generate(dit, scale, real, per_prompt=PER_PROMPT["real"], sampler=sampler, steps=steps,
+                               seed=seed)
+            per_seed.append({**judge.score(x, caps), "std": float(x.std())})
+        avg = {k: float(np.mean([s[k] for s in per_seed])) for k in per_seed[0]}
         rows.append({"model": model, "sampler": sampler, "steps": steps,
-                     "fd_classifier": round(frechet(f_cls, real_cls), 3), "fd_pca32": round(frechet(f_pca, real_pca), 2),
-                     "adherence": round(float((logits.argmax(1) == y).float().mean()), 3),
-                     "diversity": round(diversity(x, caps) / real_div, 3), "gen_sec": round(sec, 2)})
+                     "fd_classifier": round(avg["fd_classifier"], 2),
+                     "fd_classifier_seeds": [round(s["fd_classifier"], 2) for s in per_seed],
+                     "fd_pca32": round(avg["fd_pca32"], 2), "adherence": round(avg["adherence"], 3),
+                     "diversity": round(avg["diversity"], 3), "std_ratio": round(avg["std"] / real_std, 3),
+                     "gen_sec": round((time.perf_counter() - start) / len(SEEDS), 2)})
         stage(json.dumps(rows[-1]))
-    print("\n| model | sampler | steps | FD (classifier emb.) | FD (PCA-32) | adherence | diversity / real |")
+    diags = [diagnostics(work / name, real_std) for name in arc_runs]
+
+    print("\n| model | sampler | steps | FD classifier (seed A / B) | FD PCA-32 | adherence | diversity / real |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['model']} | {r['sampler']} | {r['steps']} | {r['fd_classifier']} | {r['fd_pca32']} | "
-              f"{r['adherence']} | {r['diversity']} |")
-    print(f"\nreal held-out latents: classifier accuracy {real_acc:.3f}; total {time.perf_counter() - clock:.0f} s")
-    print(json.dumps({"rows": rows, "classifier_real_accuracy": real_acc,
-                      "total_sec": round(time.perf_counter() - clock, 1)}))
+        a, b = r["fd_classifier_seeds"]
+        print(f"| {r['model']} | {r['sampler']} | {r['steps']} | {r['fd_classifier']} ({a} / {b}) | "
+              f"{r['fd_pca32']} | {r['adherence']} | {r['diversity']} |")
+    print("\nvalidation FD (classifier), per snapshot: run | step | weights | 4 steps | 8 steps | output std")
+    for c in checkpoints:
+        print(f"  {c['run']} | {c['step']} | {c['weights']} | {c['val_fd4']} | {c['val_fd8']} | {c['out_std']}")
+    for d in diags:
+        print(f"\ndiagnostics {d['run']}: D loss at the end of the warm-up {d['warmup_end_d']}; "
+              f"first quarter {d['first_quarter']}; last quarter {d['last_quarter']}; real std {d['real_std']}")
+    fd = {(r["model"], r["sampler"], r["steps"]): r["fd_classifier_seeds"] for r in rows}
+    e8, e50 = fd[("base", "euler", 8)], fd[("base", "euler", 50)]
+    verdict = {"arc8_below_euler8": all(a < b for a, b in zip(fd[("arc", "pingpong", 8)], e8)),
+               "arc4_at_or_below_euler50": all(a <= b for a, b in zip(fd[("arc", "pingpong", 4)], e50)),
+               "arc8_at_or_below_euler50": all(a <= b for a, b in zip(fd[("arc", "pingpong", 8)], e50))}
+    total = round(time.perf_counter() - clock, 1)
+    print(f"\nchosen on validation: {choice}")
+    print(f"verdict (both seeds, held-out): {verdict}")
+    print(f"real held-out latents: classifier accuracy {real_acc:.3f}; latent scale {scale:.3f}; total {total:.0f} s; "
+          f"{cpu}")
+    print(json.dumps({"rows": rows, "chosen": choice, "checkpoints": checkpoints, "diagnostics": diags,
+                      "verdict": verdict,
+                      "classifier_real_accuracy": real_acc, "latent_scale": scale, "cpu": cpu,
+                      "total_sec": total}))
 
 
 if __name__ == "__main__":

@@ -234,6 +234,16 @@ class LatentData:
         c = self.cond_index[idx]
         return self.latents[idx], self.cross[c], self.glob[c]
 
+    def groups(self, idx: torch.Tensor, *, by: str) -> torch.Tensor:
+        """Group ids [B] of the items `idx`: by "same_label" their class label (an unlabelled item is grouped
+        with its own prompt only), otherwise their prompt (caption + seconds)."""
+        prompt = self.cond_index[idx]
+        if by != "same_label":
+            return prompt
+        names = sorted({lab for lab in self.labels if lab is not None})
+        return torch.tensor([names.index(self.labels[i]) if self.labels[i] is not None else -1 - int(p)
+                             for i, p in zip(idx.tolist(), prompt.tolist())])
+
 
 def _cache_problem(cache) -> str | None:
     """What is inconsistent in a loaded cache tree, or None."""

@@ -217,14 +217,17 @@ def append_log(run_dir: Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def write_model(pipe, dit_state: dict, out_dir: Path, *, objective: str) -> Path:
+def write_model(pipe, dit_state: dict, out_dir: Path, *, objective: str, scale: float | None = None) -> Path:
     """Official layout (model_config.json + model.safetensors) with `dit_state` as the DiT weights.
 
-    `objective` is "rectified_flow" (a base model) or "rf_denoiser" (ARC: few-step ping-pong). When the
-    pipeline came from a built-in random:* model its T5 is written beside it as `../t5` (a HF folder).
+    `objective` is "rectified_flow" (a base model) or "rf_denoiser" (ARC: few-step ping-pong). `scale` (when
+    given) is stored as pretransform.scale: the DiT works on latents / scale, the decoder multiplies it back.
+    When the pipeline came from a built-in random:* model its T5 is written beside it as `../t5` (a HF folder).
     """
     raw = copy.deepcopy(pipe.raw_config)
     raw["model"]["diffusion"]["diffusion_objective"] = objective
+    if scale is not None and scale != pipe.config.vae_scale:
+        raw["model"]["pretransform"]["scale"] = float(scale)
     saved = {k: v.detach().clone() for k, v in pipe.dit.state_dict().items()}
     pipe.dit.load_state_dict({k: v.to("cpu") for k, v in dit_state.items()})
     try:

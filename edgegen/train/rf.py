@@ -32,6 +32,10 @@ class RFConfig(SharedSettings):
     inv_gamma: float = 1e6                  # InverseLR: lr * (1 - warmup^(k+1)) * (1 + k / inv_gamma)^-power
     lr_power: float = 0.5
     warmup: float = 0.995
+    latent_scale: float = 1.0               # the DiT trains on latents / (model's pretransform.scale x this);
+                                            # the product is stored as the written model's pretransform.scale.
+                                            # Latents of std ~s want s: unit scale is what the logSNR window and
+                                            # the ping-pong schedule assume (upstream scales in the pretransform)
 
     def check(self) -> None:
         """Every field in its range (one line naming the first that is not)."""
@@ -40,6 +44,7 @@ class RFConfig(SharedSettings):
         check_number("inv_gamma", self.inv_gamma, lo=0, lo_open=True)
         check_number("lr_power", self.lr_power, lo=0)
         check_number("warmup", self.warmup, lo=0, hi=1, hi_open=True)
+        check_number("latent_scale", self.latent_scale, lo=0, lo_open=True)
 
 
 def sample_t(batch: int, g: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -58,11 +63,13 @@ def inverse_lr(cfg: RFConfig):
     return lambda k: (1 - cfg.warmup ** (k + 1)) * (1 + k / cfg.inv_gamma) ** -cfg.lr_power
 
 
-def rf_step(dit, data: LatentData, cfg: RFConfig, *, step: int, run: loop.Run) -> torch.Tensor:
-    """The loss of one step's batch (its sampling is a pure function of (seed, rank, step))."""
+def rf_step(dit, data: LatentData, cfg: RFConfig, *, step: int, run: loop.Run, scale: float = 1.0) -> torch.Tensor:
+    """The loss of one step's batch (its sampling is a pure function of (seed, rank, step)); the DiT sees the
+    cached latents / scale."""
     g = loop.step_generator(cfg.seed, run.rank, step)
     idx = torch.randint(len(data), (cfg.batch_size,), generator=g)
     x0, cross, glob = (v.to(run.device) for v in data.batch(idx))
+    x0 = x0 / scale
     keep = (loop.rand((cfg.batch_size,), g, run.device) >= cfg.cfg_dropout).float()
     cross = cross * keep[:, None, None]  # dropped prompts: zero cross tokens, keep the global vector
     t = sample_t(cfg.batch_size, g, run.device)
@@ -87,6 +94,7 @@ def train_rf(*, model: str | Path, t5: str | Path | None, cache: Path, out: Path
         pipe = loop.source_pipeline(model, t5=t5, dit=dit, seed=cfg.seed)
         data = LatentData.load(cache)
         data.check_fits(pipe, cache)
+        scale = pipe.config.vae_scale * cfg.latent_scale
         net = copy.deepcopy(pipe.dit).to(run.device).train().requires_grad_(True)  # pipe stays on the CPU
         ema = loop.frozen_copy(net)
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
@@ -99,7 +107,7 @@ def train_rf(*, model: str | Path, t5: str | Path | None, cache: Path, out: Path
         with loop.new_folder(out):  # the run's folder; removed again if nothing is written into it
             clock = time.perf_counter()
             for step in range(start, steps):
-                loss = rf_step(ddp, data, cfg, step=step, run=run)
+                loss = rf_step(ddp, data, cfg, step=step, run=run, scale=scale)
                 loss.backward()
                 norm = loop.clip_and_step(net.parameters(), opt, cfg.clip_grad_norm)
                 sched.step()
@@ -116,7 +124,8 @@ def train_rf(*, model: str | Path, t5: str | Path | None, cache: Path, out: Path
                                           "ema": ema.state_dict(), "opt": opt.state_dict(),
                                           "sched": sched.state_dict()})
             if run.main:
-                loop.write_model(pipe, ema.state_dict(), Path(out) / "model", objective="rectified_flow")
+                loop.write_model(pipe, ema.state_dict(), Path(out) / "model", objective="rectified_flow",
+                                 scale=scale)
         return Path(out) / "model"
     finally:
         loop.finish(run)
