@@ -37,7 +37,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgegen.bench import PROMPT, STAGES, Iteration, bench_result
+from edgegen.bench import ENCODER_STAGE, PROMPT, STAGES, Iteration, bench_result
 from edgegen.bundle import MANIFEST, Bundle
 from edgegen.common import check_seconds, sha256_file
 from edgegen.errors import EdgegenError
@@ -259,33 +259,60 @@ def _run_runner(device: Device, r: _Remote, *, prompt: str, seconds: float, thre
                            "`edgegen build-runner --target android-arm64-portable`") from None
 
 
+def _push_init_audio(device: Device, r: "_Remote", bundle: Bundle, init_audio: tuple[int, np.ndarray]) -> str:
+    """The init audio prepared here (the encoder's rate, channels, length) as a float32 WAV in the device's work
+    folder; its path there. The runner then reads exactly what the host would have fed the encoder."""
+    from edgegen.audio_io import write_wav
+    from edgegen.init_audio import prepare_init_audio
+
+    m = bundle.manifest
+    if "encoder" not in m["artifacts"]:
+        raise EdgegenError(f"{bundle.root} has no encoder artifact, so it cannot start from --init-audio; re-export "
+                           "it with `edgegen export --audio-to-audio`")
+    audio_in = next(i for i in m["artifacts"]["encoder"]["inputs"] if i["name"] == "audio")
+    prepared, _ = prepare_init_audio(*init_audio, sample_rate=m["sample_rate"], length=audio_in["shape"][-1])
+    with tempfile.TemporaryDirectory(prefix="edgegen-adb-") as tmp:
+        path = Path(tmp) / "init.wav"
+        write_wav(path, prepared[0].numpy(), m["sample_rate"])
+        sync(device.adb, [path], r.work)
+    return f"{r.work}/init.wav"
+
+
 def device_bench(bundle: Bundle, *, device: Device, runner_dir: Path, iters: int = 3, warmup: int = 1,
                  threads: int | None = None, seconds: float | None = None, prompt: str = PROMPT,
+                 init_audio: tuple[int, np.ndarray] | None = None, init_noise_level: float = 1.0,
                  on_iter=lambda i: None) -> dict:
-    """`bench_bundle`'s result (edgegen.bench/1, kind "device") for runs on the phone; `seconds` as there."""
+    """`bench_bundle`'s result (edgegen.bench/1, kind "device") for runs on the phone; `seconds` and the init
+    audio (audio-to-audio, encoder stage timed) as there."""
     m = bundle.manifest
     seconds = m["max_seconds"] if seconds is None else seconds
     check_seconds(seconds, max_seconds=m["max_seconds"], sample_rate=m["sample_rate"], owner="this bundle")
     threads = threads or m["target"].get("threads")
     r = _install(device, bundle, runner_dir)
+    extra = ["--seed", "0"]
+    if init_audio is not None:
+        extra += ["--init-audio", _push_init_audio(device, r, bundle, init_audio),
+                  "--init-noise-level", repr(float(init_noise_level))]
     runs = []
     for i in range(warmup + iters):
-        rep = _run_runner(device, r, prompt=prompt, seconds=seconds, threads=threads, extra=["--seed", "0"])
+        rep = _run_runner(device, r, prompt=prompt, seconds=seconds, threads=threads, extra=extra)
         if i >= warmup:
             runs.append(rep)
         on_iter(i)
     model = device.adb.shell("getprop ro.product.model").strip()
     cpus = device.adb.shell("nproc").strip()
+    a2a = {"init_noise_level": init_noise_level} if init_audio is not None else {}
     return bench_result([_iteration(x) for x in runs], warmup=warmup, kind="device", backend=m["backend"],
                         recipe=m["recipe"]["name"], target=m["target"]["name"], bundle=str(bundle.root),
-                        threads=runs[0]["threads"], machine=device.abi, processor=model,
+                        threads=runs[0]["threads"], **a2a, machine=device.abi, processor=model,
                         cpus=int(cpus) if cpus.isdigit() else None,
                         device={"serial": device.serial, "abi": device.abi, "model": model})
 
 
 def _iteration(rep: dict) -> Iteration:
     """The runner's JSON report (android_demo/README.md) as one timed run; each run is its own process."""
-    return Iteration(e2e_s=rep["e2e_s"], stages={k: rep["stages"][k] for k in ("load", *STAGES)},
+    stages = {k: rep["stages"][k] for k in ("load", ENCODER_STAGE, *STAGES) if k in rep["stages"]}
+    return Iteration(e2e_s=rep["e2e_s"], stages=stages,
                      dit_steps=list(rep["dit_step_s"]), first_audio_s=rep["time_to_first_audio_s"],
                      frames=rep["frames"], sample_rate=rep["sample_rate"], peak_rss_mb=rep["peak_rss_mb"])
 
@@ -326,11 +353,42 @@ def device_parity(bundle: Bundle, pipe, *, device: Device, runner_dir: Path, see
                         extra=["--noise", f"{r.work}/noise.npy", "--truncate-prompt", "--dump", f"{r.work}/dump{i}"])
             names = cond_names + ([f"latents_step{k}" for k in range(steps)] + ["audio"] if i == 0 else [])
             dumps.append(_pull_dump(device, f"{r.work}/dump{i}", names, Path(tmp) / f"dump{i}"))
+        encoder = _device_audio_to_audio(device, r, bundle, Path(tmp), prompt=PROMPTS[0], seconds=seconds, seed=seed,
+                                         threads=threads, on_stage=on_stage) if "encoder" in m["artifacts"] else None
     on_stage("eager reference")
     d = dumps[0]
     outputs = StageOutputs(
         seconds=seconds, seed=seed, noise=noise,
         prompts=[PromptOutputs(p, x["token_ids"], x["attention_mask"], x["cross_attn_cond"], x["global_cond"])
                  for p, x in zip(PROMPTS, dumps)],
-        latents=[d[f"latents_step{k}"] for k in range(steps)], audio=d["audio"])
+        latents=[d[f"latents_step{k}"] for k in range(steps)], audio=d["audio"], encoder=encoder)
     return build_report(outputs, pipe, m, bundle=str(bundle.root))
+
+
+def _device_audio_to_audio(device: Device, r: _Remote, bundle: Bundle, tmp: Path, *, prompt: str, seconds: float,
+                           seed: int, threads: int | None, on_stage: Callable[[str], None]):
+    """The audio-to-audio rows' device half: parity's init signal and VAE noise pushed, one generation at S = 0.5
+    with the chain noise already on the device, the init latents and audio pulled from its --dump."""
+    from edgegen.parity import A2A_NOISE_LEVEL, EncoderOutputs, parity_init_audio
+    from edgegen.sampler import init_vae_noise
+
+    m = bundle.manifest
+    audio_in = next(i for i in m["artifacts"]["encoder"]["inputs"] if i["name"] == "audio")
+    init = parity_init_audio(m["sample_rate"], audio_in["shape"][-1])
+    steps, (channels, length) = m["sampler"]["steps"], _latent_shape(m)
+    vae = init_vae_noise(None, seed=seed, steps=steps, channels=channels, length=length).numpy()
+    np.save(tmp / "vae_noise.npy", vae)
+    on_stage("device run: audio-to-audio")
+    wav = _push_init_audio(device, r, bundle, (m["sample_rate"], init))
+    sync(device.adb, [tmp / "vae_noise.npy"], r.work)
+    _run_runner(device, r, prompt=prompt, seconds=seconds, threads=threads,
+                extra=["--noise", f"{r.work}/noise.npy", "--vae-noise", f"{r.work}/vae_noise.npy", "--init-audio", wav,
+                       "--init-noise-level", repr(A2A_NOISE_LEVEL), "--truncate-prompt", "--dump", f"{r.work}/dump_a2a"])
+    d = _pull_dump(device, f"{r.work}/dump_a2a", ["init_latents", "audio"], tmp / "dump_a2a")
+    return EncoderOutputs(init_audio=init[None], vae_noise=vae, init_latents=d["init_latents"], level=A2A_NOISE_LEVEL,
+                          audio=d["audio"])
+
+
+def _latent_shape(m: dict) -> tuple[int, int]:
+    """(64, T) from the DiT's declared x input."""
+    return tuple(next(i for i in m["artifacts"]["dit"]["inputs"] if i["name"] == "x")["shape"][1:])

@@ -3,7 +3,7 @@
     result = bench_bundle("bundle_dir", iters=3, warmup=1)     # or bench_model("random:sao-small", ...)
     print(format_bench(result)); print(json.dumps(result))      # the CLI's last stdout line is this JSON
 
-Per iteration: text encoder, every DiT step, decoder, end to end (generation only; load is timed once, or per run
+Per iteration: the encoder (audio-to-audio only), text encoder, every DiT step, decoder, end to end (generation only; load is timed once, or per run
 on a phone). Wherever the timings came from (`Timings` here, the native runner's JSON over adb), `bench_result`
 turns the timed `Iteration`s into the one edgegen.bench/1 result: medians over `iters` after `warmup` untimed runs.
 Peak RSS is the process' high-water mark (`ru_maxrss`), so run one configuration per process when comparing memory.
@@ -23,6 +23,7 @@ from edgegen.common import Timings, peak_rss_mb
 
 BENCH_SCHEMA = "edgegen.bench/1"
 STAGES = ("text_encoder", "dit", "decoder")
+ENCODER_STAGE = "encoder"  # timed when the generation starts from init audio (audio-to-audio)
 PROMPT = "warm lo-fi piano loop with soft drums"
 
 
@@ -30,7 +31,7 @@ PROMPT = "warm lo-fi piano loop with soft drums"
 class Iteration:
     """One timed generation, wherever it ran."""
     e2e_s: float
-    stages: dict[str, float]     # STAGES, and "load" where every run loads (the native runner)
+    stages: dict[str, float]     # STAGES, "encoder" for audio-to-audio, "load" where every run loads (native runner)
     dit_steps: list[float]
     first_audio_s: float
     frames: int
@@ -49,10 +50,15 @@ def bench_result(runs: list[Iteration], *, warmup: int, load_s: float | None = N
                                           "low_memory") if k in identity}
     return {"schema": BENCH_SCHEMA, **head, "load_s": load, "e2e_s": e2e, "rtf": e2e / audio_s,
             "time_to_first_audio_s": med([r.first_audio_s for r in runs]),
-            "stages": {"load": load, **{k: med([r.stages[k] for r in runs]) for k in STAGES}},
+            "stages": {"load": load, **{k: med([r.stages[k] for r in runs]) for k in _stages(runs)}},
             "dit_step_s": med([s for r in runs for s in r.dit_steps]), "audio_seconds": audio_s,
             "iters": len(runs), "warmup": warmup, "e2e_runs_s": [r.e2e_s for r in runs],
             "peak_rss_mb": max(r.peak_rss_mb for r in runs), **identity}
+
+
+def _stages(runs: list[Iteration]) -> tuple[str, ...]:
+    """STAGES, with the encoder first when every run timed it."""
+    return ((ENCODER_STAGE,) if all(ENCODER_STAGE in r.stages for r in runs) else ()) + STAGES
 
 
 def _measure(generate: Callable[[Timings], object], *, sample_rate: int, iters: int, warmup: int,
@@ -65,7 +71,8 @@ def _measure(generate: Callable[[Timings], object], *, sample_rate: int, iters: 
         wav = generate(t)
         e2e = time.perf_counter() - start
         if i >= warmup:
-            runs.append(Iteration(e2e_s=e2e, stages={k: t.stages[k] for k in STAGES}, dit_steps=list(t.dit_steps),
+            stages = {k: t.stages[k] for k in (ENCODER_STAGE, *STAGES) if k in t.stages}
+            runs.append(Iteration(e2e_s=e2e, stages=stages, dit_steps=list(t.dit_steps),
                                   first_audio_s=t.stages.get("first_audio", e2e), frames=wav.shape[1],
                                   sample_rate=sample_rate, peak_rss_mb=peak_rss_mb()))
         on_iter(i)
@@ -78,20 +85,27 @@ def host_machine() -> dict:
 
 
 def bench_bundle(path, *, iters: int = 3, warmup: int = 1, threads: int | None = None, seconds: float | None = None,
-                 prompt: str = PROMPT, low_memory: bool = False, on_iter=lambda i: None) -> dict:
+                 prompt: str = PROMPT, low_memory: bool = False, init_audio=None, init_noise_level: float = 1.0,
+                 on_iter=lambda i: None) -> dict:
     """`seconds`: the bundle's maximum when None, else refused out of range (like `run`). With `low_memory`, every
-    generation loads and drops each artifact; its stage times include that."""
+    generation loads and drops each artifact; its stage times include that. `init_audio` (sample_rate, audio):
+    audio-to-audio at `init_noise_level`, the encoder stage timed (its load and release included: the encoder is
+    resident only for its stage)."""
     from edgegen.bundle_pipeline import BundlePipeline
 
-    with BundlePipeline.open(path, threads=threads, low_memory=low_memory) as bp:  # removes a zip's unpacked copy
+    with BundlePipeline.open(path, threads=threads, low_memory=low_memory,
+                             audio_to_audio=init_audio is not None) as bp:  # removes a zip's unpacked copy
         seconds = bp.max_seconds if seconds is None else seconds
         bp.check_seconds(seconds)
-        runs = _measure(lambda t: bp.generate(prompt, seconds_total=seconds, seed=0, timings=t),
+        runs = _measure(lambda t: bp.generate(prompt, seconds_total=seconds, seed=0, timings=t, init_audio=init_audio,
+                                              init_noise_level=init_noise_level),
                         sample_rate=bp.sample_rate, iters=iters, warmup=warmup, on_iter=on_iter)
     m = bp.bundle.manifest
+    extra = {"init_noise_level": init_noise_level} if init_audio is not None else {}
     return bench_result(runs, warmup=warmup, load_s=bp.load_s, kind="bundle", backend=m["backend"],
                         recipe=m["recipe"]["name"], target=m["target"]["name"], bundle=str(path),
-                        threads=threads or m["target"].get("threads"), low_memory=low_memory, **host_machine())
+                        threads=threads or m["target"].get("threads"), low_memory=low_memory, **extra,
+                        **host_machine())
 
 
 def bench_model(model, *, t5=None, t5_precision: str = "fp16", iters: int = 3, warmup: int = 1,
@@ -120,6 +134,8 @@ def format_bench(r: dict) -> str:
     lines = [f"bench  {what}  ({r['backend']}, recipe {r['recipe']}, {r['threads']} threads{mode}, "
              f"median of {r['iters']} after {r['warmup']} warmup)",
              f"  load            {st['load']:8.3f} s",
+             *([f"  encoder         {st['encoder']:8.3f} s   (audio-to-audio, S = {r.get('init_noise_level', 1):g})"]
+               if "encoder" in st else []),
              f"  text encoder    {st['text_encoder']:8.3f} s",
              f"  dit             {st['dit']:8.3f} s   ({r['dit_step_s']:.3f} s/step)",
              f"  decoder         {st['decoder']:8.3f} s",

@@ -39,7 +39,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from edgegen.common import BACKENDS, COMPONENTS, sha256_file
+from edgegen.common import ARTIFACTS, BACKENDS, sha256_file
 from edgegen.errors import EdgegenError
 
 # 1: the decoder takes the whole latent sequence. 2: adds `decoder_stream` (window, overlap, hop, receptive_field):
@@ -82,7 +82,7 @@ _FILE = {"file": _FILE_NAME, "sha256": _SHA256, "size": _NONNEG_INT}
 
 @dataclass(frozen=True)
 class _Components:
-    """An object keyed by component names (a subset of COMPONENTS, at least one), each value matching `entry`."""
+    """An object keyed by artifact names (a subset of ARTIFACTS, at least one), each value matching `entry`."""
 
     entry: dict
 
@@ -113,7 +113,7 @@ def _describe(spec) -> str:
     if isinstance(spec, list):
         return "a non-empty list of " + _describe(spec[0])
     if isinstance(spec, _Components):
-        return f"an object keyed by one or more of {', '.join(COMPONENTS)}"
+        return f"an object keyed by one or more of {', '.join(ARTIFACTS)}"
     return spec[0]
 
 
@@ -148,9 +148,9 @@ def _validate(value, spec, where: str, path: Path) -> None:
         if not isinstance(value, dict) or not value:
             bad(_describe(spec))
         for comp, entry in value.items():
-            if comp not in COMPONENTS:
+            if comp not in ARTIFACTS:
                 raise EdgegenError(f"{path}: {where} has unknown component {comp!r}; expected one of "
-                                   f"{', '.join(COMPONENTS)} (re-export the bundle)")
+                                   f"{', '.join(ARTIFACTS)} (re-export the bundle)")
             _validate(entry, spec.entry, f"{where}.{comp}", path)
     elif not spec[1](value):
         bad(spec[0])
@@ -198,7 +198,8 @@ class Bundle:
 
     @property
     def components(self) -> list[str]:
-        return [c for c in COMPONENTS if c in self.manifest["artifacts"]]
+        """The artifacts this bundle holds, in pipeline order (the encoder last, when exported)."""
+        return [c for c in ARTIFACTS if c in self.manifest["artifacts"]]
 
     @property
     def digest(self) -> str:

@@ -13,6 +13,10 @@ A .zip bundle is unpacked into a temporary folder that the pipeline owns: use it
 Non-finite values stop a generation at the stage that made them: the text encoder's outputs and every DiT step's
 velocity are checked here, the decoded audio in `collect_audio`, so an error names the artifact (and step).
 
+Audio-to-audio (`generate(..., init_audio=(sr, audio), init_noise_level=S)`) needs a bundle exported with
+`--audio-to-audio`: its encoder artifact is loaded for that stage only and released before sampling, and the
+sampling follows `Pipeline.generate` (same VAE noise for the same seed, same truncated schedule).
+
 `BundlePipeline.open(path, low_memory=True)` keeps no artifact resident: `generate` loads each one when its
 stage starts and drops it when the stage ends, so peak memory is the largest stage's, not the sum of all three
 (a full-size LiteRT int8 bundle: see benchmarks/RESULTS.md). Loading is then part of every generation's time.
@@ -30,10 +34,14 @@ import torch
 
 from edgegen.bundle import Bundle, open_bundle
 from edgegen.errors import EdgegenError
-from edgegen.common import COMPONENTS, Timings, check_finite, check_seconds, collect_audio, num_samples
+from edgegen.common import COMPONENTS, ENCODER, Timings, check_finite, check_seconds, collect_audio, num_samples
 from edgegen.runtime import Artifact, load_artifacts, release_memory
-from edgegen.sampler import chain_noise, pingpong, schedule
+from edgegen.sampler import chain_noise, init_vae_noise, pingpong, schedule
 from edgegen.tokenizer import Tokenizer
+
+
+NO_ENCODER = ("{root} has no encoder artifact, so it cannot start from init audio; re-export it with "
+              "`edgegen export --audio-to-audio`")
 
 
 class BundlePipeline:
@@ -54,13 +62,18 @@ class BundlePipeline:
         self.stream = m.get("decoder_stream")  # None: the decoder takes the whole sequence
 
     @classmethod
-    def open(cls, path: Path, *, threads: int | None = None, low_memory: bool = False) -> "BundlePipeline":
-        """Open a bundle; all artifacts are loaded now unless `low_memory` (then each stage loads its own)."""
+    def open(cls, path: Path, *, threads: int | None = None, low_memory: bool = False,
+             audio_to_audio: bool = False) -> "BundlePipeline":
+        """Open a bundle; the three artifacts are loaded now unless `low_memory` (then each stage loads its own);
+        an encoder (audio-to-audio) is loaded only for the generations that use it. `audio_to_audio`: refuse a
+        bundle without an encoder before loading anything."""
         start = time.perf_counter()
         bundle = open_bundle(path)
         try:
+            if audio_to_audio and ENCODER not in bundle.components:
+                raise EdgegenError(NO_ENCODER.format(root=bundle.root))
             threads = threads or bundle.manifest["target"].get("threads")
-            arts = {} if low_memory else load_artifacts(bundle, threads=threads)
+            arts = {} if low_memory else load_artifacts(bundle, threads=threads, components=COMPONENTS)
             return cls(bundle, arts, time.perf_counter() - start, threads=threads)
         except BaseException:
             bundle.close()
@@ -123,9 +136,34 @@ class BundlePipeline:
     def steps(self) -> int:
         return self.bundle.manifest["sampler"]["steps"]
 
-    def schedule(self, steps: int | None = None) -> np.ndarray:
+    def schedule(self, steps: int | None = None, init_noise_level: float = 1.0) -> np.ndarray:
         s = self.bundle.manifest["sampler"]
-        return schedule(steps or s["steps"], logsnr_max=s["logsnr_max"], logsnr_min=s["logsnr_min"])
+        return schedule(steps or s["steps"], logsnr_max=s["logsnr_max"], logsnr_min=s["logsnr_min"],
+                        init_noise_level=init_noise_level)
+
+    @property
+    def audio_to_audio(self) -> bool:
+        return ENCODER in self.bundle.components
+
+    def encode_audio(self, prepared: torch.Tensor, vae_noise: torch.Tensor) -> torch.Tensor:
+        """Init latents [1, 64, T] from prepared audio [1, 2, N]: the encoder artifact's mean + std * vae_noise."""
+        mean, std = self._artifact(ENCODER)(audio=prepared)
+        check_finite(mean, "the encoder artifact's latent_mean output")
+        check_finite(std, "the encoder artifact's latent_std output")
+        return mean + std * vae_noise
+
+    def init_latents(self, init_audio: tuple[int, np.ndarray], vae_noise: torch.Tensor) -> torch.Tensor:
+        """`init_audio` prepared to the encoder's input (rate, channels, length) and encoded, encoder resident only
+        for this call. A bundle without an encoder is one error naming the export flag."""
+        from edgegen.init_audio import prepare_init_audio
+
+        if not self.audio_to_audio:
+            raise EdgegenError(NO_ENCODER.format(root=self.bundle.root))
+        audio_in = next(i for i in self.bundle.manifest["artifacts"][ENCODER]["inputs"] if i["name"] == "audio")
+        prepared, _ = prepare_init_audio(*init_audio, sample_rate=self.sample_rate, length=audio_in["shape"][-1],
+                                         channels=audio_in["shape"][1])
+        with self.resident(ENCODER):
+            return self.encode_audio(prepared, vae_noise)
 
     def check_seconds(self, seconds_total: float) -> None:
         check_seconds(seconds_total, max_seconds=self.max_seconds, sample_rate=self.sample_rate, owner="this bundle")
@@ -156,14 +194,27 @@ class BundlePipeline:
     def generate(self, prompt: str, *, seconds_total: float, steps: int | None = None, seed: int = 0,
                  noise: np.ndarray | None = None, on_step: Callable[[int, torch.Tensor], None] | None = None,
                  timings: Timings | None = None, on_chunk: Callable[[np.ndarray], None] | None = None,
-                 truncate_prompt: bool = False) -> np.ndarray:
+                 truncate_prompt: bool = False, init_audio: tuple[int, np.ndarray] | None = None,
+                 init_noise_level: float = 1.0, vae_noise: np.ndarray | None = None) -> np.ndarray:
+        from edgegen.init_audio import check_init_noise_level
+
         self.check_seconds(seconds_total)
         self.tokenizer.fit(prompt, truncate=truncate_prompt)  # over-long: refused unless asked for (Pipeline too)
+        level = check_init_noise_level(init_noise_level)
+        if init_audio is None and level != 1.0:
+            raise EdgegenError(f"init_noise_level {level} needs init audio (--init-audio FILE)")
         steps = steps or self.steps
-        noise = chain_noise(noise, seed=seed, steps=steps, channels=self.latent_shape[0],
-                            length=self.latent_shape[1], owner="this bundle")
+        channels, length = self.latent_shape
+        noise = chain_noise(noise, seed=seed, steps=steps, channels=channels, length=length, owner="this bundle")
         timings = timings if timings is not None else Timings()
         start = clock = time.perf_counter()
+        if init_audio is not None:
+            vae = init_vae_noise(vae_noise, seed=seed, steps=steps, channels=channels, length=length, owner="this bundle")
+            init = self.init_latents(init_audio, vae)
+            noise = noise.clone()
+            noise[0] = init[0] * (1 - level) + noise[0] * level  # as Pipeline.generate
+            timings.stages["encoder"] = time.perf_counter() - clock  # its load and release included
+            clock = time.perf_counter()
         with self.resident("text_encoder"):
             cross, glob = self.encode_text(prompt, seconds_total)
         check_finite(cross, "the text_encoder artifact's cross_attn_cond output")
@@ -181,7 +232,7 @@ class BundlePipeline:
 
         clock = time.perf_counter()
         with self.resident("dit"):
-            latents = pingpong(velocity, noise, self.schedule(steps), on_step=on_step)
+            latents = pingpong(velocity, noise, self.schedule(steps, level), on_step=on_step)
         timings.stages["dit"] = time.perf_counter() - clock  # with low_memory: its load and release included
         clock = time.perf_counter()
         with self.resident("decoder"):

@@ -72,6 +72,40 @@ _truncate_prompt = click.option("--truncate-prompt", is_flag=True,
                                      "max_length - 1 (and EOS) instead of refusing it; says so on stderr and stdout.")
 
 
+def _init_audio(f):
+    """--init-audio FILE and --init-noise-level S (audio-to-audio)."""
+    f = click.option("--init-noise-level", type=float, default=None,
+                     help="With --init-audio: the noise level S sampling starts from, 0 < S <= 1 (default 0.5); "
+                          "small S stays close to the recording, 1 is text-to-audio.")(f)
+    return click.option("--init-audio", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                        help="Audio-to-audio: start from this recording (WAV, FLAC, OGG; resampled, made stereo, "
+                             "cropped or padded to the model's length, each change noted on stderr).")(f)
+
+
+def _read_init(path: Path | None, level: float | None) -> tuple[tuple[int, "np.ndarray"] | None, float]:
+    """(sample_rate, audio) of --init-audio and the checked S; an error line for a bad file or S, or S alone."""
+    from edgegen.init_audio import check_init_noise_level, read_init_audio
+
+    if path is None:
+        if level is not None:
+            raise EdgegenError("--init-noise-level applies to audio-to-audio: give --init-audio FILE too")
+        return None, 1.0
+    level = check_init_noise_level(0.5 if level is None else level)
+    return read_init_audio(path), level
+
+
+def _prepare_init(init: tuple[int, np.ndarray] | None, *, sample_rate: int, length: int):
+    """The init audio at the model's rate, channels and length, each change said on stderr as a note."""
+    if init is None:
+        return None
+    from edgegen.init_audio import prepare_init_audio
+
+    prepared, notes = prepare_init_audio(*init, sample_rate=sample_rate, length=length)
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    return sample_rate, prepared[0].numpy()
+
+
 @main.command()
 @_model
 @_t5
@@ -87,10 +121,11 @@ _truncate_prompt = click.option("--truncate-prompt", is_flag=True,
 @click.option("--pcm16", is_flag=True, help="Write 16-bit PCM instead of float32.")
 @click.option("--stream", is_flag=True, help="Decode in overlapping windows and write each chunk as it is ready.")
 @_truncate_prompt
+@_init_audio
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path))
 def generate(model, t5, t5_precision, prompt, seconds, steps, seed, noise, cfg_scale, pcm16, stream, truncate_prompt,
-             output):
-    """Generate audio with the PyTorch reference pipeline."""
+             init_audio, init_noise_level, output):
+    """Generate audio with the PyTorch reference pipeline (text-to-audio, or audio-to-audio with --init-audio)."""
     import math
 
     from edgegen.audio_io import check_output, read_noise
@@ -99,20 +134,23 @@ def generate(model, t5, t5_precision, prompt, seconds, steps, seed, noise, cfg_s
 
     if not math.isfinite(cfg_scale):
         raise EdgegenError(f"--cfg-scale {cfg_scale}: give a finite number (1 = no guidance)")
-    check_output(output, inputs={"--noise": noise, "--model": model, "--t5": t5})  # before the model loads
+    check_output(output, inputs={"--noise": noise, "--model": model, "--t5": t5, "--init-audio": init_audio})
+    init, level = _read_init(init_audio, init_noise_level)  # before the model loads
     start = time.perf_counter()
     pipe = load_pipeline(model, t5=t5, t5_precision=t5_precision)
     load_s = time.perf_counter() - start
     pipe.check_seconds(seconds)
     tokens = pipe.tokenizer.fit(prompt, truncate=truncate_prompt)
     injected = read_noise(noise, (steps, pipe.config.dit.io_channels, pipe.latent_length)) if noise else None
+    init = _prepare_init(init, sample_rate=pipe.sample_rate, length=pipe.latent_length * pipe.config.vae.hop)
     timings = Timings()
     # SIGTERM unwinds too, so a stream's partial file is removed as on an error or Ctrl-C
     with _sigterm_unwinds(), _wav_out(output, pipe.sample_rate, pcm16=pcm16, stream=stream) as (on_chunk, finish):
         with click.progressbar(length=steps, label="sampling", file=sys.stderr) as bar:
             wav = pipe.generate(prompt, seconds_total=seconds, steps=steps, seed=seed, noise=injected,
                                 cfg_scale=cfg_scale, on_step=lambda i, x: bar.update(1), timings=timings,
-                                stream=stream, on_chunk=on_chunk, truncate_prompt=truncate_prompt)
+                                stream=stream, on_chunk=on_chunk, truncate_prompt=truncate_prompt,
+                                init_audio=init, init_noise_level=level)
         finish(wav)
     click.echo(f"wrote {output} ({wav.shape[1] / pipe.sample_rate:.2f} s, {wav.shape[0]} ch, {pipe.sample_rate} Hz)"
                + _truncated(tokens, pipe.tokenizer.max_length))
@@ -177,7 +215,10 @@ def info(bundle, model, t5, t5_precision):
 @click.option("--recipe", "-r", required=True, help="Quantization recipe: a name in quantize/ or a .toml path.")
 @click.option("--output", "-o", required=True, type=click.Path(path_type=Path), help="Bundle folder to create.")
 @click.option("--components", "-c", default="text_encoder,dit,decoder", show_default=True,
-              help="Comma-separated subset of text_encoder,dit,decoder.")
+              help="Comma-separated subset of text_encoder,dit,decoder,encoder.")
+@click.option("--audio-to-audio", is_flag=True,
+              help="Also export the VAE encoder (a fourth artifact), so the bundle can start from init audio "
+                   "(`run --init-audio`). The recipe's [components.encoder] applies; fp32 when it has none.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle.")
 @click.option("--zip", "make_zip", is_flag=True, help="Also write OUTPUT.zip for app bundling.")
 @click.option("--decoder-window", default="auto", show_default=True,
@@ -185,9 +226,10 @@ def info(bundle, model, t5, t5_precision):
                    "whole, or a number. A streamed decoder runs over overlapping windows: less memory, early audio.")
 @click.option("--verbose", is_flag=True, help="Show the converters' own output (by default it goes to a log file, "
                                               "shown only when a conversion fails).")
-def export_cmd(model, t5, t5_precision, target, recipe, output, components, force, make_zip, decoder_window, verbose):
-    """Quantize and export the three artifacts into a self-describing bundle."""
-    from edgegen.common import COMPONENTS
+def export_cmd(model, t5, t5_precision, target, recipe, output, components, audio_to_audio, force, make_zip,
+               decoder_window, verbose):
+    """Quantize and export the three artifacts (four with --audio-to-audio) into a self-describing bundle."""
+    from edgegen.common import ARTIFACTS, ENCODER
     from edgegen.export import ConversionError, export_bundle, parse_decoder_window
     from edgegen.export.staging import check_bundle_output
     from edgegen.export.support import check_supported
@@ -195,12 +237,12 @@ def export_cmd(model, t5, t5_precision, target, recipe, output, components, forc
     from edgegen.recipes import load_recipe, load_target
 
     tgt, rec = load_target(target), load_recipe(recipe)
-    check_supported(rec, tgt)  # before the (slow) model load
+    comps = tuple(c.strip() for c in components.split(",") if c.strip()) + ((ENCODER,) if audio_to_audio else ())
+    if bad := [c for c in comps if c not in ARTIFACTS]:
+        raise EdgegenError(f"unknown component(s) {', '.join(bad)}; choose from {', '.join(ARTIFACTS)}")
+    check_supported(rec, tgt, comps)  # before the (slow) model load
     parse_decoder_window(decoder_window)
     check_bundle_output(output, force=force, make_zip=make_zip)  # --force replaces only a bundle edgegen made
-    comps = tuple(c.strip() for c in components.split(",") if c.strip())
-    if bad := [c for c in comps if c not in COMPONENTS]:
-        raise EdgegenError(f"unknown component(s) {', '.join(bad)}; choose from {', '.join(COMPONENTS)}")
     click.echo(f"loading {model}", err=True)
     pipe = load_pipeline(model, t5=t5, t5_precision=t5_precision)
     start = time.perf_counter()
@@ -275,27 +317,35 @@ _low_memory = click.option("--low-memory", is_flag=True,
 @click.option("--stream", is_flag=True, help="Write each decoded window to OUTPUT as soon as it is ready "
                                              "(bundles exported with a decoder window).")
 @_truncate_prompt
+@_init_audio
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path))
-def run(bundle, prompt, seconds, seed, noise, threads, low_memory, pcm16, stream, truncate_prompt, output):
-    """Generate audio by running a bundle's artifacts in its runtime."""
+def run(bundle, prompt, seconds, seed, noise, threads, low_memory, pcm16, stream, truncate_prompt, init_audio,
+        init_noise_level, output):
+    """Generate audio by running a bundle's artifacts in its runtime (audio-to-audio with --init-audio: needs a
+    bundle exported with --audio-to-audio)."""
     from edgegen.audio_io import check_output, read_noise
     from edgegen.bundle_pipeline import BundlePipeline
     from edgegen.common import Timings
 
-    check_output(output, inputs={"--bundle": bundle, "--noise": noise})  # before the bundle loads
+    check_output(output, inputs={"--bundle": bundle, "--noise": noise, "--init-audio": init_audio})
+    init, level = _read_init(init_audio, init_noise_level)  # before the bundle loads
     # with_resource: the command's end (success or error) removes a .zip bundle's unpacked copy
-    bp = click.get_current_context().with_resource(BundlePipeline.open(bundle, threads=threads, low_memory=low_memory))
+    bp = click.get_current_context().with_resource(BundlePipeline.open(bundle, threads=threads, low_memory=low_memory,
+                                                                       audio_to_audio=init is not None))
     bp.check_seconds(seconds)
     tokens = bp.tokenizer.fit(prompt, truncate=truncate_prompt)
     if stream and bp.stream is None:
         raise EdgegenError(f"{bundle}: {bp.stream_refusal()}")
     injected = read_noise(noise, (bp.steps, *bp.latent_shape)) if noise else None
+    if init is not None:
+        audio_in = next(i for i in bp.bundle.manifest["artifacts"]["encoder"]["inputs"] if i["name"] == "audio")
+        init = _prepare_init(init, sample_rate=bp.sample_rate, length=audio_in["shape"][-1])
     timings = Timings()
     with _sigterm_unwinds(), _wav_out(output, bp.sample_rate, pcm16=pcm16, stream=stream) as (on_chunk, finish):
         with click.progressbar(length=bp.steps, label="sampling", file=sys.stderr) as bar:
             wav = bp.generate(prompt, seconds_total=seconds, seed=seed, noise=injected,
                               on_step=lambda i, x: bar.update(1), timings=timings, on_chunk=on_chunk,
-                              truncate_prompt=truncate_prompt)
+                              truncate_prompt=truncate_prompt, init_audio=init, init_noise_level=level)
         finish(wav)
     click.echo(f"wrote {output} ({wav.shape[1] / bp.sample_rate:.2f} s) with {bp.backend_label}"
                + _truncated(tokens, bp.tokenizer.max_length))
@@ -369,9 +419,11 @@ def parity(bundle, model, t5, t5_precision, seed, json_path, threads, use_adb, s
 @click.option("--seconds", "-s", type=float, default=None,
               help="Audio length to generate (default: the bundle's or model's maximum; beyond it is refused).")
 @_low_memory
+@_init_audio
 @_adb_options("time")
-def bench(bundle, model, t5, t5_precision, iters, warmup, threads, seconds, low_memory, use_adb, serial, runner_dir, adb_path):
-    """Time load, text encoder, DiT, decoder and end to end; the last stdout line is one JSON object."""
+def bench(bundle, model, t5, t5_precision, iters, warmup, threads, seconds, low_memory, init_audio, init_noise_level,
+          use_adb, serial, runner_dir, adb_path):
+    """Time load, (encoder,) text encoder, DiT, decoder and end to end; the last stdout line is one JSON object."""
     import json
 
     from edgegen.bench import bench_bundle, bench_model, format_bench
@@ -381,6 +433,10 @@ def bench(bundle, model, t5, t5_precision, iters, warmup, threads, seconds, low_
                            else "give exactly one of --bundle B or --model M")
     if low_memory and (bundle is None or use_adb):
         raise EdgegenError("--low-memory applies to a bundle run on this machine (--bundle B, without --adb)")
+    if init_audio is not None and bundle is None:
+        raise EdgegenError("--init-audio times a bundle's audio-to-audio: give --bundle B (exported with "
+                           "--audio-to-audio)")
+    init, level = _read_init(init_audio, init_noise_level)
     tick = lambda i: click.echo(f"iteration {i + 1}/{warmup + iters}", err=True)  # noqa: E731
     if use_adb:
         from edgegen.adb import device_bench, preflight
@@ -389,10 +445,10 @@ def bench(bundle, model, t5, t5_precision, iters, warmup, threads, seconds, low_
         b = click.get_current_context().with_resource(open_bundle(bundle))
         dev = preflight(adb_path=adb_path, serial=serial, bundle=b, runner_dir=runner_dir)
         result = device_bench(b, device=dev, runner_dir=runner_dir, iters=iters, warmup=warmup, threads=threads,
-                              seconds=seconds, on_iter=tick)
+                              seconds=seconds, init_audio=init, init_noise_level=level, on_iter=tick)
     elif bundle is not None:
         result = bench_bundle(bundle, iters=iters, warmup=warmup, threads=threads, seconds=seconds,
-                              low_memory=low_memory, on_iter=tick)
+                              low_memory=low_memory, init_audio=init, init_noise_level=level, on_iter=tick)
     else:
         if threads:  # process state belongs to the command, not the library
             import torch

@@ -28,6 +28,8 @@ import torch
 from edgegen.errors import EdgegenError
 
 COMPONENTS = ("text_encoder", "dit", "decoder")
+ENCODER = "encoder"  # the VAE encoder: an optional fourth artifact, for audio-to-audio (`export --audio-to-audio`)
+ARTIFACTS = (*COMPONENTS, ENCODER)
 BACKENDS = ("executorch", "litert")
 
 

@@ -15,6 +15,12 @@ its recipe's SQNR floor (dB). End to end is gated (1e-3 relative) only when ever
 error compounds over 8 steps into a different but plausible sample. A stage whose bundle output holds NaN or inf
 fails its gate (and end to end fails) with a `reason`; a reference that does so on finite inputs is bad input.
 
+Audio-to-audio bundles (an `encoder` artifact) get two more rows: `encoder`, the init latents (the encoder's
+mean + std x the VAE noise) on a representative init signal (`parity_init_audio`: tones with envelopes and a
+little noise at the model's rate and length; no recording is shipped), gated like the other components; and
+`audio_to_audio`, the first prompt generated from that init audio at S = `A2A_NOISE_LEVEL` with the same injected
+noise, gated like end to end (1e-3 relative when every component is fp32, else reported).
+
 Before any work, the bundle's manifest `source` must match the model's: a different config (another architecture
 or latent length) is refused; a different checkpoint file with the same config is only warned about, since the
 same weights saved as .ckpt or .safetensors hash differently and the gates measure exactly whether they agree.
@@ -40,6 +46,7 @@ from edgegen.sampler import pingpong, schedule
 
 REPORT_SCHEMA = "edgegen.parity/1"
 E2E_REL_TOL = 1e-3
+A2A_NOISE_LEVEL = 0.5
 PROMPTS = ("warm lo-fi piano loop with soft drums, 90 BPM", "",
            "an epic orchestral cinematic track with choir, strings, brass and thundering taiko drums " * 6)
 _NAN = Metrics(sqnr_db=math.nan, rel_err=math.nan, max_abs=math.nan, cosine=math.nan)
@@ -66,6 +73,30 @@ class DitStep:
 
 
 @dataclass
+class EncoderOutputs:
+    """Audio-to-audio through the bundle: the prepared init audio [1, 2, N] and VAE noise [1, 64, T] it was given,
+    the init latents its encoder made from them [1, 64, T], and the first prompt's audio generated from them at
+    noise level `level` with the chain's noise ([2, n])."""
+    init_audio: np.ndarray
+    vae_noise: np.ndarray
+    init_latents: np.ndarray
+    level: float
+    audio: np.ndarray
+
+
+def parity_init_audio(sample_rate: int, length: int) -> np.ndarray:
+    """float32 [2, length]: a representative, deterministic init signal (a chord per channel, each note with its
+    own attack and decay, plus a little noise; peak about 0.5)."""
+    t = np.arange(length) / sample_rate
+    rng = np.random.default_rng(20261130)
+    out = []
+    for notes in ((220.0, 277.2, 329.6), (246.9, 311.1, 370.0)):
+        x = sum(np.sin(2 * np.pi * f * t + k) * np.exp(-((t * (k + 1)) % 1.5) * 2.0) for k, f in enumerate(notes))
+        out.append(0.15 * x + 0.02 * rng.standard_normal(length))
+    return np.stack(out).astype(np.float32)
+
+
+@dataclass
 class StageOutputs:
     """A bundle's output at every stage parity checks, captured wherever it ran. The first prompt's run is the
     chain: its conditioning drove the DiT from `noise`, `latents[-1]` went to the decoder, `audio` came out."""
@@ -78,6 +109,7 @@ class StageOutputs:
     dit_steps: list[DitStep] | None = None    # each step's own input and output, where the runtime exposes them
     decoder_audio: np.ndarray | None = None   # the decoder on latents[-1], if not `audio` ([2, n'])
     decoder_info: dict = field(default_factory=dict)  # extra keys of the decoder's report entry
+    encoder: EncoderOutputs | None = None     # audio-to-audio bundles only
 
 
 # --- checks before any work ---------------------------------------------------------------------------------------
@@ -157,8 +189,22 @@ def capture_bundle(bp, *, prompts: tuple[str, ...], seconds: float, noise: np.nd
     with bp.resident("decoder"):
         whole = _np(bp.decode(final))[0]  # windows stitched, for a streamed decoder
         audio = whole[:, :n] if bp.stream is None else _np(torch.cat(list(bp.decode_chunks(final, samples=n)), -1))[0]
+    encoder = _capture_encoder(bp, prompts[0], seconds=seconds, noise=noise, seed=seed) if bp.audio_to_audio else None
     return StageOutputs(seconds=seconds, seed=seed, noise=noise, prompts=outs, latents=latents, audio=audio,
-                        dit_steps=dit_steps, decoder_audio=whole, decoder_info={"streamed": bp.stream})
+                        dit_steps=dit_steps, decoder_audio=whole, decoder_info={"streamed": bp.stream}, encoder=encoder)
+
+
+def _capture_encoder(bp, prompt: str, *, seconds: float, noise: np.ndarray, seed: int) -> EncoderOutputs:
+    from edgegen.sampler import init_vae_noise
+
+    audio_in = next(i for i in bp.bundle.manifest["artifacts"]["encoder"]["inputs"] if i["name"] == "audio")
+    init = parity_init_audio(bp.sample_rate, audio_in["shape"][-1])
+    vae = init_vae_noise(None, seed=seed, steps=bp.steps, channels=bp.latent_shape[0], length=bp.latent_shape[1])
+    latents = bp.init_latents((bp.sample_rate, init), vae)
+    audio = bp.generate(prompt, seconds_total=seconds, noise=noise, truncate_prompt=True,
+                        init_audio=(bp.sample_rate, init), init_noise_level=A2A_NOISE_LEVEL, vae_noise=vae)
+    return EncoderOutputs(init_audio=init[None], vae_noise=_np(vae), init_latents=_np(latents), level=A2A_NOISE_LEVEL,
+                          audio=audio)
 
 
 # --- the report ---------------------------------------------------------------------------------------------------
@@ -294,10 +340,43 @@ def build_report(out: StageOutputs, pipe, manifest: dict, *, bundle: str) -> dic
                   "seconds": out.seconds, "seed": out.seed}
     if e2e_reason:
         end_to_end["reason"] = e2e_reason
-    passed = tokens_match and all(c["passed"] for c in comps.values()) and end_to_end["passed"]
+    extra = {}
+    if out.encoder is not None:
+        comps["encoder"], extra["audio_to_audio"] = _audio_to_audio(out, pipe, ref, manifest, comps)
+    passed = (tokens_match and all(c["passed"] for c in comps.values()) and end_to_end["passed"]
+              and all(e["passed"] for e in extra.values()))
     return {"schema": REPORT_SCHEMA, "bundle": bundle, "backend": manifest["backend"],
             "recipe": manifest["recipe"]["name"], "target": manifest["target"]["name"], "model": pipe.source.model,
-            "tokens_match": tokens_match, "passed": passed, "components": comps, "end_to_end": end_to_end}
+            "tokens_match": tokens_match, "passed": passed, "components": comps, "end_to_end": end_to_end, **extra}
+
+
+def _audio_to_audio(out: StageOutputs, pipe, ref: _Reference, manifest: dict, comps: dict) -> tuple[dict, dict]:
+    """(the encoder's entry, the audio_to_audio row): the init latents against the reference encoder's on the same
+    prepared audio and VAE noise, and the audio-to-audio generation against the reference's from the same noise."""
+    from edgegen.components.oobleck import vae_bottleneck
+
+    enc = out.encoder
+    if n := _nonfinite(enc.init_latents):
+        reason, mt = _bad("encoder's init latents", n), _NAN
+    else:
+        r = ref.check(vae_bottleneck(pipe.encoder(torch.from_numpy(enc.init_audio)), torch.from_numpy(enc.vae_noise)),
+                      enc.init_latents, "the encoder's init latents")
+        reason, mt = None, compare(r, enc.init_latents)
+    encoder = gated_entry(gate_for(manifest, "encoder"), [mt.to_json()], mt, reason=reason)
+    gated = all(c["gate"]["metric"] == "rel_err" for c in comps.values()) and encoder["gate"]["metric"] == "rel_err"
+    row = {"gated": gated, "threshold_rel_err": E2E_REL_TOL if gated else None, "init_noise_level": enc.level,
+           "seconds": out.seconds, "seed": out.seed}
+    if n := _nonfinite(enc.audio):
+        return encoder, {**row, "passed": False, "metrics": _NAN.to_json(), "mrstft": None,
+                         "reason": _bad("audio-to-audio output", n)}
+    want = pipe.generate(out.prompts[0].prompt, seconds_total=out.seconds, noise=out.noise, truncate_prompt=True,
+                         steps=manifest["sampler"]["steps"], logsnr_max=manifest["sampler"]["logsnr_max"],
+                         logsnr_min=manifest["sampler"]["logsnr_min"], init_audio=(pipe.sample_rate, enc.init_audio[0]),
+                         init_noise_level=enc.level, vae_noise=enc.vae_noise)
+    want = ref.check(want, enc.audio, "the audio-to-audio output")
+    m = compare(want, enc.audio)
+    return encoder, {**row, "passed": (m.rel_err <= E2E_REL_TOL) if gated else True, "metrics": m.to_json(),
+                     "mrstft": _json_num(mrstft_distance(want, enc.audio))}
 
 
 def _steps_reason(what: str, bad: list[tuple[int, int]], cond_bad: int) -> str | None:
@@ -400,9 +479,11 @@ def format_report(report: dict) -> str:
     lines = [f"parity  {report['bundle']}  ({report['backend']}, recipe {report['recipe']}) vs {report['model']}",
              f"{'stage':<14}{'SQNR dB':>9}{'rel err':>11}{'max abs':>11}{'cosine':>10}  {'gate':<18}result"]
     rows = list(report["components"].items()) + [("end_to_end", report["end_to_end"])]
+    if "audio_to_audio" in report:
+        rows.append(("audio_to_audio", report["audio_to_audio"]))
     for name, c in rows:
         mt = c["metrics"]
-        if name == "end_to_end":
+        if name in ("end_to_end", "audio_to_audio"):
             gate = f"rel <= {E2E_REL_TOL:g}" if c["gated"] else "report only"
         else:
             g = c["gate"]

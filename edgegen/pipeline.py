@@ -31,7 +31,7 @@ from edgegen.components.oobleck import OobleckConfig, OobleckDecoder, OobleckEnc
 from edgegen.components.t5_encoder import T5Config, T5Encoder, check_t5_precision
 from edgegen.config import ModelConfig
 from edgegen.errors import EdgegenError
-from edgegen.sampler import LOGSNR_MAX, LOGSNR_MIN, chain_noise, pingpong, schedule
+from edgegen.sampler import LOGSNR_MAX, LOGSNR_MIN, chain_noise, init_vae_noise, pingpong, schedule
 from edgegen.tokenizer import Tokenizer
 
 ASSETS = Path(__file__).parent / "assets"
@@ -124,16 +124,41 @@ class Pipeline:
                  on_step: Callable[[int, torch.Tensor], None] | None = None,
                  timings: Timings | None = None, stream: bool = False,
                  on_chunk: Callable[[np.ndarray], None] | None = None,
-                 truncate_prompt: bool = False) -> np.ndarray:
+                 truncate_prompt: bool = False, init_audio: tuple[int, np.ndarray] | None = None,
+                 init_noise_level: float = 1.0, vae_noise: np.ndarray | torch.Tensor | None = None,
+                 sigmas: np.ndarray | None = None) -> np.ndarray:
         """Audio np.float32 [2, num_samples(seconds_total, sample_rate)] for one prompt. `stream=True` decodes in
         overlapping windows (`decode_stream`), handing each chunk to `on_chunk` as soon as it is ready. A prompt
-        longer than the tokenizer's max_length is refused unless `truncate_prompt`."""
+        longer than the tokenizer's max_length is refused unless `truncate_prompt`.
+
+        Audio-to-audio: `init_audio=(sample_rate, [channels, n])` is prepared (`edgegen.init_audio`), encoded by the
+        VAE encoder, sampled through the VAE bottleneck with `vae_noise` [1, 64, T] (default: slice `steps` of
+        gaussian_noise(seed, (steps + 1, 64, T)), whose first `steps` slices are the chain noise), and sampling
+        starts from (1 - S) * init_latents + S * noise[0] at S = `init_noise_level` on the truncated schedule, as
+        upstream's generate_diffusion_cond does for rectified-flow models. S = 1 is text-to-audio, sample for sample.
+
+        `sigmas` ([steps + 1] noise levels) replaces the schedule (`edgegen.sampler.schedule`), e.g. to reproduce
+        another sampler's; it must start at S and end at 0."""
+        from edgegen.init_audio import check_init_noise_level, prepare_init_audio
+
         self.check_seconds(seconds_total)
         self.tokenizer.fit(prompt, truncate=truncate_prompt)
-        noise = chain_noise(noise, seed=seed, steps=steps, channels=self.config.dit.io_channels,
-                            length=self.latent_length)
+        level = check_init_noise_level(init_noise_level)
+        if init_audio is None and level != 1.0:
+            raise EdgegenError(f"init_noise_level {level} needs init audio (--init-audio FILE)")
+        channels = self.config.dit.io_channels
+        noise = chain_noise(noise, seed=seed, steps=steps, channels=channels, length=self.latent_length)
         timings = timings if timings is not None else Timings()
         start = clock = time.perf_counter()
+        if init_audio is not None:
+            prepared, _ = prepare_init_audio(*init_audio, sample_rate=self.sample_rate,
+                                             length=self.latent_length * self.config.vae.hop)
+            init = self.encode_audio(prepared, init_vae_noise(vae_noise, seed=seed, steps=steps, channels=channels,
+                                                              length=self.latent_length))
+            noise = noise.clone()
+            noise[0] = init[0] * (1 - level) + noise[0] * level
+            timings.stages["encoder"] = time.perf_counter() - clock
+            clock = time.perf_counter()
         ids, mask = self.tokenize([prompt])
         cross, glob = self.text_encoder(ids, mask, torch.tensor([seconds_total], dtype=torch.float32))
         timings.stages["text_encoder"] = time.perf_counter() - clock
@@ -150,7 +175,12 @@ class Pipeline:
             timings.dit_steps.append(time.perf_counter() - start)
             return v
 
-        ts = schedule(steps, logsnr_max=logsnr_max, logsnr_min=logsnr_min)
+        ts = schedule(steps, logsnr_max=logsnr_max, logsnr_min=logsnr_min, init_noise_level=level)
+        if sigmas is not None:
+            ts = np.asarray(sigmas, dtype=np.float32)
+            if ts.shape != (steps + 1,) or not np.isfinite(ts).all() or ts[0] != np.float32(level) or ts[-1] != 0:
+                raise EdgegenError(f"sigmas must be {steps + 1} finite noise levels from init_noise_level {level} "
+                                   f"down to 0, got {np.array2string(ts, precision=4)}")
         latents = pingpong(velocity, noise, ts, on_step=on_step)
         timings.stages["dit"] = sum(timings.dit_steps)
         n = num_samples(seconds_total, self.sample_rate)

@@ -4,7 +4,8 @@ A recipe (`quantize/*.toml`) holds, per component, ordered rules `module-path pa
 match wins. Schemes: "fp32", "fp16" (whole component; `fallback` applies where the target has no fp16
 compute), "int8" (per-channel int8 weights, dynamic int8 activations), "int4" (group-wise int4 weights,
 dynamic int8 activations, `group_size` default 32). Each quantized component states the SQNR floor (dB)
-that parity gates on; fp32 components gate at 1e-4 relative error instead.
+that parity gates on; fp32 components gate at 1e-4 relative error instead. `[components.encoder]` (the VAE
+encoder of an `--audio-to-audio` export) is optional: a recipe without it keeps the encoder fp32.
 
     recipe = load_recipe("int8")            # or a path to a .toml
     target = load_target("host-executorch")
@@ -27,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edgegen.common import BACKENDS, COMPONENTS
+from edgegen.common import ARTIFACTS, BACKENDS, COMPONENTS
 from edgegen.errors import EdgegenError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -221,11 +222,14 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     rd = _Reader(path, "recipe")
     raw = rd.table(rd.read(), RECIPE_SCHEMA)
     comps = rd.table(raw["components"], {c: Field(f"a [components.{c}] table with rules = [...]",
-                                                  lambda v: isinstance(v, dict), required=True)
-                                         for c in COMPONENTS}, "components")
+                                                  lambda v: isinstance(v, dict), required=c in COMPONENTS)
+                                         for c in ARTIFACTS}, "components")
     parsed = {}
-    for comp in COMPONENTS:
+    for comp in ARTIFACTS:
         where = f"components.{comp}"
+        if comp not in comps:  # the encoder is optional in a recipe: it runs once per generation, fp32 unless said
+            parsed[comp] = ComponentRecipe(rules=(Rule("*", "fp32"),))
+            continue
         c = rd.table(comps[comp], COMPONENT_SCHEMA, where)
         rules = tuple(_read_rule(rd, r, f"{where}.rules[{i}]") for i, r in enumerate(c["rules"]))
         floor = c.get("sqnr_floor_db")

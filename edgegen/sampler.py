@@ -9,12 +9,14 @@ Ping-pong alternates a full denoise with a re-noise to the next level using FRES
         x  = (1 - t[i+1]) * x0 + t[i+1] * noise[i+1]      (after the last step t = 0: x = x0)
 
 The schedule is uniform in logSNR from `logsnr_max` to `logsnr_min`, t = sigmoid(-logsnr), with the ends
-pinned to sigma_max (1) and 0. For 8 steps: [1, .993307, .982014, .952574, .880797, .731059, .5, .268941, 0].
+pinned to 1 and 0. For 8 steps: [1, .993307, .982014, .952574, .880797, .731059, .5, .268941, 0].
+Audio-to-audio starts from x = (1 - S) * init_latents + S * noise[0] on the schedule truncated at S (`schedule`).
 All arithmetic is float32 element-wise, in the order written, so the C++ runner reproduces it bit for bit.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -27,19 +29,42 @@ LOGSNR_MAX, LOGSNR_MIN = -6.0, 2.0
 
 
 def schedule(steps: int, *, logsnr_max: float = LOGSNR_MAX, logsnr_min: float = LOGSNR_MIN,
-             sigma_max: float = 1.0) -> np.ndarray:
-    """float32 [steps + 1] noise levels, from sigma_max down to 0 (computed in float64)."""
+             init_noise_level: float = 1.0) -> np.ndarray:
+    """float32 [steps + 1] noise levels, from `init_noise_level` S down to 0 (computed in float64).
+
+    S < 1 (audio-to-audio) starts the logSNR walk at the level S itself, as upstream stable-audio-tools 0.0.19's
+    `sample_rf` does (the release SAO-small shipped with): logSNR runs from log((1 - S) / S + 1e-6) to logsnr_min in
+    `steps` equal steps, so t falls monotonically from S. (0.0.20's `build_schedule` instead maps linspace(S, 0)
+    through its logSNR shift and then overwrites t[0] with S, which for S = 0.5 gives 0.5, 0.82, 0.73, ...: the
+    first re-noise goes above the starting level. edgegen keeps 0.0.19's rule, like its text-to-audio schedule.)
+    S = 1 is the text-to-audio schedule."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    logsnr = np.linspace(logsnr_max, logsnr_min, steps + 1)
+    s = init_noise_level
+    start = logsnr_max if s >= 1.0 else math.log((1 - s) / s + 1e-6)
+    logsnr = np.linspace(start, logsnr_min, steps + 1)
     t = 1.0 / (1.0 + np.exp(logsnr))
-    t[0], t[-1] = sigma_max, 0.0
+    t[0], t[-1] = init_noise_level, 0.0
     return t.astype(np.float32)
 
 
 def make_noise(*, seed: int, steps: int, channels: int, length: int) -> torch.Tensor:
     """The chain's noise [steps, channels, length]: noise[0] starts it, noise[k] re-noises after step k-1."""
     return torch.from_numpy(gaussian_noise(seed, (steps, channels, length)))
+
+
+def init_vae_noise(noise, *, seed: int, steps: int, channels: int, length: int,
+                   owner: str = "this model") -> torch.Tensor:
+    """The VAE bottleneck's sampling noise [1, channels, length] for audio-to-audio: `noise` (injected) checked,
+    else slice `steps` of gaussian_noise(seed, (steps + 1, channels, length)), so the chain noise (its first `steps`
+    slices) is the same numbers as in text-to-audio and a runtime draws both from one seed."""
+    shape = (1, channels, length)
+    if noise is None:
+        return torch.from_numpy(gaussian_noise(seed, (steps + 1, channels, length))[steps:])
+    noise = torch.as_tensor(noise, dtype=torch.float32)
+    if tuple(noise.shape) != shape:
+        raise EdgegenError(f"VAE noise has shape {list(noise.shape)}; {owner} needs {list(shape)} [1, 64, T]")
+    return noise
 
 
 def chain_noise(noise, *, seed: int, steps: int, channels: int, length: int, owner: str = "this model") -> torch.Tensor:

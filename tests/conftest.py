@@ -20,7 +20,8 @@ def tiny_dirs(tiny, tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="session")
 def bundle_factory(tiny, tmp_path_factory):
-    """export(backend, recipe, components=all) -> bundle path; each combination is exported once per session."""
+    """export(backend, recipe, components=the three, target=None) -> bundle path; each combination is exported once
+    per session. components=AUDIO_TO_AUDIO adds the encoder (`export --audio-to-audio`)."""
     from edgegen.export import export_bundle
     from edgegen.recipes import load_recipe, load_target
 

@@ -30,6 +30,8 @@ def perturb_(module: torch.nn.Module, scale: float, seed: int = 123) -> None:
             p.add_(torch.randn(p.shape, generator=g) * scale * p.std().clamp(min=1e-3))
 
 
+AUDIO_TO_AUDIO = ("text_encoder", "dit", "decoder", "encoder")  # bundle_factory(..., components=AUDIO_TO_AUDIO)
+
 # Outside tmp so warm sessions only relink; build trees and downloads also live under ~/.cache/edgegen.
 RUNNERS_DIR = Path.home() / ".cache" / "edgegen" / "test-runners"
 ARM64_CPUINFO = Path(__file__).parent / "fixtures" / "cpuinfo_arm64.txt"

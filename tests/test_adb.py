@@ -220,3 +220,30 @@ def test_adb_refuses_bad_seconds_or_model_before_pushing(phone, host_runner, tmp
     needle = "--seconds 10 is out of range" if command == "bench" else "not from random:tiny"
     assert lines[-1].startswith("edgegen: error:") and needle in lines[-1], res.stderr
     assert not [line for line in log.read_text().splitlines() if '"push"' in line]
+
+
+@pytest.mark.aarch64
+def test_audio_to_audio_over_adb(arm64_phone, portable_runner, bundle_factory, tmp_path):
+    """An --audio-to-audio bundle on the device: parity adds the encoder and audio_to_audio rows from the runner's
+    dumps; bench --init-audio pushes the prepared init audio and times the encoder stage."""
+    import numpy as np
+    import soundfile as sf
+
+    from tests.helpers import AUDIO_TO_AUDIO
+
+    adb, _ = arm64_phone
+    bundle = bundle_factory("executorch", "fp32", components=AUDIO_TO_AUDIO)
+    res = CliRunner().invoke(main, ["parity", "--adb", "--adb-path", str(adb), "--runner", str(portable_runner),
+                                    "-b", str(bundle), "-m", "random:tiny", "--json", str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["components"]["encoder"]["passed"] and report["audio_to_audio"]["passed"]
+    assert report["audio_to_audio"]["gated"] and report["audio_to_audio"]["metrics"]["rel_err"] <= 1e-3
+    sf.write(tmp_path / "take.wav", 0.3 * np.sin(np.arange(8000, dtype=np.float32) / 7.0), 22050, subtype="PCM_16")
+    res = CliRunner().invoke(main, ["bench", "--adb", "--adb-path", str(adb), "--runner", str(portable_runner),
+                                    "-b", str(bundle), "--init-audio", str(tmp_path / "take.wav"), "--iters", "1",
+                                    "--warmup", "0", "-s", "0.5"])
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.stdout.strip().splitlines()[-1])
+    assert list(result["stages"]) == ["load", "encoder", "text_encoder", "dit", "decoder"]
+    assert result["init_noise_level"] == 0.5

@@ -27,7 +27,7 @@ from typing import Callable
 
 import edgegen
 from edgegen.bundle import MANIFEST, file_entry
-from edgegen.common import COMPONENTS, check_finite, peak_rss_mb
+from edgegen.common import ARTIFACTS, COMPONENTS, check_finite, peak_rss_mb
 from edgegen.errors import EdgegenError
 # (`staging` is also this package's submodule: keep that name for the module, the function is `_staging` here)
 from edgegen.export.staging import LOG_NAME, ConverterLog, check_bundle_output, zip_bundle
@@ -164,10 +164,11 @@ def export_bundle(pipe, *, target: Target, recipe: Recipe, out: Path, components
                   progress: Callable[[str, str], None] = lambda comp, stage: None) -> ExportReport:
     """`verbose` leaves the converters' output on the console instead of the staging folder's log file."""
     out = Path(out)
-    unknown = [c for c in components if c not in COMPONENTS]
+    unknown = [c for c in components if c not in ARTIFACTS]
     if unknown:
-        raise EdgegenError(f"unknown component(s) {', '.join(unknown)}; choose from {', '.join(COMPONENTS)}")
-    check_supported(recipe, target)
+        raise EdgegenError(f"unknown component(s) {', '.join(unknown)}; choose from {', '.join(ARTIFACTS)}")
+    components = tuple(c for c in ARTIFACTS if c in components)  # pipeline order, each once
+    check_supported(recipe, target, components)
     check_bundle_output(out, force=force, make_zip=make_zip)
     stream = resolve_decoder_window(pipe, decoder_window) if "decoder" in components else None
     window = stream[0] if stream else None

@@ -7,7 +7,7 @@ schemes inside a component. Checked before any work, so an unsupported recipe fa
 from __future__ import annotations
 
 from edgegen.errors import EdgegenError
-from edgegen.common import COMPONENTS
+from edgegen.common import ARTIFACTS
 from edgegen.recipes import Recipe, Target
 
 _GROUPS = (32, 64, 128, 256)
@@ -39,8 +39,8 @@ def _nearest(row: tuple[str, str, str, str]) -> tuple[str, str, str, str]:
     return max(sorted(SUPPORTED), key=score)
 
 
-def check_supported(recipe: Recipe, target: Target) -> None:
-    for comp in COMPONENTS:
+def check_supported(recipe: Recipe, target: Target, components: tuple[str, ...] = ARTIFACTS) -> None:
+    for comp in components:
         rules = recipe.resolved_rules(comp, target)
         scope = _scope(rules)
         for rule in rules:

@@ -4,6 +4,8 @@
                   -> cross_attn_cond float32 [1, L + 1, C], global_cond float32 [1, C]
     dit           x [1, 64, T], t [1], cross_attn_cond [1, L + 1, C], global_cond [1, C] -> v [1, 64, T]
     decoder       latents [1, 64, T] -> audio [1, 2, T * hop]     (a streamed bundle: T = the decoder window)
+    encoder       audio [1, 2, T * hop] -> latent_mean [1, 64, T], latent_std [1, 64, T]   (optional, audio-to-audio:
+                  the VAE bottleneck's sample mean + std * noise is taken outside, with the runtime's noise)
 
 Inputs are bound by name everywhere (manifest, runners); the lists below give the order each artifact
 takes them in. `to_half` + `half=True` run a component in fp16 with fp32 I/O (Arm's decoder setting).
@@ -46,6 +48,19 @@ class DecoderExport(nn.Module):
         return self.decoder(latents)
 
 
+class EncoderExport(nn.Module):
+    """The VAE encoder and the bottleneck's deterministic half: std = softplus(scale) + 1e-4 (as `vae_bottleneck`)."""
+
+    def __init__(self, encoder: nn.Module, *, half: bool = False):
+        super().__init__()
+        self.encoder, self.half = encoder, half
+
+    def forward(self, audio):
+        encoded = self.encoder(audio.half()).float() if self.half else self.encoder(audio)
+        mean, scale = encoded.chunk(2, dim=1)
+        return mean, torch.nn.functional.softplus(scale) + 1e-4
+
+
 def io_spec(pipe, component: str, *, decoder_window: int | None = None) -> dict[str, list[dict]]:
     """Names, dtypes and shapes of an artifact's inputs (in call order) and outputs; `decoder_window` gives the
     decoder a [1, 64, window] input instead of the whole sequence."""
@@ -61,6 +76,8 @@ def io_spec(pipe, component: str, *, decoder_window: int | None = None) -> dict[
         "dit": ([("x", f32, [1, ch, T]), ("t", f32, [1]), ("cross_attn_cond", f32, [1, L + 1, C]),
                  ("global_cond", f32, [1, C])], [("v", f32, [1, ch, T])]),
         "decoder": ([("latents", f32, [1, ch, T])], [("audio", f32, [1, 2, T * pipe.config.vae.hop])]),
+        "encoder": ([("audio", f32, [1, 2, T * pipe.config.vae.hop])],
+                    [("latent_mean", f32, [1, ch, T]), ("latent_std", f32, [1, ch, T])]),
     }[component]
     io = {key: [{"name": n, "dtype": d, "shape": s} for n, d, s in rows] for key, rows in zip(("inputs", "outputs"), spec)}
     for k, i in enumerate(io["inputs"]):
@@ -72,7 +89,7 @@ _DTYPES = {"int32": torch.int32, "float32": torch.float32}
 
 
 def example_inputs(pipe, component: str, *, seed: int = 0, decoder_window: int | None = None) -> tuple[torch.Tensor, ...]:
-    """Representative inputs: real tokens for the text encoder, N(0,1) latents, t = 0.5."""
+    """Representative inputs: real tokens for the text encoder, N(0,1) latents, t = 0.5, audio at 0.3 std."""
     g = torch.Generator().manual_seed(seed)
     if component == "text_encoder":
         ids, mask = pipe.tokenize(["warm lo-fi piano loop with soft drums"])
@@ -81,6 +98,8 @@ def example_inputs(pipe, component: str, *, seed: int = 0, decoder_window: int |
     tensors = [torch.randn(s, generator=g) for s in shapes]
     if component == "dit":
         tensors[1] = torch.tensor([0.5])
+    if component == "encoder":
+        tensors[0] = 0.3 * tensors[0]
     return tuple(tensors)
 
 
@@ -100,4 +119,6 @@ def wrap(component: str, module: nn.Module, *, half: bool = False) -> nn.Module:
         return TextEncoderExport(module).eval()
     if component == "dit":
         return DiTExport(module, half=half).eval()
+    if component == "encoder":
+        return EncoderExport(module, half=half).eval()
     return DecoderExport(module, half=half).eval()

@@ -99,6 +99,7 @@ import torch  # noqa: E402
 
 import stable_audio_tools  # noqa: E402,F401
 from stable_audio_tools.models import conditioners as sat_conditioners  # noqa: E402
+from stable_audio_tools.models import bottleneck as sat_bottleneck  # noqa: E402
 from stable_audio_tools.models.factory import create_model_from_config  # noqa: E402
 from stable_audio_tools.inference import sampling as sat_sampling  # noqa: E402
 from stable_audio_tools.inference import generation as sat_generation  # noqa: E402
@@ -554,6 +555,79 @@ def main() -> None:
     assert not nfl.queue
     put("gen_sigmas_legacy_schedule", captured["sigmas"])
     put("gen_audio_legacy_schedule", gen_legacy)
+
+    # ---- 4e. audio-to-audio: the same generation from init audio, init_noise_level S ------
+    # Upstream: prepare_audio (PadCrop to sample_size, randomize=False; stereo) -> pretransform.encode
+    # (VAEBottleneck: randn_like(mean) * (softplus(scale) + 1e-4) + mean, then / pretransform.scale)
+    # -> sample_diffusion(init_data=...): x = init * (1 - S) + noise * S, build_schedule(sigma_max=S).
+    # Noise draws, in order: the chain's initial x (torch.randn, right after manual_seed), the VAE
+    # sample (torch.randn_like inside vae_sample), then the sampler's re-noise draws. The chain noise
+    # is gen_noise itself, so S = 1 must give the text-to-audio output.
+    ga = torch.Generator().manual_seed(seed + 20)
+    a2a_len = SAMPLE_SIZE - 5536  # shorter than the model: PadCrop zero-pads the end
+    na = torch.arange(a2a_len, dtype=torch.float32) / SAMPLE_RATE
+    freqs = 80.0 + 800.0 * torch.rand(2, 3, generator=ga)  # 3 tones per channel
+    phases = 2 * math.pi * torch.rand(2, 3, generator=ga)
+    a2a_init = (0.15 * torch.sin(2 * math.pi * freqs[:, :, None] * na + phases[:, :, None])).sum(1)
+    a2a_init = a2a_init + 0.02 * torch.randn(2, a2a_len, generator=ga)  # [2, n], peak ~0.5
+    a2a_vae_noise = torch.randn(1, 64, LATENT_LEN, generator=ga)
+    put("a2a_init_audio", a2a_init)
+    put("a2a_init_sample_rate", np.array([SAMPLE_RATE]))
+    put("a2a_vae_noise", a2a_vae_noise)
+    put("a2a_noise", gen_noise)
+    a2a_feed = [feed[0], a2a_vae_noise] + feed[1:]
+    a2a = {}
+    orig_prepare, orig_vae_sample, orig_sd = sat_generation.prepare_audio, sat_bottleneck.vae_sample, sat_generation.sample_diffusion
+
+    def prepare_wrapper(*a, **kw):
+        a2a["prepared"] = orig_prepare(*a, **kw).clone()
+        return a2a["prepared"]
+
+    def vae_sample_wrapper(mean, scale):
+        a2a["mean"], a2a["std"] = mean.clone(), torch.nn.functional.softplus(scale) + 1e-4  # upstream's stdev
+        latents, kl = orig_vae_sample(mean, scale)
+        a2a["sample"] = latents.clone()
+        return latents, kl
+
+    def sd_wrapper(*a, **kw):
+        a2a["init_data"] = kw["init_data"].clone()
+        return orig_sd(*a, **kw)
+
+    def generate_a2a(level, **extra):  # `generate` from init audio, noise fed in upstream's draw order
+        sat_generation.prepare_audio, sat_bottleneck.vae_sample = prepare_wrapper, vae_sample_wrapper
+        sat_generation.sample_diffusion, sat_sampling.sample_flow_pingpong = sd_wrapper, pp_wrapper
+        try:
+            with NoiseFeed(list(a2a_feed)) as nfa:
+                res = generate(init_audio=(SAMPLE_RATE, a2a_init.clone()), init_noise_level=level, **extra)
+        finally:
+            sat_generation.prepare_audio, sat_bottleneck.vae_sample = orig_prepare, orig_vae_sample
+            sat_generation.sample_diffusion, sat_sampling.sample_flow_pingpong = orig_sd, orig_pp
+        assert not nfa.queue and nfa.log[1] == f"randn_like[1, 64, {LATENT_LEN}]", nfa.log
+        assert torch.equal(a2a["sample"], a2a_vae_noise * a2a["std"] + a2a["mean"])
+        return res, nfa.log
+
+    a2a_level = 0.5
+    put("a2a_init_noise_level", np.array([a2a_level]))
+    a2a_audio, a2a_log = generate_a2a(a2a_level)
+    pretransform_scale = float(model.pretransform.scale)
+    assert torch.equal(a2a["init_data"], a2a["sample"] / pretransform_scale)
+    assert torch.equal(captured["x_init"], a2a["init_data"] * (1 - a2a_level) + gen_noise[0:1] * a2a_level)
+    assert torch.equal(a2a["prepared"][0, :, :a2a_len], a2a_init) and not a2a["prepared"][..., a2a_len:].any()
+    put("a2a_prepared_audio", a2a["prepared"])
+    put("a2a_latent_mean", a2a["mean"])
+    put("a2a_latent_std", a2a["std"])
+    put("a2a_init_latents", a2a["init_data"])
+    put("a2a_x_init", captured["x_init"])
+    put("a2a_sigmas", captured["sigmas"])
+    a2a_sigmas_list = captured["sigmas"].tolist()
+    put("a2a_latents", captured["latents"])
+    put("a2a_audio", a2a_audio)
+    a2a_legacy, _ = generate_a2a(a2a_level, dist_shift=legacy)
+    put("a2a_sigmas_legacy_schedule", captured["sigmas"])
+    put("a2a_audio_legacy_schedule", a2a_legacy)
+    a2a_s1, _ = generate_a2a(1.0, dist_shift=legacy)
+    put("a2a_audio_s1_legacy_schedule", a2a_s1)
+    s1_vs_t2a = (a2a_s1 - gen_legacy).abs().max().item()
     captured.update(main_capture)  # the main generation's sigmas for the metadata below
     put("seed", np.array([seed]))
 
@@ -575,6 +649,17 @@ def main() -> None:
         "generation": {"call": "generate_diffusion_cond(model, steps=8, cfg_scale=1.0, conditioning=[{prompt:'a dog barking', seconds_total:1.0}], batch_size=1, sample_size=65536, sample_rate=44100, seed=SEED, device='cpu', sampler_type='pingpong', sigma_max=1.0, callback=cb)",
                        "noise_draws": nf.log,
                        "sigmas": captured["sigmas"].tolist()},
+        "audio_to_audio": {
+            "call": "generate(init_audio=(44100, a2a_init_audio), init_noise_level=S[, dist_shift=legacy]): the generation call above plus these",
+            "init_audio_samples": a2a_len, "init_sample_rate": SAMPLE_RATE, "init_noise_level": a2a_level,
+            "noise_draws": a2a_log,
+            "feed": "gen_noise[0] (initial x), a2a_vae_noise (VAE bottleneck randn_like(mean)), gen_noise[1:8], zeros",
+            "vae_sample": "latents = randn_like(mean) * (softplus(scale) + 1e-4) + mean; mean, scale = encoder(audio).chunk(2, dim=1)",
+            "pretransform_scale": pretransform_scale,
+            "x_init": "init_latents * (1 - S) + gen_noise[0] * S",
+            "sigmas": a2a_sigmas_list, "sigmas_legacy_schedule": ref["a2a_sigmas_legacy_schedule"].tolist(),
+            "s1_legacy_vs_gen_audio_legacy_schedule_max_abs": s1_vs_t2a,
+        },
         "dropped_state_dict_keys": dropped,
         "checkpoint_tensors": len(sd),
         "reinit": init_counts,
@@ -592,6 +677,10 @@ def main() -> None:
     print(f"encoder sample check max|diff| = {enc_err:.3g}")
     print(f"noise draws during generation: {nf.log}")
     print(f"sigmas: {[round(s, 6) for s in captured['sigmas'].tolist()]}")
+    print(f"audio-to-audio S={a2a_level}: noise draws {a2a_log}")
+    for k in ("a2a_sigmas", "a2a_sigmas_legacy_schedule"):
+        print(f"  {k}: {[round(float(s), 6) for s in ref[k]]}")
+    print(f"  S=1 (legacy schedule) vs gen_audio_legacy_schedule: max|diff| = {s1_vs_t2a:.3g}")
     for k, v in ref.items():
         stat = f"mean {v.mean():+.4g} std {v.std():.4g}" if v.dtype.kind == "f" and v.size else ""
         print(f"  {k:28s} {str(list(v.shape)):16s} {str(v.dtype):8s} {stat}")

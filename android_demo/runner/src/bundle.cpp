@@ -196,7 +196,7 @@ Artifact artifact(const Reader& r, const Json& artifacts, const std::string& dir
   sha = r.string(a, "sha256", p + ".sha256");
   size = r.integer(a, "size", p + ".size");
   art.path = inside_bundle(r, dir, real_dir, file, p + ".file",
-                           "bundle artifact " + dir + "/" + file + " is missing; copy the whole bundle directory (manifest.json, spiece.model and the 3 artifact files)");
+                           "bundle artifact " + dir + "/" + file + " is missing; copy the whole bundle directory (manifest.json, spiece.model and every artifact file it lists)");
   return art;
 }
 
@@ -269,11 +269,12 @@ Bundle load_bundle(const std::string& dir_in) {
                                    "tokenizer " + dir + "/" + tok_file + " is missing; copy the whole bundle directory");
 
   const Json& arts = r.object(m, "artifacts", "artifacts");
-  int64_t size[3];
-  std::string sha[3];
+  int64_t size[4] = {-1, -1, -1, -1};
+  std::string sha[4];
   b.text_encoder = artifact(r, arts, dir, real_dir, "text_encoder", size[0], sha[0]);
   b.dit = artifact(r, arts, dir, real_dir, "dit", size[1], sha[1]);
   b.decoder = artifact(r, arts, dir, real_dir, "decoder", size[2], sha[2]);
+  if (arts.find("encoder")) b.encoder = artifact(r, arts, dir, real_dir, "encoder", size[3], sha[3]);
 
   // The contract in bundle.h, by name: L and T come from the manifest, C, D and N from the declared shapes.
   const int64_t L = b.max_length, T = b.latent_length;
@@ -325,14 +326,24 @@ Bundle load_bundle(const std::string& dir_in) {
     b.audio_length = b.decoder.outputs[0].shape[2];
     expect(r, b.decoder.outputs, dec_out, "audio", "float32", {1, b.channels, b.audio_length});
   }
+  if (b.has_encoder()) {
+    // The encoder takes the whole sequence: T * hop samples, the decoder's full output (streamed or not).
+    const std::string enc_in = "artifacts.encoder.inputs", enc_out = "artifacts.encoder.outputs";
+    expect_names(r, b.encoder.inputs, enc_in, {"audio"});
+    expect_names(r, b.encoder.outputs, enc_out, {"latent_mean", "latent_std"});
+    expect(r, b.encoder.inputs, enc_in, "audio", "float32", {1, b.channels, b.init_audio_length()});
+    expect(r, b.encoder.outputs, enc_out, "latent_mean", "float32", latent);
+    expect(r, b.encoder.outputs, enc_out, "latent_std", "float32", latent);
+  }
   if (num_samples(b.max_seconds, b.sample_rate) > b.audio_length) {
     r.fail("max_seconds", "exceeds the decoder's " + std::to_string(b.audio_length) + " samples at " + std::to_string(b.sample_rate) + " Hz");
   }
 
   // Only now read the files: tokenizer and artifacts, each against its manifest size and sha256.
   verify_file(b.tokenizer_path, tok_size, tok_sha);
-  const Artifact* all[3] = {&b.text_encoder, &b.dit, &b.decoder};
-  for (int i = 0; i < 3; ++i) {
+  const Artifact* all[4] = {&b.text_encoder, &b.dit, &b.decoder, &b.encoder};
+  for (int i = 0; i < 4; ++i) {
+    if (all[i]->path.empty()) continue;  // no encoder
     verify_file(all[i]->path, size[i], sha[i]);
     verify_format(all[i]->path, b.backend);
   }

@@ -16,6 +16,8 @@
 //                 -> cross_attn_cond f32 [1,L+1,C], global_cond f32 [1,C]
 //   dit:          x f32 [1,D,T], t f32 [1], cross_attn_cond [1,L+1,C], global_cond [1,C] -> v f32 [1,D,T]
 //   decoder:      latents f32 [1,D,T] -> audio f32 [1,channels,N]      (streamed: [1,D,W] -> [1,channels,W*hop])
+//   encoder:      audio f32 [1,channels,T*hop] -> latent_mean f32 [1,D,T], latent_std f32 [1,D,T]
+//                 (optional, `edgegen export --audio-to-audio`; std = softplus(scale) + 1e-4 inside the artifact)
 #pragma once
 
 #include <cstdint>
@@ -69,6 +71,12 @@ struct Bundle {
   int eos_id = 0;
   int pad_id = 0;
   Artifact text_encoder, dit, decoder;
+  Artifact encoder;  // audio-to-audio only; path empty when the manifest has no artifacts.encoder
+
+  bool has_encoder() const { return !encoder.path.empty(); }
+  // Samples per channel the encoder takes: T * hop (hop: decoder_stream.hop, else N / T), as edgegen's
+  // Pipeline uses latent_length * vae.hop; what prepare_init_audio makes.
+  int64_t init_audio_length() const { return latent_length * (stream.window > 0 ? stream.hop : audio_length / latent_length); }
 };
 
 // Samples in `seconds` of audio: the nearest integer, ties to even (0.7 s at 44.1 kHz is 30870), the same rule

@@ -1,7 +1,8 @@
 // edgegen-runner: the native equivalent of `edgegen run` for an ExecuTorch or LiteRT bundle (the manifest's backend).
 //
 //   edgegen-runner --bundle DIR --prompt P --seconds S [--seed N] [--noise FILE.npy] [--threads N]
-//                  [--truncate-prompt] [--dump DIR] -o out.wav
+//                  [--truncate-prompt] [--init-audio FILE.wav [--init-noise-level S] [--vae-noise FILE.npy]]
+//                  [--dump DIR] -o out.wav
 //
 // Writes a float32 stereo WAV, prints per-stage timings and, as the last stdout line, one JSON object.
 // Errors: one line "edgegen-runner: error: ..." on stderr; exit 2 for bad input/usage, 1 for runtime failures.
@@ -9,6 +10,8 @@
 // (or not exist) and no input; NaN or inf in the audio is an error and writes nothing. Like edgegen's Python side, a
 // prompt over tokenizer.max_length tokens (EOS included) and --noise holding NaN or inf are refused (exit 2) before
 // any model is loaded; --truncate-prompt accepts the cut (a warning line, and "prompt_truncated": true in the JSON).
+// --init-audio (audio-to-audio) is read and prepared before any model is loaded too: a bad file is one error line,
+// and each change made to it (resampled, cropped, padded, mono duplicated) one "edgegen-runner: note:" line.
 #include <cmath>
 #include <cerrno>
 #include <chrono>
@@ -36,23 +39,32 @@ using namespace edgegen;
 
 constexpr const char* kUsage =
     "usage: edgegen-runner --bundle DIR --prompt P --seconds S [--seed N] [--noise FILE.npy] [--threads N] [--truncate-prompt]\n"
-    "                      [--dump DIR] -o out.wav\n"
+    "                      [--init-audio FILE.wav [--init-noise-level S] [--vae-noise FILE.npy]] [--dump DIR] -o out.wav\n"
     "  --bundle DIR      bundle written by `edgegen export`: manifest.json, spiece.model and 3 .pte (ExecuTorch)\n"
-    "                    or 3 .tflite (LiteRT; needs libLiteRt.so, see `edgegen build-runner`)\n"
+    "                    or 3 .tflite (LiteRT; needs libLiteRt.so, see `edgegen build-runner`); 4 with an encoder\n"
     "  --prompt P        text prompt (may be empty); over tokenizer.max_length tokens (EOS included) is refused\n"
     "  --truncate-prompt keep an over-long prompt's first max_length-1 tokens (and EOS) instead of refusing it\n"
     "  --seconds S       audio length, 0 < S <= manifest max_seconds\n"
     "  --seed N          seed of the portable noise generator (default 0), same numbers as edgegen.noise\n"
     "  --noise FILE.npy  float32 C-order noise of shape [steps, 64, T], finite, instead of --seed\n"
     "  --threads N       CPU threads of the runtime (XNNPACK) (default: the manifest's target.threads)\n"
+    "  --init-audio WAV  audio-to-audio: start from this recording (PCM 16/24/32-bit or float WAV), resampled to the\n"
+    "                    model's rate, cropped or zero-padded to its length, mono duplicated to stereo; needs a\n"
+    "                    bundle with an encoder (`edgegen export --audio-to-audio`)\n"
+    "  --init-noise-level S  noise level sampling starts from, 0 < S <= 1 (default 0.5 with --init-audio): small S\n"
+    "                    stays close to the init audio, 1 ignores it (text-to-audio's output for the same seed)\n"
+    "  --vae-noise FILE.npy  float32 [1, 64, T], finite: the VAE bottleneck's sampling noise for --init-audio;\n"
+    "                    default slice `steps` of the seed's noise over steps+1 slices, also with --noise\n"
     "  --dump DIR        write token_ids, attention_mask, conditioning, latents_step{k}, audio, noise as .npy\n"
+    "                    (with --init-audio also init_audio [2, N], init_latents and vae_noise [1, 64, T])\n"
     "  -o, --output WAV  float32 WAV to write\n"
     "  --verbose         pass the runtime's own log lines (ExecuTorch, LiteRT) through to stderr\n"
     "Environment: EDGEGEN_LITERT_LIB=PATH  the libLiteRt.so to load for LiteRT bundles\n";
 
 struct Args {
-  std::string bundle, prompt, noise, dump, output;
+  std::string bundle, prompt, noise, dump, output, init_audio, vae_noise, init_noise_level;
   double seconds = 0.0;
+  double level = 1.0;  // --init-noise-level: 0.5 by default with --init-audio, 1 (text-to-audio) without
   uint64_t seed = 0;
   int threads = 0;  // 0: the manifest's target.threads, else the runtime's default
   bool has_prompt = false, has_seconds = false, truncate_prompt = false;
@@ -123,6 +135,9 @@ Args parse_args(int argc, char** argv) {
       a.threads = int(n);
     }
     else if (flag == "--dump") a.dump = value;
+    else if (flag == "--init-audio") a.init_audio = value;
+    else if (flag == "--init-noise-level") a.init_noise_level = value;
+    else if (flag == "--vae-noise") a.vae_noise = value;
     else if (flag == "-o" || flag == "--output") a.output = value;
     else throw InputError("unknown option " + flag + " (see --help)");
   }
@@ -130,7 +145,21 @@ Args parse_args(int argc, char** argv) {
   if (!a.has_prompt) throw InputError("--prompt is required (use --prompt '' for an empty prompt)");
   if (!a.has_seconds) throw InputError("--seconds is required");
   if (a.output.empty()) throw InputError("-o out.wav is required");
+  if (a.init_audio.empty() && !a.init_noise_level.empty()) {
+    throw InputError("--init-noise-level needs --init-audio FILE.wav (audio-to-audio); without it the runner makes text-to-audio");
+  }
+  if (a.init_audio.empty() && !a.vae_noise.empty()) throw InputError("--vae-noise needs --init-audio FILE.wav (audio-to-audio)");
+  if (!a.init_audio.empty()) {
+    a.level = a.init_noise_level.empty() ? 0.5 : parse_double("--init-noise-level", a.init_noise_level);
+    check_init_noise_level(a.level, a.init_noise_level.empty() ? "0.5" : a.init_noise_level);
+  }
   return a;
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s;
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return "[" + s + "]";
 }
 
 void make_dirs(const std::string& path) {
@@ -187,7 +216,21 @@ void check_output(const std::string& out, const std::vector<std::pair<std::strin
   }
 }
 
-void write_dumps(Outputs& out, const std::string& dir, const Bundle& b, const Generation& g) {
+// A float32 .npy of exactly `want` (e.g. [steps, 64, T]) holding only finite values, or InputError naming `flag`.
+std::vector<float> read_noise_file(const std::string& flag, const std::string& path, const std::vector<int64_t>& want, const char* dims) {
+  NpyArray noise = read_npy_f32(path);
+  if (noise.shape != want) {
+    throw InputError(flag + " " + path + " has shape " + shape_text(noise.shape) + ", this bundle needs " + shape_text(want) + " (" + dims + ")");
+  }
+  size_t bad = 0;
+  for (float v : noise.data) bad += std::isfinite(v) ? 0 : 1;
+  if (bad) {
+    throw InputError(flag + " " + path + " holds " + std::to_string(bad) + " non-finite value(s) (NaN or inf); give finite float32 noise");
+  }
+  return std::move(noise.data);
+}
+
+void write_dumps(Outputs& out, const std::string& dir, const Bundle& b, const Generation& g, const Request& req) {
   make_dirs(dir);
   const int64_t L = b.max_length, D = b.latent_channels, T = b.latent_length;
   const int64_t C = int64_t(g.global_cond.size());
@@ -200,16 +243,26 @@ void write_dumps(Outputs& out, const std::string& dir, const Bundle& b, const Ge
   }
   write_npy_f32(out.tmp(dir + "/audio.npy"), {b.channels, g.frames}, g.audio.data());
   write_npy_f32(out.tmp(dir + "/noise.npy"), {b.steps, D, T}, g.noise.data());
+  if (g.audio_to_audio) {
+    write_npy_f32(out.tmp(dir + "/init_audio.npy"), {b.channels, b.init_audio_length()}, req.init_audio.data());
+    write_npy_f32(out.tmp(dir + "/init_latents.npy"), {1, D, T}, g.init_latents.data());
+    write_npy_f32(out.tmp(dir + "/vae_noise.npy"), {1, D, T}, g.vae_noise.data());
+  }
 }
 
 int run(int argc, char** argv) {
   Args args = parse_args(argc, argv);
   const auto load_start = std::chrono::steady_clock::now();
   Bundle bundle = load_bundle(args.bundle);
+  const bool a2a = !args.init_audio.empty();
+  if (a2a && !bundle.has_encoder()) throw InputError(kNoEncoder);
   std::vector<std::pair<std::string, std::string>> inputs = {
       {"the manifest", bundle.dir + "/manifest.json"}, {"the tokenizer", bundle.tokenizer_path},
       {"the text encoder", bundle.text_encoder.path}, {"the DiT", bundle.dit.path}, {"the decoder", bundle.decoder.path}};
+  if (bundle.has_encoder()) inputs.push_back({"the encoder", bundle.encoder.path});
   if (!args.noise.empty()) inputs.push_back({"--noise", args.noise});
+  if (a2a) inputs.push_back({"--init-audio", args.init_audio});
+  if (!args.vae_noise.empty()) inputs.push_back({"--vae-noise", args.vae_noise});
   check_output(args.output, inputs);
   check_seconds(bundle, args.seconds);
   Request req;
@@ -218,25 +271,27 @@ int run(int argc, char** argv) {
   req.seed = args.seed;
   req.keep_intermediates = !args.dump.empty();
   if (!args.noise.empty()) {
-    NpyArray noise = read_npy_f32(args.noise);
-    const std::vector<int64_t> want = {bundle.steps, bundle.latent_channels, bundle.latent_length};
-    if (noise.shape != want) {
-      std::string got;
-      for (size_t i = 0; i < noise.shape.size(); ++i) got += (i ? ", " : "") + std::to_string(noise.shape[i]);
-      throw InputError("--noise " + args.noise + " has shape [" + got + "], this bundle needs [" + std::to_string(want[0]) + ", " +
-                       std::to_string(want[1]) + ", " + std::to_string(want[2]) + "] (steps, latent channels, latent length)");
+    req.noise = read_noise_file("--noise", args.noise, {bundle.steps, bundle.latent_channels, bundle.latent_length},
+                                "steps, latent channels, latent length");
+  }
+  std::vector<std::string> notes;
+  if (a2a) {
+    req.init_noise_level = args.level;
+    if (!args.vae_noise.empty()) {
+      req.vae_noise = read_noise_file("--vae-noise", args.vae_noise, {1, bundle.latent_channels, bundle.latent_length},
+                                      "1, latent channels, latent length");
     }
-    size_t bad = 0;
-    for (float v : noise.data) bad += std::isfinite(v) ? 0 : 1;
-    if (bad) {
-      throw InputError("--noise " + args.noise + " holds " + std::to_string(bad) + " non-finite value(s) (NaN or inf); give finite float32 noise");
-    }
-    req.noise = std::move(noise.data);
+    InitAudio prepared = prepare_init_audio(read_wav(args.init_audio, "--init-audio " + args.init_audio), bundle.sample_rate,
+                                            bundle.channels, bundle.init_audio_length());
+    req.init_audio = std::move(prepared.planar);
+    notes = std::move(prepared.notes);
   }
   // The prompt's length is checked before any model is loaded (a tokenizer of its own: spiece.model loads in ms).
   Tokenizer(bundle.tokenizer_path, bundle.max_length, bundle.eos_id, bundle.pad_id).fit(args.prompt, args.truncate_prompt);
+  // Notes only once every input is accepted, so a refused run prints its one error line and nothing else.
+  for (const std::string& note : notes) std::fprintf(stderr, "edgegen-runner: note: %s\n", note.c_str());
   const int threads = args.threads > 0 ? args.threads : bundle.target_threads;
-  Pipeline pipeline(std::move(bundle), threads);
+  Pipeline pipeline(std::move(bundle), threads, a2a);
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
 
   Generation g = pipeline.generate(req);
@@ -247,7 +302,7 @@ int run(int argc, char** argv) {
   const Bundle& b = pipeline.bundle();
   Outputs out;
   write_wav_f32(out.tmp(args.output), g.audio, b.channels, g.frames, b.sample_rate);
-  if (!args.dump.empty()) write_dumps(out, args.dump, b, g);
+  if (!args.dump.empty()) write_dumps(out, args.dump, b, g, req);
   out.commit();
 
   std::fputs(report_text(b, g, load_s, pipeline.threads()).c_str(), stdout);

@@ -39,6 +39,15 @@ std::vector<std::vector<float>> run(Engine& e, const Artifact& a, const char* na
   return e.run(inputs);
 }
 
+// NaN or inf in a stage's output stops the generation there (edgegen's BundlePipeline does the same).
+void check_finite_latents(const std::vector<float>& v, const char* what) {
+  const size_t bad = size_t(std::count_if(v.begin(), v.end(), [](float x) { return !std::isfinite(x); }));
+  if (bad) {
+    throw RuntimeFailure(std::string(what) + " hold " + std::to_string(bad) +
+                         " non-finite value(s) (NaN or inf); nothing was written, check the init audio and the bundle");
+  }
+}
+
 // Non-finite audio is an error, never a file (edgegen.common.check_finite does the same in Python).
 void check_finite(const std::vector<float>& audio) {
   const size_t bad = size_t(std::count_if(audio.begin(), audio.end(), [](float v) { return !std::isfinite(v); }));
@@ -81,15 +90,23 @@ void check_seconds(const Bundle& bundle, double seconds) {
   }
 }
 
+void check_init_noise_level(double level, const std::string& given) {
+  if (!(std::isfinite(level) && level > 0.0 && level <= 1.0)) {
+    throw InputError("--init-noise-level " + given + " is out of range: give S with 0 < S <= 1 "
+                     "(small S stays close to the init audio, 1 ignores it)");
+  }
+}
+
 double peak_rss_mb() {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   return double(ru.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux and Android
 }
 
-Pipeline::Pipeline(Bundle bundle, int threads)
+Pipeline::Pipeline(Bundle bundle, int threads, bool audio_to_audio)
     : bundle_(std::move(bundle)), tokenizer_(bundle_.tokenizer_path, bundle_.max_length, bundle_.eos_id, bundle_.pad_id),
       threads_(threads) {
+  if (audio_to_audio && !bundle_.has_encoder()) throw InputError(kNoEncoder);
   if (bundle_.backend == "executorch") {
     executorch::runtime::runtime_init();
     if (threads > 0) set_num_threads(threads);  // one process-wide pool
@@ -98,6 +115,7 @@ Pipeline::Pipeline(Bundle bundle, int threads)
   text_encoder_ = load_engine(bundle_.backend, bundle_.text_encoder, "text_encoder", threads);
   dit_ = load_engine(bundle_.backend, bundle_.dit, "dit", threads);
   decoder_ = load_engine(bundle_.backend, bundle_.decoder, "decoder", threads);
+  if (audio_to_audio) encoder_ = load_engine(bundle_.backend, bundle_.encoder, "encoder", threads);
 }
 
 Pipeline::~Pipeline() = default;
@@ -111,12 +129,51 @@ Generation Pipeline::generate(const Request& req) {
     throw InputError("noise has " + std::to_string(req.noise.size()) + " values, expected [" + std::to_string(b.steps) + ", " +
                      std::to_string(b.latent_channels) + ", " + std::to_string(b.latent_length) + "]");
   }
+  const bool a2a = !req.init_audio.empty();
+  const double level = req.init_noise_level;
+  check_init_noise_level(level, std::to_string(level));
+  if (!a2a && level != 1.0) throw InputError("--init-noise-level needs --init-audio FILE (audio-to-audio)");
+  if (a2a && !encoder_) {
+    throw InputError(b.has_encoder() ? "init audio given to a Pipeline made without audio_to_audio; construct it with audio_to_audio = true"
+                                     : kNoEncoder);
+  }
+  const size_t audio_count = size_t(b.channels) * size_t(b.init_audio_length());
+  if (a2a && req.init_audio.size() != audio_count) {
+    throw InputError("init audio has " + std::to_string(req.init_audio.size()) + " values, expected [" + std::to_string(b.channels) +
+                     ", " + std::to_string(b.init_audio_length()) + "]; prepare it with prepare_init_audio");
+  }
+  if (!req.vae_noise.empty() && (!a2a || req.vae_noise.size() != latent)) {
+    throw InputError("vae noise has " + std::to_string(req.vae_noise.size()) + " values, expected [1, " + std::to_string(b.latent_channels) +
+                     ", " + std::to_string(b.latent_length) + "] and init audio");
+  }
   const auto start = std::chrono::steady_clock::now();
   Generation g;
-  g.noise = req.noise.empty() ? gaussian_noise(req.seed, noise_count) : req.noise;
-  const std::vector<float> t = pingpong_schedule(b.steps, b.logsnr_max, b.logsnr_min);
+  g.audio_to_audio = a2a;
+  g.init_noise_level = level;
+  // One draw of steps (+1 for audio-to-audio) slices: the generator is counter-based, so the chain's `steps` slices
+  // are text-to-audio's numbers and slice `steps` is the VAE noise (edgegen.sampler.init_vae_noise).
+  const bool draw_vae = a2a && req.vae_noise.empty();
+  std::vector<float> drawn;
+  if (req.noise.empty() || draw_vae) drawn = gaussian_noise(req.seed, noise_count + (draw_vae ? latent : 0));
+  g.noise = req.noise.empty() ? std::vector<float>(drawn.begin(), drawn.begin() + ptrdiff_t(noise_count)) : req.noise;
+  if (a2a) g.vae_noise = draw_vae ? std::vector<float>(drawn.begin() + ptrdiff_t(noise_count), drawn.end()) : req.vae_noise;
+  const std::vector<float> t = pingpong_schedule(b.steps, b.logsnr_max, b.logsnr_min, level);
 
+  std::vector<float> x(g.noise.begin(), g.noise.begin() + ptrdiff_t(latent));  // [1, D, T]
   auto t0 = std::chrono::steady_clock::now();
+  if (a2a) {
+    auto enc = run(*encoder_, b.encoder, "encoder", {{"audio", req.init_audio.data()}});
+    const std::vector<float>& mean = enc[b.encoder.output("latent_mean")];
+    const std::vector<float>& stdev = enc[b.encoder.output("latent_std")];
+    g.init_latents.resize(latent);
+    for (size_t j = 0; j < latent; ++j) g.init_latents[j] = mean[j] + stdev[j] * g.vae_noise[j];
+    check_finite_latents(g.init_latents, "the encoder's latents (mean + std * vae noise)");
+    // Python: init[0] * (1 - level) + noise[0] * level, torch rounding each Python-float factor to float32 first.
+    const float keep = float(1.0 - level), noise_level = float(level);
+    for (size_t j = 0; j < latent; ++j) x[j] = g.init_latents[j] * keep + x[j] * noise_level;
+    g.encoder_s = seconds_since(t0);
+    t0 = std::chrono::steady_clock::now();
+  }
   g.tokens = tokenizer_.encode(req.prompt);
   const float seconds_total = float(req.seconds);
   auto cond = run(*text_encoder_, b.text_encoder, "text_encoder",
@@ -125,7 +182,6 @@ Generation Pipeline::generate(const Request& req) {
   g.global_cond = std::move(cond[b.text_encoder.output("global_cond")]);
   g.text_encoder_s = seconds_since(t0);
 
-  std::vector<float> x(g.noise.begin(), g.noise.begin() + latent);  // [1, D, T]
   for (int i = 0; i < b.steps; ++i) {
     t0 = std::chrono::steady_clock::now();
     const float ti = t[size_t(i)];

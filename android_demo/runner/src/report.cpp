@@ -23,7 +23,9 @@ std::string report_json(const Bundle& b, const Generation& g, double load_s, int
          ", \"peak_rss_mb\": " + json_number(peak_rss_mb()) +
          ", \"time_to_first_audio_s\": " + json_number(g.time_to_first_audio_s) +
          ", \"rtf\": " + json_number(g.e2e_s / audio_seconds(b, g)) +
-         ", \"stages\": {\"load\": " + json_number(load_s) + ", \"text_encoder\": " + json_number(g.text_encoder_s) +
+         ", \"stages\": {\"load\": " + json_number(load_s) +
+         (g.audio_to_audio ? ", \"encoder\": " + json_number(g.encoder_s) : std::string()) +  // audio-to-audio only
+         ", \"text_encoder\": " + json_number(g.text_encoder_s) +
          ", \"dit\": " + json_number(dit_s) + ", \"decoder\": " + json_number(g.decoder_s) + "}" +
          ", \"dit_step_s\": " + steps +
          ", \"decoder_calls\": " + std::to_string(g.decoder_calls) +
@@ -34,21 +36,25 @@ std::string report_json(const Bundle& b, const Generation& g, double load_s, int
          ", \"sample_rate\": " + std::to_string(b.sample_rate) +
          ", \"prompt_tokens\": " + std::to_string(g.tokens.count) +
          ", \"prompt_truncated\": " + (g.tokens.truncated ? "true" : "false") +
+         ", \"init_noise_level\": " + json_number(g.init_noise_level) +
          ", \"recipe\": " + json_quote(b.recipe) +
          ", \"runner\": \"native\", \"backend\": " + json_quote(b.backend) + "}";
 }
 
 std::string report_text(const Bundle& b, const Generation& g, double load_s, int threads) {
   const double dit_s = std::accumulate(g.dit_step_s.begin(), g.dit_step_s.end(), 0.0);
-  char buf[512];
+  char enc[64] = "";
+  if (g.audio_to_audio) std::snprintf(enc, sizeof(enc), "encoder       %9.4f s  (S = %g)\n", g.encoder_s, g.init_noise_level);
+  char buf[640];
   std::snprintf(buf, sizeof(buf),
                 "load          %9.4f s\n"
+                "%s"
                 "text_encoder  %9.4f s\n"
                 "dit           %9.4f s  (%d steps, %.4f s/step)\n"
                 "decoder       %9.4f s  (%d call%s)\n"
                 "first audio   %9.4f s\n"
                 "e2e           %9.4f s  (rtf %.3f, %d threads, %.3f s of audio)\n",
-                load_s, g.text_encoder_s, dit_s, b.steps, dit_s / b.steps, g.decoder_s, g.decoder_calls,
+                load_s, enc, g.text_encoder_s, dit_s, b.steps, dit_s / b.steps, g.decoder_s, g.decoder_calls,
                 g.decoder_calls == 1 ? "" : "s, streamed", g.time_to_first_audio_s, g.e2e_s,
                 g.e2e_s / audio_seconds(b, g), threads, audio_seconds(b, g));
   return buf;

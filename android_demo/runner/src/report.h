@@ -1,7 +1,9 @@
 // The one-line JSON benchmark record shared by the CLI and the JNI bridge (same keys as `edgegen bench`):
 // {"e2e_s", "peak_rss_mb", "time_to_first_audio_s", "rtf", "stages": {"load", "text_encoder", "dit", "decoder"},
-//  "dit_step_s": [...], "threads", "steps", "seconds", "frames", "sample_rate", "recipe", "runner": "native",
-//  "backend": "executorch"}
+//  "dit_step_s": [...], "threads", "steps", "seconds", "frames", "sample_rate", "init_noise_level", "recipe",
+//  "runner": "native", "backend": "executorch"}
+// Audio-to-audio adds "encoder" to "stages" (before "text_encoder": it runs first); "init_noise_level" is S, 1 for
+// text-to-audio.
 #pragma once
 
 #include <string>

@@ -31,14 +31,16 @@ std::vector<float> gaussian_noise(uint64_t seed, size_t count) {
   return out;
 }
 
-std::vector<float> pingpong_schedule(int steps, double logsnr_max, double logsnr_min) {
+std::vector<float> pingpong_schedule(int steps, double logsnr_max, double logsnr_min, double init_noise_level) {
+  const double s = init_noise_level;
+  const double start = s >= 1.0 ? logsnr_max : std::log((1.0 - s) / s + 1e-6);
   std::vector<float> t(size_t(steps) + 1);
-  const double step = (logsnr_min - logsnr_max) / double(steps);
+  const double step = (logsnr_min - start) / double(steps);
   for (int k = 0; k <= steps; ++k) {
-    double logsnr = (k == steps) ? logsnr_min : double(k) * step + logsnr_max;
+    double logsnr = (k == steps) ? logsnr_min : double(k) * step + start;
     t[size_t(k)] = float(1.0 / (1.0 + std::exp(logsnr)));
   }
-  t[0] = 1.0f;
+  t[0] = float(s);
   t[size_t(steps)] = 0.0f;
   return t;
 }
