@@ -38,7 +38,7 @@ from typing import Callable
 import numpy as np
 
 from edgegen.bench import ENCODER_STAGE, PROMPT, STAGES, Iteration, bench_result
-from edgegen.bundle import MANIFEST, Bundle
+from edgegen.bundle import MANIFEST, Bundle, init_audio_shape
 from edgegen.common import check_seconds, sha256_file
 from edgegen.errors import EdgegenError
 from edgegen.noise import gaussian_noise
@@ -266,11 +266,8 @@ def _push_init_audio(device: Device, r: "_Remote", bundle: Bundle, init_audio: t
     from edgegen.init_audio import prepare_init_audio
 
     m = bundle.manifest
-    if "encoder" not in m["artifacts"]:
-        raise EdgegenError(f"{bundle.root} has no encoder artifact, so it cannot start from --init-audio; re-export "
-                           "it with `edgegen export --audio-to-audio`")
-    audio_in = next(i for i in m["artifacts"]["encoder"]["inputs"] if i["name"] == "audio")
-    prepared, _ = prepare_init_audio(*init_audio, sample_rate=m["sample_rate"], length=audio_in["shape"][-1])
+    _, channels, length = init_audio_shape(m, bundle.root)
+    prepared, _ = prepare_init_audio(*init_audio, sample_rate=m["sample_rate"], length=length, channels=channels)
     with tempfile.TemporaryDirectory(prefix="edgegen-adb-") as tmp:
         path = Path(tmp) / "init.wav"
         write_wav(path, prepared[0].numpy(), m["sample_rate"])
@@ -373,8 +370,7 @@ def _device_audio_to_audio(device: Device, r: _Remote, bundle: Bundle, tmp: Path
     from edgegen.sampler import init_vae_noise
 
     m = bundle.manifest
-    audio_in = next(i for i in m["artifacts"]["encoder"]["inputs"] if i["name"] == "audio")
-    init = parity_init_audio(m["sample_rate"], audio_in["shape"][-1])
+    init = parity_init_audio(m["sample_rate"], init_audio_shape(m, bundle.root)[-1])
     steps, (channels, length) = m["sampler"]["steps"], _latent_shape(m)
     vae = init_vae_noise(None, seed=seed, steps=steps, channels=channels, length=length).numpy()
     np.save(tmp / "vae_noise.npy", vae)

@@ -156,6 +156,18 @@ def _validate(value, spec, where: str, path: Path) -> None:
         bad(spec[0])
 
 
+NO_ENCODER = ("{root} has no encoder artifact, so it cannot start from init audio; re-export it with "
+              "`edgegen export --audio-to-audio`")
+
+
+def init_audio_shape(manifest: dict, root: Path | str) -> list[int]:
+    """The encoder artifact's `audio` input shape [1, channels, N] (what init audio is prepared to); a bundle
+    without an encoder (`root` names it) is one EdgegenError naming the export flag."""
+    if "encoder" not in manifest["artifacts"]:
+        raise EdgegenError(NO_ENCODER.format(root=root))
+    return next(i for i in manifest["artifacts"]["encoder"]["inputs"] if i["name"] == "audio")["shape"]
+
+
 def file_entry(path: Path) -> dict:
     return {"file": path.name, "sha256": sha256_file(path), "size": path.stat().st_size}
 

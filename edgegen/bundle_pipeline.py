@@ -32,16 +32,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgegen.bundle import Bundle, open_bundle
+from edgegen.bundle import NO_ENCODER, Bundle, init_audio_shape, open_bundle
 from edgegen.errors import EdgegenError
 from edgegen.common import COMPONENTS, ENCODER, Timings, check_finite, check_seconds, collect_audio, num_samples
 from edgegen.runtime import Artifact, load_artifacts, release_memory
-from edgegen.sampler import chain_noise, init_vae_noise, pingpong, schedule
+from edgegen.sampler import chain_noise, init_vae_noise, pingpong, schedule, start_from_init
 from edgegen.tokenizer import Tokenizer
-
-
-NO_ENCODER = ("{root} has no encoder artifact, so it cannot start from init audio; re-export it with "
-              "`edgegen export --audio-to-audio`")
 
 
 class BundlePipeline:
@@ -157,11 +153,8 @@ class BundlePipeline:
         for this call. A bundle without an encoder is one error naming the export flag."""
         from edgegen.init_audio import prepare_init_audio
 
-        if not self.audio_to_audio:
-            raise EdgegenError(NO_ENCODER.format(root=self.bundle.root))
-        audio_in = next(i for i in self.bundle.manifest["artifacts"][ENCODER]["inputs"] if i["name"] == "audio")
-        prepared, _ = prepare_init_audio(*init_audio, sample_rate=self.sample_rate, length=audio_in["shape"][-1],
-                                         channels=audio_in["shape"][1])
+        _, channels, length = init_audio_shape(self.bundle.manifest, self.bundle.root)
+        prepared, _ = prepare_init_audio(*init_audio, sample_rate=self.sample_rate, length=length, channels=channels)
         with self.resident(ENCODER):
             return self.encode_audio(prepared, vae_noise)
 
@@ -196,13 +189,11 @@ class BundlePipeline:
                  timings: Timings | None = None, on_chunk: Callable[[np.ndarray], None] | None = None,
                  truncate_prompt: bool = False, init_audio: tuple[int, np.ndarray] | None = None,
                  init_noise_level: float = 1.0, vae_noise: np.ndarray | None = None) -> np.ndarray:
-        from edgegen.init_audio import check_init_noise_level
+        from edgegen.init_audio import audio_to_audio_level
 
         self.check_seconds(seconds_total)
         self.tokenizer.fit(prompt, truncate=truncate_prompt)  # over-long: refused unless asked for (Pipeline too)
-        level = check_init_noise_level(init_noise_level)
-        if init_audio is None and level != 1.0:
-            raise EdgegenError(f"init_noise_level {level} needs init audio (--init-audio FILE)")
+        level = audio_to_audio_level(init_noise_level, init_audio)
         steps = steps or self.steps
         channels, length = self.latent_shape
         noise = chain_noise(noise, seed=seed, steps=steps, channels=channels, length=length, owner="this bundle")
@@ -210,9 +201,7 @@ class BundlePipeline:
         start = clock = time.perf_counter()
         if init_audio is not None:
             vae = init_vae_noise(vae_noise, seed=seed, steps=steps, channels=channels, length=length, owner="this bundle")
-            init = self.init_latents(init_audio, vae)
-            noise = noise.clone()
-            noise[0] = init[0] * (1 - level) + noise[0] * level  # as Pipeline.generate
+            noise = start_from_init(noise, self.init_latents(init_audio, vae), level)
             timings.stages["encoder"] = time.perf_counter() - clock  # its load and release included
             clock = time.perf_counter()
         with self.resident("text_encoder"):

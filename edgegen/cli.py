@@ -338,8 +338,9 @@ def run(bundle, prompt, seconds, seed, noise, threads, low_memory, pcm16, stream
         raise EdgegenError(f"{bundle}: {bp.stream_refusal()}")
     injected = read_noise(noise, (bp.steps, *bp.latent_shape)) if noise else None
     if init is not None:
-        audio_in = next(i for i in bp.bundle.manifest["artifacts"]["encoder"]["inputs"] if i["name"] == "audio")
-        init = _prepare_init(init, sample_rate=bp.sample_rate, length=audio_in["shape"][-1])
+        from edgegen.bundle import init_audio_shape
+
+        init = _prepare_init(init, sample_rate=bp.sample_rate, length=init_audio_shape(bp.bundle.manifest, bundle)[-1])
     timings = Timings()
     with _sigterm_unwinds(), _wav_out(output, bp.sample_rate, pcm16=pcm16, stream=stream) as (on_chunk, finish):
         with click.progressbar(length=bp.steps, label="sampling", file=sys.stderr) as bar:

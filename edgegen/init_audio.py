@@ -52,6 +52,14 @@ def check_init_noise_level(level: float) -> float:
     return float(level)
 
 
+def audio_to_audio_level(level: float, init_audio) -> float:
+    """S checked (`check_init_noise_level`); S < 1 without init audio is an error (it would mean nothing)."""
+    level = check_init_noise_level(level)
+    if init_audio is None and level != 1.0:
+        raise EdgegenError(f"init_noise_level {level} needs init audio (--init-audio FILE)")
+    return level
+
+
 def resample(audio: torch.Tensor, orig: int, new: int) -> torch.Tensor:
     """[..., n] at `orig` Hz -> [..., ceil(n * new / orig)] at `new` Hz, band-limited (windowed sinc).
 

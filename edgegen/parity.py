@@ -197,8 +197,9 @@ def capture_bundle(bp, *, prompts: tuple[str, ...], seconds: float, noise: np.nd
 def _capture_encoder(bp, prompt: str, *, seconds: float, noise: np.ndarray, seed: int) -> EncoderOutputs:
     from edgegen.sampler import init_vae_noise
 
-    audio_in = next(i for i in bp.bundle.manifest["artifacts"]["encoder"]["inputs"] if i["name"] == "audio")
-    init = parity_init_audio(bp.sample_rate, audio_in["shape"][-1])
+    from edgegen.bundle import init_audio_shape
+
+    init = parity_init_audio(bp.sample_rate, init_audio_shape(bp.bundle.manifest, bp.bundle.root)[-1])
     vae = init_vae_noise(None, seed=seed, steps=bp.steps, channels=bp.latent_shape[0], length=bp.latent_shape[1])
     latents = bp.init_latents((bp.sample_rate, init), vae)
     audio = bp.generate(prompt, seconds_total=seconds, noise=noise, truncate_prompt=True,

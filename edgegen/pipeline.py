@@ -31,7 +31,7 @@ from edgegen.components.oobleck import OobleckConfig, OobleckDecoder, OobleckEnc
 from edgegen.components.t5_encoder import T5Config, T5Encoder, check_t5_precision
 from edgegen.config import ModelConfig
 from edgegen.errors import EdgegenError
-from edgegen.sampler import LOGSNR_MAX, LOGSNR_MIN, chain_noise, init_vae_noise, pingpong, schedule
+from edgegen.sampler import LOGSNR_MAX, LOGSNR_MIN, chain_noise, init_vae_noise, pingpong, schedule, start_from_init
 from edgegen.tokenizer import Tokenizer
 
 ASSETS = Path(__file__).parent / "assets"
@@ -139,13 +139,11 @@ class Pipeline:
 
         `sigmas` ([steps + 1] noise levels) replaces the schedule (`edgegen.sampler.schedule`), e.g. to reproduce
         another sampler's; it must start at S and end at 0."""
-        from edgegen.init_audio import check_init_noise_level, prepare_init_audio
+        from edgegen.init_audio import audio_to_audio_level, prepare_init_audio
 
         self.check_seconds(seconds_total)
         self.tokenizer.fit(prompt, truncate=truncate_prompt)
-        level = check_init_noise_level(init_noise_level)
-        if init_audio is None and level != 1.0:
-            raise EdgegenError(f"init_noise_level {level} needs init audio (--init-audio FILE)")
+        level = audio_to_audio_level(init_noise_level, init_audio)
         channels = self.config.dit.io_channels
         noise = chain_noise(noise, seed=seed, steps=steps, channels=channels, length=self.latent_length)
         timings = timings if timings is not None else Timings()
@@ -155,8 +153,7 @@ class Pipeline:
                                              length=self.latent_length * self.config.vae.hop)
             init = self.encode_audio(prepared, init_vae_noise(vae_noise, seed=seed, steps=steps, channels=channels,
                                                               length=self.latent_length))
-            noise = noise.clone()
-            noise[0] = init[0] * (1 - level) + noise[0] * level
+            noise = start_from_init(noise, init, level)
             timings.stages["encoder"] = time.perf_counter() - clock
             clock = time.perf_counter()
         ids, mask = self.tokenize([prompt])

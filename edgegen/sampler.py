@@ -67,6 +67,15 @@ def init_vae_noise(noise, *, seed: int, steps: int, channels: int, length: int,
     return noise
 
 
+def start_from_init(noise: torch.Tensor, init: torch.Tensor, level: float) -> torch.Tensor:
+    """The chain noise with its first slice replaced by (1 - S) * init + S * noise[0] (audio-to-audio at S =
+    `level`; init [1, C, T]), as upstream mixes init latents and noise for rectified flow. A copy; float32, this
+    order (the native runner repeats it)."""
+    noise = noise.clone()
+    noise[0] = init[0] * (1 - level) + noise[0] * level
+    return noise
+
+
 def chain_noise(noise, *, seed: int, steps: int, channels: int, length: int, owner: str = "this model") -> torch.Tensor:
     """The chain's noise: `noise` (injected, any array) checked against [steps, channels, length], else
     `make_noise(seed=...)`. A wrong shape is one EdgegenError naming what `owner` needs."""
