@@ -46,7 +46,7 @@ def main() -> None:
     x = torch.randn(1, 64, args.window, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ref = pipe.decoder(x)
-    spec = io_spec(pipe, "decoder", decoder_window=args.window)
+    spec = io_spec(pipe, "decoder", stream={"window": args.window})
     int8, fp32 = Rule("*", "int8"), Rule("*", "fp32")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

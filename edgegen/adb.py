@@ -299,6 +299,8 @@ def device_bench(bundle: Bundle, *, device: Device, runner_dir: Path, iters: int
     model = device.adb.shell("getprop ro.product.model").strip()
     cpus = device.adb.shell("nproc").strip()
     a2a = {"init_noise_level": init_noise_level} if init_audio is not None else {}
+    if "decoded_latent_frames" in runs[0]:  # runners from before schema 3 do not report it
+        a2a["decoded_latent_frames"] = runs[0]["decoded_latent_frames"]
     return bench_result([_iteration(x) for x in runs], warmup=warmup, kind="device", backend=m["backend"],
                         recipe=m["recipe"]["name"], target=m["target"]["name"], bundle=str(bundle.root),
                         threads=runs[0]["threads"], **a2a, machine=device.abi, processor=model,

@@ -102,6 +102,7 @@ def bench_bundle(path, *, iters: int = 3, warmup: int = 1, threads: int | None =
                         sample_rate=bp.sample_rate, iters=iters, warmup=warmup, on_iter=on_iter)
     m = bp.bundle.manifest
     extra = {"init_noise_level": init_noise_level} if init_audio is not None else {}
+    extra["decoded_latent_frames"] = bp.decoded_latent_frames(runs[0].frames)
     return bench_result(runs, warmup=warmup, load_s=bp.load_s, kind="bundle", backend=m["backend"],
                         recipe=m["recipe"]["name"], target=m["target"]["name"], bundle=str(path),
                         threads=threads or m["target"].get("threads"), low_memory=low_memory, **extra,
@@ -124,7 +125,8 @@ def bench_model(model, *, t5=None, t5_precision: str = "fp16", iters: int = 3, w
     runs = _measure(lambda t: pipe.generate(prompt, seconds_total=seconds, seed=0, timings=t),
                     sample_rate=pipe.sample_rate, iters=iters, warmup=warmup, on_iter=on_iter)
     return bench_result(runs, warmup=warmup, load_s=load_s, kind="eager", backend="pytorch-eager", recipe="fp32",
-                        target="host", model=str(model), threads=torch.get_num_threads(), **host_machine())
+                        target="host", model=str(model), decoded_latent_frames=pipe.latent_length,
+                        threads=torch.get_num_threads(), **host_machine())
 
 
 def format_bench(r: dict) -> str:
@@ -138,7 +140,8 @@ def format_bench(r: dict) -> str:
                if "encoder" in st else []),
              f"  text encoder    {st['text_encoder']:8.3f} s",
              f"  dit             {st['dit']:8.3f} s   ({r['dit_step_s']:.3f} s/step)",
-             f"  decoder         {st['decoder']:8.3f} s",
+             f"  decoder         {st['decoder']:8.3f} s" + (f"   ({r['decoded_latent_frames']} latent frames decoded)"
+                                                           if "decoded_latent_frames" in r else ""),
              f"  end to end      {r['e2e_s']:8.3f} s   for {r['audio_seconds']:.2f} s of audio (RTF {r['rtf']:.2f})",
              f"  first audio     {r['time_to_first_audio_s']:8.3f} s",
              f"  peak RSS        {r['peak_rss_mb']:8.0f} MB"]

@@ -43,9 +43,12 @@ from edgegen.common import ARTIFACTS, BACKENDS, sha256_file
 from edgegen.errors import EdgegenError
 
 # 1: the decoder takes the whole latent sequence. 2: adds `decoder_stream` (window, overlap, hop, receptive_field):
-# the decoder artifact takes [1, 64, window] and is run over overlapping windows. An exporter writes the lowest
-# version that describes the bundle, so a whole-sequence bundle stays readable by version-1 tools.
-SCHEMA_VERSIONS = (1, 2)
+# the decoder artifact takes [1, 64, window] and is run over overlapping windows. 3: `decoder_stream` is stateful
+# (mode "stateful", window, hop, delay, state_size): the decoder also takes `position` [2] and `state` [1, S] and
+# returns `next_state`, windows follow back to back and the audio runs `delay` samples behind (see
+# components/stateful_decoder.py); tools that read only 1 and 2 refuse it by its version. An exporter writes the
+# lowest version that describes the bundle, so a whole-sequence bundle stays readable by version-1 tools.
+SCHEMA_VERSIONS = (1, 2, 3)
 MANIFEST = "manifest.json"
 UNPACK_PREFIX = "edgegen-bundle-"
 
@@ -103,7 +106,9 @@ MANIFEST_SCHEMA = {
     "tokenizer": {**_FILE, "max_length": _POS_INT, "eos_id": _NONNEG_INT, "pad_id": _NONNEG_INT},
     "artifacts": _Components({**_FILE, "inputs": [_TENSOR], "outputs": [_TENSOR], "schemes?": _OBJECT,
                               "delegated_fraction?": ("a number in [0, 1]", lambda v: _is_number(v) and 0 <= v <= 1)}),
-    "decoder_stream?": {"window": _POS_INT, "overlap": _NONNEG_INT, "hop": _POS_INT, "receptive_field?": _NONNEG_INT},
+    "decoder_stream?": {"window": _POS_INT, "hop": _POS_INT, "overlap?": _NONNEG_INT, "receptive_field?": _NONNEG_INT,
+                        "mode?": ("stateful", lambda v: v == "stateful"), "delay?": _NONNEG_INT,
+                        "state_size?": _POS_INT},
 }
 
 
@@ -261,19 +266,41 @@ def call_order(inputs: list[dict], *, where: str = "manifest inputs") -> list[di
 
 
 def _check_stream(path: Path, manifest: dict) -> None:
-    """`decoder_stream` appears exactly in version-2 manifests and agrees with the decoder's declared input."""
-    stream = manifest.get("decoder_stream")
-    if (stream is not None) != (manifest["schema_version"] >= 2):
+    """`decoder_stream` appears exactly in version-2 and -3 manifests (overlapped windows in 2, stateful in 3) and
+    agrees with the decoder's declared inputs."""
+    stream, version = manifest.get("decoder_stream"), manifest["schema_version"]
+    if (stream is not None) != (version >= 2):
         raise EdgegenError(f"{path}: decoder_stream must be present exactly when schema_version >= 2; re-export")
     if stream is None:
         return
-    try:
-        window, overlap, hop = int(stream["window"]), int(stream["overlap"]), int(stream["hop"])
-    except (KeyError, TypeError, ValueError):
-        raise EdgegenError(f"{path}: decoder_stream needs integer window, overlap and hop; re-export") from None
-    if window <= 2 * overlap or overlap < 0 or hop < 1:
-        raise EdgegenError(f"{path}: decoder_stream window {window} must exceed 2 x overlap {overlap}; re-export")
+    window, hop = stream["window"], stream["hop"]
     dec = manifest["artifacts"].get("decoder")
+    if version == 3:
+        missing = [k for k in ("mode", "delay", "state_size") if k not in stream]
+        if missing:
+            raise EdgegenError(f"{path}: a schema-3 decoder_stream needs mode \"stateful\", delay and state_size "
+                               f"(missing {', '.join(missing)}); re-export")
+        if dec is not None:
+            want = {"latents": [1, None, window], "position": [2], "state": [1, stream["state_size"]]}
+            got = {i["name"]: i["shape"] for i in dec["inputs"]}
+            for name, shape in want.items():
+                if name not in got or any(w is not None and w != g for w, g in zip(shape, got[name])) \
+                        or len(shape) != len(got[name]):
+                    raise EdgegenError(f"{path}: the stateful decoder needs input {name} of shape "
+                                       f"{[d if d is not None else 'C' for d in shape]} (decoder_stream: window "
+                                       f"{window}, state_size {stream['state_size']}), the manifest lists "
+                                       f"{got.get(name, 'none')}; re-export the bundle")
+            outs = {o["name"]: o["shape"] for o in dec["outputs"]}
+            if outs.get("next_state") != [1, stream["state_size"]] or "audio" not in outs:
+                raise EdgegenError(f"{path}: the stateful decoder needs outputs audio and next_state [1, "
+                                   f"{stream['state_size']}], the manifest lists {sorted(outs)}; re-export the bundle")
+        return
+    if "overlap" not in stream or "mode" in stream:
+        raise EdgegenError(f"{path}: a schema-2 decoder_stream has window, overlap and hop (a stateful one needs "
+                           "schema_version 3); re-export")
+    overlap = stream["overlap"]
+    if window <= 2 * overlap or hop < 1:
+        raise EdgegenError(f"{path}: decoder_stream window {window} must exceed 2 x overlap {overlap}; re-export")
     if dec is not None and dec["inputs"][0]["shape"][-1] != window:
         raise EdgegenError(f"{path}: the decoder takes {dec['inputs'][0]['shape'][-1]} latent frames but "
                            f"decoder_stream.window is {window}; re-export the bundle")
@@ -377,6 +404,15 @@ def open_bundle(path: Path, *, check: bool = True) -> Bundle:
     return Bundle(root=root, manifest=manifest, unpacked=tmp)
 
 
+def _describe_stream(stream: dict | None) -> str:
+    if stream is None:
+        return "whole sequence"
+    if stream.get("mode") == "stateful":
+        return (f"streamed, stateful: windows of {stream['window']} latent frames back to back, each frame decoded "
+                f"once; audio {stream['delay']} samples behind, state {stream['state_size']} floats")
+    return f"streamed: windows of {stream['window']} latent frames, overlap {stream['overlap']}"
+
+
 def describe_bundle(path: Path) -> str:
     with open_bundle(path) as b:  # a zip's unpacked copy is removed again right away
         m = b.manifest
@@ -388,8 +424,7 @@ def describe_bundle(path: Path) -> str:
              f"({m['latent_length']} latents)",
              f"sampler         {m['sampler']['type']}, {m['sampler']['steps']} steps, logSNR "
              f"{m['sampler']['logsnr_max']} -> {m['sampler']['logsnr_min']}",
-             "decoder         " + (f"streamed: windows of {m['decoder_stream']['window']} latent frames, overlap "
-                                   f"{m['decoder_stream']['overlap']}" if "decoder_stream" in m else "whole sequence"),
+             "decoder         " + _describe_stream(m.get("decoder_stream")),
              f"edgegen         {m['edgegen_version']}", "artifacts:"]
     for comp, a in m["artifacts"].items():
         ins = ", ".join(f"{i['name']} {i['dtype']}{i['shape']}" for i in a["inputs"])

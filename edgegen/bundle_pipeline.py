@@ -5,7 +5,8 @@
 
 Same contract as `Pipeline.generate` (and the same noise for the same seed), so a bundle and the
 PyTorch reference can be compared sample for sample. A bundle whose manifest has `decoder_stream` decodes in
-overlapping windows (`edgegen.streaming`); `generate(..., on_chunk=f)` hands each chunk to `f` as it is ready.
+windows (`edgegen.streaming`): back to back with the decoder's state carried between calls (schema 3), or
+overlapping (schema 2); `generate(..., on_chunk=f)` hands each chunk to `f` as it is ready.
 
 A .zip bundle is unpacked into a temporary folder that the pipeline owns: use it as a context manager
 (`with BundlePipeline.open(p) as bp:`) or call `bp.close()` to remove that folder (see `edgegen.bundle`).
@@ -88,14 +89,14 @@ class BundlePipeline:
     def stream_refusal(self) -> str:
         """Why `run --stream` cannot stream this whole-sequence bundle, and whether a re-export would help.
 
-        A schema-1 manifest does not record the decoder's receptive field, so this assumes SAO-small's Oobleck
-        decoder (random:tiny has the same); `export --decoder-window auto` streams only a sequence longer than
-        `streaming.default_window`, so a re-export is suggested only then."""
+        A schema-1 manifest does not describe the decoder, so this assumes SAO-small's Oobleck decoder (random:tiny
+        has the same); `export --decoder-window auto` streams only a sequence longer than
+        `streaming.default_stateful_window`, so a re-export is suggested only then."""
         from edgegen.components.oobleck import OOBLECK_CONFIGS
-        from edgegen.streaming import default_window, receptive_field
+        from edgegen.streaming import default_stateful_window
 
         frames = self.bundle.manifest["latent_length"]
-        window, _ = default_window(receptive_field(OOBLECK_CONFIGS["sao-small"]), length=frames)
+        window = default_stateful_window(OOBLECK_CONFIGS["sao-small"], length=frames)
         if frames > window:
             return ("its decoder takes the whole sequence, so there is nothing to stream; "
                     f"re-export with `edgegen export --decoder-window auto` (windows of {window} of its {frames} "
@@ -172,14 +173,38 @@ class BundlePipeline:
     def decode_chunks(self, latents: torch.Tensor, samples: int | None = None) -> Iterator[torch.Tensor]:
         """Audio [1, 2, n_i] chunks for `latents` [1, 64, T] (its first `samples`, if given): one chunk from a
         whole-sequence decoder, or one per window from a streamed one."""
-        decoder = lambda x: self._artifact("decoder")(latents=x)[0]  # noqa: E731
         if self.stream is None:
-            yield decoder(latents)[:, :, :samples]
+            yield self._artifact("decoder")(latents=latents)[0][:, :, :samples]
+            return
+        s = self.stream
+        if s.get("mode") == "stateful":
+            from edgegen.streaming import decode_stateful
+
+            def step(x, position, state):
+                audio, next_state = self._artifact("decoder")(latents=x, position=position, state=state)
+                return audio, next_state
+
+            yield from decode_stateful(step, latents, window=s["window"], hop=s["hop"], delay=s["delay"],
+                                       state_size=s["state_size"], samples=samples)
             return
         from edgegen.streaming import decode_stream
 
-        yield from decode_stream(decoder, latents, window=self.stream["window"], overlap=self.stream["overlap"],
-                                 hop=self.stream["hop"], samples=samples)
+        yield from decode_stream(lambda x: self._artifact("decoder")(latents=x)[0], latents, window=s["window"],
+                                 overlap=s["overlap"], hop=s["hop"], samples=samples)
+
+    def decoded_latent_frames(self, samples: int) -> int:
+        """Latent frames the decoder runs on for the first `samples` output samples (zero frames past the sequence
+        and a window's padding included): the whole sequence, the overlapped windows, or the stateful calls."""
+        from edgegen.streaming import frames_to_decode, plan_windows, stateful_calls
+
+        s, T = self.stream, self.latent_shape[1]
+        if s is None:
+            return T
+        if s.get("mode") == "stateful":
+            return s["window"] * stateful_calls(min(samples, T * s["hop"]), window=s["window"], hop=s["hop"],
+                                                delay=s["delay"])
+        n = frames_to_decode(samples, length=T, window=s["window"], overlap=s["overlap"], hop=s["hop"])
+        return sum(w.end - w.start for w in plan_windows(n, window=s["window"], overlap=s["overlap"]))
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         return torch.cat(list(self.decode_chunks(latents)), dim=-1)

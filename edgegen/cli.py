@@ -222,12 +222,16 @@ def info(bundle, model, t5, t5_precision):
 @click.option("--force", is_flag=True, help="Replace an existing bundle.")
 @click.option("--zip", "make_zip", is_flag=True, help="Also write OUTPUT.zip for app bundling.")
 @click.option("--decoder-window", default="auto", show_default=True,
-              help="Latent frames per decoder call: auto (stream when the sequence is long; SAO-small: 60 of 256), "
-                   "whole, or a number. A streamed decoder runs over overlapping windows: less memory, early audio.")
+              help="Latent frames per decoder call: auto (stream when the sequence is longer than the default "
+                   "window), whole, or a number. A streamed decoder uses less memory and plays audio early.")
+@click.option("--decoder-stream", type=click.Choice(["stateful", "overlap"]), default="stateful", show_default=True,
+              help="How a streamed decoder runs: stateful (windows back to back, each latent frame decoded once; "
+                   "bundle schema 3) or overlap (overlapping windows of the plain decoder, ~1.4x the frames; schema 2, "
+                   "for tools that read only schema 1-2).")
 @click.option("--verbose", is_flag=True, help="Show the converters' own output (by default it goes to a log file, "
                                               "shown only when a conversion fails).")
 def export_cmd(model, t5, t5_precision, target, recipe, output, components, audio_to_audio, force, make_zip,
-               decoder_window, verbose):
+               decoder_window, decoder_stream, verbose):
     """Quantize and export the three artifacts (four with --audio-to-audio) into a self-describing bundle."""
     from edgegen.common import ARTIFACTS, ENCODER
     from edgegen.export import ConversionError, export_bundle, parse_decoder_window
@@ -250,7 +254,8 @@ def export_cmd(model, t5, t5_precision, target, recipe, output, components, audi
     with _sigterm_unwinds() as check_sigterm:
         try:
             report = export_bundle(pipe, target=tgt, recipe=rec, out=output, components=comps, force=force,
-                                   make_zip=make_zip, decoder_window=decoder_window, verbose=verbose,
+                                   make_zip=make_zip, decoder_window=decoder_window,
+                                   decoder_stream=decoder_stream, verbose=verbose,
                                    progress=lambda comp, stage: (check_sigterm(), progress(comp, stage)))
         except ConversionError as exc:
             for line in [] if verbose else exc.log_tail:

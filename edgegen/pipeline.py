@@ -99,20 +99,42 @@ class Pipeline:
 
     def decode_stream(self, latents: torch.Tensor, *, window: int | None = None, overlap: int | None = None,
                       samples: int | None = None) -> Iterator[torch.Tensor]:
-        """Yield audio chunks [1, 2, n_i] decoded in overlapping windows (see `edgegen.streaming`); the chunks
-        concatenate to `decoder(latents)` (its first `samples`, if given) up to float rounding, with a fraction of
-        its peak memory."""
-        from edgegen.streaming import decode_stream, default_window, receptive_field
+        """Yield audio chunks [1, 2, n_i] that concatenate to `decoder(latents)` (its first `samples`, if given) up
+        to float rounding, with a fraction of its peak memory. By default the stateful stream (schema 3): windows
+        of `window` latent frames back to back, each frame decoded once (`streaming.decode_stateful`); with
+        `overlap`, overlapping windows of the plain decoder (schema 2, `streaming.decode_stream`)."""
+        from edgegen.streaming import decode_stateful, decode_stream, default_stateful_window, default_window
 
-        def decoder(x: torch.Tensor) -> torch.Tensor:
-            # no_grad per call, never held across a yield: a `with torch.no_grad()` around the yields would leave
-            # a consumer that stops early (an error in a later chunk) without grad until the generator is collected
-            with torch.no_grad():
-                return self.decoder(x)
+        if overlap is not None:
+            def decoder(x: torch.Tensor) -> torch.Tensor:
+                # no_grad per call, never held across a yield: a `with torch.no_grad()` around the yields would
+                # leave a consumer that stops early (an error in a later chunk) without grad until it is collected
+                with torch.no_grad():
+                    return self.decoder(x)
 
-        w, o = default_window(receptive_field(self.decoder), length=self.latent_length)
-        yield from decode_stream(decoder, latents, window=window or w, overlap=overlap if overlap is not None else o,
-                                 hop=self.config.vae.hop, samples=samples)
+            w = window or default_window(overlap, length=self.latent_length)[0]
+            yield from decode_stream(decoder, latents, window=w, overlap=overlap, hop=self.config.vae.hop,
+                                     samples=samples)
+            return
+        sd = self.stateful_decoder(window or default_stateful_window(self.decoder, length=self.latent_length))
+
+        def step(x, position, state):
+            with torch.no_grad():  # per call, as above
+                return sd(x, position, state)
+
+        yield from decode_stateful(step, latents, window=sd.window, hop=sd.hop, delay=sd.delay,
+                                   state_size=sd.state_size, samples=samples)
+
+    def stateful_decoder(self, window: int):
+        """This pipeline's decoder as a StatefulDecoder of `window` latent frames (built once per window; it holds
+        its own copy of the weights, refolded)."""
+        from edgegen.components.stateful_decoder import StatefulDecoder
+
+        cache = self.__dict__.setdefault("_stateful", {})
+        if window not in cache:
+            cache.clear()  # one at a time: each holds a copy of the decoder's weights
+            cache[window] = StatefulDecoder(self.decoder, window=window).eval()
+        return cache[window]
 
     def check_seconds(self, seconds_total: float) -> None:
         check_seconds(seconds_total, max_seconds=self.max_seconds, sample_rate=self.sample_rate, owner="this model")

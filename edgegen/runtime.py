@@ -64,12 +64,38 @@ def _litert(path: Path, spec: dict, threads: int | None):
     runner = interp.get_signature_runner()
     names = [i["name"] for i in call_order(spec["inputs"])]
     out_names = [o["name"] for o in spec["outputs"]]
+    packed = []
 
     def call(arrays):
         result = runner(**dict(zip(names, arrays)))
+        if not packed:  # XNNPACK packed its own copy of the weights during this first call
+            packed.append(release_file_pages(path))
         return [result[k] for k in litert_output_keys(result, out_names)]
 
     return call
+
+
+def release_file_pages(path: Path) -> int:
+    """Drop this process's resident pages of `path`'s read-only file mappings; returns the bytes advised.
+
+    The LiteRT interpreter maps its .tflite file; XNNPACK reads every weight once to pack its own copy, and those
+    file pages then stay resident, so each weight counts twice in RSS (measured on SAO-small's int8 bundle: 808 MB
+    of file pages beside the packed weights). MADV_DONTNEED on a file mapping only drops the pages: anything that
+    reads them later faults them back in from the file, so results are unchanged (tested); XNNPACK does not read
+    them again. Linux only (/proc/self/maps); elsewhere a no-op returning 0."""
+    import ctypes
+
+    target = str(Path(path).resolve())
+    try:
+        with open("/proc/self/maps") as f:
+            spans = [tuple(int(x, 16) for x in line.split()[0].split("-")) for line in f
+                     if line.rstrip("\n").split(maxsplit=5)[-1] == target and line.split()[1].startswith("r")]
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return 0
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    MADV_DONTNEED = 4
+    return sum(hi - lo for lo, hi in spans if libc.madvise(lo, hi - lo, MADV_DONTNEED) == 0)
 
 
 def litert_output_keys(result: dict, names: list[str]) -> list[str]:

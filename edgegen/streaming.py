@@ -153,3 +153,71 @@ def decode_stream(decoder: Callable[[torch.Tensor], torch.Tensor], latents: torc
         yield chunk
         if remaining <= 0:
             return
+
+
+# --- Stateful streaming (manifest schema 3): every latent frame decoded once --------------------------------------
+# A StatefulDecoder (edgegen.components.stateful_decoder) carries each convolution's left context between calls and
+# emits the whole decode delayed by `delay` samples, so windows are back to back: no overlap, no re-decoded frames.
+
+
+def stateful_calls(samples: int, *, window: int, hop: int, delay: int) -> int:
+    """Decoder calls a stateful stream needs for the first `samples` output samples: the stream runs `delay` samples
+    behind the audio, so it must reach samples + delay (latent frames past the sequence are fed as zeros)."""
+    return math.ceil(math.ceil((samples + delay) / hop) / window)
+
+
+def stateful_layout(decoder: OobleckDecoder | OobleckConfig, *, window: int) -> tuple[int, int]:
+    """(delay in output samples, state size in floats) of `decoder`'s StatefulDecoder; built on the meta device,
+    so no weights are copied (SAO-small: delay 18981, state 244736 floats, 0.98 MB)."""
+    from edgegen.components.stateful_decoder import StatefulDecoder
+
+    cfg = decoder if isinstance(decoder, OobleckConfig) else decoder.config
+    with torch.device("meta"):
+        sd = StatefulDecoder(OobleckDecoder(cfg), window=window)
+    return sd.delay, sd.state_size
+
+
+STATEFUL_WINDOWS = range(8, 33)
+
+
+def default_stateful_window(decoder: OobleckDecoder | OobleckConfig, *, length: int) -> int:
+    """The window in STATEFUL_WINDOWS (latent frames per call) that decodes the fewest frames for the whole
+    `length`-frame sequence (the last window is padded with zeros, so a window that divides the frames the stream
+    needs wastes none); ties go to the larger window (fewer calls, each reading the weights once).
+
+    Below 8 frames the coarse layers become matrix-vector products that re-read the decoder's weights on every call
+    (measured: benchmarks/RESULTS.md, "stateful streaming decoder"); above 32 the first audio comes later."""
+    cfg = decoder if isinstance(decoder, OobleckConfig) else decoder.config
+    delay, _ = stateful_layout(cfg, window=1)
+    cost = lambda w: stateful_calls(length * cfg.hop, window=w, hop=cfg.hop, delay=delay) * w  # noqa: E731
+    return min(STATEFUL_WINDOWS, key=lambda w: (cost(w), -w))
+
+
+def decode_stateful(step: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+                    latents: torch.Tensor, *, window: int, hop: int, delay: int, state_size: int,
+                    samples: int | None = None) -> Iterator[torch.Tensor]:
+    """Yield the audio of `latents` [1, C, T] (its first `samples`) in chunks, one decoder call per window.
+
+    `step(latents [1, C, window], position [2], state [1, state_size]) -> (audio [1, 2, window * hop], state)` is a
+    StatefulDecoder or a bundle's decoder artifact. Call c gets frames [c*window, (c+1)*window) (zeros past T) and
+    position [c*window, T]; its audio is whole-decode samples [c*window*hop - delay, ...), so the first `delay`
+    samples of the stream are dropped. Chunks are non-empty; they concatenate to the whole decode up to rounding.
+    """
+    if latents.dim() != 3 or latents.shape[0] != 1:
+        raise ValueError(f"decode_stateful: latents must be [1, C, T], got {list(latents.shape)}")
+    C, T = latents.shape[1], latents.shape[2]
+    samples = T * hop if samples is None else min(samples, T * hop)
+    state = torch.zeros(1, state_size)
+    span = window * hop
+    for c in range(stateful_calls(samples, window=window, hop=hop, delay=delay)):
+        x = latents[:, :, c * window:(c + 1) * window]
+        if x.shape[-1] < window:
+            x = torch.cat([x, x.new_zeros(1, C, window - x.shape[-1])], dim=-1)
+        audio, state = step(x.contiguous(), torch.tensor([c * window, T], dtype=torch.float32), state)
+        if audio.shape[-1] != span:
+            raise ValueError(f"decode_stateful: decoder returned {audio.shape[-1]} samples for {window} latent "
+                             f"frames; expected hop={hop} samples per frame")
+        lo = c * span - delay                                # whole-decode index of audio[..., 0]
+        a, b = max(lo, 0), min(lo + span, samples)
+        if b > a:
+            yield audio[:, :, a - lo:b - lo]

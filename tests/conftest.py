@@ -6,6 +6,21 @@ import edgegen
 from tests.helpers import RUNNERS_DIR, write_official, write_t5_folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _weight_cache_in_tmp(tmp_path_factory):
+    """The native runner's XNNPACK weight cache (default ~/.cache/edgegen/xnnpack) goes to this session's temp
+    folder, so tests neither read a cache left by another run nor leave files in the home folder."""
+    import os
+
+    old = os.environ.get("EDGEGEN_WEIGHT_CACHE")
+    os.environ["EDGEGEN_WEIGHT_CACHE"] = str(tmp_path_factory.mktemp("xnnpack-cache"))
+    yield
+    if old is None:
+        os.environ.pop("EDGEGEN_WEIGHT_CACHE", None)
+    else:
+        os.environ["EDGEGEN_WEIGHT_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def tiny():
     return edgegen.load_pipeline("random:tiny")
@@ -61,9 +76,7 @@ def tiny_long():
     return edgegen.load_pipeline("random:tiny-long")
 
 
-@pytest.fixture(scope="session")
-def streamed(tiny_long, tmp_path_factory):
-    """backend -> a streamed fp32 bundle of random:tiny-long (exported once per session)."""
+def _streamed_bundles(pipe, tmp_path_factory, mode: str):
     from edgegen.export import export_bundle
     from edgegen.recipes import load_recipe, load_target
 
@@ -71,9 +84,22 @@ def streamed(tiny_long, tmp_path_factory):
 
     def get(backend: str):
         if backend not in cache:
-            out = tmp_path_factory.mktemp("streamed") / backend
-            export_bundle(tiny_long, target=load_target(f"host-{backend}"), recipe=load_recipe("fp32"), out=out)
+            out = tmp_path_factory.mktemp(f"streamed-{mode}") / backend
+            export_bundle(pipe, target=load_target(f"host-{backend}"), recipe=load_recipe("fp32"), out=out,
+                          decoder_stream=mode)
             cache[backend] = out
         return cache[backend]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def streamed(tiny_long, tmp_path_factory):
+    """backend -> an overlapped-window streamed (schema 2) fp32 bundle of random:tiny-long (exported once)."""
+    return _streamed_bundles(tiny_long, tmp_path_factory, "overlap")
+
+
+@pytest.fixture(scope="session")
+def stateful(tiny_long, tmp_path_factory):
+    """backend -> a stateful streamed (schema 3, the default) fp32 bundle of random:tiny-long (exported once)."""
+    return _streamed_bundles(tiny_long, tmp_path_factory, "stateful")

@@ -153,9 +153,12 @@ def test_decoder_window_refused_before_the_model_loads(tmp_path, no_model, windo
 
 
 def test_decoder_window_too_small_for_the_model(tmp_path):
-    """A positive window needs the model's receptive field (random:tiny: 10 frames), but no export work."""
-    _refused(_export("-t", "host-litert", "-r", "fp32", "-o", str(tmp_path / "out"), "--decoder-window", "12"),
-             r"decoder window 12 is too small: .* >= 21")
+    """An overlapped window must exceed twice the receptive field (random:tiny: 10 frames); a stateful one must be
+    shorter than the sequence (16 frames). Both need the model, but no export work."""
+    _refused(_export("-t", "host-litert", "-r", "fp32", "-o", str(tmp_path / "out"), "--decoder-window", "12",
+                     "--decoder-stream", "overlap"), r"decoder window 12 is too small: .* >= 21")
+    _refused(_export("-t", "host-litert", "-r", "fp32", "-o", str(tmp_path / "out"), "--decoder-window", "16"),
+             r"decoder window 16 is not shorter than the 16-frame latent sequence")
     assert list(tmp_path.iterdir()) == []
 
 

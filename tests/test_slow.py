@@ -36,7 +36,8 @@ def test_full_size_export_passes_parity(sao_small, tmp_path, backend, recipe):
     export_bundle(sao_small, target=load_target(f"host-{backend}"), recipe=load_recipe(recipe), out=out)
     bp = BundlePipeline.open(out)
     m = bp.bundle.manifest
-    assert m["latent_length"] == 256 and m["decoder_stream"]["window"] == 60  # full size, streamed by default
+    assert m["latent_length"] == 256 and m["decoder_stream"]["mode"] == "stateful"  # full size, streamed by default
+    assert m["decoder_stream"]["window"] == 19 and m["decoder_stream"]["state_size"] == 244736
     assert m["artifacts"]["dit"]["inputs"][0]["shape"] == [1, 64, 256]
 
     report = check_parity(bp, sao_small)

@@ -1,7 +1,9 @@
-"""Streamed-decoder bundles (schema 2): export, manifest rules, `run --stream`, parity, eager streaming.
+"""Overlapped-window streamed bundles (schema 2, `--decoder-stream overlap`): export, manifest rules, `run --stream`,
+parity. The default stateful stream (schema 3) is tests/test_stateful_stream.py.
 
 random:tiny-long has 64 latent frames, long enough to stream (receptive field 10): `--decoder-window auto`
-exports the decoder for [1, 64, 40] and the manifest says window 40, overlap 10.
+exports the decoder for [1, 64, 40] and the manifest says window 40, overlap 10. Schema 2 stays readable and
+writable for tools that read only schema 1-2; its tests run on LiteRT (the cheaper export).
 """
 
 import json
@@ -29,37 +31,41 @@ def _cli(*args):
 
 
 def test_resolve_decoder_window(tiny, tiny_long):
-    assert resolve_decoder_window(tiny_long, "auto") == (40, 10)
-    assert resolve_decoder_window(tiny_long, "24") == (24, 10)
-    assert resolve_decoder_window(tiny, "auto") is None  # 16 frames: nothing to stream
-    assert resolve_decoder_window(tiny_long, "whole") is None and resolve_decoder_window(tiny_long, None) is None
+    overlap = lambda p, w: resolve_decoder_window(p, w, "overlap")  # noqa: E731
+    assert overlap(tiny_long, "auto") == {"window": 40, "overlap": 10, "hop": 2048, "receptive_field": 10}
+    assert overlap(tiny_long, "24")["window"] == 24
+    assert overlap(tiny, "auto") is None  # 16 frames: nothing to stream
+    assert overlap(tiny_long, "whole") is None and overlap(tiny_long, None) is None
     for bad, match in (("20", "too small.*>= 21"), ("64", "not shorter"), ("big", "auto, whole or a number")):
         with pytest.raises(EdgegenError, match=match):
-            resolve_decoder_window(tiny_long, bad)
+            overlap(tiny_long, bad)
+    with pytest.raises(EdgegenError, match="stream mode must be one of stateful, overlap"):
+        resolve_decoder_window(tiny_long, "auto", "tiled")
 
 
-@pytest.mark.executorch
+@pytest.mark.litert
 def test_streamed_manifest_and_info(streamed):
-    m = open_bundle(streamed("executorch")).manifest
+    m = open_bundle(streamed("litert")).manifest
     assert m["schema_version"] == 2
     assert m["decoder_stream"] == {"window": 40, "overlap": 10, "hop": 2048, "receptive_field": 10}
     assert m["artifacts"]["decoder"]["inputs"][0]["shape"] == [1, 64, 40]
     assert m["artifacts"]["decoder"]["outputs"][0]["shape"] == [1, 2, 40 * 2048]
     assert m["artifacts"]["dit"]["inputs"][0]["shape"] == [1, 64, 64]
-    res = _cli("info", str(streamed("executorch")))
+    res = _cli("info", str(streamed("litert")))
     assert res.returncode == 0 and "streamed: windows of 40 latent frames, overlap 10" in res.stdout
 
 
 @pytest.mark.parametrize("edit, match", [
-    (lambda m: m.update(schema_version=3), "schema_version 3 is not supported"),
+    (lambda m: m.update(schema_version=4), "schema_version 4 is not supported"),
+    (lambda m: m.update(schema_version=3), "a schema-3 decoder_stream needs mode"),
     (lambda m: m.pop("decoder_stream"), "decoder_stream must be present exactly when"),
     (lambda m: m["decoder_stream"].update(window=48), "takes 40 latent frames but decoder_stream.window is 48"),
     (lambda m: m["decoder_stream"].update(overlap=20), "must exceed 2 x overlap"),
 ])
-@pytest.mark.executorch
+@pytest.mark.litert
 def test_bad_stream_manifest_is_refused(streamed, tmp_path, edit, match):
     bundle = tmp_path / "b"
-    shutil.copytree(streamed("executorch"), bundle)
+    shutil.copytree(streamed("litert"), bundle)
     m = json.loads((bundle / "manifest.json").read_text())
     edit(m)
     (bundle / "manifest.json").write_text(json.dumps(m))
@@ -69,8 +75,8 @@ def test_bad_stream_manifest_is_refused(streamed, tmp_path, edit, match):
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.wav").exists()
 
 
-@pytest.mark.parametrize("backend", ["executorch", "litert"])
-def test_streamed_parity_and_whole_reference(tiny_long, streamed, backend):
+@pytest.mark.litert
+def test_streamed_parity_and_whole_reference(tiny_long, streamed, backend="litert"):
     """Windows stitched in the bundle's runtime vs the reference's whole-sequence decode: >= 60 dB (fp32)."""
     bp = BundlePipeline.open(streamed(backend))
     report = check_parity(bp, tiny_long)
@@ -90,11 +96,11 @@ def test_streamed_parity_and_whole_reference(tiny_long, streamed, backend):
     assert 0 < t.stages["first_audio"] < t.stages["text_encoder"] + t.stages["dit"] + t.stages["decoder"]
 
 
-@pytest.mark.executorch
+@pytest.mark.litert
 def test_run_stream_writes_the_whole_decode(tiny_long, streamed, tmp_path):
     """`run --stream` writes, chunk by chunk, what the reference makes with ONE whole-sequence decode; `run`
     without --stream writes the same file at once."""
-    b = str(streamed("executorch"))
+    b = str(streamed("litert"))
     res = _cli("run", "-b", b, "-p", PROMPT, "-s", "2.5", "--seed", "4", "--stream", "-o", str(tmp_path / "b.wav"))
     assert res.returncode == 0, res.stderr
     assert res.stderr.count("chunk:") == 3 and "first_audio" in res.stdout
@@ -116,25 +122,11 @@ def test_run_stream_needs_a_streamed_bundle(bundle_factory, tmp_path):
     assert "too short to stream" in res.stderr and "--decoder-window" not in res.stderr
 
 
-def test_eager_generate_stream_matches_whole(tiny_long, tmp_path):
-    from edgegen.common import Timings
-
-    t = Timings()
-    chunks = []
-    streamed = tiny_long.generate(PROMPT, seconds_total=2.9, seed=1, stream=True, timings=t, on_chunk=chunks.append)
-    whole = tiny_long.generate(PROMPT, seconds_total=2.9, seed=1)
-    assert len(chunks) == 3 and streamed.shape == whole.shape == (2, num_samples(2.9, 44100))
-    assert rel_err(whole, streamed) <= 1e-5
-    res = _cli("generate", "-m", "random:tiny-long", "-p", PROMPT, "-s", "1.5", "--stream", "-o", str(tmp_path / "g.wav"))
-    assert res.returncode == 0, res.stderr
-    assert res.stderr.count("chunk:") == 2 and sf.info(str(tmp_path / "g.wav")).frames == num_samples(1.5, 44100)
-
-
-@pytest.mark.executorch
+@pytest.mark.litert
 @pytest.mark.parametrize("stream", [True, False])
 def test_run_refuses_a_missing_output_folder_before_generating(streamed, tmp_path, stream):
     out = tmp_path / "missing" / "x.wav"
-    res = _cli("run", "-b", str(streamed("executorch")), "-p", PROMPT, "-s", "1", *(["--stream"] if stream else []),
+    res = _cli("run", "-b", str(streamed("litert")), "-p", PROMPT, "-s", "1", *(["--stream"] if stream else []),
                "-o", str(out))
     assert res.returncode == 2 and "sampling" not in res.stderr
     assert res.stderr.strip().splitlines()[-1] == f"edgegen: error: cannot write {out}: folder {out.parent} does not exist"

@@ -89,29 +89,48 @@ def parse_decoder_window(window: str | int | None) -> str | int | None:
     return w
 
 
-def resolve_decoder_window(pipe, window: str | int | None) -> tuple[int, int] | None:
-    """(window, overlap) for a streamed decoder, or None for a whole-sequence one.
+STREAM_MODES = ("stateful", "overlap")
 
-    "auto" streams when the sequence is longer than `streaming.default_window` (SAO-small: 60 of 256 frames);
-    "whole" (or None) never streams; an integer asks for that window. The overlap is always the decoder's
-    receptive field, derived from its layers, so stitched audio equals the whole decode.
+
+def resolve_decoder_window(pipe, window: str | int | None, mode: str = "stateful") -> dict | None:
+    """The manifest's `decoder_stream` for a streamed decoder, or None for a whole-sequence one.
+
+    mode "stateful" (schema 3, the default): back-to-back windows of a StatefulDecoder, every latent frame decoded
+    once; "auto" picks `streaming.default_stateful_window` and streams any sequence longer than it; an integer asks
+    for that window (1 <= window < latent length). mode "overlap" (schema 2, what edgegen wrote before): overlapping
+    windows of a plain decoder, overlap = the receptive field derived from its layers; "auto" streams when the
+    sequence is longer than `streaming.default_window` (SAO-small: 60 of 256 frames). "whole" (or None) never streams.
+    Either way the stitched audio equals the whole decode up to float rounding.
     """
-    from edgegen.streaming import default_window, receptive_field
+    from edgegen.streaming import default_stateful_window, default_window, receptive_field, stateful_layout
 
+    if mode not in STREAM_MODES:
+        raise EdgegenError(f"decoder stream mode must be one of {', '.join(STREAM_MODES)}, got {mode!r}")
     w = parse_decoder_window(window)
     if w is None:
         return None
-    rf, T = receptive_field(pipe.decoder), pipe.latent_length
+    rf, T, hop = receptive_field(pipe.decoder), pipe.latent_length, pipe.config.vae.hop
+    if mode == "stateful":
+        if w == "auto":
+            w = default_stateful_window(pipe.decoder.config, length=T)
+            if T <= w:
+                return None
+        elif w >= T:
+            raise EdgegenError(f"decoder window {w} is not shorter than the {T}-frame latent sequence; nothing to "
+                               "stream, use --decoder-window whole")
+        delay, state_size = stateful_layout(pipe.decoder.config, window=w)
+        return {"mode": "stateful", "window": w, "hop": hop, "delay": delay, "state_size": state_size,
+                "receptive_field": rf}
     if w == "auto":
         w, o = default_window(rf, length=T)
-        return (w, o) if T > w else None
+        return {"window": w, "overlap": o, "hop": hop, "receptive_field": rf} if T > w else None
     if w <= 2 * rf:
         raise EdgegenError(f"decoder window {w} is too small: it must exceed 2 x the decoder's receptive field "
                            f"({rf} latent frames), i.e. be >= {2 * rf + 1}")
     if w >= T:
         raise EdgegenError(f"decoder window {w} is not shorter than the {T}-frame latent sequence; nothing to "
                            "stream, use --decoder-window whole")
-    return w, rf
+    return {"window": w, "overlap": rf, "hop": hop, "receptive_field": rf}
 
 
 def check_weights_finite(pipe, components: tuple[str, ...]) -> None:
@@ -131,14 +150,19 @@ def _keep_log(log_path: Path, out: Path) -> Path:
 
 
 def _export_component(pipe, comp: str, *, target: Target, recipe: Recipe, path: Path, out: Path, stage,
-                      decoder_window: int | None, verbose: bool) -> ComponentReport:
+                      stream: dict | None, verbose: bool) -> ComponentReport:
     if target.backend == "executorch":
         from edgegen.export import executorch as backend
     else:
         from edgegen.export import litert as backend
     start = time.perf_counter()
     module = copy.deepcopy(getattr(pipe, comp))  # the backend modifies it; never the caller's pipeline
-    example = example_inputs(pipe, comp, decoder_window=decoder_window)
+    if comp == "decoder" and stream and stream.get("mode") == "stateful":
+        from edgegen.components.stateful_decoder import StatefulDecoder
+
+        # ExecuTorch's XNNPACK runs convolutions as GEMMs faster (see oobleck.ChannelsLastDecoder); LiteRT its convs
+        module = StatefulDecoder(module, window=stream["window"], channels_last=target.backend == "executorch")
+    example = example_inputs(pipe, comp, stream=stream)
     rules = recipe.resolved_rules(comp, target)
     log_path = path.parent / LOG_NAME
     with ConverterLog(log_path, verbose=verbose) as log:
@@ -160,7 +184,7 @@ def _export_component(pipe, comp: str, *, target: Target, recipe: Recipe, path: 
 
 def export_bundle(pipe, *, target: Target, recipe: Recipe, out: Path, components: tuple[str, ...] = COMPONENTS,
                   force: bool = False, make_zip: bool = False, decoder_window: str | int | None = "auto",
-                  verbose: bool = False,
+                  decoder_stream: str = "stateful", verbose: bool = False,
                   progress: Callable[[str, str], None] = lambda comp, stage: None) -> ExportReport:
     """`verbose` leaves the converters' output on the console instead of the staging folder's log file."""
     out = Path(out)
@@ -170,8 +194,7 @@ def export_bundle(pipe, *, target: Target, recipe: Recipe, out: Path, components
     components = tuple(c for c in ARTIFACTS if c in components)  # pipeline order, each once
     check_supported(recipe, target, components)
     check_bundle_output(out, force=force, make_zip=make_zip)
-    stream = resolve_decoder_window(pipe, decoder_window) if "decoder" in components else None
-    window = stream[0] if stream else None
+    stream = resolve_decoder_window(pipe, decoder_window, decoder_stream) if "decoder" in components else None
     check_weights_finite(pipe, components)
     start = time.perf_counter()
     reports = []
@@ -180,9 +203,9 @@ def export_bundle(pipe, *, target: Target, recipe: Recipe, out: Path, components
         for comp in components:
             path = tmp / f"{comp}{EXTENSIONS[target.backend]}"
             rep = _export_component(pipe, comp, target=target, recipe=recipe, path=path, out=out, stage=progress,
-                                    decoder_window=window, verbose=verbose)
+                                    stream=stream, verbose=verbose)
             reports.append(rep)
-            entry = {**file_entry(path), **io_spec(pipe, comp, decoder_window=window), "schemes": rep.schemes}
+            entry = {**file_entry(path), **io_spec(pipe, comp, stream=stream), "schemes": rep.schemes}
             if rep.delegated_fraction is not None:
                 entry["delegated_fraction"] = round(rep.delegated_fraction, 4)
             artifacts[comp] = entry
@@ -198,7 +221,7 @@ def export_bundle(pipe, *, target: Target, recipe: Recipe, out: Path, components
 
 
 def build_manifest(pipe, *, target: Target, recipe: Recipe, artifacts: dict, tokenizer: dict,
-                   stream: tuple[int, int] | None = None) -> dict:
+                   stream: dict | None = None) -> dict:
     from edgegen.sampler import LOGSNR_MAX, LOGSNR_MIN
 
     if target.backend == "executorch":
@@ -207,7 +230,8 @@ def build_manifest(pipe, *, target: Target, recipe: Recipe, artifacts: dict, tok
         from edgegen.export.litert import runtime_version
     src = pipe.source
     manifest = {
-        "schema_version": 2 if stream else 1,  # the lowest version that describes this bundle (see bundle.py)
+        # the lowest version that describes this bundle (see bundle.py): 3 stateful stream, 2 overlapped, 1 whole
+        "schema_version": (3 if stream.get("mode") == "stateful" else 2) if stream else 1,
         "edgegen_version": edgegen.__version__,
         "backend": target.backend,
         "runtime_version": runtime_version(),
@@ -225,8 +249,5 @@ def build_manifest(pipe, *, target: Target, recipe: Recipe, artifacts: dict, tok
         "artifacts": artifacts,
     }
     if stream:
-        from edgegen.streaming import receptive_field
-
-        manifest["decoder_stream"] = {"window": stream[0], "overlap": stream[1], "hop": pipe.config.vae.hop,
-                                      "receptive_field": receptive_field(pipe.decoder)}
+        manifest["decoder_stream"] = dict(stream)
     return manifest

@@ -120,9 +120,10 @@ def export_component(component: str, module: nn.Module, example_inputs: tuple[to
     applied = {"*": "fp16"} if half else quantize_executorch(module, rule_for)
     set_export_form(module)  # XNNPACK-delegable formulations of LayerNorm, attention, Snake
     if component == "decoder":  # convs as GEMMs on [B, L, C]: ExecuTorch's XNNPACK conv path is ~2.3x slower
-        from edgegen.components.oobleck import ChannelsLastDecoder
+        from edgegen.components.oobleck import ChannelsLastDecoder, OobleckDecoder
 
-        module = ChannelsLastDecoder(module).eval()
+        if isinstance(module, OobleckDecoder):  # a StatefulDecoder arrives in its channels-last form already
+            module = ChannelsLastDecoder(module).eval()
     if half:
         module = to_half(component, module)
     stats = export_pte(wrap(component, module, half=half), example_inputs, out_path, on_stage=on_stage)

@@ -3,7 +3,9 @@
     text_encoder  token_ids int32 [1, L], attention_mask int32 [1, L], seconds_total float32 [1]
                   -> cross_attn_cond float32 [1, L + 1, C], global_cond float32 [1, C]
     dit           x [1, 64, T], t [1], cross_attn_cond [1, L + 1, C], global_cond [1, C] -> v [1, 64, T]
-    decoder       latents [1, 64, T] -> audio [1, 2, T * hop]     (a streamed bundle: T = the decoder window)
+    decoder       latents [1, 64, T] -> audio [1, 2, T * hop]     (an overlapped stream, schema 2: T = the window)
+                  stateful stream (schema 3): latents [1, 64, W], position [2], state [1, S]
+                  -> audio [1, 2, W * hop], next_state [1, S]     (see components/stateful_decoder.py)
     encoder       audio [1, 2, T * hop] -> latent_mean [1, 64, T], latent_std [1, 64, T]   (optional, audio-to-audio:
                   the VAE bottleneck's sample mean + std * noise is taken outside, with the runtime's noise)
 
@@ -48,6 +50,20 @@ class DecoderExport(nn.Module):
         return self.decoder(latents)
 
 
+class StatefulDecoderExport(nn.Module):
+    """A StatefulDecoder with fp32 I/O (fp16 inside when `half`; the state stays fp32 between calls)."""
+
+    def __init__(self, decoder: nn.Module, *, half: bool = False):
+        super().__init__()
+        self.decoder, self.half = decoder, half
+
+    def forward(self, latents, position, state):
+        if self.half:
+            audio, state = self.decoder(latents.half(), position, state)
+            return audio.float(), state
+        return self.decoder(latents, position, state)
+
+
 class EncoderExport(nn.Module):
     """The VAE encoder and the bottleneck's deterministic half: std = softplus(scale) + 1e-4 (as `vae_bottleneck`)."""
 
@@ -61,13 +77,14 @@ class EncoderExport(nn.Module):
         return mean, torch.nn.functional.softplus(scale) + 1e-4
 
 
-def io_spec(pipe, component: str, *, decoder_window: int | None = None) -> dict[str, list[dict]]:
-    """Names, dtypes and shapes of an artifact's inputs (in call order) and outputs; `decoder_window` gives the
-    decoder a [1, 64, window] input instead of the whole sequence."""
+def io_spec(pipe, component: str, *, stream: dict | None = None) -> dict[str, list[dict]]:
+    """Names, dtypes and shapes of an artifact's inputs (in call order) and outputs; a `stream` (the manifest's
+    decoder_stream) gives the decoder a [1, 64, window] input instead of the whole sequence, and a stateful one
+    the position and state inputs and the next_state output."""
     L, C = pipe.config.max_length, pipe.config.cond_dim
     T, ch = pipe.latent_length, pipe.config.dit.io_channels
-    if component == "decoder" and decoder_window:
-        T = decoder_window
+    if component == "decoder" and stream:
+        T = stream["window"]
     f32 = "float32"
     spec = {
         "text_encoder": ([("token_ids", "int32", [1, L]), ("attention_mask", "int32", [1, L]),
@@ -79,6 +96,9 @@ def io_spec(pipe, component: str, *, decoder_window: int | None = None) -> dict[
         "encoder": ([("audio", f32, [1, 2, T * pipe.config.vae.hop])],
                     [("latent_mean", f32, [1, ch, T]), ("latent_std", f32, [1, ch, T])]),
     }[component]
+    if component == "decoder" and stream and stream.get("mode") == "stateful":
+        S = stream["state_size"]
+        spec = ([*spec[0], ("position", f32, [2]), ("state", f32, [1, S])], [*spec[1], ("next_state", f32, [1, S])])
     io = {key: [{"name": n, "dtype": d, "shape": s} for n, d, s in rows] for key, rows in zip(("inputs", "outputs"), spec)}
     for k, i in enumerate(io["inputs"]):
         i["index"] = k  # the input's position in the call: runners bind name -> index, whatever the list order
@@ -88,18 +108,22 @@ def io_spec(pipe, component: str, *, decoder_window: int | None = None) -> dict[
 _DTYPES = {"int32": torch.int32, "float32": torch.float32}
 
 
-def example_inputs(pipe, component: str, *, seed: int = 0, decoder_window: int | None = None) -> tuple[torch.Tensor, ...]:
-    """Representative inputs: real tokens for the text encoder, N(0,1) latents, t = 0.5, audio at 0.3 std."""
+def example_inputs(pipe, component: str, *, seed: int = 0, stream: dict | None = None) -> tuple[torch.Tensor, ...]:
+    """Representative inputs: real tokens for the text encoder, N(0,1) latents, t = 0.5, audio at 0.3 std; a
+    stateful decoder's first window (position [0, T], zero state)."""
     g = torch.Generator().manual_seed(seed)
     if component == "text_encoder":
         ids, mask = pipe.tokenize(["warm lo-fi piano loop with soft drums"])
         return ids.int(), mask.int(), torch.tensor([min(10.0, pipe.max_seconds)])
-    shapes = [tuple(i["shape"]) for i in io_spec(pipe, component, decoder_window=decoder_window)["inputs"]]
+    shapes = [tuple(i["shape"]) for i in io_spec(pipe, component, stream=stream)["inputs"]]
     tensors = [torch.randn(s, generator=g) for s in shapes]
     if component == "dit":
         tensors[1] = torch.tensor([0.5])
     if component == "encoder":
         tensors[0] = 0.3 * tensors[0]
+    if component == "decoder" and len(tensors) == 3:
+        tensors[1] = torch.tensor([0.0, float(pipe.latent_length)])
+        tensors[2] = torch.zeros_like(tensors[2])
     return tuple(tensors)
 
 
@@ -121,4 +145,8 @@ def wrap(component: str, module: nn.Module, *, half: bool = False) -> nn.Module:
         return DiTExport(module, half=half).eval()
     if component == "encoder":
         return EncoderExport(module, half=half).eval()
+    from edgegen.components.stateful_decoder import StatefulDecoder
+
+    if isinstance(module, StatefulDecoder):
+        return StatefulDecoderExport(module, half=half).eval()
     return DecoderExport(module, half=half).eval()

@@ -194,6 +194,7 @@ Artifact artifact(const Reader& r, const Json& artifacts, const std::string& dir
   art.inputs = call_order(r, a, tensor_specs(r, a, "inputs", p + ".inputs"), p + ".inputs");
   art.outputs = tensor_specs(r, a, "outputs", p + ".outputs");
   sha = r.string(a, "sha256", p + ".sha256");
+  art.sha256 = sha;
   size = r.integer(a, "size", p + ".size");
   art.path = inside_bundle(r, dir, real_dir, file, p + ".file",
                            "bundle artifact " + dir + "/" + file + " is missing; copy the whole bundle directory (manifest.json, spiece.model and every artifact file it lists)");
@@ -224,7 +225,7 @@ Bundle load_bundle(const std::string& dir_in) {
   if (real_dir.empty()) throw InputError("cannot resolve the bundle directory " + dir + " (" + std::strerror(err) + "); check --bundle");
 
   int64_t schema = r.integer(m, "schema_version", "schema_version");
-  if (schema != 1 && schema != 2) r.fail("schema_version", "is " + std::to_string(schema) + " but this runner reads versions 1 and 2", "; rebuild the runner (`edgegen build-runner`) from the edgegen that exported the bundle");
+  if (schema < 1 || schema > 3) r.fail("schema_version", "is " + std::to_string(schema) + " but this runner reads versions 1, 2 and 3", "; rebuild the runner (`edgegen build-runner`) from the edgegen that exported the bundle");
   std::string backend = r.string(m, "backend", "backend");
   if (backend != "executorch" && backend != "litert") {
     r.fail("backend", "is '" + backend + "'", "; this runner runs 'executorch' and 'litert' bundles, export one with either backend");
@@ -305,22 +306,53 @@ Bundle load_bundle(const std::string& dir_in) {
   expect(r, b.dit.outputs, dit_out, "v", "float32", latent);
 
   const std::string dec_in = "artifacts.decoder.inputs", dec_out = "artifacts.decoder.outputs";
-  expect_names(r, b.decoder.inputs, dec_in, {"latents"});
-  expect_names(r, b.decoder.outputs, dec_out, {"audio"});
   const Json* stream = m.find("decoder_stream");
-  if ((stream != nullptr) != (schema == 2)) r.fail("decoder_stream", "must be present exactly when schema_version is 2");
-  if (stream) {
+  if ((stream != nullptr) != (schema >= 2)) r.fail("decoder_stream", "must be present exactly when schema_version is 2 or 3");
+  if (stream && schema == 3) {
+    // Stateful (edgegen.streaming.decode_stateful): windows back to back, the state carried between calls.
     const Json& s = r.object(m, "decoder_stream", "decoder_stream");
+    if (!s.find("mode") && s.find("overlap")) {
+      r.fail("decoder_stream", "has the overlapped-window fields of schema 2 (window, overlap, hop); schema_version 3 needs "
+             "mode \"stateful\", window, hop, delay and state_size");
+    }
+    const std::string mode = r.string(s, "mode", "decoder_stream.mode");
+    if (mode != "stateful") r.fail("decoder_stream.mode", "is '" + mode + "', this runner reads only 'stateful' (schema 3)");
+    b.stream.stateful = true;
+    b.stream.window = r.integer(s, "window", "decoder_stream.window");
+    b.stream.hop = r.integer(s, "hop", "decoder_stream.hop");
+    b.stream.delay = r.integer(s, "delay", "decoder_stream.delay");
+    b.stream.state_size = r.integer(s, "state_size", "decoder_stream.state_size");
+    constexpr int64_t kMax = int64_t(1) << 31;  // keeps every product below (T, window, hop, delay) far from overflow
+    if (b.stream.window < 1 || b.stream.window > kMax) r.fail("decoder_stream.window", "must be in 1..2^31");
+    if (b.stream.hop < 1 || b.stream.hop > kMax) r.fail("decoder_stream.hop", "must be in 1..2^31");
+    if (b.stream.delay < 0 || b.stream.delay > kMax) r.fail("decoder_stream.delay", "must be in 0..2^31");
+    if (b.stream.state_size < 1 || b.stream.state_size > kMax) r.fail("decoder_stream.state_size", "must be in 1..2^31");
+    if (T > kMax) r.fail("latent_length", "must be at most 2^31 for a streamed decoder");
+    expect_names(r, b.decoder.inputs, dec_in, {"latents", "position", "state"});
+    expect_names(r, b.decoder.outputs, dec_out, {"audio", "next_state"});
+    expect(r, b.decoder.inputs, dec_in, "latents", "float32", {1, b.latent_channels, b.stream.window});
+    expect(r, b.decoder.inputs, dec_in, "position", "float32", {2});
+    expect(r, b.decoder.inputs, dec_in, "state", "float32", {1, b.stream.state_size});
+    expect(r, b.decoder.outputs, dec_out, "audio", "float32", {1, b.channels, b.stream.window * b.stream.hop});
+    expect(r, b.decoder.outputs, dec_out, "next_state", "float32", {1, b.stream.state_size});
+    b.audio_length = T * b.stream.hop;
+  } else if (stream) {
+    const Json& s = r.object(m, "decoder_stream", "decoder_stream");
+    if (s.find("mode")) r.fail("decoder_stream.mode", "is given, but a stateful decoder_stream needs schema_version 3");
     b.stream.window = r.integer(s, "window", "decoder_stream.window");
     b.stream.overlap = r.integer(s, "overlap", "decoder_stream.overlap");
     b.stream.hop = r.integer(s, "hop", "decoder_stream.hop");
     if (b.stream.overlap < 0 || b.stream.hop < 1 || b.stream.window <= 2 * b.stream.overlap || b.stream.window > T) {
       r.fail("decoder_stream", "must have 2 * overlap < window <= latent_length and hop >= 1");
     }
+    expect_names(r, b.decoder.inputs, dec_in, {"latents"});
+    expect_names(r, b.decoder.outputs, dec_out, {"audio"});
     expect(r, b.decoder.inputs, dec_in, "latents", "float32", {1, b.latent_channels, b.stream.window});
     expect(r, b.decoder.outputs, dec_out, "audio", "float32", {1, b.channels, b.stream.window * b.stream.hop});
     b.audio_length = T * b.stream.hop;
   } else {
+    expect_names(r, b.decoder.inputs, dec_in, {"latents"});
+    expect_names(r, b.decoder.outputs, dec_out, {"audio"});
     expect(r, b.decoder.inputs, dec_in, "latents", "float32", latent);
     if (b.decoder.outputs[0].shape.size() != 3) r.fail(dec_out + "[0].shape", "must be [1, channels, N]");
     b.audio_length = b.decoder.outputs[0].shape[2];

@@ -1,8 +1,22 @@
 // The ExecuTorch engine (Module API, mmap-loaded .pte); see engine.h.
+//
+// Weight cache (ExecuTorch >= 1.5, backends/xnnpack/runtime/XNNPACKBackend.cpp): the XNNPACK backend reads the
+// per-program load-time options weight_cache_enabled and packed_cache_path ("XnnpackBackend" in the
+// LoadBackendOptionsMap given to load_method). With a path it maps the file's packed weights when its index is
+// valid; else it truncates the file and packs into it (MAP_SHARED), and its finalize_for_runtime writes the index
+// before init returns, so the file is complete once load_forward() is. It keys entries by the constants' names
+// in the program's named data and flocks the file while it uses it.
 #include <cstdio>
 
 #include <executorch/extension/module/module.h>
 #include <executorch/extension/tensor/tensor.h>
+#if __has_include(<executorch/runtime/backend/backend_options_map.h>)
+#include <executorch/runtime/backend/backend_options_map.h>
+#include <executorch/runtime/backend/options.h>
+#define EDGEGEN_ET_WEIGHT_CACHE 1
+#else
+#define EDGEGEN_ET_WEIGHT_CACHE 0
+#endif
 
 #include "engine.h"
 #include "errors.h"
@@ -33,8 +47,9 @@ std::string dtype_name(ScalarType t) {
 
 class ExecuTorchEngine final : public Engine {
  public:
-  ExecuTorchEngine(const Artifact& a, const char* name) : artifact_(a), name_(name), module_(a.path, Module::LoadMode::Mmap) {
-    Error e = module_.load_forward();
+  ExecuTorchEngine(const Artifact& a, const char* name, const CacheRequest& cache)
+      : artifact_(a), name_(name), module_(a.path, Module::LoadMode::Mmap) {
+    Error e = load(cache);
     if (e != Error::Ok) {
       throw RuntimeFailure("ExecuTorch could not load " + name_ + " from " + a.path + ": " + err(e) +
                            "; check the runner and the exporter use the same ExecuTorch version");
@@ -66,6 +81,22 @@ class ExecuTorchEngine final : public Engine {
   }
 
  private:
+  Error load(const CacheRequest& cache) {
+#if EDGEGEN_ET_WEIGHT_CACHE
+    if (cache.mode != CacheRequest::None) {
+      executorch::runtime::BackendOptions<2> xnnpack;
+      xnnpack.set_option("weight_cache_enabled", true);
+      xnnpack.set_option("packed_cache_path", cache.path.c_str());  // < 256 bytes, see weight_cache_file()
+      executorch::runtime::LoadBackendOptionsMap options;
+      options.set_options("XnnpackBackend", xnnpack.view());
+      return module_.load_forward(nullptr, nullptr, &options);  // the options are read during this call only
+    }
+#else
+    (void)cache;
+#endif
+    return module_.load_forward();
+  }
+
   // Compares the program's MethodMeta with the manifest's declared tensors.
   void check_meta() {
     const Artifact& a = artifact_;
@@ -97,8 +128,10 @@ class ExecuTorchEngine final : public Engine {
 
 }  // namespace
 
-std::unique_ptr<Engine> load_executorch(const Artifact& artifact, const char* name) {
-  return std::make_unique<ExecuTorchEngine>(artifact, name);
+std::unique_ptr<Engine> load_executorch(const Artifact& artifact, const char* name, const CacheRequest& cache) {
+  return std::make_unique<ExecuTorchEngine>(artifact, name, cache);
 }
+
+bool executorch_weight_cache_supported() { return EDGEGEN_ET_WEIGHT_CACHE != 0; }
 
 }  // namespace edgegen

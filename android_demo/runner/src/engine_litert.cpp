@@ -4,9 +4,19 @@
 // Tensors are matched by name: each manifest input to the signature input of the same name, each manifest output
 // to the signature output of the same name, else to `output_<i>` (what the converter names unnamed outputs;
 // edgegen/runtime.py litert_output_keys applies the same rule).
+//
+// Weight cache: the CPU options payload (TOML, identifier "xnnpack") also takes weight_cache_file_path = "PATH" and
+// weight_cache_file_descriptor = FD (litert/runtime/litert_cpu_options.cc). The XNNPACK delegate, created when the
+// model is compiled, maps a valid file, else truncates it and packs into it, one build step per delegated
+// partition, each ending with the file's index and header written; so the file is complete once
+// CreateCompiledModel returns. A cache to use is handed over as a read-only descriptor (the delegate owns and closes
+// it): if the delegate rejects the file it cannot truncate it and goes on without a cache.
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "engine.h"
 #include "errors.h"
@@ -43,7 +53,8 @@ struct Slot {
 
 class LiteRtEngine final : public Engine {
  public:
-  LiteRtEngine(const Artifact& a, const char* name, int threads) : artifact_(a), name_(name), api_(lr::api()) {
+  LiteRtEngine(const Artifact& a, const char* name, int threads, const CacheRequest& cache)
+      : artifact_(a), name_(name), api_(lr::api()) {
     lr::Quiet quiet;
     lr::Environment env = environment();
     if (api_.CreateModelFromFile(env, a.path.c_str(), &model_) != 0 || model_ == nullptr) {
@@ -56,10 +67,11 @@ class LiteRtEngine final : public Engine {
     lr::Signature sig = nullptr;
     lr::check(api_.GetModelSignature(model_, 0, &sig), name_ + ": reading the signature of " + a.path);
     bind(sig);
-    compile(env, threads);
+    compile(env, threads, cache);
   }
 
   ~LiteRtEngine() override {
+    lr::Quiet quiet;  // the XNNPACK delegate may log on its way out (e.g. marking a cache file that missed as stale)
     for (auto* slots : {&inputs_, &outputs_}) {
       for (Slot& s : *slots) {
         if (s.buffer) api_.DestroyTensorBuffer(s.buffer);
@@ -164,7 +176,7 @@ class LiteRtEngine final : public Engine {
     return s;
   }
 
-  void compile(lr::Environment env, int threads) {
+  void compile(lr::Environment env, int threads, const CacheRequest& cache) {
     lr::Options options = nullptr;
     lr::check(api_.CreateOptions(&options), name_ + ": creating compilation options");
     struct Guard {
@@ -173,8 +185,15 @@ class LiteRtEngine final : public Engine {
       ~Guard() { api.DestroyOptions(o); }
     } guard{api_, options};
     lr::check(api_.SetOptionsHardwareAccelerators(options, lr::kHwAcceleratorCpu), name_ + ": choosing the CPU accelerator");
-    if (threads > 0) {
-      const std::string toml = "num_threads = " + std::to_string(threads) + "\n";
+    std::string toml;
+    if (threads > 0) toml += "num_threads = " + std::to_string(threads) + "\n";
+    if (cache.mode == CacheRequest::Build) toml += "weight_cache_file_path = \"" + cache.path + "\"\n";
+    if (cache.mode == CacheRequest::Use) {
+      const int fd = ::open(cache.path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) throw RuntimeFailure(name_ + ": cannot open the weight cache " + cache.path + ": " + std::strerror(errno));
+      toml += "weight_cache_file_descriptor = " + std::to_string(fd) + "\n";  // the delegate closes it
+    }
+    if (!toml.empty()) {
       char* payload = new char[toml.size() + 1];
       std::memcpy(payload, toml.c_str(), toml.size() + 1);
       lr::OpaqueOptions cpu = nullptr;
@@ -214,8 +233,8 @@ class LiteRtEngine final : public Engine {
 
 }  // namespace
 
-std::unique_ptr<Engine> load_litert(const Artifact& artifact, const char* name, int threads) {
-  return std::make_unique<LiteRtEngine>(artifact, name, threads);
+std::unique_ptr<Engine> load_litert(const Artifact& artifact, const char* name, int threads, const CacheRequest& cache) {
+  return std::make_unique<LiteRtEngine>(artifact, name, threads, cache);
 }
 
 }  // namespace edgegen

@@ -2,7 +2,7 @@
 //
 //   edgegen-runner --bundle DIR --prompt P --seconds S [--seed N] [--noise FILE.npy] [--threads N]
 //                  [--truncate-prompt] [--init-audio FILE.wav [--init-noise-level S] [--vae-noise FILE.npy]]
-//                  [--dump DIR] -o out.wav
+//                  [--dump DIR] [--weight-cache DIR | --no-weight-cache] -o out.wav
 //
 // Writes a float32 stereo WAV, prints per-stage timings and, as the last stdout line, one JSON object.
 // Errors: one line "edgegen-runner: error: ..." on stderr; exit 2 for bad input/usage, 1 for runtime failures.
@@ -12,6 +12,8 @@
 // any model is loaded; --truncate-prompt accepts the cut (a warning line, and "prompt_truncated": true in the JSON).
 // --init-audio (audio-to-audio) is read and prepared before any model is loaded too: a bad file is one error line,
 // and each change made to it (resampled, cropped, padded, mono duplicated) one "edgegen-runner: note:" line.
+// XNNPACK's packed weights are cached per artifact under --weight-cache DIR (weight_cache.h): the first run packs
+// and writes them, later runs map them instead of repacking the model's weights (lower peak RSS).
 #include <cmath>
 #include <cerrno>
 #include <chrono>
@@ -32,6 +34,7 @@
 #include "report.h"
 #include "tokenizer.h"
 #include "wav.h"
+#include "weight_cache.h"
 
 namespace {
 
@@ -58,11 +61,20 @@ constexpr const char* kUsage =
     "  --dump DIR        write token_ids, attention_mask, conditioning, latents_step{k}, audio, noise as .npy\n"
     "                    (with --init-audio also init_audio [2, N], init_latents and vae_noise [1, 64, T])\n"
     "  -o, --output WAV  float32 WAV to write\n"
-    "  --verbose         pass the runtime's own log lines (ExecuTorch, LiteRT) through to stderr\n"
-    "Environment: EDGEGEN_LITERT_LIB=PATH  the libLiteRt.so to load for LiteRT bundles\n";
+    "  --weight-cache DIR  XNNPACK weight cache folder, created if missing (default: $EDGEGEN_WEIGHT_CACHE, else\n"
+    "                    $XDG_CACHE_HOME/edgegen/xnnpack, else $HOME/.cache/edgegen/xnnpack, else\n"
+    "                    /data/local/tmp/edgegen-xnnpack-cache): the first run of a bundle writes each artifact's\n"
+    "                    packed weights there, later runs map them instead of packing the model's weights again\n"
+    "  --no-weight-cache pack the weights in memory on every run (no cache files)\n"
+    "  --verbose         pass the runtime's own log lines (ExecuTorch, LiteRT) through to stderr, and the weight\n"
+    "                    cache's warnings (a cache file that could not be used, rebuilt)\n"
+    "Environment: EDGEGEN_LITERT_LIB=PATH  the libLiteRt.so to load for LiteRT bundles\n"
+    "             EDGEGEN_WEIGHT_CACHE=DIR the default --weight-cache folder\n";
 
 struct Args {
   std::string bundle, prompt, noise, dump, output, init_audio, vae_noise, init_noise_level;
+  std::string weight_cache;  // --weight-cache DIR ("" = the default folder)
+  bool no_weight_cache = false;
   double seconds = 0.0;
   double level = 1.0;  // --init-noise-level: 0.5 by default with --init-audio, 1 (text-to-audio) without
   uint64_t seed = 0;
@@ -116,6 +128,10 @@ Args parse_args(int argc, char** argv) {
       a.truncate_prompt = true;
       continue;
     }
+    if (flag == "--no-weight-cache") {
+      a.no_weight_cache = true;
+      continue;
+    }
     size_t eq = flag.find('=');
     if (flag.rfind("--", 0) == 0 && eq != std::string::npos) {
       value = flag.substr(eq + 1);
@@ -138,6 +154,10 @@ Args parse_args(int argc, char** argv) {
     else if (flag == "--init-audio") a.init_audio = value;
     else if (flag == "--init-noise-level") a.init_noise_level = value;
     else if (flag == "--vae-noise") a.vae_noise = value;
+    else if (flag == "--weight-cache") {
+      if (value.empty()) throw InputError("--weight-cache expects a folder, got ''; use --no-weight-cache to turn the cache off");
+      a.weight_cache = value;
+    }
     else if (flag == "-o" || flag == "--output") a.output = value;
     else throw InputError("unknown option " + flag + " (see --help)");
   }
@@ -145,6 +165,7 @@ Args parse_args(int argc, char** argv) {
   if (!a.has_prompt) throw InputError("--prompt is required (use --prompt '' for an empty prompt)");
   if (!a.has_seconds) throw InputError("--seconds is required");
   if (a.output.empty()) throw InputError("-o out.wav is required");
+  if (a.no_weight_cache && !a.weight_cache.empty()) throw InputError("--weight-cache DIR and --no-weight-cache exclude each other; give one");
   if (a.init_audio.empty() && !a.init_noise_level.empty()) {
     throw InputError("--init-noise-level needs --init-audio FILE.wav (audio-to-audio); without it the runner makes text-to-audio");
   }
@@ -288,10 +309,20 @@ int run(int argc, char** argv) {
   }
   // The prompt's length is checked before any model is loaded (a tokenizer of its own: spiece.model loads in ms).
   Tokenizer(bundle.tokenizer_path, bundle.max_length, bundle.eos_id, bundle.pad_id).fit(args.prompt, args.truncate_prompt);
+  WeightCache cache;
+  cache.enabled = !args.no_weight_cache;
+  cache.verbose = g_verbose;
+  if (cache.enabled) {
+    cache.dir = args.weight_cache.empty() ? default_weight_cache_dir() : args.weight_cache;
+    while (cache.dir.size() > 1 && cache.dir.back() == '/') cache.dir.pop_back();
+    const bool from_env = args.weight_cache.empty() && std::getenv("EDGEGEN_WEIGHT_CACHE") && *std::getenv("EDGEGEN_WEIGHT_CACHE");
+    prepare_weight_cache_dir(cache, args.weight_cache.empty() ? (from_env ? "EDGEGEN_WEIGHT_CACHE" : "the default --weight-cache")
+                                                              : "--weight-cache");
+  }
   // Notes only once every input is accepted, so a refused run prints its one error line and nothing else.
   for (const std::string& note : notes) std::fprintf(stderr, "edgegen-runner: note: %s\n", note.c_str());
   const int threads = args.threads > 0 ? args.threads : bundle.target_threads;
-  Pipeline pipeline(std::move(bundle), threads, a2a);
+  Pipeline pipeline(std::move(bundle), threads, a2a, cache);
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
 
   Generation g = pipeline.generate(req);
@@ -305,9 +336,9 @@ int run(int argc, char** argv) {
   if (!args.dump.empty()) write_dumps(out, args.dump, b, g, req);
   out.commit();
 
-  std::fputs(report_text(b, g, load_s, pipeline.threads()).c_str(), stdout);
+  std::fputs(report_text(b, g, load_s, pipeline.threads(), pipeline.weight_cache()).c_str(), stdout);
   std::printf("wrote %s (%d ch, %lld frames, %d Hz float32)\n", args.output.c_str(), b.channels, (long long)g.frames, b.sample_rate);
-  std::printf("%s\n", report_json(b, g, load_s, pipeline.threads()).c_str());
+  std::printf("%s\n", report_json(b, g, load_s, pipeline.threads(), pipeline.weight_cache()).c_str());
   return 0;
 }
 

@@ -80,6 +80,11 @@ int64_t frames_to_decode(int64_t samples, int64_t length, int64_t window, int64_
   return std::min(length, std::max(window, (samples + hop - 1) / hop + overlap));
 }
 
+int64_t stateful_calls(int64_t samples, int64_t window, int64_t hop, int64_t delay) {
+  const int64_t frames = (samples + delay + hop - 1) / hop;
+  return (frames + window - 1) / window;
+}
+
 void check_seconds(const Bundle& bundle, double seconds) {
   // Same rule as edgegen.common.check_seconds: finite, at least one sample once rounded, at most max_seconds (+1e-6).
   if (!(seconds > 0.0) || seconds > bundle.max_seconds + 1e-6 || num_samples(seconds, bundle.sample_rate) < 1) {
@@ -103,7 +108,7 @@ double peak_rss_mb() {
   return double(ru.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux and Android
 }
 
-Pipeline::Pipeline(Bundle bundle, int threads, bool audio_to_audio)
+Pipeline::Pipeline(Bundle bundle, int threads, bool audio_to_audio, const WeightCache& cache)
     : bundle_(std::move(bundle)), tokenizer_(bundle_.tokenizer_path, bundle_.max_length, bundle_.eos_id, bundle_.pad_id),
       threads_(threads) {
   if (audio_to_audio && !bundle_.has_encoder()) throw InputError(kNoEncoder);
@@ -112,10 +117,16 @@ Pipeline::Pipeline(Bundle bundle, int threads, bool audio_to_audio)
     if (threads > 0) set_num_threads(threads);  // one process-wide pool
     threads_ = num_threads();
   }
-  text_encoder_ = load_engine(bundle_.backend, bundle_.text_encoder, "text_encoder", threads);
-  dit_ = load_engine(bundle_.backend, bundle_.dit, "dit", threads);
-  decoder_ = load_engine(bundle_.backend, bundle_.decoder, "decoder", threads);
-  if (audio_to_audio) encoder_ = load_engine(bundle_.backend, bundle_.encoder, "encoder", threads);
+  auto load = [&](const Artifact& a, const char* name) {
+    CacheUse use = CacheUse::Off;
+    auto engine = load_engine(bundle_.backend, a, name, threads, cache, &use);
+    weight_cache_.emplace_back(name, use);
+    return engine;
+  };
+  text_encoder_ = load(bundle_.text_encoder, "text_encoder");
+  dit_ = load(bundle_.dit, "dit");
+  decoder_ = load(bundle_.decoder, "decoder");
+  if (audio_to_audio) encoder_ = load(bundle_.encoder, "encoder");
 }
 
 Pipeline::~Pipeline() = default;
@@ -207,40 +218,70 @@ Generation Pipeline::generate(const Request& req) {
   g.frames = std::min(num_samples(req.seconds, b.sample_rate), b.audio_length);
   g.audio.resize(size_t(b.channels) * size_t(g.frames));
   const int64_t T = b.latent_length;
-  std::vector<Window> plan;
-  if (b.stream.window > 0) {
-    plan = plan_windows(frames_to_decode(g.frames, T, b.stream.window, b.stream.overlap, b.stream.hop), b.stream.window, b.stream.overlap);
-  } else {
-    plan = {{0, T, 0, T}};
-  }
-  const int64_t hop = b.audio_length / T;
-  std::vector<float> window_latents, chunk;
+  std::vector<float> chunk;
   int64_t written = 0;
-  for (const Window& w : plan) {
-    if (written >= g.frames) break;
-    const int64_t n_in = w.end - w.start;
-    const float* in = x.data();
-    if (b.stream.window > 0) {  // copy x[:, start:end] into a contiguous [1, D, window] buffer
-      window_latents.resize(size_t(b.latent_channels * n_in));
-      for (int64_t d = 0; d < b.latent_channels; ++d) {
-        std::copy(x.begin() + ptrdiff_t(d * T + w.start), x.begin() + ptrdiff_t(d * T + w.end), window_latents.begin() + ptrdiff_t(d * n_in));
-      }
-      in = window_latents.data();
-    }
-    auto audio = run(*decoder_, b.decoder, "decoder", {{"latents", in}});  // [1, channels, n_in * hop]
-    ++g.decoder_calls;
-    const int64_t keep_from = (w.keep_start - w.start) * hop;
-    const int64_t take = std::min((w.keep_end - w.keep_start) * hop, g.frames - written);
+  // Copies audio[c, from:from+take] (audio planar [channels, n]) to g.audio at `written` and hands it on.
+  auto emit = [&](const float* audio, int64_t n, int64_t from, int64_t take) {
     chunk.resize(size_t(b.channels * take));
     for (int c = 0; c < b.channels; ++c) {
-      const float* src = audio[0].data() + size_t(c) * size_t(n_in * hop) + size_t(keep_from);
-      std::copy(src, src + take, g.audio.begin() + ptrdiff_t(size_t(c) * size_t(g.frames) + size_t(written)));
+      const float* src = audio + size_t(c) * size_t(n) + size_t(from);
       std::copy(src, src + take, chunk.begin() + ptrdiff_t(size_t(c) * size_t(take)));
     }
     check_finite(chunk);  // before on_chunk can write it anywhere
+    for (int c = 0; c < b.channels; ++c) {
+      std::copy(chunk.begin() + ptrdiff_t(size_t(c) * size_t(take)), chunk.begin() + ptrdiff_t(size_t(c + 1) * size_t(take)),
+                g.audio.begin() + ptrdiff_t(size_t(c) * size_t(g.frames) + size_t(written)));
+    }
     written += take;
-    if (g.decoder_calls == 1) g.time_to_first_audio_s = seconds_since(start);
+    if (written == take) g.time_to_first_audio_s = seconds_since(start);  // the first non-empty chunk
     if (req.on_chunk) req.on_chunk(chunk, take);
+  };
+  const int64_t D = b.latent_channels;
+  if (b.stream.stateful) {
+    // Schema 3: windows back to back, state carried; audio[0] of call c is whole-decode sample c*W*hop - delay.
+    const int64_t W = b.stream.window, span = W * b.stream.hop;
+    const int64_t calls = stateful_calls(g.frames, W, b.stream.hop, b.stream.delay);
+    const size_t audio_out = b.decoder.output("audio"), state_out = b.decoder.output("next_state");
+    std::vector<float> window_latents(size_t(D * W)), state(size_t(b.stream.state_size), 0.0f);
+    for (int64_t c = 0; c < calls; ++c) {
+      const int64_t from = std::min(c * W, T), to = std::min((c + 1) * W, T);  // frames past T stay zero
+      std::fill(window_latents.begin(), window_latents.end(), 0.0f);
+      for (int64_t d = 0; d < D; ++d) {
+        std::copy(x.begin() + ptrdiff_t(d * T + from), x.begin() + ptrdiff_t(d * T + to), window_latents.begin() + ptrdiff_t(d * W));
+      }
+      const float position[2] = {float(c * W), float(T)};
+      auto out = run(*decoder_, b.decoder, "decoder", {{"latents", window_latents.data()}, {"position", position}, {"state", state.data()}});
+      ++g.decoder_calls;
+      g.decoded_latent_frames += W;
+      state = std::move(out[state_out]);
+      const int64_t lo = c * span - b.stream.delay;  // whole-decode index of audio[..., 0]
+      const int64_t a = std::max<int64_t>(lo, 0), e = std::min(lo + span, g.frames);
+      if (e > a) emit(out[audio_out].data(), span, a - lo, e - a);
+    }
+  } else if (b.stream.window > 0) {
+    // Schema 2: overlapping windows, the kept frames of each.
+    const int64_t hop = b.stream.hop;
+    std::vector<float> window_latents;
+    const int64_t frames = frames_to_decode(g.frames, T, b.stream.window, b.stream.overlap, hop);
+    for (const Window& w : plan_windows(frames, b.stream.window, b.stream.overlap)) {
+      if (written >= g.frames) break;
+      const int64_t n_in = w.end - w.start;
+      window_latents.resize(size_t(D * n_in));  // x[:, start:end] as a contiguous [1, D, window] buffer
+      for (int64_t d = 0; d < D; ++d) {
+        std::copy(x.begin() + ptrdiff_t(d * T + w.start), x.begin() + ptrdiff_t(d * T + w.end), window_latents.begin() + ptrdiff_t(d * n_in));
+      }
+      auto audio = run(*decoder_, b.decoder, "decoder", {{"latents", window_latents.data()}});  // [1, channels, n_in * hop]
+      ++g.decoder_calls;
+      g.decoded_latent_frames += n_in;
+      const int64_t take = std::min((w.keep_end - w.keep_start) * hop, g.frames - written);
+      if (take > 0) emit(audio[0].data(), n_in * hop, (w.keep_start - w.start) * hop, take);
+    }
+  } else {
+    // Schema 1: the whole sequence in one call, its first `frames` samples.
+    auto audio = run(*decoder_, b.decoder, "decoder", {{"latents", x.data()}});  // [1, channels, N]
+    g.decoder_calls = 1;
+    g.decoded_latent_frames = T;
+    emit(audio[0].data(), b.audio_length, 0, g.frames);
   }
   g.decoder_s = seconds_since(t0);
   g.e2e_s = seconds_since(start);

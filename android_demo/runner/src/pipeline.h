@@ -8,8 +8,11 @@
 //       x = (1 - t_{i+1}) * denoised + t_{i+1} * noise[i+1]   (x = denoised on the last step)
 //   audio = decoder(x)[:, :, :n], n = min(num_samples(seconds, sample_rate), N)   [channels, n], nearest sample
 //   (NaN or inf in the audio is an error: RuntimeFailure, nothing is handed to on_chunk)
-//   (streamed bundle: decoder(x[:, :, start:end]) per window of plan_windows(), the kept frames concatenated;
-//    same windows as edgegen.streaming.decode_stream, so the audio matches `edgegen run` exactly)
+//   (schema 2, overlapped windows: decoder(x[:, :, start:end]) per window of plan_windows(), the kept frames
+//    concatenated; same windows as edgegen.streaming.decode_stream, so the audio matches `edgegen run` exactly)
+//   (schema 3, stateful: state = 0; for c < stateful_calls(n): audio, state = decoder(x[:, :, cW:(c+1)W] zero-padded
+//    to W frames, [cW, T], state); audio[0] is whole-decode sample cW*hop - delay, the part inside [0, n) is kept
+//    (the first calls may keep nothing); edgegen.streaming.decode_stateful, the same calls)
 //
 // Audio-to-audio at noise level S in (0, 1] (init_audio prepared by prepare_init_audio, wav.h):
 //   mean, std = encoder(init_audio)                               [1, D, T] each (std = softplus(scale) + 1e-4)
@@ -47,7 +50,7 @@ struct Request {
   double init_noise_level = 1.0;  // S in (0, 1]: where sampling starts; 1 (text-to-audio's) ignores the init audio
   std::vector<float> vae_noise;   // [1, D, T] the VAE bottleneck's noise, or empty for the seed's (see above)
   // Called with each decoded chunk as soon as it is ready: planar [channels, frames] (one call for a
-  // whole-sequence decoder, one per window for a streamed one).
+  // whole-sequence decoder, one per window for a streamed one; never with frames == 0).
   std::function<void(const std::vector<float>& chunk, int64_t frames)> on_chunk;
 };
 
@@ -61,6 +64,10 @@ std::vector<Window> plan_windows(int64_t length, int64_t window, int64_t overlap
 
 // Mirrors edgegen.streaming.frames_to_decode: latent frames needed for the first `samples` output samples.
 int64_t frames_to_decode(int64_t samples, int64_t length, int64_t window, int64_t overlap, int64_t hop);
+
+// Mirrors edgegen.streaming.stateful_calls: decoder calls a stateful stream (schema 3) needs for the first
+// `samples` output samples, ceil(ceil((samples + delay) / hop) / window).
+int64_t stateful_calls(int64_t samples, int64_t window, int64_t hop, int64_t delay);
 
 struct Generation {
   double seconds = 0.0;       // as requested
@@ -80,7 +87,9 @@ struct Generation {
   std::vector<double> dit_step_s;
   double decoder_s = 0.0;
   int decoder_calls = 0;               // 1, or the number of windows of a streamed decoder
-  double time_to_first_audio_s = 0.0;  // generate() start -> first chunk available
+  int64_t decoded_latent_frames = 0;   // latent frames fed to the decoder: T, the windows' frames (schema 2), or
+                                       // decoder_calls * window (schema 3, zero padding included)
+  double time_to_first_audio_s = 0.0;  // generate() start -> first non-empty chunk available
   double e2e_s = 0.0;                  // generate() start -> return
 };
 
@@ -90,8 +99,9 @@ class Pipeline {
   // manifest. `threads` >= 1 sizes the runtime's CPU threads (ExecuTorch: the process-wide pool; LiteRT: each
   // compiled model); 0 keeps the runtime's default. `audio_to_audio` also loads the encoder (InputError when the
   // bundle has none); text-to-audio leaves it on disk, so its load time and memory stay those of three artifacts.
+  // `cache`: the XNNPACK weight cache the artifacts load through (weight_cache.h; default off).
   // Throws InputError (shape/dtype mismatch) or RuntimeFailure (the runtime could not load an artifact).
-  explicit Pipeline(Bundle bundle, int threads = 0, bool audio_to_audio = false);
+  explicit Pipeline(Bundle bundle, int threads = 0, bool audio_to_audio = false, const WeightCache& cache = {});
   ~Pipeline();
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
@@ -99,6 +109,8 @@ class Pipeline {
   const Bundle& bundle() const { return bundle_; }
   // The CPU threads the runtime runs on (what was asked for, or the runtime's default as far as it says).
   int threads() const { return threads_; }
+  // What the weight cache did for each loaded artifact, in load order: ("text_encoder", CacheUse::Hit), ...
+  const std::vector<std::pair<std::string, CacheUse>>& weight_cache() const { return weight_cache_; }
 
   // Throws InputError for a bad `seconds`, noise size, init audio size or noise level, RuntimeFailure when a module
   // fails or the audio (or the encoder's latents) is not finite.
@@ -109,6 +121,7 @@ class Pipeline {
   Tokenizer tokenizer_;
   int threads_ = 0;
   std::unique_ptr<Engine> text_encoder_, dit_, decoder_, encoder_;  // encoder_: audio_to_audio only
+  std::vector<std::pair<std::string, CacheUse>> weight_cache_;
 };
 
 // The message for --init-audio (or Request::init_audio) on a bundle exported without the encoder.

@@ -11,9 +11,18 @@ namespace {
 
 double audio_seconds(const Bundle& b, const Generation& g) { return double(g.frames) / double(b.sample_rate); }
 
+std::string cache_components(const std::vector<std::pair<std::string, CacheUse>>& uses) {
+  std::string out = "{";
+  for (size_t i = 0; i < uses.size(); ++i) {
+    out += (i ? ", " : "") + json_quote(uses[i].first) + ": " + json_quote(cache_use_name(uses[i].second));
+  }
+  return out + "}";
+}
+
 }  // namespace
 
-std::string report_json(const Bundle& b, const Generation& g, double load_s, int threads) {
+std::string report_json(const Bundle& b, const Generation& g, double load_s, int threads,
+                        const std::vector<std::pair<std::string, CacheUse>>& weight_cache) {
   const double dit_s = std::accumulate(g.dit_step_s.begin(), g.dit_step_s.end(), 0.0);
   std::string steps = "[";
   for (size_t i = 0; i < g.dit_step_s.size(); ++i) steps += (i ? ", " : "") + json_number(g.dit_step_s[i]);
@@ -21,6 +30,8 @@ std::string report_json(const Bundle& b, const Generation& g, double load_s, int
   return std::string("{") +
          "\"e2e_s\": " + json_number(g.e2e_s) +
          ", \"peak_rss_mb\": " + json_number(peak_rss_mb()) +
+         ", \"weight_cache\": " + json_quote(cache_use_name(summarize(weight_cache))) +
+         ", \"weight_cache_components\": " + cache_components(weight_cache) +
          ", \"time_to_first_audio_s\": " + json_number(g.time_to_first_audio_s) +
          ", \"rtf\": " + json_number(g.e2e_s / audio_seconds(b, g)) +
          ", \"stages\": {\"load\": " + json_number(load_s) +
@@ -29,6 +40,7 @@ std::string report_json(const Bundle& b, const Generation& g, double load_s, int
          ", \"dit\": " + json_number(dit_s) + ", \"decoder\": " + json_number(g.decoder_s) + "}" +
          ", \"dit_step_s\": " + steps +
          ", \"decoder_calls\": " + std::to_string(g.decoder_calls) +
+         ", \"decoded_latent_frames\": " + std::to_string(g.decoded_latent_frames) +
          ", \"threads\": " + std::to_string(threads) +
          ", \"steps\": " + std::to_string(b.steps) +
          ", \"seconds\": " + json_number(g.seconds) +
@@ -41,7 +53,8 @@ std::string report_json(const Bundle& b, const Generation& g, double load_s, int
          ", \"runner\": \"native\", \"backend\": " + json_quote(b.backend) + "}";
 }
 
-std::string report_text(const Bundle& b, const Generation& g, double load_s, int threads) {
+std::string report_text(const Bundle& b, const Generation& g, double load_s, int threads,
+                        const std::vector<std::pair<std::string, CacheUse>>& weight_cache) {
   const double dit_s = std::accumulate(g.dit_step_s.begin(), g.dit_step_s.end(), 0.0);
   char enc[64] = "";
   if (g.audio_to_audio) std::snprintf(enc, sizeof(enc), "encoder       %9.4f s  (S = %g)\n", g.encoder_s, g.init_noise_level);
@@ -57,7 +70,12 @@ std::string report_text(const Bundle& b, const Generation& g, double load_s, int
                 load_s, enc, g.text_encoder_s, dit_s, b.steps, dit_s / b.steps, g.decoder_s, g.decoder_calls,
                 g.decoder_calls == 1 ? "" : "s, streamed", g.time_to_first_audio_s, g.e2e_s,
                 g.e2e_s / audio_seconds(b, g), threads, audio_seconds(b, g));
-  return buf;
+  std::string text = buf;
+  text += std::string("weight cache  ") + cache_use_name(summarize(weight_cache));
+  for (size_t i = 0; i < weight_cache.size(); ++i) {
+    text += (i ? ", " : " (") + weight_cache[i].first + " " + cache_use_name(weight_cache[i].second);
+  }
+  return text + (weight_cache.empty() ? "\n" : ")\n");
 }
 
 }  // namespace edgegen

@@ -1,0 +1,147 @@
+"""Arm's recipe, built with Arm's conversion calls and timed as bare runtime calls (issue 14, item 4).
+
+    .venv/bin/python benchmarks/arm_recipe.py --out out/arm-litert            # export once (cached), then time
+    .venv/bin/python benchmarks/arm_recipe.py --out out/arm-litert --json     # last stdout line: one JSON object
+
+What Arm's `kleidiai-examples/audiogen/scripts/export_sao.py` does (litert-torch; see
+../shared/reference/edge-deployment.md, sections 1.2-1.5), applied to the same weights edgegen exports:
+  conditioners  `litert_torch.convert(module, sample_args=...)`, no quantization (T5 fp32; here sample_kwargs, which
+                only names the signature's inputs)
+  dit           `litert_torch.convert(dit, sample_kwargs=..., quant_config=QuantConfig(generative_recipe=
+                GenerativeQuantRecipe(default=create_layer_quant_dynamic())))`: int8 channelwise dynamic range
+  decoder       `litert_torch.convert(decoder, (latents [1, 64, 256],))`: the WHOLE sequence, fp32
+Arm's app runs the decoder with XNNPACK FORCE_FP16, which an x86 host without fp16 arithmetic does not honour, so
+it runs fp32 here as everywhere on this host. The modules are edgegen's reference modules, which match
+stable-audio-tools numerically (tests/test_upstream_parity.py), wrapped with the bundle's I/O; Arm's wrappers
+differ in I/O details (int64 token ids, planar [2, N] audio), not in the work the runtime does. What differs from
+edgegen's bundles is the recipe: litert-torch's own quantizer for the DiT and one whole-sequence decoder call.
+
+Timing, as Arm's app and `benchmarks/decoder_stateful.py` do: load the three models in ai_edge_litert's
+Interpreter (XNNPACK, --threads), then per generation: the conditioners once, `steps` DiT calls with the ping-pong
+update in numpy between them, one decoder call; medians of --iters after one warm-up. Peak RSS is this process's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def export(pipe, out: Path, log=print) -> dict[str, Path]:
+    import litert_torch
+    from litert_torch.generative.quantize import quant_recipe, quant_recipe_utils
+    from litert_torch.quantize import quant_config
+
+    from edgegen.export.wrappers import DecoderExport, DiTExport, TextEncoderExport, example_inputs
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {c: out / f"{c}.tflite" for c in ("text_encoder", "dit", "decoder")}
+    stamp = out / "source.json"
+    source = {"model": pipe.source.model, "checkpoint_sha256": pipe.source.checkpoint_sha256}
+    if stamp.is_file() and json.loads(stamp.read_text()) == source and all(p.is_file() for p in paths.values()):
+        return paths
+    with torch.no_grad():
+        log("arm recipe: conditioners (fp32)")
+        te = example_inputs(pipe, "text_encoder")
+        # Arm passes sample_args; keyword samples only name the signature's inputs (token_ids, ...), same graph
+        litert_torch.convert(TextEncoderExport(pipe.text_encoder).eval(), sample_kwargs=dict(zip(
+            ("token_ids", "attention_mask", "seconds_total"), te))).export(str(paths["text_encoder"]))
+        log("arm recipe: dit (litert-torch dynamic int8, channelwise)")
+        x, t, cross, glob = example_inputs(pipe, "dit")
+        qc = quant_config.QuantConfig(generative_recipe=quant_recipe.GenerativeQuantRecipe(
+            default=quant_recipe_utils.create_layer_quant_dynamic()))
+        litert_torch.convert(DiTExport(pipe.dit).eval(), sample_kwargs={"x": x, "t": t, "cross_attn_cond": cross,
+                                                                         "global_cond": glob},
+                             quant_config=qc).export(str(paths["dit"]))
+        log("arm recipe: decoder (whole sequence, fp32)")
+        (latents,) = example_inputs(pipe, "decoder")
+        litert_torch.convert(DecoderExport(pipe.decoder).eval(), sample_kwargs={"latents": latents}).export(
+            str(paths["decoder"]))
+    stamp.write_text(json.dumps(source))
+    return paths
+
+
+def _runner(path: Path, threads: int):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path), num_threads=threads)
+    run = interp.get_signature_runner()
+    return lambda **kw: list(run(**kw).values())
+
+
+def time_generation(paths: dict[str, Path], pipe, *, threads: int, iters: int, steps: int = 8) -> dict:
+    from edgegen.sampler import make_noise, schedule
+
+    start = time.perf_counter()
+    te, dit, dec = (_runner(paths[c], threads) for c in ("text_encoder", "dit", "decoder"))
+    load_s = time.perf_counter() - start
+    ids, mask = pipe.tokenizer.encode(["warm lo-fi piano loop with soft drums"])
+    ts = schedule(steps)
+    noise = make_noise(seed=0, steps=steps, channels=64, length=pipe.latent_length).numpy()
+    runs = []
+    for i in range(iters + 1):
+        t0 = time.perf_counter()
+        cross, glob = te(token_ids=ids.astype(np.int32), attention_mask=mask.astype(np.int32),
+                         seconds_total=np.array([10.0], np.float32))
+        t1 = time.perf_counter()
+        x, step_s = noise[0][None], []
+        for k in range(steps):
+            s0 = time.perf_counter()
+            v = dit(x=x, t=np.array([ts[k]], np.float32), cross_attn_cond=cross, global_cond=glob)[0]
+            step_s.append(time.perf_counter() - s0)
+            denoised = x - np.float32(ts[k]) * v
+            x = denoised if k + 1 == steps else (1 - ts[k + 1]) * denoised + ts[k + 1] * noise[k + 1][None]
+        t2 = time.perf_counter()
+        audio = dec(latents=x.astype(np.float32))[0]
+        t3 = time.perf_counter()
+        if i:  # the first is the warm-up
+            runs.append({"text_encoder": t1 - t0, "dit": t2 - t1, "dit_step": statistics.median(step_s),
+                         "decoder": t3 - t2, "e2e": t3 - t0})
+        assert np.isfinite(audio).all()
+    med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    return {"schema": "edgegen.arm-recipe/1", "backend": "litert", "recipe": "arm (T5 fp32, DiT int8 dynamic via "
+            "litert-torch, decoder whole fp32)", "threads": threads, "iters": iters, "load_s": load_s,
+            "stages": {"text_encoder": med["text_encoder"], "dit": med["dit"], "decoder": med["decoder"]},
+            "dit_step_s": med["dit_step"], "e2e_s": med["e2e"], "e2e_runs_s": [r["e2e"] for r in runs],
+            "decoded_latent_frames": pipe.latent_length, "time_to_first_audio_s": med["e2e"],
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "size_mb": sum(p.stat().st_size for p in paths.values()) / 1e6}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="random:sao-small")
+    ap.add_argument("--out", type=Path, required=True, help="folder for the three .tflite files (reused)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--iters", type=int, default=2)
+    ap.add_argument("--export-only", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print the result as one JSON line last")
+    args = ap.parse_args()
+
+    import edgegen
+
+    torch.set_num_threads(args.threads)
+    pipe = edgegen.load_pipeline(args.model)
+    paths = export(pipe, args.out, log=lambda s: print(s, file=sys.stderr, flush=True))
+    if args.export_only:
+        return
+    r = time_generation(paths, pipe, threads=args.threads, iters=args.iters)
+    st = r["stages"]
+    print(f"arm recipe (litert, bare calls, {args.threads} threads, median of {args.iters}): text encoder "
+          f"{st['text_encoder']:.3f} s, dit {st['dit']:.2f} s ({r['dit_step_s']:.3f} s/step), decoder "
+          f"{st['decoder']:.2f} s, end to end {r['e2e_s']:.2f} s, peak RSS {r['peak_rss_mb']:.0f} MB",
+          file=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print(json.dumps(r))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""The decoder three ways, as bare runtime calls, for `--seconds` of audio (issue 14, item 1).
+
+    .venv/bin/python benchmarks/decoder_stateful.py --backends litert,executorch --windows 8,19,32 --out out/dec
+    .venv/bin/python benchmarks/decoder_stateful.py ... --export-only     # export (slow, any time), time later
+
+For each backend, the full-size `random:sao-small` decoder is exported fp32 (into --out, reused) as
+  whole       one call on the whole 256-frame sequence (Arm's recipe decodes this way)
+  overlap     edgegen's schema-2 stream: windows of 60 frames overlapping by the receptive field (10)
+  stateful W  the schema-3 stream: windows of W frames back to back, state carried between calls
+and each is timed on the same latents: decoder seconds (median of --iters after one warm-up), latent frames
+decoded, time to the first audio chunk (decoder only), and the stitched audio's SQNR against the whole call.
+The CPU's int8 features are printed first (compare only within one run). Run on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+
+def cpu_features() -> str:
+    try:
+        flags = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    except OSError:
+        return "lscpu unavailable"
+    model = next((ln.split(":", 1)[1].strip() for ln in flags.splitlines() if ln.startswith("Model name")), "?")
+    have = [f for f in ("avx512_vnni", "avx_vnni", "avx512f", "avx2") if f" {f}" in flags]
+    return f"{model}; int8-relevant flags: {', '.join(have) or 'none'}"
+
+
+def export(pipe, backend: str, stream: dict | None, out: Path):
+    """(artifact path, its io spec, export seconds; 0 when an earlier export of the same weights was reused)."""
+    from edgegen.components.stateful_decoder import StatefulDecoder
+    from edgegen.export.wrappers import example_inputs, io_spec
+    from edgegen.recipes import load_recipe, load_target
+
+    target = load_target(f"host-{backend}")
+    rules = load_recipe("fp32").resolved_rules("decoder", target)
+    module = copy.deepcopy(pipe.decoder)
+    if stream and stream.get("mode") == "stateful":
+        module = StatefulDecoder(module, window=stream["window"], channels_last=backend == "executorch")
+    if backend == "executorch":
+        from edgegen.export import executorch as be
+    else:
+        from edgegen.export import litert as be
+    path = out / f"decoder{'.pte' if backend == 'executorch' else '.tflite'}"
+    spec = io_spec(pipe, "decoder", stream=stream)
+    stamp = out / "source.json"
+    source = {"model": pipe.source.model, "checkpoint_sha256": pipe.source.checkpoint_sha256, "spec": spec}
+    if path.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == source:
+        return path, spec, 0.0
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    be.export_component("decoder", module, example_inputs(pipe, "decoder", stream=stream), path, rules=rules)
+    stamp.write_text(json.dumps(source))
+    return path, spec, time.perf_counter() - start
+
+
+def load(backend: str, path: Path, spec: dict, threads: int):
+    from edgegen.runtime import Artifact, _executorch, _litert, _set_executorch_threads
+
+    if backend == "executorch":
+        _set_executorch_threads(threads)
+        return Artifact(spec, _executorch(path, spec, threads), load_s=0.0)
+    return Artifact(spec, _litert(path, spec, threads), load_s=0.0)
+
+
+def decode(art, stream: dict | None, latents: torch.Tensor, samples: int):
+    """(audio [1, 2, samples], frames decoded, seconds to the first chunk, total seconds)."""
+    from edgegen.streaming import decode_stateful, decode_stream, frames_to_decode, plan_windows
+
+    start = time.perf_counter()
+    first = None
+    chunks = []
+    if stream is None:
+        chunks.append(art(latents=latents)[0][:, :, :samples])
+        frames = latents.shape[-1]
+        it = iter(())
+    elif stream.get("mode") == "stateful":
+        w = stream["window"]
+        it = decode_stateful(lambda x, p, s: tuple(art(latents=x, position=p, state=s)), latents, window=w,
+                             hop=stream["hop"], delay=stream["delay"], state_size=stream["state_size"],
+                             samples=samples)
+        frames = None
+    else:
+        it = decode_stream(lambda x: art(latents=x)[0], latents, window=stream["window"], overlap=stream["overlap"],
+                           hop=stream["hop"], samples=samples)
+        n = frames_to_decode(samples, length=latents.shape[-1], window=stream["window"], overlap=stream["overlap"],
+                             hop=stream["hop"])
+        frames = sum(p.end - p.start for p in plan_windows(n, window=stream["window"], overlap=stream["overlap"]))
+    for c in it:
+        if first is None:
+            first = time.perf_counter() - start
+        chunks.append(c)
+    total = time.perf_counter() - start
+    if stream and stream.get("mode") == "stateful":
+        from edgegen.streaming import stateful_calls
+
+        frames = stream["window"] * stateful_calls(samples, window=stream["window"], hop=stream["hop"],
+                                                   delay=stream["delay"])
+    return torch.cat(chunks, -1), frames, (first if first is not None else total), total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="random:sao-small")
+    ap.add_argument("--backends", default="litert,executorch")
+    ap.add_argument("--windows", default="8,19,32", help="stateful windows (latent frames per call)")
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=Path("out/decoder_stateful"), help="exports go here (reused)")
+    ap.add_argument("--export-only", action="store_true")
+    args = ap.parse_args()
+
+    import edgegen
+    from edgegen.common import num_samples
+    from edgegen.export import resolve_decoder_window
+
+    torch.set_num_threads(args.threads)
+    print(f"cpu: {cpu_features()}; threads {args.threads}; {args.seconds:g} s of audio", flush=True)
+    pipe = edgegen.load_pipeline(args.model)
+    samples = num_samples(args.seconds, pipe.sample_rate)
+    latents = torch.randn(1, 64, pipe.latent_length, generator=torch.Generator().manual_seed(0))
+    reference = None
+    if not args.export_only:
+        with torch.no_grad():
+            reference = pipe.decoder(latents)[:, :, :samples]
+    variants = [("whole", None), ("overlap 60", resolve_decoder_window(pipe, 60, "overlap"))]
+    variants += [(f"stateful {w}", resolve_decoder_window(pipe, w)) for w in map(int, args.windows.split(","))]
+    print(f"{'backend':<11}{'decoder':<13}{'frames':>7}{'export s':>10}{'first s':>9}{'decode s':>10}"
+          f"{'runs s':>22}{'SQNR dB':>9}", flush=True)
+    for backend in args.backends.split(","):
+        for name, stream in variants:
+            path, spec, export_s = export(pipe, backend, stream, args.out / backend / name.replace(" ", "-"))
+            if args.export_only:
+                print(f"{backend:<11}{name:<13}exported in {export_s:.0f} s: {path}", flush=True)
+                continue
+            art = load(backend, path, spec, args.threads)
+            decode(art, stream, latents, samples)  # warm-up
+            runs = [decode(art, stream, latents, samples) for _ in range(args.iters)]
+            del art
+            audio, frames = runs[0][0], runs[0][1]
+            err = (audio - reference).pow(2).mean().item()
+            sqnr = 10 * math.log10(reference.pow(2).mean().item() / max(err, 1e-30))
+            med = lambda i: statistics.median(r[i] for r in runs)  # noqa: E731
+            print(f"{backend:<11}{name:<13}{frames:>7}{export_s:>10.1f}{med(2):>9.3f}{med(3):>10.3f}"
+                  f"{' '.join(f'{r[3]:.2f}' for r in runs):>22}{sqnr:>9.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
