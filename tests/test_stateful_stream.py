@@ -77,7 +77,7 @@ def test_stream_equals_the_whole_decode_at_full_width():
 
 def test_frames_decoded_once():
     """Frames decoded = the stream's frames rounded up to a window: for SAO-small at 10 s, 225 frames (216 the
-    audio needs + 9.27 the stream runs behind) where overlapped windows of 60 decode 300."""
+    audio needs + 9.27 the stream runs behind) where overlapped windows of 60 decode 360."""
     hop, delay = 2048, 18981
     need = math.ceil((441000 + delay) / hop)
     assert need == 225 <= math.ceil(441000 / hop) + 10
