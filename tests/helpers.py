@@ -57,3 +57,43 @@ def portable_command(runner_dir: Path, *, cpu: str | None = None, arm64_cpuinfo:
 def no_sysroot_env() -> dict[str, str]:
     """This process's environment without QEMU_LD_PREFIX: qemu must find nothing of a host aarch64 sysroot."""
     return {k: v for k, v in os.environ.items() if k != "QEMU_LD_PREFIX"}
+
+
+def read_float_wav(path: Path) -> np.ndarray:
+    """A runner's float32 WAV at 44.1 kHz as [channels, n] (asserts the rate and the FLOAT subtype)."""
+    import soundfile as sf
+
+    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    assert sr == 44100 and sf.info(str(path)).subtype == "FLOAT"
+    return data.T
+
+
+def runner_report(proc) -> dict:
+    """The JSON object on a runner's last stdout line."""
+    import json
+
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def assert_edited_manifest_refused(source: Path, tmp_path: Path, edit, match: str) -> None:
+    """A copy of bundle `source` with `edit(manifest)` applied is refused by open_bundle (error matching `match`) and
+    by `edgegen run` (exit 2, one stderr line, no WAV written)."""
+    import json
+    import subprocess
+    import sys
+
+    import pytest
+
+    from edgegen.bundle import open_bundle
+    from edgegen.errors import EdgegenError
+
+    bundle = tmp_path / "b"
+    shutil.copytree(source, bundle)
+    m = json.loads((bundle / "manifest.json").read_text())
+    edit(m)
+    (bundle / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(EdgegenError, match=match):
+        open_bundle(bundle)
+    res = subprocess.run([sys.executable, "-m", "edgegen.cli", "run", "-b", str(bundle), "-p", "a dog barking", "-s",
+                          "1", "-o", str(tmp_path / "x.wav")], capture_output=True, text=True)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.wav").exists()

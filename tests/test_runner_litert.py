@@ -20,7 +20,7 @@ import pytest
 from edgegen.bundle import file_entry
 from edgegen.bundle_pipeline import BundlePipeline
 from edgegen.noise import gaussian_noise
-from tests.helpers import no_sysroot_env, portable_command
+from tests.helpers import no_sysroot_env, portable_command, read_float_wav, runner_report
 
 pytestmark = [pytest.mark.litert, pytest.mark.executorch]
 
@@ -32,16 +32,6 @@ def _run(cmd: list[str], bundle: Path, out: Path, *extra: str, env: dict | None 
                           capture_output=True, text=True, timeout=600, cwd="/", env=env)
 
 
-def _wav(path: Path) -> np.ndarray:
-    import soundfile as sf
-
-    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    assert sr == 44100 and sf.info(str(path)).subtype == "FLOAT"
-    return data.T
-
-
-def _report(proc: subprocess.CompletedProcess) -> dict:
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("recipe", ["fp32", "int8"])
@@ -53,10 +43,10 @@ def test_runner_equals_edgegen_run_on_litert_bundle(host_runner, bundle_factory,
     proc = _run([str(host_runner)], bundle, tmp_path / "out.wav", "--seed", "11", "--threads", "2", "--dump", str(tmp_path / "d"))
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""  # LiteRT's own info lines are kept off stderr unless --verbose
-    got = _wav(tmp_path / "out.wav")
+    got = read_float_wav(tmp_path / "out.wav")
     assert got.shape == ref.shape and np.array_equal(got, ref)
     np.testing.assert_array_equal(np.load(tmp_path / "d" / "noise.npy"), gaussian_noise(11, np.load(tmp_path / "d" / "noise.npy").shape))
-    report = _report(proc)
+    report = runner_report(proc)
     assert (report["backend"], report["runner"], report["threads"], report["recipe"]) == ("litert", "native", 2, recipe)
     assert len(report["dit_step_s"]) == 8 and set(report["stages"]) == {"load", "text_encoder", "dit", "decoder"}
 
@@ -65,12 +55,12 @@ def test_runner_threads_default_to_the_manifest_and_verbose_shows_litert_logs(ho
     bundle = bundle_factory("litert", "fp32")
     proc = _run([str(host_runner)], bundle, tmp_path / "a.wav", "--verbose")
     assert proc.returncode == 0, proc.stderr
-    assert _report(proc)["threads"] == json.loads((bundle / "manifest.json").read_text())["target"]["threads"]
+    assert runner_report(proc)["threads"] == json.loads((bundle / "manifest.json").read_text())["target"]["threads"]
     assert "XNNPACK" in proc.stderr or "LiteRT" in proc.stderr
     one = _run([str(host_runner)], bundle, tmp_path / "b.wav", "--threads", "1")
     assert one.returncode == 0, one.stderr
-    assert _report(one)["threads"] == 1
-    np.testing.assert_allclose(_wav(tmp_path / "b.wav"), _wav(tmp_path / "a.wav"), rtol=0, atol=1e-5)
+    assert runner_report(one)["threads"] == 1
+    np.testing.assert_allclose(read_float_wav(tmp_path / "b.wav"), read_float_wav(tmp_path / "a.wav"), rtol=0, atol=1e-5)
 
 
 def _copy(bundle: Path, tmp_path: Path) -> Path:
@@ -135,10 +125,10 @@ def test_portable_runner_on_litert_under_qemu(host_runner, portable_runner, bund
     assert arm.returncode == 0, arm.stderr
     host = _run([str(host_runner)], bundle, tmp_path / "host.wav", "--seed", "4", "--threads", "2")
     assert host.returncode == 0, host.stderr
-    a, h = _wav(tmp_path / "arm.wav"), _wav(tmp_path / "host.wav")
+    a, h = read_float_wav(tmp_path / "arm.wav"), read_float_wav(tmp_path / "host.wav")
     rel = float(np.abs(a - h).max() / np.abs(h).max())
     assert rel <= (1e-4 if recipe == "fp32" else 2e-2), rel
-    assert _report(arm)["backend"] == "litert"
+    assert runner_report(arm)["backend"] == "litert"
 
 
 def test_streamed_litert_bundle_matches_edgegen_run(host_runner, streamed, tmp_path):
@@ -151,6 +141,6 @@ def test_streamed_litert_bundle_matches_edgegen_run(host_runner, streamed, tmp_p
                            "--seed", "3", "--threads", "2", "-o", str(tmp_path / "out.wav")],
                           capture_output=True, text=True, timeout=600, cwd="/")
     assert proc.returncode == 0, proc.stderr
-    assert np.array_equal(_wav(tmp_path / "out.wav"), ref)
-    report = _report(proc)
+    assert np.array_equal(read_float_wav(tmp_path / "out.wav"), ref)
+    report = runner_report(proc)
     assert report["decoder_calls"] > 1 and report["time_to_first_audio_s"] < report["e2e_s"]

@@ -21,7 +21,7 @@ import torch
 from edgegen.bundle_pipeline import BundlePipeline
 from edgegen.common import num_samples
 from edgegen.streaming import stateful_calls
-from tests.helpers import no_sysroot_env, portable_command, rel_err
+from tests.helpers import no_sysroot_env, portable_command, read_float_wav, rel_err, runner_report
 
 pytestmark = [pytest.mark.litert, pytest.mark.executorch]
 
@@ -34,16 +34,6 @@ def _run(cmd: list[str], bundle: Path, out: Path, seconds: float, *extra: str, e
                           env=env)
 
 
-def _wav(path: Path) -> np.ndarray:
-    import soundfile as sf
-
-    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    assert sr == 44100 and sf.info(str(path)).subtype == "FLOAT"
-    return data.T
-
-
-def _report(proc: subprocess.CompletedProcess) -> dict:
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _manifest(bundle: Path) -> dict:
@@ -61,12 +51,12 @@ def _check_against_edgegen_run(host_runner, bundle: Path, tmp_path: Path, second
     proc = _run([str(host_runner)], bundle, tmp_path / "out.wav", seconds, "--dump", str(tmp_path / "d"))
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
-    got = _wav(tmp_path / "out.wav")
+    got = read_float_wav(tmp_path / "out.wav")
     n = min(num_samples(seconds, 44100), T * stream["hop"])
     assert got.shape == ref.shape == (2, n)
     assert np.array_equal(got, ref), float(np.abs(got - ref).max())
     np.testing.assert_array_equal(np.load(tmp_path / "d" / "audio.npy"), got)
-    report = _report(proc)
+    report = runner_report(proc)
     calls = stateful_calls(n, window=stream["window"], hop=stream["hop"], delay=stream["delay"])
     assert report["decoder_calls"] == calls
     assert report["decoded_latent_frames"] == calls * stream["window"] == frames_decoded
@@ -188,10 +178,10 @@ def test_portable_runner_on_stateful_litert_under_qemu(host_runner, portable_run
     assert arm.returncode == 0, arm.stderr
     host = _run([str(host_runner)], bundle, tmp_path / "host.wav", 1.0)
     assert host.returncode == 0, host.stderr
-    a, h = _wav(tmp_path / "arm.wav"), _wav(tmp_path / "host.wav")
+    a, h = read_float_wav(tmp_path / "arm.wav"), read_float_wav(tmp_path / "host.wav")
     assert a.shape == h.shape
     rel = float(np.abs(a - h).max() / np.abs(h).max())
     assert rel <= 1e-4, rel
-    ra, rh = _report(arm), _report(host)
+    ra, rh = runner_report(arm), runner_report(host)
     assert (ra["decoder_calls"], ra["decoded_latent_frames"]) == (rh["decoder_calls"], rh["decoded_latent_frames"])
     assert ra["backend"] == "litert" and ra["decoder_calls"] > 1

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import read_float_wav
+
 pytestmark = [pytest.mark.litert, pytest.mark.executorch]
 
 PROMPT, SEED, SECONDS = "a warm analog synth pad with slow attack", 5, 1.0
@@ -52,13 +54,6 @@ def _ok(proc: subprocess.CompletedProcess) -> dict:
     assert proc.stderr == "", proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
-
-def _wav(path: Path) -> np.ndarray:
-    import soundfile as sf
-
-    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    assert sr == 44100 and sf.info(str(path)).subtype == "FLOAT"
-    return data.T
 
 
 def _cache_files(bundle: Path, backend: str, cache: Path) -> dict[str, Path]:
@@ -101,7 +96,7 @@ def test_first_run_builds_the_cache_and_later_runs_hit_it_with_the_same_audio(ho
     assert _cache_files(bundle, backend, cache) == files
     assert {c: (f.stat().st_size, f.stat().st_mtime_ns) for c, f in files.items()} == stamps
 
-    built, hit, plain = _wav(tmp_path / "1.wav"), _wav(tmp_path / "2.wav"), _wav(tmp_path / "3.wav")
+    built, hit, plain = read_float_wav(tmp_path / "1.wav"), read_float_wav(tmp_path / "2.wav"), read_float_wav(tmp_path / "3.wav")
     assert built.shape == (2, 44100)
     assert np.array_equal(built, plain) and np.array_equal(hit, plain)
     print(f"\n[{backend}] peak RSS (MB): no cache {off['peak_rss_mb']:.1f}, run 1 (built) {first['peak_rss_mb']:.1f}, "
@@ -126,11 +121,11 @@ def test_a_damaged_cache_file_is_rebuilt_and_the_audio_stays_the_same(host_runne
 
     report = _ok(_run(host_runner, bundle, tmp_path / "out.wav", "--weight-cache", str(cache)))
     assert _uses(report) == ("built", {"text_encoder": "hit", "dit": "built", "decoder": "hit"})
-    assert np.array_equal(_wav(tmp_path / "out.wav"), _wav(tmp_path / "ref.wav"))
+    assert np.array_equal(read_float_wav(tmp_path / "out.wav"), read_float_wav(tmp_path / "ref.wav"))
     assert _cache_files(bundle, backend, cache) == files and files["dit"].stat().st_size == size
     again = _ok(_run(host_runner, bundle, tmp_path / "again.wav", "--weight-cache", str(cache)))
     assert _uses(again) == _all("hit")
-    assert np.array_equal(_wav(tmp_path / "again.wav"), _wav(tmp_path / "ref.wav"))
+    assert np.array_equal(read_float_wav(tmp_path / "again.wav"), read_float_wav(tmp_path / "ref.wav"))
 
     # --verbose says what happened, in one warning line (besides the runtimes' own log lines).
     files["dit"].write_bytes(b"")
@@ -152,8 +147,8 @@ def test_concurrent_first_runs_leave_complete_files_and_no_temporary_ones(host_r
     after = _ok(_run(host_runner, bundle, tmp_path / "after.wav", "--weight-cache", str(cache)))
     assert _uses(after) == _all("hit")
     assert _cache_files(bundle, backend, cache) == files
-    audio = _wav(tmp_path / "after.wav")
-    assert all(np.array_equal(_wav(tmp_path / f"{i}.wav"), audio) for i in range(2))
+    audio = read_float_wav(tmp_path / "after.wav")
+    assert all(np.array_equal(read_float_wav(tmp_path / f"{i}.wav"), audio) for i in range(2))
 
 
 def test_default_folder_follows_the_environment(host_runner, stateful, tmp_path):

@@ -6,11 +6,9 @@ ceil((64 * 2048 + 18981) / 2048) = 74 frames: 3 calls of 25). The audio runs 189
 
 import json
 import math
-import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -24,7 +22,7 @@ from edgegen.errors import EdgegenError
 from edgegen.export import resolve_decoder_window
 from edgegen.parity import check_parity
 from edgegen.streaming import decode_stateful, default_stateful_window, stateful_calls, stateful_layout
-from tests.helpers import rel_err
+from tests.helpers import assert_edited_manifest_refused, rel_err
 
 PROMPT = "a dog barking"
 
@@ -134,15 +132,7 @@ def test_manifest_and_info(stateful):
 ])
 @pytest.mark.litert
 def test_bad_stateful_manifest_is_refused(stateful, tmp_path, edit, match):
-    bundle = tmp_path / "b"
-    shutil.copytree(stateful("litert"), bundle)
-    m = json.loads((bundle / "manifest.json").read_text())
-    edit(m)
-    (bundle / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(EdgegenError, match=match):
-        open_bundle(bundle)
-    res = _cli("run", "-b", str(bundle), "-p", PROMPT, "-s", "1", "-o", str(tmp_path / "x.wav"))
-    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.wav").exists()
+    assert_edited_manifest_refused(stateful("litert"), tmp_path, edit, match)
 
 
 @pytest.mark.parametrize("backend", ["executorch", "litert"])

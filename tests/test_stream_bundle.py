@@ -7,7 +7,6 @@ writable for tools that read only schema 1-2; its tests run on LiteRT (the cheap
 """
 
 import json
-import shutil
 import subprocess
 import sys
 
@@ -21,7 +20,7 @@ from edgegen.errors import EdgegenError
 from edgegen.export import resolve_decoder_window
 from edgegen.parity import check_parity
 from edgegen.common import num_samples
-from tests.helpers import rel_err
+from tests.helpers import assert_edited_manifest_refused, rel_err
 
 PROMPT = "a dog barking"
 
@@ -64,15 +63,7 @@ def test_streamed_manifest_and_info(streamed):
 ])
 @pytest.mark.litert
 def test_bad_stream_manifest_is_refused(streamed, tmp_path, edit, match):
-    bundle = tmp_path / "b"
-    shutil.copytree(streamed("litert"), bundle)
-    m = json.loads((bundle / "manifest.json").read_text())
-    edit(m)
-    (bundle / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(EdgegenError, match=match):
-        open_bundle(bundle)
-    res = _cli("run", "-b", str(bundle), "-p", PROMPT, "-s", "1", "-o", str(tmp_path / "x.wav"))
-    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.wav").exists()
+    assert_edited_manifest_refused(streamed("litert"), tmp_path, edit, match)
 
 
 @pytest.mark.litert
