@@ -1,14 +1,17 @@
-"""Attempt record: dynamic int8 for the decoder's convolutions, speed and quality, both backends.
+"""The decoder per recipe and backend: speed, size and quality of one decoder window, exported as `edgegen export` does.
 
-    .venv/bin/python benchmarks/decoder_int8.py            # ~8 min on 2 cores (four full-size decoder exports)
+    .venv/bin/python benchmarks/decoder_int8.py                      # fp32, int8-all and fast on both backends
+    .venv/bin/python benchmarks/decoder_int8.py --variants executorch-fp32,executorch-fast --window 32
 
-One random:sao-small decoder window (60 latent frames, the streamed bundles' window) exported four ways:
-  executorch fp32  the channels-last GEMM form (as `edgegen export` writes it)
-  executorch int8  the same form with every Linear (= every conv) torchao 8da8w
-  litert fp32      the conv form (as `edgegen export` writes it)
-  litert int8      the channels-last GEMM form, every FULLY_CONNECTED dynamic-range int8
-Each is timed in its runtime (2 threads, best of 3 after a warm-up) and compared with the eager fp32 decoder
-(SQNR). Prints one line per variant and writes --out as JSON.
+One `random:sao-small` decoder window (latents the reference sampled from a caption, `--window` frames, default 60)
+goes through each backend's own `export_component` (the code `edgegen export` runs: ExecuTorch in the GEMM form,
+LiteRT in the conv form for fp32 and the GEMM form when quantized) under the decoder rules of a recipe:
+  fp32   every layer float
+  int8   every layer (ConvTranspose included) int8 weights per channel + dynamic int8 activations
+  fast   quantize/fast.toml's decoder rules (int8 except the layers it keeps float)
+Each artifact is timed in its runtime (2 threads, best of 3 after a warm-up) and compared with the eager fp32
+decoder on the same latents (SQNR and multi-resolution STFT distance). Prints the CPU's int8 features, one line per
+variant, the int8 / fp32 speed ratio per backend, and writes --out as JSON. Export time is reported too.
 """
 
 from __future__ import annotations
@@ -16,56 +19,63 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-VARIANTS = ("executorch-fp32", "executorch-int8", "litert-fp32", "litert-int8")
+VARIANTS = ("executorch-fp32", "executorch-int8", "executorch-fast", "litert-fp32", "litert-int8", "litert-fast")
+
+
+def cpu_int8_features() -> str:
+    flags = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    found = [f for f in ("avx512_vnni", "avx_vnni", "avx512f", "avx2") if re.search(rf"\b{f}\b", flags)]
+    model = next((line.split(":", 1)[1].strip() for line in flags.splitlines() if line.startswith("Model name")), "?")
+    return f"{model}; int8 features: {', '.join(found) or 'none'} (VNNI: {'yes' if 'vnni' in ' '.join(found) else 'no'})"
 
 
 def main() -> None:
-    from edgegen.components.oobleck import ChannelsLastDecoder
     from edgegen.export import executorch as et
     from edgegen.export import litert as lt
-    from edgegen.export.wrappers import io_spec, wrap
-    from edgegen.metrics import compare
+    from edgegen.export.wrappers import io_spec
+    from edgegen.metrics import compare, mrstft_distance
     from edgegen.pipeline import load_pipeline
-    from edgegen.recipes import Rule
+    from edgegen.recipes import Rule, load_recipe
     from edgegen.runtime import _executorch, _litert, _set_executorch_threads
+    from edgegen.sensitivity import representative_inputs
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--window", type=int, default=60)
+    ap.add_argument("--model", default="random:sao-small")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/decoder_int8.json"))
     args = ap.parse_args()
     torch.set_num_threads(2)
     _set_executorch_threads(2)
-    pipe = load_pipeline("random:sao-small")
-    x = torch.randn(1, 64, args.window, generator=torch.Generator().manual_seed(0))
+    print(f"cpu: {cpu_int8_features()}", flush=True)
+    pipe = load_pipeline(args.model)
+    x = representative_inputs(pipe, "decoder", prompts=1, frames=args.window)[0][0][0]
     with torch.no_grad():
         ref = pipe.decoder(x)
-    spec = io_spec(pipe, "decoder", stream={"window": args.window})
-    int8, fp32 = Rule("*", "int8"), Rule("*", "fp32")
+    spec = io_spec(pipe, "decoder", stream={"window": x.shape[-1]})
+    rules = {"fp32": (Rule("*", "fp32"),), "int8": (Rule("*", "int8"),),
+             "fast": load_recipe("fast").components["decoder"].rules}
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.variants.split(","):
-            backend, scheme = name.split("-")
-            module = copy.deepcopy(pipe.decoder)
+            backend, recipe = name.split("-")
             start = time.perf_counter()
+            module = copy.deepcopy(pipe.decoder)
             if backend == "executorch":
-                module = ChannelsLastDecoder(module).eval()
-                if scheme == "int8":
-                    et.quantize_executorch(module, lambda fqn: int8)
                 path = Path(tmp) / f"{name}.pte"
-                et.export_pte(wrap("decoder", module), (x,), path)
+                applied, _ = et.export_component("decoder", module, (x,), path, rules=rules[recipe])
                 call = _executorch(path, spec, 2)
             else:
-                if scheme == "int8":  # FULLY_CONNECTED is what LiteRT's dynamic-range int8 path quantizes
-                    module = ChannelsLastDecoder(module).eval()
                 path = Path(tmp) / f"{name}.tflite"
-                lt.export_tflite(wrap("decoder", module), (x,), path, rules=(int8 if scheme == "int8" else fp32,))
+                applied, _ = lt.export_component("decoder", module, (x,), path, rules=rules[recipe])
                 call = _litert(path, spec, 2)
             export_s = time.perf_counter() - start
             call([x.numpy()])
@@ -74,12 +84,24 @@ def main() -> None:
                 start = time.perf_counter()
                 out = call([x.numpy()])
                 best = min(best, time.perf_counter() - start)
-            sqnr = compare(ref, torch.as_tensor(out[0])).sqnr_db
-            results[name] = {"seconds": best, "sqnr_db": sqnr, "size_mb": path.stat().st_size / 1e6,
-                             "export_s": export_s}
-            print(f"{name:<17} {best:7.3f} s per {args.window}-frame window   SQNR {sqnr:5.1f} dB   "
-                  f"{path.stat().st_size / 1e6:6.1f} MB   (export {export_s:.0f} s)", flush=True)
-            args.out.write_text(json.dumps({"window": args.window, "results": results}, indent=2) + "\n")
+            got = torch.as_tensor(out[0])
+            sqnr = compare(ref, got).sqnr_db
+            stft = mrstft_distance(ref.numpy(), got.numpy())
+            schemes = {}
+            for scheme in applied.values():
+                schemes[scheme] = schemes.get(scheme, 0) + 1
+            results[name] = {"seconds": best, "sqnr_db": sqnr, "mrstft": stft, "size_mb": path.stat().st_size / 1e6,
+                             "export_s": export_s, "schemes": schemes}
+            print(f"{name:<17} {best:7.3f} s per {x.shape[-1]}-frame window   SQNR {sqnr:5.1f} dB   MR-STFT {stft:.4f}   "
+                  f"{path.stat().st_size / 1e6:6.1f} MB   {schemes}   (export {export_s:.0f} s)", flush=True)
+            args.out.write_text(json.dumps({"cpu": cpu_int8_features(), "window": x.shape[-1], "model": args.model,
+                                            "results": results}, indent=2) + "\n")
+    for backend in ("executorch", "litert"):
+        base = results.get(f"{backend}-fp32")
+        for recipe in ("int8", "fast"):
+            r = results.get(f"{backend}-{recipe}")
+            if base and r:
+                print(f"{backend} {recipe}: {base['seconds'] / r['seconds']:.2f}x the fp32 decoder's speed", flush=True)
 
 
 if __name__ == "__main__":

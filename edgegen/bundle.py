@@ -109,6 +109,8 @@ MANIFEST_SCHEMA = {
     "decoder_stream?": {"window": _POS_INT, "hop": _POS_INT, "overlap?": _NONNEG_INT, "receptive_field?": _NONNEG_INT,
                         "mode?": ("stateful", lambda v: v == "stateful"), "delay?": _NONNEG_INT,
                         "state_size?": _POS_INT},
+    # written by `edgegen export` (export/verify.py): the parity figures it checked, or why it did not check
+    "verification?": {"verified": ("true or false", lambda v: isinstance(v, bool))},
 }
 
 

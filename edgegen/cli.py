@@ -230,13 +230,21 @@ def info(bundle, model, t5, t5_precision):
                    "for tools that read only schema 1-2).")
 @click.option("--verbose", is_flag=True, help="Show the converters' own output (by default it goes to a log file, "
                                               "shown only when a conversion fails).")
+@click.option("--no-verify", is_flag=True,
+              help="Publish without running each artifact against its reference component (by default a component "
+                   "below its recipe's floor is refused: exit 1, nothing written). The manifest records the skip.")
+@click.option("--sensitivity-floor", type=click.FloatRange(0, 200, min_open=True), default=None,
+              help="Choose the decoder's float layers for THIS checkpoint: measure each layer's int8 sensitivity "
+                   "(`edgegen sensitivity`) and keep the fewest float that meet this SQNR (dB), which becomes the "
+                   "decoder's floor. Applies when the recipe quantizes the decoder (e.g. --recipe fast).")
 def export_cmd(model, t5, t5_precision, target, recipe, output, components, audio_to_audio, force, make_zip,
-               decoder_window, decoder_stream, verbose):
+               decoder_window, decoder_stream, verbose, no_verify, sensitivity_floor):
     """Quantize and export the three artifacts (four with --audio-to-audio) into a self-describing bundle."""
     from edgegen.common import ARTIFACTS, ENCODER
     from edgegen.export import ConversionError, export_bundle, parse_decoder_window
     from edgegen.export.staging import check_bundle_output
     from edgegen.export.support import check_supported
+    from edgegen.export.verify import VerificationError
     from edgegen.pipeline import load_pipeline
     from edgegen.recipes import load_recipe, load_target
 
@@ -247,25 +255,48 @@ def export_cmd(model, t5, t5_precision, target, recipe, output, components, audi
     check_supported(rec, tgt, comps)  # before the (slow) model load
     parse_decoder_window(decoder_window)
     check_bundle_output(output, force=force, make_zip=make_zip)  # --force replaces only a bundle edgegen made
+    if sensitivity_floor is not None and ("decoder" not in comps or
+                                          not any(r.scheme == "int8" for r in rec.resolved_rules("decoder", tgt))):
+        raise EdgegenError(f"--sensitivity-floor chooses the decoder's float layers, but recipe {rec.name!r} does "
+                           "not quantize the decoder to int8 here; use e.g. --recipe fast")
     click.echo(f"loading {model}", err=True)
     pipe = load_pipeline(model, t5=t5, t5_precision=t5_precision)
     start = time.perf_counter()
     progress = lambda comp, stage: click.echo(f"[{time.perf_counter() - start:7.1f}s] {comp:<13} {stage}", err=True)
+    if sensitivity_floor is not None:
+        from edgegen.sensitivity import tuned_recipe
+
+        rec, _ = tuned_recipe(rec, pipe, floor_db=sensitivity_floor,
+                              progress=lambda line: progress("decoder", f"sensitivity: {line.split(': ', 1)[-1]}"))
+        floats = [r.pattern for r in rec.components["decoder"].rules if r.scheme == "fp32"]
+        click.echo(f"sensitivity: decoder keeps {len(floats)} layer(s) float for {sensitivity_floor:g} dB: "
+                   f"{', '.join(floats) or 'none'}", err=True)
     with _sigterm_unwinds() as check_sigterm:
         try:
             report = export_bundle(pipe, target=tgt, recipe=rec, out=output, components=comps, force=force,
                                    make_zip=make_zip, decoder_window=decoder_window,
-                                   decoder_stream=decoder_stream, verbose=verbose,
+                                   decoder_stream=decoder_stream, verbose=verbose, verify=not no_verify,
                                    progress=lambda comp, stage: (check_sigterm(), progress(comp, stage)))
         except ConversionError as exc:
             for line in [] if verbose else exc.log_tail:
                 click.echo(f"  | {line}", err=True)
             raise
+        except VerificationError as exc:  # a gate failed (exit 1, as parity's), not bad input (exit 2)
+            click.echo(exc.table)
+            click.echo(f"edgegen: error: {exc}", err=True)
+            sys.exit(1)
     click.echo(f"{'artifact':<14}{'file':<22}{'size MB':>10}{'time s':>9}{'XNNPACK':>9}  schemes")
     for c in report.components:
         frac = "-" if c.delegated_fraction is None else f"{c.delegated_fraction:.0%}"
         schemes = ", ".join(f"{k} x{v}" for k, v in c.schemes.items()) or "fp32"
         click.echo(f"{c.component:<14}{c.file:<22}{c.size / 1e6:>10.2f}{c.seconds:>9.1f}{frac:>9}  {schemes}")
+    v = report.verification
+    if v["verified"]:
+        figures = ", ".join(f"{c} {e['sqnr_db'] if isinstance(e['sqnr_db'], str) else round(e['sqnr_db'], 1)} dB"
+                            for c, e in v["components"].items())
+        click.echo(f"verified against {v['reference']} in {v['seconds_taken']:.1f}s: {figures} (all gates pass)")
+    else:
+        click.echo("not verified (--no-verify): run `edgegen parity` on the bundle before shipping it")
     click.echo(f"wrote {output} in {report.seconds:.1f}s (peak RSS {report.peak_rss_mb:.0f} MB)")
 
 
@@ -464,6 +495,59 @@ def bench(bundle, model, t5, t5_precision, iters, warmup, threads, seconds, low_
                              on_iter=tick)
     click.echo(format_bench(result))
     click.echo(json.dumps(result))
+
+
+@main.command()
+@_model
+@_t5
+@_t5_precision
+@click.option("--component", "-c", required=True, type=click.Choice(["decoder", "dit", "text_encoder"]),
+              help="The component to measure.")
+@click.option("--scheme", default="int8", show_default=True, type=click.Choice(["int8"]),
+              help="Quantization simulated one layer at a time (per-channel int8 weights, dynamic int8 activations).")
+@click.option("--prompts", type=click.IntRange(1, 16), default=2, show_default=True,
+              help="Captions the reference samples representative inputs from.")
+@click.option("--seconds", type=float, default=None, help="Audio length the inputs are sampled at (default 10 s, "
+                                                          "or the model's maximum if shorter).")
+@click.option("--frames", type=click.IntRange(4, 4096), default=32, show_default=True,
+              help="Decoder: latent frames per representative window.")
+@click.option("--floor", "floor_db", type=click.FloatRange(0, 200, min_open=True), default=None,
+              help="Also choose the fewest layers to keep in float so the component meets this SQNR (dB).")
+@click.option("--write-recipe", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --floor: write the mixed recipe (.toml) that keeps those layers float.")
+@click.option("--recipe", "-r", default="fast", show_default=True,
+              help="With --write-recipe: the recipe the other components' rules come from.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write every layer's figures as JSON.")
+def sensitivity(model, t5, t5_precision, component, scheme, prompts, seconds, frames, floor_db, write_recipe,
+                recipe, json_path):
+    """Quantize one layer at a time on representative inputs; report each layer's SQNR cost and time share, and
+    (--floor, --write-recipe) the mixed recipe that keeps the fewest layers float while meeting the floor."""
+    import json
+
+    from edgegen.common import write_text_atomic
+    from edgegen.pipeline import load_pipeline
+    from edgegen.recipes import load_recipe
+    from edgegen import sensitivity as sens
+
+    if write_recipe is not None and floor_db is None:
+        raise EdgegenError("--write-recipe needs --floor DB (the SQNR the written recipe must keep)")
+    base = load_recipe(recipe) if write_recipe is not None else None  # a bad name fails before minutes of work
+    pipe = load_pipeline(model, t5=t5, t5_precision=t5_precision)
+    progress = lambda line: click.echo(line, err=True)  # noqa: E731
+    kw = dict(prompts=prompts, seconds=seconds, frames=frames)
+    result = sens.measure(pipe, component, scheme=scheme, progress=progress, **kw)
+    if floor_db is not None:
+        sens.choose_float_layers(result, pipe, floor_db=floor_db, progress=progress, **kw)
+    click.echo(sens.format_table(result))
+    if json_path is not None:
+        write_text_atomic(json_path, json.dumps(result.to_json(), indent=2) + "\n")
+        click.echo(f"wrote {json_path}")
+    if write_recipe is not None:
+        text = sens.recipe_toml(base, component, result, name=write_recipe.stem)
+        write_text_atomic(write_recipe, text)
+        load_recipe(write_recipe)  # what was written reads back under the recipe schema
+        click.echo(f"wrote {write_recipe}")
 
 
 @main.command("build-runner")

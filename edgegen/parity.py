@@ -474,11 +474,13 @@ def _check_parity(bp, pipe, *, seed, seconds, prompts, label: str) -> dict:
 
 
 def format_report(report: dict) -> str:
+    """The per-stage table (MR-STFT distance, 0 = identical spectra, where the stage's output is audio)."""
     def num(v, fmt):
         return v if isinstance(v, str) else format(v, fmt)
 
     lines = [f"parity  {report['bundle']}  ({report['backend']}, recipe {report['recipe']}) vs {report['model']}",
-             f"{'stage':<14}{'SQNR dB':>9}{'rel err':>11}{'max abs':>11}{'cosine':>10}  {'gate':<18}result"]
+             f"{'stage':<14}{'SQNR dB':>9}{'rel err':>11}{'max abs':>11}{'cosine':>10}{'MR-STFT':>9}  {'gate':<18}"
+             "result"]
     rows = list(report["components"].items()) + [("end_to_end", report["end_to_end"])]
     if "audio_to_audio" in report:
         rows.append(("audio_to_audio", report["audio_to_audio"]))
@@ -490,7 +492,8 @@ def format_report(report: dict) -> str:
             g = c["gate"]
             gate = f"rel <= {g['threshold']:g}" if g["metric"] == "rel_err" else f"SQNR >= {g['threshold']:g} dB"
         lines.append(f"{name:<14}{num(mt['sqnr_db'], '9.1f'):>9}{num(mt['rel_err'], '11.2e'):>11}"
-                     f"{num(mt['max_abs'], '11.2e'):>11}{num(mt['cosine'], '10.6f'):>10}  {gate:<18}"
+                     f"{num(mt['max_abs'], '11.2e'):>11}{num(mt['cosine'], '10.6f'):>10}"
+                     f"{'-' if c.get('mrstft') is None else num(c['mrstft'], '9.4f'):>9}  {gate:<18}"
                      f"{'PASS' if c['passed'] else 'FAIL'}")
     for name, c in rows:
         if c.get("reason"):

@@ -257,7 +257,7 @@ class Pipeline:
 
 
 def _load_random(name: str, *, seed: int = 0, t5_precision: str = "fp16") -> Pipeline:
-    from edgegen.presets import PRESETS, randomize_
+    from edgegen.presets import PRESETS, condition_decoder_, randomize_
 
     if name not in PRESETS:
         raise EdgegenError(f"unknown built-in model random:{name}; choose one of "
@@ -271,6 +271,7 @@ def _load_random(name: str, *, seed: int = 0, t5_precision: str = "fp16") -> Pip
     pipe = Pipeline(config, t5_cfg, tok, source)
     for i, module in enumerate(pipe.modules().values()):
         randomize_(module, seed=seed * 10 + i)
+    condition_decoder_(pipe.decoder, seed=seed * 10 + 9)  # conditioned like a trained decoder (int8 figures)
     pipe.text_encoder.t5.round_weights_(t5_precision, source=f"random:{name}")
     pipe.dit.transformer.rotary_pos_emb.refresh()
     pipe.raw_config = raw

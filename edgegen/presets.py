@@ -120,3 +120,52 @@ def randomize_(module: nn.Module, *, seed: int) -> None:
             normal(p, 0.1)
         elif leaf in ("weights",) or name.endswith("timestep_features.weight"):
             normal(p, 1.0)  # Fourier frequencies, randn as upstream
+
+
+# Gains the conditioned decoder is built to (each measured on its own output with unit-std latents in):
+COND_UNIT = 1.0        # every convolution outside a residual branch's last one: unit-std output
+COND_RESIDUAL = 0.3    # a residual branch's last 1x1 convolution: the branch adds 0.3 of the stream's std
+COND_AUDIO = 0.1       # the output convolution: audio at about -20 dBFS RMS
+COND_SNAKE_STD = 0.3   # SnakeBeta log alpha / log beta ~ N(0, 0.3): frequencies and gains within ~[0.4, 2.5]
+
+
+@torch.no_grad()
+def condition_decoder_(decoder: nn.Module, *, seed: int, frames: int = 16) -> None:
+    """Rescale a randomized Oobleck decoder data-dependently so it is conditioned like a trained one (in place).
+
+    `randomize_` alone leaves the decoder amplifying weight noise: each convolution's output scale drifts block
+    by block, the residual branches are as large as the stream, and per-channel int8 weight rounding (about 40 dB
+    on the weights) leaves ~16 dB on the audio. Trained decoders keep activations near unit scale with small
+    residual updates. So, in one forward pass on unit-std latents (`frames` long), each convolution in order is
+    rescaled (weight and bias together) so its output has the std it is built to: COND_RESIDUAL for the last
+    convolution of a residual branch, COND_AUDIO for the output convolution, COND_UNIT for every other one; the
+    Snake parameters are redrawn at COND_SNAKE_STD first. Later layers see the already-rescaled earlier ones.
+    Measured by tests/test_sensitivity.py::test_conditioned_decoder_keeps_weight_noise_small.
+    """
+    from edgegen.components.oobleck import ResidualUnit, SnakeBeta
+
+    g = torch.Generator().manual_seed(seed)
+    for m in decoder.modules():
+        if isinstance(m, SnakeBeta):
+            m.alpha.copy_(torch.randn(m.alpha.shape, generator=g) * COND_SNAKE_STD)
+            m.beta.copy_(torch.randn(m.beta.shape, generator=g) * COND_SNAKE_STD)
+    convs = [m for m in decoder.modules() if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d))]
+    target = {id(m): COND_UNIT for m in convs}
+    for unit in decoder.modules():
+        if isinstance(unit, ResidualUnit):
+            target[id(unit.layers[-1])] = COND_RESIDUAL
+    target[id(convs[-1])] = COND_AUDIO
+
+    def rescale(module, _inputs, output):
+        gain = target[id(module)] / output.std().clamp_min(1e-12)
+        module.weight.mul_(gain)
+        if module.bias is not None:
+            module.bias.mul_(gain)
+        return output * gain
+
+    handles = [m.register_forward_hook(rescale) for m in convs]
+    try:
+        decoder(torch.randn(1, decoder.config.latent_dim, frames, generator=g))
+    finally:
+        for h in handles:
+            h.remove()

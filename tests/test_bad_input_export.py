@@ -27,6 +27,7 @@ from tests.helpers import write_official, write_t5_folder
 
 EDGEGEN = [sys.executable, "-m", "edgegen.cli"]
 STAGE_LINE = re.compile(r"^\[\s*\d+\.\ds\] (text_encoder|dit|decoder)\s+(quantize|trace|lower|serialize)$")
+VERIFY_LINE = re.compile(r"^\[\s*\d+\.\ds\] verify\s+(parity of .+|passed in \d+\.\ds)$")
 
 
 def _snapshot(root: Path) -> dict[str, bytes | None]:
@@ -279,8 +280,8 @@ def test_failed_conversion_shows_the_log_tail_and_keeps_the_log(tmp_path, monkey
 @pytest.mark.parametrize("verbose", [False, True])
 def test_converter_output_only_with_verbose(tmp_path, monkeypatch, capfd, verbose):
     monkeypatch.setattr("edgegen.export.litert.export_component", _chatty(fail=False))
-    res = _export("-t", "host-litert", "-r", "fp32", "-c", "dit", "-o", str(tmp_path / "out"),
-                  *(["--verbose"] if verbose else []))
+    res = _export("-t", "host-litert", "-r", "fp32", "-c", "dit", "-o", str(tmp_path / "out"), "--no-verify",
+                  *(["--verbose"] if verbose else []))  # a fake artifact: nothing a runtime could verify
     assert res.exit_code == 0, res.output
     fds = capfd.readouterr()
     shown = res.output + fds.out + fds.err
@@ -300,8 +301,9 @@ def test_real_export_prints_stage_lines_and_force_replaces_edgegen_bundle_and_zi
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     lines = res.stderr.splitlines()
-    assert lines[0] == "loading random:tiny" and all(STAGE_LINE.match(ln) for ln in lines[1:]), res.stderr
-    assert [ln.split()[-1] for ln in lines[1:]] == ["trace", "quantize", "serialize"]
+    assert lines[0] == "loading random:tiny" and all(STAGE_LINE.match(ln) for ln in lines[1:-2]), res.stderr
+    assert [ln.split()[-1] for ln in lines[1:-2]] == ["trace", "quantize", "serialize"]
+    assert all(VERIFY_LINE.match(ln) for ln in lines[-2:]), res.stderr  # the runtimes' own output went to the log
     assert "LiteRT-Torch Convert" not in res.stdout
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "spiece.model", "text_encoder.tflite"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "out.zip"]

@@ -163,7 +163,11 @@ def test_existing_output_needs_force_and_unsupported_is_fast(tmp_path):
     out.mkdir()
     res = _cli("export", "-m", "random:tiny", "-t", "host-litert", "-r", "fp32", "-o", str(out))
     assert res.returncode == 2 and "--force" in res.stderr
-    res = _cli("export", "-m", "random:tiny", "-t", "host-litert", "-r", "mixed", "-o", str(tmp_path / "x"))
+    g512 = tmp_path / "g512.toml"
+    g512.write_text('name = "g512"\n[components.text_encoder]\nrules = [{ pattern = "*", scheme = "fp32" }]\n'
+                    '[components.dit]\nsqnr_floor_db = 10.0\nrules = [{ pattern = "*", scheme = "int4", group_size = 512 }]\n'
+                    '[components.decoder]\nrules = [{ pattern = "*", scheme = "fp32" }]\n')
+    res = _cli("export", "-m", "random:tiny", "-t", "host-litert", "-r", str(g512), "-o", str(tmp_path / "x"))
     assert res.returncode == 2 and "nearest supported row" in res.stderr and not (tmp_path / "x").exists()
 
 

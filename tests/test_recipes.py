@@ -10,7 +10,7 @@ from edgegen.recipes import load_recipe, load_target, recipe_names, target_names
 
 
 def test_every_recipe_and_target_loads():
-    assert {"fp32", "int8", "int4", "mobile", "mixed"} <= set(recipe_names())
+    assert {"fp32", "int8", "int4", "mobile", "mixed", "fast"} <= set(recipe_names())
     assert {"host-executorch", "host-litert", "android-arm64-executorch", "android-arm64-litert"} <= set(target_names())
     for name in recipe_names():
         r = load_recipe(name)
@@ -29,19 +29,29 @@ def test_first_match_wins_and_fp16_fallback():
     assert mobile.resolved_rules("decoder", load_target("android-arm64-executorch"))[0].scheme == "fp16"
 
 
-@pytest.mark.parametrize("recipe,target", [("mixed", "host-litert"), ("mixed", "android-arm64-litert")])
-def test_unsupported_combination_fails_fast_naming_nearest_row(recipe, target):
+INT4_G512 = """name = "g512"
+[components.text_encoder]
+rules = [{ pattern = "*", scheme = "fp32" }]
+[components.dit]
+sqnr_floor_db = 10.0
+rules = [{ pattern = "*.ff.*", scheme = "int4", group_size = 512 }, { pattern = "*", scheme = "int8" }]
+[components.decoder]
+rules = [{ pattern = "*", scheme = "fp32" }]
+"""
+
+
+@pytest.mark.parametrize("target", ["host-litert", "android-arm64-litert", "host-executorch"])
+def test_unsupported_combination_fails_fast_naming_nearest_row(target, tmp_path):
     start = time.perf_counter()
-    with pytest.raises(EdgegenError, match="nearest supported row: .* on litert"):
-        check_supported(load_recipe(recipe), load_target(target))
+    with pytest.raises(EdgegenError, match="int4 group512 with layer-scoped rules; nearest supported row: int4 group"):
+        check_supported(load_recipe(_write(tmp_path, INT4_G512)), load_target(target))
     assert time.perf_counter() - start < 0.5
 
 
 def test_supported_combinations():
-    for recipe in ("fp32", "int8", "int4", "mobile"):
+    for recipe in ("fp32", "int8", "int4", "mobile", "mixed", "fast"):  # per-layer rules on both backends
         for target in target_names():
             check_supported(load_recipe(recipe), load_target(target))
-    check_supported(load_recipe("mixed"), load_target("host-executorch"))
 
 
 def _write(tmp_path, text):

@@ -145,6 +145,7 @@ class ChannelsLastDecoder(nn.Module):
     def __init__(self, decoder: "OobleckDecoder"):
         super().__init__()
         self.scale = decoder.scale
+        self.source_names = conv_names(decoder)  # the reference name of each Linear below, in order
         self.layers = nn.Sequential(*[_channels_last(m) for m in decoder.layers])
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:  # [B, 64, T] -> [B, 2, T * hop]
@@ -219,6 +220,24 @@ class _ResidualCL(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.layers(x)
+
+
+def conv_names(decoder: nn.Module) -> list[str]:
+    """The module paths of a decoder's convolutions in forward order: the names recipes and sensitivity use."""
+    return [n for n, m in decoder.named_modules() if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d))]
+
+
+def gemm_sources(module: nn.Module) -> dict[str, str]:
+    """Linear module path -> the reference layer it computes. A GEMM form of the decoder (ChannelsLastDecoder,
+    a channels-last StatefulDecoder) turns each convolution into one Linear, in the same order, and records the
+    convolutions' names as `source_names`; any other module's Linears are their own source."""
+    linears = [n for n, m in module.named_modules() if isinstance(m, nn.Linear)]
+    names = getattr(module, "source_names", None)
+    if names is None:
+        return {n: n for n in linears}
+    if len(names) != len(linears):
+        raise ValueError(f"{type(module).__name__}: {len(linears)} Linears for {len(names)} convolutions")
+    return dict(zip(linears, names))
 
 
 def _channels_last(m: nn.Module) -> nn.Module:

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgegen.components.oobleck import DecoderBlock, OobleckDecoder, ResidualUnit, SnakeBeta
+from edgegen.components.oobleck import DecoderBlock, OobleckDecoder, ResidualUnit, SnakeBeta, conv_names
 
 
 class _Call:
@@ -221,6 +221,7 @@ class StatefulDecoder(nn.Module):
         self.window, self.cl, self.scale = window, channels_last, decoder.scale
         self.hop, self.latent_dim = decoder.config.hop, decoder.config.latent_dim
         self.layers = _chain(decoder.layers, 1, 0, channels_last)
+        self.source_names = conv_names(decoder)  # the reference name of each conv / Linear, in order
         self.delay = self.layers[-1].delay_out               # output samples
         self.shapes = [s for m in self.layers for s in m.states]
         self.sizes = [math.prod(s) for s in self.shapes]

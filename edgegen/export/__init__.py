@@ -11,6 +11,11 @@ component the backend writes its artifact, the tokenizer is copied and `manifest
 in a staging folder beside `out` that is renamed only when everything succeeded (see `staging.py`). The
 converters' console output goes to a log file there (`verbose` leaves it on the console); it is not part of
 the bundle, and when a conversion fails its tail travels with the error and the log is kept.
+
+Then the staged bundle verifies itself (`verify.py`, on by default): each artifact runs in its runtime against
+the reference component on parity's representative inputs, and a component below its recipe's floor raises
+VerificationError before the rename, so nothing is published. The manifest records the outcome either way in
+`verification` (the figures, or `{"verified": false, "reason": "--no-verify"}`).
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ class ExportReport:
     components: list[ComponentReport]
     peak_rss_mb: float
     seconds: float
+    verification: dict = field(default_factory=dict)  # what manifest.json records under `verification`
 
 
 class ConversionError(EdgegenError):
@@ -160,8 +166,11 @@ def _export_component(pipe, comp: str, *, target: Target, recipe: Recipe, path: 
     if comp == "decoder" and stream and stream.get("mode") == "stateful":
         from edgegen.components.stateful_decoder import StatefulDecoder
 
-        # ExecuTorch's XNNPACK runs convolutions as GEMMs faster (see oobleck.ChannelsLastDecoder); LiteRT its convs
-        module = StatefulDecoder(module, window=stream["window"], channels_last=target.backend == "executorch")
+        # ExecuTorch's XNNPACK runs convolutions as GEMMs faster (see oobleck.ChannelsLastDecoder); LiteRT its convs,
+        # but quantizes only GEMMs (FULLY_CONNECTED): a quantized LiteRT decoder takes the GEMM form too
+        quantized = any(r.scheme in ("int8", "int4") for r in recipe.resolved_rules(comp, target))
+        module = StatefulDecoder(module, window=stream["window"],
+                                 channels_last=target.backend == "executorch" or quantized)
     example = example_inputs(pipe, comp, stream=stream)
     rules = recipe.resolved_rules(comp, target)
     log_path = path.parent / LOG_NAME
@@ -184,9 +193,10 @@ def _export_component(pipe, comp: str, *, target: Target, recipe: Recipe, path: 
 
 def export_bundle(pipe, *, target: Target, recipe: Recipe, out: Path, components: tuple[str, ...] = COMPONENTS,
                   force: bool = False, make_zip: bool = False, decoder_window: str | int | None = "auto",
-                  decoder_stream: str = "stateful", verbose: bool = False,
+                  decoder_stream: str = "stateful", verbose: bool = False, verify: bool = True,
                   progress: Callable[[str, str], None] = lambda comp, stage: None) -> ExportReport:
-    """`verbose` leaves the converters' output on the console instead of the staging folder's log file."""
+    """`verbose` leaves the converters' output on the console instead of the staging folder's log file; `verify`
+    runs the staged bundle against `pipe` before publishing it (VerificationError, nothing written, on a miss)."""
     out = Path(out)
     unknown = [c for c in components if c not in ARTIFACTS]
     if unknown:
@@ -214,10 +224,20 @@ def export_bundle(pipe, *, target: Target, recipe: Recipe, out: Path, components
         manifest = build_manifest(pipe, target=target, recipe=recipe, artifacts=artifacts,
                                   tokenizer=file_entry(tmp / "spiece.model"), stream=stream)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if verify:  # the bundle as written (a reader's checks included); the manifest is rewritten with the figures
+            from edgegen.export.verify import verify_bundle
+
+            with ConverterLog(tmp / LOG_NAME, verbose=verbose) as log:  # the runtimes' console chatter, as above
+                verification = verify_bundle(tmp, pipe, label=str(out),
+                                             on_stage=log.passthrough(lambda s: progress("verify", s)))
+            (tmp / LOG_NAME).unlink(missing_ok=True)
+        else:
+            verification = {"verified": False, "reason": "--no-verify"}
+        (tmp / MANIFEST).write_text(json.dumps({**manifest, "verification": verification}, indent=2) + "\n")
         if make_zip:  # written before the folder is renamed: a failure here leaves neither
             zip_bundle(tmp, out.with_suffix(".zip"))
     return ExportReport(out=out, components=reports, peak_rss_mb=peak_rss_mb(),
-                        seconds=time.perf_counter() - start)
+                        seconds=time.perf_counter() - start, verification=verification)
 
 
 def build_manifest(pipe, *, target: Target, recipe: Recipe, artifacts: dict, tokenizer: dict,

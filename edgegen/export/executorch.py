@@ -45,9 +45,11 @@ def _torchao_config(rule: Rule):
     return Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4, weight_granularity=PerGroup(rule.group_size))
 
 
-def quantize_executorch(module: nn.Module, rule_for) -> dict[str, str]:
-    """Quantize `module`'s Linears in place; `rule_for(fqn) -> Rule | None`. Returns fqn -> scheme applied.
+def quantize_executorch(module: nn.Module, rule_for, sources: dict[str, str] | None = None) -> dict[str, str]:
+    """Quantize `module`'s Linears in place; `rule_for(name) -> Rule | None`. Returns name -> scheme applied.
 
+    `sources` maps a Linear's path to the reference layer's name the rules match (a decoder's GEMM form: each
+    convolution became one Linear, `oobleck.gemm_sources`); without it a Linear's own path is its name.
     A Linear whose input width the int4 group size does not divide takes int8 per-channel instead
     (e.g. the seconds embedder's 257-wide input), reported as such.
     """
@@ -58,13 +60,14 @@ def quantize_executorch(module: nn.Module, rule_for) -> dict[str, str]:
     for fqn, m in module.named_modules():
         if not isinstance(m, nn.Linear):
             continue
-        rule = rule_for(fqn)
+        name = sources.get(fqn, fqn) if sources else fqn
+        rule = rule_for(name)
         scheme = rule.scheme if rule else "fp32"
         if scheme == "int4" and m.in_features % rule.group_size:
             rule, scheme = Rule(rule.pattern, "int8"), "int8 (width not divisible by the int4 group)"
         if rule is not None and rule.scheme in ("int8", "int4"):
             plan[fqn] = rule
-        applied[fqn] = f"int4 g{rule.group_size}" if scheme == "int4" else scheme
+        applied[name] = f"int4 g{rule.group_size}" if scheme == "int4" else scheme
     for key in sorted({(r.scheme, r.group_size) for r in plan.values()}):
         chosen = {fqn for fqn, r in plan.items() if (r.scheme, r.group_size) == key}
         cfg = _torchao_config(next(r for r in plan.values() if (r.scheme, r.group_size) == key))
@@ -114,16 +117,22 @@ def export_component(component: str, module: nn.Module, example_inputs: tuple[to
     first match wins). Returns (Linear fqn -> scheme applied, fraction of ops delegated to XNNPACK)."""
     from edgegen.components.export_form import set_export_form
 
+    from edgegen.components.oobleck import ChannelsLastDecoder, OobleckDecoder, gemm_sources
+
     half = any(r.scheme == "fp16" for r in rules)
     on_stage("quantize")
-    rule_for = lambda fqn: next((r for r in rules if r.matches(fqn)), None)  # noqa: E731
-    applied = {"*": "fp16"} if half else quantize_executorch(module, rule_for)
-    set_export_form(module)  # XNNPACK-delegable formulations of LayerNorm, attention, Snake
-    if component == "decoder":  # convs as GEMMs on [B, L, C]: ExecuTorch's XNNPACK conv path is ~2.3x slower
-        from edgegen.components.oobleck import ChannelsLastDecoder, OobleckDecoder
-
-        if isinstance(module, OobleckDecoder):  # a StatefulDecoder arrives in its channels-last form already
+    rule_for = lambda name: next((r for r in rules if r.matches(name)), None)  # noqa: E731
+    if component == "decoder":
+        # convs as GEMMs on [B, L, C]: ExecuTorch's XNNPACK conv path is ~2.3x slower; each conv is then one
+        # Linear, quantized under its reference name (ConvTranspose included). A StatefulDecoder arrives in its
+        # channels-last form already.
+        if isinstance(module, OobleckDecoder):
             module = ChannelsLastDecoder(module).eval()
+        set_export_form(module)
+        applied = {"*": "fp16"} if half else quantize_executorch(module, rule_for, gemm_sources(module))
+    else:
+        applied = {"*": "fp16"} if half else quantize_executorch(module, rule_for)
+        set_export_form(module)  # XNNPACK-delegable formulations of LayerNorm, attention, Snake
     if half:
         module = to_half(component, module)
     stats = export_pte(wrap(component, module, half=half), example_inputs, out_path, on_stage=on_stage)

@@ -1,13 +1,14 @@
-"""LiteRT backend: litert-torch conversion with a component-wide dynamic-range recipe, `.tflite` out.
+"""LiteRT backend: litert-torch conversion, ai-edge-quantizer dynamic-range int8 / int4, `.tflite` out.
 
     schemes, _ = export_component("dit", module, example_inputs, out_path, rules=rules, on_stage=print)
 
 `export_component` is the entry point `edgegen.export` calls (the ExecuTorch backend has the same one).
-litert-torch applies its quantization recipe to the whole converted graph (its per-layer scopes only exist
-for models built from its own generative layers), so on LiteRT a component takes ONE scheme: the support
-matrix refuses per-layer mixes before any work. int8: dynamic range, per-channel int8 weights; int4: dynamic
-range, blockwise int4 weights (32-256); fp16 compute is a runtime flag (XNNPACK FORCE_FP16) on the phone, so
-the file stays fp32.
+Dynamic-range quantization applies to FULLY_CONNECTED ops: int8 per-channel int8 weights, int4 blockwise int4
+weights (32-256), activations quantized on the fly. A component whose rules all give one scheme quantizes every
+such op alike; rules that mix schemes go op by op, each FULLY_CONNECTED op traced back to its Linear through the
+module path litert-torch records in its scope (`_fc_layers`). The decoder is quantized in its GEMM form
+(oobleck.ChannelsLastDecoder: each convolution one Linear, under the convolution's name). fp16 compute is a
+runtime flag (XNNPACK FORCE_FP16) on the phone, so the file stays fp32.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from edgegen.errors import EdgegenError
 from edgegen.export.wrappers import wrap
 from edgegen.recipes import Rule
 
@@ -47,6 +49,54 @@ def _fc_scopes(model_bytes: bytes) -> list[tuple[str, int]]:
     return out
 
 
+def _fc_layers(model_bytes: bytes, wrapper: nn.Module) -> dict[str, str]:
+    """FULLY_CONNECTED op scope -> the wrapper's Linear (its canonical path) the op came from. litert-torch names
+    an op's scope after the chain of module calls that reached it, one `<class>_<attribute>` segment per call
+    below the wrapper: `decoder.layers.1.2.linear` called level by level gives segments ending in _decoder,
+    _layers, _1, _2, _linear; a module that calls a grandchild directly skips levels (the DiT calls
+    `transformer.project_in`: _dit, _project_in). So a Linear owns an op when the segments match its path's parts
+    in order, skipping parts, the last segment matching the last part. An op no Linear owns (or two claim) is an
+    EdgegenError: per-layer rules need every op traced."""
+    canonical = {id(m): n for n, m in wrapper.named_modules() if isinstance(m, nn.Linear)}
+    paths = [(n.split("."), id(m)) for n, m in wrapper.named_modules(remove_duplicate=False) if id(m) in canonical]
+
+    def owns(parts: list[str], segments: list[str], skipping: bool) -> bool:
+        if not segments or not segments[-1].endswith("_" + parts[-1]):
+            return False
+        if not skipping:
+            return len(parts) == len(segments) and all(s.endswith("_" + p) for s, p in zip(segments, parts))
+        rest = iter(parts[:-1])
+        return all(any(seg.endswith("_" + part) for part in rest) for seg in segments[:-1])
+
+    out = {}
+    for scope, _ in _fc_scopes(model_bytes):
+        # a scope may join several call chains with ';' (ops the converter fused): any of them may own the op
+        chains = [part.split("/")[1:] for part in scope.split(";") if "/" in part]
+        for skipping in (False, True):  # the exact path first; skipped levels only when no path matches exactly
+            owners = {mid for parts, mid in paths if any(owns(parts, segments, skipping) for segments in chains)}
+            if owners:
+                break
+        if len(owners) != 1:
+            raise EdgegenError(f"LiteRT per-layer quantization: the FULLY_CONNECTED op {scope!r} could not be traced "
+                               f"to one Linear ({len(owners)} candidates); use one scheme for the whole component")
+        out[scope] = canonical[owners.pop()]
+    return out
+
+
+def quantize_tflite_layers(model_bytes: bytes, *, rule_for_op: dict[str, Rule]) -> bytes:
+    """Dynamic-range quantization op by op: each FULLY_CONNECTED scope in `rule_for_op` takes its rule's int8 /
+    int4 config (matched by its exact scope); ops absent from it, or with an fp32 rule, stay float."""
+    from ai_edge_quantizer import qtyping, quantizer, recipe_manager
+
+    rm = recipe_manager.RecipeManager()
+    fc = qtyping.TFLOperationName.FULLY_CONNECTED
+    for scope, rule in rule_for_op.items():
+        if rule.scheme in ("int8", "int4"):
+            rm.add_quantization_config(regex=f"^{re.escape(scope)}$", operation_name=fc,
+                                       op_config=_op_config(rule.scheme, rule.group_size))
+    return bytes(quantizer.Quantizer(model_bytes, rm.get_quantization_recipe()).quantize().quantized_model)
+
+
 def quantize_tflite(model_bytes: bytes, *, rule: Rule) -> tuple[bytes, int]:
     """Dynamic-range quantization of every FULLY_CONNECTED op (ai-edge-quantizer).
 
@@ -65,26 +115,53 @@ def quantize_tflite(model_bytes: bytes, *, rule: Rule) -> tuple[bytes, int]:
     return bytes(data), len(fallbacks)
 
 
+def _label(rule: Rule | None) -> str:
+    if rule is None or rule.scheme not in ("int8", "int4"):
+        return "fp32"
+    return "int8" if rule.scheme == "int8" else f"int4 g{rule.group_size}"
+
+
 def export_tflite(wrapper: nn.Module, example_inputs: tuple[torch.Tensor, ...], out_path: Path, *,
-                  rules: tuple[Rule, ...], on_stage=lambda stage: None) -> dict[str, str]:
-    """Convert and write `out_path`, quantized by the component's (one) int8 / int4 rule if it has one;
-    returns Linear fqn -> scheme applied (for the report)."""
+                  rules: tuple[Rule, ...], on_stage=lambda stage: None,
+                  sources: dict[str, str] | None = None) -> dict[str, str]:
+    """Convert and write `out_path`, quantized by the component's rules; returns layer name -> scheme applied.
+
+    Rules of one scheme quantize every FULLY_CONNECTED op alike; rules that mix schemes (per layer) quantize
+    each op by the first rule matching its Linear's name: `sources` maps a Linear's path in the wrapped
+    component to the reference name the rules match (a decoder's GEMM form), else the path itself is the name."""
     import litert_torch
 
     rule = next((r for r in rules if r.scheme in ("int8", "int4")), None)
+    per_layer = len({(r.scheme, r.granularity) for r in rules}) > 1
     names = list(inspect.signature(wrapper.forward).parameters)
     on_stage("trace")
     with torch.no_grad():
         model = litert_torch.convert(wrapper.eval(), sample_kwargs=dict(zip(names, example_inputs)))
     data = model.model_content()
-    applied = {fqn: "fp32" for fqn, m in wrapper.named_modules() if isinstance(m, nn.Linear)}
-    if rule is not None:
+    linears = [fqn for fqn, m in wrapper.named_modules() if isinstance(m, nn.Linear)]
+    prefix = next((n + "." for n, _ in wrapper.named_children()), "")  # the wrapper's one child: the component
+
+    def name_of(fqn: str) -> str:
+        inner = fqn[len(prefix):] if fqn.startswith(prefix) else fqn
+        return (sources or {}).get(inner, inner)
+
+    applied = {name_of(fqn): "fp32" for fqn in linears}
+    if per_layer:
+        on_stage("quantize")
+        rule_for = {fqn: next((r for r in rules if r.matches(name_of(fqn))), None) for fqn in linears}
+        ops = _fc_layers(data, wrapper)
+        data = quantize_tflite_layers(data, rule_for_op={scope: rule_for[fqn] for scope, fqn in ops.items()
+                                                         if rule_for[fqn] is not None})
+        traced = set(ops.values())
+        applied = {name_of(fqn): _label(rule_for[fqn]) if fqn in traced else "fp32 (no FULLY_CONNECTED op)"
+                   for fqn in linears}
+    elif rule is not None:
         on_stage("quantize")
         label = "int8" if rule.scheme == "int8" else f"int4 g{rule.group_size}"
         narrow = {fqn for fqn, m in wrapper.named_modules()
                   if isinstance(m, nn.Linear) and rule.scheme == "int4" and m.in_features % rule.group_size}
-        applied = {fqn: ("int8 (width not divisible by the int4 group)" if fqn in narrow else label)
-                   for fqn in applied}
+        applied = {name_of(fqn): ("int8 (width not divisible by the int4 group)" if fqn in narrow else label)
+                   for fqn in linears}
         data, _ = quantize_tflite(data, rule=rule)
     on_stage("serialize")
     Path(out_path).write_bytes(data)
@@ -96,7 +173,19 @@ def export_component(component: str, module: nn.Module, example_inputs: tuple[to
     """Write `out_path` from `module` (a copy) under `rules` (resolved for the target). Returns (Linear fqn ->
     scheme applied, None: LiteRT reports no delegation fraction at export time). An fp16 rule leaves the file
     fp32: the runtime computes in fp16 where the target asks for it."""
-    applied = export_tflite(wrap(component, module), example_inputs, out_path, rules=rules, on_stage=on_stage)
+    sources = None
+    if component == "decoder" and any(r.scheme in ("int8", "int4") for r in rules):
+        # LiteRT's dynamic-range int8 quantizes FULLY_CONNECTED ops: the decoder goes in its GEMM form (each conv,
+        # ConvTranspose included, one Linear; quantized under the conv's reference name)
+        from edgegen.components.oobleck import ChannelsLastDecoder, OobleckDecoder, gemm_sources
+
+        if isinstance(module, OobleckDecoder):
+            module = ChannelsLastDecoder(module).eval()
+        elif not getattr(module, "cl", True):
+            raise ValueError("a quantized stateful decoder must be built channels-last for LiteRT")
+        sources = gemm_sources(module)
+    applied = export_tflite(wrap(component, module), example_inputs, out_path, rules=rules, on_stage=on_stage,
+                            sources=sources)
     if any(r.scheme == "fp16" for r in rules):
         applied = {"*": "fp16"}
     return applied, None

@@ -17,10 +17,10 @@ SUPPORTED: frozenset[tuple[str, str, str, str]] = frozenset(
      ("executorch", "fp16", "-", "component"),               # module cast to half, fp32 I/O
      ("executorch", "int8", "per_channel", "layer")]         # torchao 8da8w, dynamic-quant partitioner
     + [("executorch", "int4", f"group{g}", "layer") for g in _GROUPS]   # torchao 8da4w
-    + [("litert", "fp32", "-", "component"),
+    + [("litert", "fp32", "-", "layer"),                     # per layer: each FULLY_CONNECTED op by its Linear
        ("litert", "fp16", "-", "component"),                 # XNNPACK FORCE_FP16 at runtime on the phone
-       ("litert", "int8", "per_channel", "component")]       # dynamic range, channelwise
-    + [("litert", "int4", f"group{g}", "component") for g in _GROUPS]   # dynamic range, BLOCKWISE_g
+       ("litert", "int8", "per_channel", "layer")]           # dynamic range, channelwise
+    + [("litert", "int4", f"group{g}", "layer") for g in _GROUPS]   # dynamic range, BLOCKWISE_g
 )
 
 

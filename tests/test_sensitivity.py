@@ -1,0 +1,207 @@
+"""Conditioned random decoders, per-layer sensitivity, recipes it writes, and per-layer int8 decoders on both
+backends (random:tiny; real exports, real runtimes)."""
+
+import copy
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from edgegen import sensitivity as sens
+from edgegen.components.oobleck import OobleckConfig, OobleckDecoder
+from edgegen.metrics import compare
+from edgegen.presets import condition_decoder_, randomize_
+from edgegen.recipes import load_recipe
+
+
+def _weight_noise(decoder, x):
+    """(SQNR of the weights after per-channel int8 rounding, SQNR of the decoder's output with them), dB."""
+    with torch.no_grad():
+        ref = decoder(x)
+        layers = sens.quantizable("decoder", decoder)
+        power = sum(float((m.weight.double() ** 2).sum()) for _, m in layers)
+        noise = sum(float(((m.weight - sens._int8_weight(m)).double() ** 2).sum()) for _, m in layers)
+        saved = [(m, m.weight.data) for _, m in layers]
+        for m, _ in saved:
+            m.weight.data = sens._int8_weight(m)
+        got = decoder(x)
+        for m, w in saved:
+            m.weight.data = w
+    return 10 * math.log10(power / noise), compare(ref, got).sqnr_db, len(layers)
+
+
+@pytest.mark.parametrize("channels", [8, 32])
+def test_conditioned_decoder_keeps_weight_noise_small(channels):
+    """Each of n layers adds its own weight noise at unit gain: output SQNR ~ weight SQNR - 10 log10(n). The
+    decoder edgegen built before (randomize_ alone) amplified it ~8 dB more (measured 18.8 vs 26.8 dB at tiny size,
+    16.7 vs 26.5 dB at full size): both are checked, so the bound is known to separate them."""
+    cfg = OobleckConfig(channels=channels)
+    x = torch.randn(1, cfg.latent_dim, 12, generator=torch.Generator().manual_seed(3))
+    raw = OobleckDecoder(cfg).eval()
+    randomize_(raw, seed=5)
+    conditioned = copy.deepcopy(raw)
+    condition_decoder_(conditioned, seed=6)
+    w_db, out_db, n = _weight_noise(conditioned, x)
+    bound = w_db - 10 * math.log10(n) - 3.0
+    assert out_db >= bound, (out_db, w_db, n)
+    assert out_db >= 24.0
+    _, raw_db, _ = _weight_noise(raw, x)
+    assert raw_db < bound, (raw_db, bound)
+    # and the conditioned decoder's activations are what it was built to: audio at 0.1 std
+    with torch.no_grad():
+        assert 0.05 < float(conditioned(x).std()) < 0.2
+
+
+def test_random_pipelines_have_conditioned_decoders(tiny):
+    x = torch.randn(1, 64, 12, generator=torch.Generator().manual_seed(4))
+    _, out_db, _ = _weight_noise(tiny.decoder, x)
+    assert out_db >= 24.0
+
+
+def test_layer_sensitivity_table(tiny):
+    result = sens.measure(tiny, "decoder", frames=8)
+    names = [layer.name for layer in result.layers]
+    assert len(names) == 37 and len(set(names)) == 37 and "layers.1.layers.1" in names  # ConvTranspose included
+    sqnrs = [layer.sqnr_db for layer in result.layers]
+    assert sqnrs == sorted(sqnrs) and all(math.isfinite(v) and v > 20 for v in sqnrs)
+    assert abs(sum(layer.macs_share for layer in result.layers) - 1) < 1e-9
+    assert 0 < sum(layer.time_share for layer in result.layers) <= 1
+    # every layer quantized at once costs more than any one alone
+    assert result.all_sqnr_db < sqnrs[0]
+    table = sens.format_table(result)
+    assert "layers.1.layers.1" in table and "all 37 layers int8" in table
+    json.dumps(result.to_json())
+
+
+def test_simulated_int8_matches_the_executorch_artifact(tiny, tmp_path):
+    """The sensitivity simulation is what the exported int8 decoder computes (same weights rounding, dynamic
+    activations per GEMM row): its all-int8 SQNR agrees with the real ExecuTorch artifact's within 3 dB."""
+    from edgegen.export import export_bundle
+    from edgegen.recipes import load_target
+    from edgegen.runtime import load_artifacts
+    from edgegen.bundle import open_bundle
+
+    inputs, _ = sens.representative_inputs(tiny, "decoder", frames=tiny.latent_length)
+    x = inputs[0][0]
+    recipe = _recipe(tmp_path, decoder_rules='{ pattern = "*", scheme = "int8" }', floor=10)
+    out = tmp_path / "b"
+    export_bundle(tiny, target=load_target("host-executorch"), recipe=recipe, out=out, components=("decoder",),
+                  **_no_verify())
+    art = load_artifacts(open_bundle(out), threads=2)["decoder"]
+    got = art(latents=x.numpy())[0]
+    with torch.no_grad():
+        ref = tiny.decoder(x)
+        layers = sens.quantizable("decoder", tiny.decoder)
+        with sens.simulated_int8(layers):
+            sim = tiny.decoder(x)
+    real_db, sim_db = compare(ref, got).sqnr_db, compare(ref, sim).sqnr_db
+    assert abs(real_db - sim_db) < 3.0, (real_db, sim_db)
+
+
+def _no_verify():
+    from edgegen.export import export_bundle
+
+    return {"verify": False} if "verify" in export_bundle.__code__.co_varnames else {}
+
+
+def _recipe(tmp_path, *, decoder_rules: str, floor: float):
+    p = tmp_path / "r.toml"
+    p.write_text(f"""name = "t"
+[components.text_encoder]
+rules = [{{ pattern = "*", scheme = "fp32" }}]
+[components.dit]
+rules = [{{ pattern = "*", scheme = "fp32" }}]
+[components.decoder]
+sqnr_floor_db = {floor}
+rules = [{decoder_rules}]
+""")
+    return load_recipe(p)
+
+
+def test_choose_float_layers_meets_the_floor(tiny):
+    result = sens.measure(tiny, "decoder", frames=8)
+    floor = result.all_sqnr_db + 2.0
+    chosen = sens.choose_float_layers(result, tiny, floor_db=floor, frames=8)
+    assert chosen["sqnr_db"] >= floor + sens.MARGIN_DB and 0 < len(chosen["float_layers"]) < 37
+    # the most damaging layers are the ones kept float
+    assert chosen["float_layers"] == [layer.name for layer in result.layers[:len(chosen["float_layers"])]]
+    everything = sens.choose_float_layers(result, tiny, floor_db=199.0, frames=8)
+    assert len(everything["float_layers"]) == 37
+
+
+@pytest.mark.parametrize("backend", ["executorch", "litert"])
+def test_cli_writes_a_recipe_whose_export_meets_its_floor(tiny, tmp_path, backend):
+    """`edgegen sensitivity --floor --write-recipe` -> a recipe with per-layer decoder rules -> an export on either
+    backend whose decoder runs int8 except the chosen layers and measures at or above the floor in its runtime."""
+    from edgegen.export import export_bundle
+    from edgegen.recipes import load_target
+
+    rec, js = tmp_path / "mine.toml", tmp_path / "s.json"
+    res = subprocess.run([sys.executable, "-m", "edgegen.cli", "sensitivity", "-m", "random:tiny", "-c", "decoder",
+                          "--frames", "8", "--floor", "30", "--write-recipe", str(rec), "--json", str(js)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "layer 37/37" in res.stderr and "floor 30 dB (+1 dB margin)" in res.stdout
+    report = json.loads(js.read_text())
+    assert report["schema"] == "edgegen.sensitivity/1" and len(report["layers"]) == 37
+    recipe = load_recipe(rec)
+    rules = recipe.components["decoder"].rules
+    floats = report["chosen"]["float_layers"]
+    assert [r.pattern for r in rules[:-1]] == floats and rules[-1].scheme == "int8"
+    assert recipe.components["decoder"].sqnr_floor_db == 30.0
+    assert recipe.components["dit"].rules[0].scheme == "int8"  # the other components come from `fast`
+    out = tmp_path / backend
+    rep = export_bundle(tiny, target=load_target(f"host-{backend}"), recipe=recipe, out=out)  # verified in-runtime
+    schemes = next(c.schemes for c in rep.components if c.component == "decoder")
+    assert schemes.get("fp32", 0) == len(floats) and schemes["int8"] == 37 - len(floats)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["artifacts"]["decoder"]["schemes"] == schemes
+    dec = manifest["verification"]["components"]["decoder"]
+    assert manifest["verification"]["verified"] and dec["passed"] and dec["sqnr_db"] >= 30.0, dec
+
+
+def test_export_chooses_float_layers_for_the_checkpoint_streamed_litert(tmp_path):
+    """`export --recipe fast --sensitivity-floor` on a streamed (stateful, schema 3) LiteRT decoder: the float
+    layers are chosen on this checkpoint, the decoder is int8 in its GEMM form, and the export verifies it."""
+    out = tmp_path / "b"
+    res = subprocess.run([sys.executable, "-m", "edgegen.cli", "export", "-m", "random:tiny-long", "-t", "host-litert",
+                          "-r", "fast", "--sensitivity-floor", "28", "-c", "decoder", "-o", str(out)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "sensitivity: decoder keeps" in res.stderr and "layer 37/37" in res.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["schema_version"] == 3 and manifest["decoder_stream"]["mode"] == "stateful"
+    rules = manifest["recipe"]["components"]["decoder"]["rules"]
+    assert rules[-1]["scheme"] == "int8" and manifest["recipe"]["components"]["decoder"]["sqnr_floor_db"] == 28.0
+    schemes = manifest["artifacts"]["decoder"]["schemes"]
+    assert schemes["int8"] == 37 - (len(rules) - 1) and schemes.get("fp32", 0) == len(rules) - 1
+    dec = manifest["verification"]["components"]["decoder"]
+    assert dec["passed"] and dec["sqnr_db"] >= 28.0
+
+
+def test_sensitivity_floor_needs_a_quantized_decoder(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "edgegen.cli", "export", "-m", "random:tiny", "-t", "host-litert",
+                          "-r", "int8", "--sensitivity-floor", "30", "-o", str(tmp_path / "b")],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "does not quantize the decoder" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "b").exists()
+
+
+def test_bad_sensitivity_arguments_are_one_line(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "edgegen.cli", "sensitivity", "-m", "random:tiny", "-c", "decoder",
+                          "--write-recipe", str(tmp_path / "x.toml")], capture_output=True, text=True)
+    assert res.returncode == 2 and "--write-recipe needs --floor" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.toml").exists()
+
+
+def test_decoder_runs_from_the_changed_block_equal_whole_runs(tiny):
+    inputs, _ = sens.representative_inputs(tiny, "decoder", frames=8)
+    run = sens._Runs("decoder", tiny.decoder, inputs)
+    layers = dict(sens.quantizable("decoder", tiny.decoder))
+    with torch.no_grad():
+        for name in ("layers.0", "layers.3.layers.1", "layers.5.layers.4.layers.3", "layers.7"):
+            with sens.simulated_int8([(name, layers[name])]):
+                assert torch.equal(run([name]), sens._outputs(tiny.decoder, inputs)), name
