@@ -538,7 +538,7 @@ def sensitivity(model, t5, t5_precision, component, scheme, prompts, seconds, fr
     kw = dict(prompts=prompts, seconds=seconds, frames=frames)
     result = sens.measure(pipe, component, scheme=scheme, progress=progress, **kw)
     if floor_db is not None:
-        sens.choose_float_layers(result, pipe, floor_db=floor_db, progress=progress, **kw)
+        sens.choose_float_layers(result, pipe, floor_db=floor_db, progress=progress)
     click.echo(sens.format_table(result))
     if json_path is not None:
         write_text_atomic(json_path, json.dumps(result.to_json(), indent=2) + "\n")

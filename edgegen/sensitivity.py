@@ -57,14 +57,19 @@ class Result:
     model: str
     component: str
     scheme: str
-    inputs: str               # what the representative inputs were
+    description: str          # what the representative inputs were
     layers: list[Layer]       # sorted: most damaging first
     all_sqnr_db: float        # every layer quantized at once
     seconds: float
     chosen: dict = field(default_factory=dict)
+    # what was measured on, kept for choose_float_layers (not reported): the inputs and the float outputs
+    inputs: list = field(default_factory=list, repr=False)
+    reference: torch.Tensor | None = field(default=None, repr=False)
 
     def to_json(self) -> dict:
-        return {"schema": SCHEMA, **{k: v for k, v in asdict(self).items()}}
+        return {"schema": SCHEMA, "model": self.model, "component": self.component, "scheme": self.scheme,
+                "inputs": self.description, "layers": [asdict(layer) for layer in self.layers],
+                "all_sqnr_db": self.all_sqnr_db, "seconds": self.seconds, "chosen": self.chosen}
 
 
 # --- simulated int8 ---------------------------------------------------------------------------------------------
@@ -268,32 +273,29 @@ def measure(pipe, component: str, *, scheme: str = "int8", prompts: int = 2, sec
         progress(f"{component}: layer {i + 1}/{len(layers)} {name}: {sqnr:.1f} dB "
                  f"({time.perf_counter() - clock:.0f} s)")
     with simulated_int8(layers):
-        all_sqnr = _sqnr(ref, _outputs(module, inputs))
+        all_sqnr = _sqnr(ref, run([name for name, _ in layers]))
     progress(f"{component}: all {len(layers)} layers quantized: {all_sqnr:.1f} dB")
     out.sort(key=lambda layer: (layer.sqnr_db, layer.name))
-    return Result(model=pipe.source.model, component=component, scheme=scheme, inputs=what, layers=out,
-                  all_sqnr_db=all_sqnr, seconds=time.perf_counter() - clock)
+    return Result(model=pipe.source.model, component=component, scheme=scheme, description=what, layers=out,
+                  all_sqnr_db=all_sqnr, seconds=time.perf_counter() - clock, inputs=inputs, reference=ref)
 
 
 MARGIN_DB = 1.0  # simulated vs runtime kernels, and these inputs vs the export check's (measured 0.1-1.1 dB apart)
 
 
 @torch.no_grad()
-def choose_float_layers(result: Result, pipe, *, floor_db: float, margin_db: float = MARGIN_DB, prompts: int = 2,
-                        seconds: float | None = None, frames: int = 32, dit_calls: int = 4, seed: int = 0,
+def choose_float_layers(result: Result, pipe, *, floor_db: float, margin_db: float = MARGIN_DB,
                         progress: Callable[[str], None] = lambda line: None) -> dict:
     """The fewest layers to keep in float (most damaging first) so the component, with every other layer
     quantized, meets `floor_db` + `margin_db` in simulation: a binary search over how many of the sorted layers
-    stay float, each candidate measured on the same inputs (it assumes more float layers never lower the SQNR;
+    stay float, each candidate measured on the inputs `measure` used (it assumes more float layers never lower the SQNR;
     the chosen set is measured). The margin covers the runtime's kernels computing a little differently and the
     export check running other inputs. Returns {"floor_db", "margin_db", "float_layers", "sqnr_db",
     "time_share_float"}."""
     module = getattr(pipe, result.component)
     by_name = dict(quantizable(result.component, module))
-    inputs, _ = representative_inputs(pipe, result.component, prompts=prompts, seconds=seconds, frames=frames,
-                                      dit_calls=dit_calls, seed=seed)
-    ref = _outputs(module, inputs)
-    run = _Runs(result.component, module, inputs)
+    ref = result.reference
+    run = _Runs(result.component, module, result.inputs)
     order = [layer.name for layer in result.layers]
 
     def sqnr_keeping(k: int) -> float:
@@ -324,7 +326,7 @@ def choose_float_layers(result: Result, pipe, *, floor_db: float, margin_db: flo
 def format_table(result: Result, limit: int | None = None) -> str:
     rows = result.layers if limit is None else result.layers[:limit]
     width = max(len(layer.name) for layer in rows)
-    lines = [f"{result.model} {result.component}, {result.scheme} one layer at a time on {result.inputs}",
+    lines = [f"{result.model} {result.component}, {result.scheme} one layer at a time on {result.description}",
              f"{'layer':<{width}}  {'kind':<15} {'params':>10} {'time %':>7} {'MACs %':>7} {'SQNR dB':>8}"]
     for layer in rows:
         lines.append(f"{layer.name:<{width}}  {layer.kind:<15} {layer.params:>10} {100 * layer.time_share:>7.2f} "
@@ -354,7 +356,7 @@ def recipe_toml(base, component: str, result: Result, *, name: str) -> str:
                    f"(floor {c['floor_db']:g} dB)")
     lines = [f"# Written by `edgegen sensitivity --model {result.model} --component {component} --scheme "
              f"{result.scheme} --floor {c['floor_db']:g}` from recipe {base.name!r}.",
-             f"# Measured on {result.inputs}: every layer {result.scheme} {result.all_sqnr_db:.1f} dB; with the "
+             f"# Measured on {result.description}: every layer {result.scheme} {result.all_sqnr_db:.1f} dB; with the "
              f"layers below float {c['sqnr_db']:.1f} dB.",
              f"name = {_toml_str(name)}",
              f"description = {_toml_str(description)}",
@@ -398,7 +400,7 @@ def tuned_recipe(base, pipe, *, floor_db: float, components: tuple[str, ...] = (
         if not schemes & set(SENSITIVITY_SCHEMES):
             continue
         result = measure(pipe, comp, scheme="int8", progress=progress, **kw)
-        chosen = choose_float_layers(result, pipe, floor_db=floor_db, progress=progress, **kw)
+        chosen = choose_float_layers(result, pipe, floor_db=floor_db, progress=progress)
         rules = tuple(Rule(n, "fp32") for n in chosen["float_layers"]) + (Rule("*", "int8"),)
         comps[comp] = ComponentRecipe(rules=rules, sqnr_floor_db=float(floor_db))
         results[comp] = result

@@ -124,11 +124,11 @@ rules = [{decoder_rules}]
 def test_choose_float_layers_meets_the_floor(tiny):
     result = sens.measure(tiny, "decoder", frames=8)
     floor = result.all_sqnr_db + 2.0
-    chosen = sens.choose_float_layers(result, tiny, floor_db=floor, frames=8)
+    chosen = sens.choose_float_layers(result, tiny, floor_db=floor)
     assert chosen["sqnr_db"] >= floor + sens.MARGIN_DB and 0 < len(chosen["float_layers"]) < 37
     # the most damaging layers are the ones kept float
     assert chosen["float_layers"] == [layer.name for layer in result.layers[:len(chosen["float_layers"])]]
-    everything = sens.choose_float_layers(result, tiny, floor_db=199.0, frames=8)
+    everything = sens.choose_float_layers(result, tiny, floor_db=199.0)
     assert len(everything["float_layers"]) == 37
 
 
