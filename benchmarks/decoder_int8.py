@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/decoder_int8.py                      # fp32, int8-all and fast on both backends
     .venv/bin/python benchmarks/decoder_int8.py --variants executorch-fp32,executorch-fast --window 32
+    .venv/bin/python benchmarks/decoder_int8.py --floors 25,30,35 --variants executorch-fp32,litert-fp32
 
 One `random:sao-small` decoder window (latents the reference sampled from a caption, `--window` frames, default 60)
 goes through each backend's own `export_component` (the code `edgegen export` runs: ExecuTorch in the GEMM form,
@@ -9,6 +10,9 @@ LiteRT in the conv form for fp32 and the GEMM form when quantized) under the dec
   fp32   every layer float
   int8   every layer (ConvTranspose included) int8 weights per channel + dynamic int8 activations
   fast   quantize/fast.toml's decoder rules (int8 except the layers it keeps float)
+  floorN (with --floors N,...) the float layers `edgegen sensitivity --floor N` chooses on these weights: the
+         sensitivity measurement runs once (its wall time is reported: the full-size decoder's bound is 10 min),
+         then the fewest float layers meeting each floor; each floor is exported and timed on both backends
 Each artifact is timed in its runtime (2 threads, best of 3 after a warm-up) and compared with the eager fp32
 decoder on the same latents (SQNR and multi-resolution STFT distance). Prints the CPU's int8 features, one line per
 variant, the int8 / fp32 speed ratio per backend, and writes --out as JSON. Export time is reported too.
@@ -19,8 +23,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import re
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -31,10 +33,10 @@ VARIANTS = ("executorch-fp32", "executorch-int8", "executorch-fast", "litert-fp3
 
 
 def cpu_int8_features() -> str:
-    flags = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    found = [f for f in ("avx512_vnni", "avx_vnni", "avx512f", "avx2") if re.search(rf"\b{f}\b", flags)]
-    model = next((line.split(":", 1)[1].strip() for line in flags.splitlines() if line.startswith("Model name")), "?")
-    return f"{model}; int8 features: {', '.join(found) or 'none'} (VNNI: {'yes' if 'vnni' in ' '.join(found) else 'no'})"
+    from edgegen.bench import describe_int8, host_machine
+
+    m = host_machine()
+    return f"{m['processor']}; {describe_int8(m['int8_features'])}"
 
 
 def main() -> None:
@@ -52,6 +54,7 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=60)
     ap.add_argument("--model", default="random:sao-small")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/decoder_int8.json"))
+    ap.add_argument("--floors", default="", help="comma-separated SQNR floors (dB): add a floorN variant per backend")
     args = ap.parse_args()
     torch.set_num_threads(2)
     _set_executorch_threads(2)
@@ -63,10 +66,30 @@ def main() -> None:
     spec = io_spec(pipe, "decoder", stream={"window": x.shape[-1]})
     rules = {"fp32": (Rule("*", "fp32"),), "int8": (Rule("*", "int8"),),
              "fast": load_recipe("fast").components["decoder"].rules}
+    variants = [v for v in args.variants.split(",") if v]
+    sensitivity = {}
+    if args.floors:
+        from edgegen.sensitivity import choose_float_layers, measure
+
+        start = time.perf_counter()
+        result = measure(pipe, "decoder", scheme="int8", progress=lambda line: print(f"  {line}", flush=True))
+        sensitivity["measure_s"] = time.perf_counter() - start
+        print(f"sensitivity: {len(result.layers)} layers measured in {sensitivity['measure_s']:.0f} s "
+              f"(all int8: {result.all_sqnr_db:.1f} dB)", flush=True)
+        for floor in (float(f) for f in args.floors.split(",")):
+            start = time.perf_counter()
+            chosen = choose_float_layers(result, pipe, floor_db=floor)
+            name = f"floor{floor:g}"
+            rules[name] = tuple(Rule(n, "fp32") for n in chosen["float_layers"]) + (Rule("*", "int8"),)
+            sensitivity[name] = {**chosen, "choose_s": time.perf_counter() - start}
+            print(f"sensitivity: floor {floor:g} dB -> {len(chosen['float_layers'])} float layer(s), simulated "
+                  f"{chosen['sqnr_db']:.1f} dB, {chosen['time_share_float']:.1%} of eager time float "
+                  f"({sensitivity[name]['choose_s']:.0f} s)", flush=True)
+            variants += [f"executorch-{name}", f"litert-{name}"]
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.variants.split(","):
-            backend, recipe = name.split("-")
+        for name in variants:
+            backend, recipe = name.split("-", 1)
             start = time.perf_counter()
             module = copy.deepcopy(pipe.decoder)
             if backend == "executorch":
@@ -95,10 +118,10 @@ def main() -> None:
             print(f"{name:<17} {best:7.3f} s per {x.shape[-1]}-frame window   SQNR {sqnr:5.1f} dB   MR-STFT {stft:.4f}   "
                   f"{path.stat().st_size / 1e6:6.1f} MB   {schemes}   (export {export_s:.0f} s)", flush=True)
             args.out.write_text(json.dumps({"cpu": cpu_int8_features(), "window": x.shape[-1], "model": args.model,
-                                            "results": results}, indent=2) + "\n")
+                                            "results": results, "sensitivity": sensitivity}, indent=2) + "\n")
     for backend in ("executorch", "litert"):
         base = results.get(f"{backend}-fp32")
-        for recipe in ("int8", "fast"):
+        for recipe in [r for r in rules if r != "fp32"]:
             r = results.get(f"{backend}-{recipe}")
             if base and r:
                 print(f"{backend} {recipe}: {base['seconds'] / r['seconds']:.2f}x the fp32 decoder's speed", flush=True)

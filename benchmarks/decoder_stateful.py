@@ -19,7 +19,6 @@ import copy
 import json
 import math
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
@@ -27,13 +26,10 @@ import torch
 
 
 def cpu_features() -> str:
-    try:
-        flags = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    except OSError:
-        return "lscpu unavailable"
-    model = next((ln.split(":", 1)[1].strip() for ln in flags.splitlines() if ln.startswith("Model name")), "?")
-    have = [f for f in ("avx512_vnni", "avx_vnni", "avx512f", "avx2") if f" {f}" in flags]
-    return f"{model}; int8-relevant flags: {', '.join(have) or 'none'}"
+    from edgegen.bench import describe_int8, host_machine
+
+    m = host_machine()
+    return f"{m['processor']}; {describe_int8(m['int8_features'])}"
 
 
 def export(pipe, backend: str, stream: dict | None, out: Path):

@@ -37,7 +37,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgegen.bench import ENCODER_STAGE, PROMPT, STAGES, Iteration, bench_result
+from edgegen.bench import ENCODER_STAGE, PROMPT, STAGES, Iteration, bench_result, int8_features
 from edgegen.bundle import MANIFEST, Bundle, init_audio_shape
 from edgegen.common import check_seconds, sha256_file
 from edgegen.errors import EdgegenError
@@ -298,13 +298,14 @@ def device_bench(bundle: Bundle, *, device: Device, runner_dir: Path, iters: int
         on_iter(i)
     model = device.adb.shell("getprop ro.product.model").strip()
     cpus = device.adb.shell("nproc").strip()
+    features = int8_features(device.adb.shell("cat /proc/cpuinfo"))
     a2a = {"init_noise_level": init_noise_level} if init_audio is not None else {}
     if "decoded_latent_frames" in runs[0]:  # runners from before schema 3 do not report it
         a2a["decoded_latent_frames"] = runs[0]["decoded_latent_frames"]
     return bench_result([_iteration(x) for x in runs], warmup=warmup, kind="device", backend=m["backend"],
                         recipe=m["recipe"]["name"], target=m["target"]["name"], bundle=str(bundle.root),
                         threads=runs[0]["threads"], **a2a, machine=device.abi, processor=model,
-                        cpus=int(cpus) if cpus.isdigit() else None,
+                        cpus=int(cpus) if cpus.isdigit() else None, int8_features=features,
                         device={"serial": device.serial, "abi": device.abi, "model": model})
 
 

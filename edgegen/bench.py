@@ -18,6 +18,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from edgegen.common import Timings, peak_rss_mb
 
@@ -79,9 +80,35 @@ def _measure(generate: Callable[[Timings], object], *, sample_rate: int, iters: 
     return runs
 
 
+# CPU features int8 kernels use (x86: VNNI dot products, AVX-512; Arm: dotprod = asimddp, i8mm, SME2). int8 speed
+# depends on them, so every benchmark reports them beside its timings.
+INT8_FEATURES = ("avx512_vnni", "avx_vnni", "amx_int8", "avx512f", "avx2", "asimddp", "i8mm", "sme2")
+
+
+def int8_features(cpuinfo: str) -> list[str]:
+    """The INT8_FEATURES present in /proc/cpuinfo's text (x86 `flags`, Arm `Features`), in INT8_FEATURES order."""
+    have = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            have.update(value.split())
+    return [f for f in INT8_FEATURES if f in have]
+
+
+def describe_int8(features: list[str]) -> str:
+    """One line for reports: the features and whether int8 dot products are there."""
+    dot = [f for f in features if f in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm", "sme2")]
+    return f"int8 features: {', '.join(features) or 'none'} (int8 dot product: {', '.join(dot) or 'NO'})"
+
+
 def host_machine() -> dict:
-    return {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "python": platform.python_version()}
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpuinfo = ""
+    model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")), None)
+    return {"machine": platform.machine(), "processor": model or platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "python": platform.python_version(), "int8_features": int8_features(cpuinfo)}
 
 
 def bench_bundle(path, *, iters: int = 3, warmup: int = 1, threads: int | None = None, seconds: float | None = None,
@@ -145,4 +172,6 @@ def format_bench(r: dict) -> str:
              f"  end to end      {r['e2e_s']:8.3f} s   for {r['audio_seconds']:.2f} s of audio (RTF {r['rtf']:.2f})",
              f"  first audio     {r['time_to_first_audio_s']:8.3f} s",
              f"  peak RSS        {r['peak_rss_mb']:8.0f} MB"]
+    if "int8_features" in r:
+        lines.append(f"  cpu             {r.get('processor') or r.get('machine')}; {describe_int8(r['int8_features'])}")
     return "\n".join(lines)

@@ -133,6 +133,7 @@ def test_bench_adb_json_and_second_run_pushes_nothing(arm64_phone, portable_runn
             "e2e_runs_s", "audio_seconds", "backend", "recipe", "threads"} <= result.keys()
     assert set(result["stages"]) == {"load", "text_encoder", "dit", "decoder"}
     assert result["device"] == {"serial": "fake-0001", "abi": "arm64-v8a", "model": "FakePhone"}
+    assert result["int8_features"] == ["asimddp"]  # the phone's /proc/cpuinfo (fixture: dotprod, no i8mm)
     assert len(result["e2e_runs_s"]) == 2 and result["audio_seconds"] == pytest.approx(0.5)
     assert "end to end" in res.stdout
     assert result["backend"] == backend

@@ -92,6 +92,19 @@ def test_bench_last_line_is_json(bundle_factory, kind):
     assert {"e2e_s", "peak_rss_mb", "time_to_first_audio_s", "rtf", "stages"} <= set(result)
     assert {"load", "text_encoder", "dit", "decoder"} <= set(result["stages"])
     assert result["e2e_s"] > 0 and result["peak_rss_mb"] > 0
+    assert isinstance(result["int8_features"], list) and "int8 features:" in res.stdout
+
+
+def test_int8_features_from_cpuinfo():
+    from edgegen.bench import describe_int8, int8_features
+    from tests.helpers import ARM64_CPUINFO
+
+    x86 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\nprocessor\t: 1\nflags\t\t: avx2\n"
+    assert int8_features(x86) == ["avx512_vnni", "avx512f", "avx2"]
+    assert int8_features(ARM64_CPUINFO.read_text()) == ["asimddp"]
+    assert int8_features("") == []
+    assert describe_int8(["avx2"]) == "int8 features: avx2 (int8 dot product: NO)"
+    assert describe_int8(["asimddp", "i8mm"]).endswith("(int8 dot product: asimddp, i8mm)")
 
 
 def test_run_bad_input(bundle_factory, tmp_path):

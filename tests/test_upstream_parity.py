@@ -200,3 +200,72 @@ def test_native_runner_reproduces_upstream_generation(bundle, ref, where, reques
     wav = wav.T
     assert sr == 44100 and json.loads(proc.stdout.strip().splitlines()[-1])["backend"] == backend
     assert rel_err(ref["gen_audio_legacy_schedule"][0, :, : wav.shape[1]], wav) <= END_TO_END_TOL
+
+
+# --- the fast recipe on the independent checkpoint (issue 13): int8 decoder layers, >= 25 dB against upstream -------
+#
+# The fixture's decoder is upstream's, re-initialised at random by tools/upstream (not edgegen's conditioned init):
+# with fast.toml's hand-picked float layers its int8 decoder keeps 16.6 dB, so the plain `fast` export is refused.
+# `--sensitivity-floor 25` (tuned_recipe) chooses this checkpoint's float layers; every artifact, run in its runtime,
+# then clears 25 dB against upstream's own outputs, with int8 layers left in the decoder.
+
+UPSTREAM_FAST_FLOOR_DB = 25.0
+
+
+@pytest.fixture(scope="module", params=[pytest.param("executorch", marks=pytest.mark.executorch),
+                                        pytest.param("litert", marks=pytest.mark.litert)])
+def fast_bundle(request, pipe, tmp_path_factory):
+    from edgegen.bundle_pipeline import BundlePipeline
+    from edgegen.export import export_bundle
+    from edgegen.recipes import load_recipe, load_target
+    from edgegen.sensitivity import tuned_recipe
+
+    backend = request.param
+    pytest.importorskip("executorch.runtime" if backend == "executorch" else "ai_edge_litert")
+    recipe, _ = tuned_recipe(load_recipe("fast"), pipe, floor_db=UPSTREAM_FAST_FLOOR_DB)
+    out = tmp_path_factory.mktemp("upstream_fast") / backend
+    export_bundle(pipe, target=load_target(f"host-{backend}"), recipe=recipe, out=out, decoder_window="whole")
+    with BundlePipeline.open(out) as bp:
+        yield bp
+
+
+def _sqnr(ref, got) -> float:
+    from edgegen.metrics import compare
+
+    return compare(torch.as_tensor(np.asarray(ref)), torch.as_tensor(got)).sqnr_db
+
+
+@torch.no_grad()
+def test_fast_bundle_int8_decoder_clears_25_db_against_upstream(fast_bundle, ref):
+    manifest = fast_bundle.bundle.manifest
+    schemes = manifest["artifacts"]["decoder"]["schemes"]
+    assert schemes.get("int8", 0) > 0 and schemes.get("fp32", 0) > 0, schemes  # a mixed decoder, int8 in it
+    assert manifest["verification"]["verified"] is True
+    te = fast_bundle._artifact("text_encoder")
+    one = lambda k, i: ref[k][i:i + 1]  # noqa: E731
+    crosses, globs = zip(*(te(token_ids=one("prompt_input_ids", i), attention_mask=one("prompt_attention_mask", i),
+                              seconds_total=one("seconds_total", i).astype(np.float32))
+                           for i in range(len(ref["seconds_total"]))))
+    v = torch.cat([fast_bundle.velocity(_t(ref, "dit_x")[i:i + 1], _t(ref, "dit_t")[i:i + 1].float(),
+                                        _t(ref, "cross_attn_cond")[i:i + 1], _t(ref, "global_cond")[i:i + 1])
+                   for i in range(len(ref["dit_t"]))])
+    figures = {"text_encoder": _sqnr(ref["cross_attn_cond"], torch.cat(crosses)),
+               "dit": _sqnr(ref["dit_v"], v),
+               "decoder": _sqnr(ref["dec_audio"], fast_bundle.decode(_t(ref, "dec_latents")))}
+    assert all(db >= UPSTREAM_FAST_FLOOR_DB for db in figures.values()), figures
+
+
+@pytest.mark.litert
+def test_fast_recipe_refused_on_the_independent_checkpoint(pipe, tmp_path):
+    """fast.toml's own float layers (chosen on edgegen's conditioned random decoder) miss the 30 dB floor on this
+    checkpoint: the export is refused, nothing at the output path."""
+    pytest.importorskip("ai_edge_litert")
+    from edgegen.export import export_bundle
+    from edgegen.export.verify import VerificationError
+    from edgegen.recipes import load_recipe, load_target
+
+    out = tmp_path / "fast"
+    with pytest.raises(VerificationError, match="decoder: SQNR"):
+        export_bundle(pipe, target=load_target("host-litert"), recipe=load_recipe("fast"), out=out,
+                      components=("decoder",), decoder_window="whole")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
