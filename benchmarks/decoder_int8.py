@@ -10,6 +10,7 @@ LiteRT in the conv form for fp32 and the GEMM form when quantized) under the dec
   fp32   every layer float
   int8   every layer (ConvTranspose included) int8 weights per channel + dynamic int8 activations
   fast   quantize/fast.toml's decoder rules (int8 except the layers it keeps float)
+  int8w  every layer int8 weights, fp32 compute (the `size` recipe's decoder; LiteRT only)
   floorN (with --floors N,...) the float layers `edgegen sensitivity --floor N` chooses on these weights: the
          sensitivity measurement runs once (its wall time is reported: the full-size decoder's bound is 10 min),
          then the fewest float layers meeting each floor; each floor is exported and timed on both backends
@@ -64,7 +65,7 @@ def main() -> None:
     with torch.no_grad():
         ref = pipe.decoder(x)
     spec = io_spec(pipe, "decoder", stream={"window": x.shape[-1]})
-    rules = {"fp32": (Rule("*", "fp32"),), "int8": (Rule("*", "int8"),),
+    rules = {"fp32": (Rule("*", "fp32"),), "int8": (Rule("*", "int8"),), "int8w": (Rule("*", "int8w"),),
              "fast": load_recipe("fast").components["decoder"].rules}
     variants = [v for v in args.variants.split(",") if v]
     sensitivity = {}

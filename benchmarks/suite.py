@@ -275,7 +275,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("out/suite"))
     ap.add_argument("--configs", default="executorch:fp32,executorch:int8,executorch:int4,executorch:mobile,"
                                          "executorch:fast,litert:fp32,litert:int8,litert:int4,litert:mobile,"
-                                         "litert:fast")
+                                         "litert:fast,litert:size")
     ap.add_argument("--size-configs", default="", help="backend:recipe list that is only exported and sized "
                                                        "(e.g. the fp32 bundles the int8 size target compares with)")
     ap.add_argument("--iters", type=int, default=3)

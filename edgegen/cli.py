@@ -503,8 +503,9 @@ def bench(bundle, model, t5, t5_precision, iters, warmup, threads, seconds, low_
 @_t5_precision
 @click.option("--component", "-c", required=True, type=click.Choice(["decoder", "dit", "text_encoder"]),
               help="The component to measure.")
-@click.option("--scheme", default="int8", show_default=True, type=click.Choice(["int8"]),
-              help="Quantization simulated one layer at a time (per-channel int8 weights, dynamic int8 activations).")
+@click.option("--scheme", default="int8", show_default=True, type=click.Choice(["int8", "int8w"]),
+              help="Quantization simulated one layer at a time: int8 = per-channel int8 weights + dynamic int8 "
+                   "activations; int8w = the same weights, fp32 activations (the `size` recipe's weight-only scheme).")
 @click.option("--prompts", type=click.IntRange(1, 16), default=2, show_default=True,
               help="Captions the reference samples representative inputs from.")
 @click.option("--seconds", type=float, default=None, help="Audio length the inputs are sampled at (default 10 s, "

@@ -2,7 +2,8 @@
 
 A recipe (`quantize/*.toml`) holds, per component, ordered rules `module-path pattern -> scheme`; the first
 match wins. Schemes: "fp32", "fp16" (whole component; `fallback` applies where the target has no fp16
-compute), "int8" (per-channel int8 weights, dynamic int8 activations), "int4" (group-wise int4 weights,
+compute), "int8" (per-channel int8 weights, dynamic int8 activations: speed and size), "int8w" (per-channel
+int8 weights dequantized to fp32 compute: size only, float activations), "int4" (group-wise int4 weights,
 dynamic int8 activations, `group_size` default 32). Each quantized component states the SQNR floor (dB)
 that parity gates on; fp32 components gate at 1e-4 relative error instead. `[components.encoder]` (the VAE
 encoder of an `--audio-to-audio` export) is optional: a recipe without it keeps the encoder fp32.
@@ -34,7 +35,8 @@ from edgegen.errors import EdgegenError
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE_DIR = ROOT / "quantize"
 TARGET_DIR = ROOT / "export_targets"
-SCHEMES = ("fp32", "fp16", "int8", "int4")
+SCHEMES = ("fp32", "fp16", "int8", "int8w", "int4")
+QUANTIZED_SCHEMES = ("int8", "int8w", "int4")  # the schemes that change a component's weights
 FP32_REL_TOL = 1e-4
 
 
@@ -50,7 +52,7 @@ class Rule:
 
     @property
     def granularity(self) -> str:
-        return {"int8": "per_channel", "int4": f"group{self.group_size}"}.get(self.scheme, "-")
+        return {"int8": "per_channel", "int8w": "per_channel", "int4": f"group{self.group_size}"}.get(self.scheme, "-")
 
 
 @dataclass(frozen=True)

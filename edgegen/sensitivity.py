@@ -12,7 +12,8 @@ compute it, up to float summation order:
   weights     symmetric int8 per output row of the layer's GEMM form: per output channel for Linear and Conv1d,
               per (output channel, tap) for ConvTranspose1d (its GEMM is [2s x O, I], oobleck._ConvTransposeCL)
   activations dynamic asymmetric int8 per GEMM row: per token for Linear, per time step over channels for a
-              convolution (its im2col rows hold k neighbouring steps, whose ranges are close)
+              convolution (its im2col rows hold k neighbouring steps, whose ranges are close); with the
+              weight-only scheme int8w the activations stay float
 Representative inputs come from the reference itself on real prompts (`edgegen/assets/captions.txt`), never
 from random tensors: the text encoder on the prompts; the DiT at points of the ping-pong trajectories those
 prompts' conditioning drives; the decoder on the latents the trajectories end in (a window of `frames` frames
@@ -37,7 +38,7 @@ from torch import nn
 from edgegen.errors import EdgegenError
 
 SCHEMA = "edgegen.sensitivity/1"
-SENSITIVITY_SCHEMES = ("int8",)
+SENSITIVITY_SCHEMES = ("int8", "int8w")
 COMPONENTS_MEASURED = ("text_encoder", "dit", "decoder")
 CAPTIONS = Path(__file__).resolve().parent / "assets" / "captions.txt"
 
@@ -98,10 +99,11 @@ def quantizable(component: str, module: nn.Module) -> list[tuple[str, nn.Module]
 
 
 class simulated_int8:
-    """Context: the named layers of `module` compute in simulated int8 (weights swapped, inputs quantized)."""
+    """Context: the named layers of `module` compute in simulated int8 (weights swapped, inputs quantized unless
+    `activations` is False: the weight-only scheme int8w)."""
 
-    def __init__(self, layers: list[tuple[str, nn.Module]]):
-        self.layers = layers
+    def __init__(self, layers: list[tuple[str, nn.Module]], *, activations: bool = True):
+        self.layers, self.activations = layers, activations
         self.saved: list[tuple[nn.Module, torch.Tensor]] = []
         self.handles = []
 
@@ -109,6 +111,8 @@ class simulated_int8:
         for _, m in self.layers:
             self.saved.append((m, m.weight.data))
             m.weight.data = _int8_weight(m)
+            if not self.activations:
+                continue
             dim = -1 if isinstance(m, nn.Linear) else 1
             self.handles.append(m.register_forward_pre_hook(
                 lambda _m, args, dim=dim: (_int8_rows(args[0], dim), *args[1:])))
@@ -265,14 +269,14 @@ def measure(pipe, component: str, *, scheme: str = "int8", prompts: int = 2, sec
     all_macs = sum(macs.values()) or 1
     out = []
     for i, (name, m) in enumerate(layers):
-        with simulated_int8([(name, m)]):
+        with simulated_int8([(name, m)], activations=scheme == "int8"):
             sqnr = _sqnr(ref, run([name]))
         out.append(Layer(name=name, kind=type(m).__name__, params=m.weight.numel(),
                          macs_share=macs[name] / all_macs, time_share=secs[name] / total if total else 0.0,
                          sqnr_db=sqnr))
         progress(f"{component}: layer {i + 1}/{len(layers)} {name}: {sqnr:.1f} dB "
                  f"({time.perf_counter() - clock:.0f} s)")
-    with simulated_int8(layers):
+    with simulated_int8(layers, activations=scheme == "int8"):
         all_sqnr = _sqnr(ref, run([name for name, _ in layers]))
     progress(f"{component}: all {len(layers)} layers quantized: {all_sqnr:.1f} dB")
     out.sort(key=lambda layer: (layer.sqnr_db, layer.name))
@@ -299,7 +303,7 @@ def choose_float_layers(result: Result, pipe, *, floor_db: float, margin_db: flo
     order = [layer.name for layer in result.layers]
 
     def sqnr_keeping(k: int) -> float:
-        with simulated_int8([(n, by_name[n]) for n in order[k:]]):
+        with simulated_int8([(n, by_name[n]) for n in order[k:]], activations=result.scheme == "int8"):
             return _sqnr(ref, run(order[k:]))
 
     lo, hi = 0, len(order)  # invariant: keeping `hi` float meets the floor (all float: inf)
@@ -399,9 +403,10 @@ def tuned_recipe(base, pipe, *, floor_db: float, components: tuple[str, ...] = (
         schemes = {r.scheme for r in rec.rules} if rec else set()
         if not schemes & set(SENSITIVITY_SCHEMES):
             continue
-        result = measure(pipe, comp, scheme="int8", progress=progress, **kw)
+        scheme = "int8" if "int8" in schemes or "int8w" not in schemes else "int8w"  # the recipe's own int8 kind
+        result = measure(pipe, comp, scheme=scheme, progress=progress, **kw)
         chosen = choose_float_layers(result, pipe, floor_db=floor_db, progress=progress)
-        rules = tuple(Rule(n, "fp32") for n in chosen["float_layers"]) + (Rule("*", "int8"),)
+        rules = tuple(Rule(n, "fp32") for n in chosen["float_layers"]) + (Rule("*", scheme),)
         comps[comp] = ComponentRecipe(rules=rules, sqnr_floor_db=float(floor_db))
         results[comp] = result
     return replace(base, components=comps, name=f"{base.name}+sensitivity{floor_db:g}"), results

@@ -49,6 +49,26 @@ def test_parity_passes(tiny, bundle_factory, backend, recipe):
     assert report["end_to_end"]["gated"] == (recipe == "fp32")
 
 
+@pytest.mark.litert
+def test_weight_only_int8_bundle(tiny, bundle_factory):
+    """`size` on LiteRT: every layer int8w (int8 weights in the file, an explicit DEQUANTIZE, fp32 compute), the DiT
+    and decoder about a quarter of their fp32 size (the tiny T5 is mostly its embedding table, a gather, kept
+    float), parity above the recipe's floors and above dynamic int8's figures."""
+    pytest.importorskip("ai_edge_litert")
+    size, fp32 = bundle_factory("litert", "size"), bundle_factory("litert", "fp32")
+    bp = BundlePipeline.open(size)
+    for comp in ("text_encoder", "dit", "decoder"):
+        entry = bp.bundle.manifest["artifacts"][comp]
+        assert set(entry["schemes"]) == {"int8w"}, (comp, entry["schemes"])
+        fp32_size = BundlePipeline.open(fp32).bundle.manifest["artifacts"][comp]["size"]
+        assert entry["size"] < (0.9 if comp == "text_encoder" else 0.4) * fp32_size, comp
+    report = check_parity(bp, tiny)
+    assert report["passed"], json.dumps(report, indent=1)[:3000]
+    dynamic = check_parity(BundlePipeline.open(bundle_factory("litert", "int8")), tiny)
+    for comp in ("text_encoder", "dit"):  # same weight rounding, no activation rounding: higher SQNR
+        assert report["components"][comp]["metrics"]["sqnr_db"] > dynamic["components"][comp]["metrics"]["sqnr_db"]
+
+
 def test_parity_cli_json_schema_and_exit_codes(bundle_factory, tmp_path):
     good = bundle_factory("litert", "fp32")
     res = _cli("parity", "-b", str(good), "-m", "random:tiny", "--json", str(tmp_path / "r.json"))

@@ -10,7 +10,7 @@ from edgegen.recipes import load_recipe, load_target, recipe_names, target_names
 
 
 def test_every_recipe_and_target_loads():
-    assert {"fp32", "int8", "int4", "mobile", "mixed", "fast"} <= set(recipe_names())
+    assert {"fp32", "int8", "int4", "mobile", "mixed", "fast", "size"} <= set(recipe_names())
     assert {"host-executorch", "host-litert", "android-arm64-executorch", "android-arm64-litert"} <= set(target_names())
     for name in recipe_names():
         r = load_recipe(name)
@@ -54,6 +54,17 @@ def test_supported_combinations():
             check_supported(load_recipe(recipe), load_target(target))
 
 
+def test_weight_only_int8_is_litert_only():
+    """`size` (int8w: int8 weights, fp32 compute) exports on LiteRT; ExecuTorch refuses it in milliseconds, saying
+    why, before any work."""
+    for target in ("host-litert", "android-arm64-litert"):
+        check_supported(load_recipe("size"), load_target(target))
+    for target in ("host-executorch", "android-arm64-executorch"):
+        with pytest.raises(EdgegenError, match=r"int8w per_channel .*no weight-only int8 GEMM.*use int8, or int8w on "
+                                               r"LiteRT"):
+            check_supported(load_recipe("size"), load_target(target))
+
+
 def _write(tmp_path, text):
     p = tmp_path / "r.toml"
     p.write_text(text)
@@ -86,7 +97,7 @@ _INT8 = 'sqnr_floor_db = 20\nrules = [{ pattern = "*", scheme = "int8"'
 @pytest.mark.parametrize("body,needle", [
     (_recipe_text(dit='rules = [{ pattern = "*", scheme = "int8" }]'), r"components\.dit\.sqnr_floor_db is missing"),
     (_recipe_text(dit='sqnr_floor_db = 20\nrules = [{ pattern = "*", scheme = "int3" }]'),
-     r'components\.dit\.rules\[0\]\.scheme = "int3" is not allowed: expected one of fp32, fp16, int8, int4'),
+     r'components\.dit\.rules\[0\]\.scheme = "int3" is not allowed: expected one of fp32, fp16, int8, int8w, int4'),
     (_recipe_text(dit='rules = [{ pattern = "*", scheme = "fp32", colour = "red" }]'),
      r"unknown key\(s\) components\.dit\.rules\[0\]\.colour \(allowed in"),
     (_recipe_text() + '\n[components.vae]\nrules = []\n', r"unknown key\(s\) components\.vae "),

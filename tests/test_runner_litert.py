@@ -34,7 +34,7 @@ def _run(cmd: list[str], bundle: Path, out: Path, *extra: str, env: dict | None 
 
 
 
-@pytest.mark.parametrize("recipe", ["fp32", "int8"])
+@pytest.mark.parametrize("recipe", ["fp32", "int8", "size"])
 def test_runner_equals_edgegen_run_on_litert_bundle(host_runner, bundle_factory, tmp_path, recipe):
     """Bit-identical to BundlePipeline (what `edgegen run` runs), same seed and threads; stderr stays empty."""
     bundle = bundle_factory("litert", recipe)

@@ -76,6 +76,22 @@ def test_layer_sensitivity_table(tiny):
     json.dumps(result.to_json())
 
 
+def test_weight_only_scheme_keeps_activations_float(tiny):
+    """int8w rounds the same weights and leaves the activations float: every layer costs less than in int8, and
+    `tuned_recipe` on the `size` recipe keeps its scheme (the float layers chosen, the rest int8w)."""
+    from edgegen.recipes import load_recipe
+
+    dynamic = sens.measure(tiny, "decoder", frames=8)
+    weights = sens.measure(tiny, "decoder", scheme="int8w", frames=8)
+    assert weights.scheme == "int8w" and weights.all_sqnr_db > dynamic.all_sqnr_db + 1.0
+    by_name = {layer.name: layer.sqnr_db for layer in dynamic.layers}
+    assert all(layer.sqnr_db >= by_name[layer.name] - 0.5 for layer in weights.layers)
+    recipe, results = sens.tuned_recipe(load_recipe("size"), tiny, floor_db=weights.all_sqnr_db + 3.0, frames=8)
+    rules = recipe.components["decoder"].rules
+    assert results["decoder"].scheme == "int8w" and rules[-1].scheme == "int8w"
+    assert {r.scheme for r in rules[:-1]} == {"fp32"} and len(rules) > 1
+
+
 def test_simulated_int8_matches_the_executorch_artifact(tiny, tmp_path):
     """The sensitivity simulation is what the exported int8 decoder computes (same weights rounding, dynamic
     activations per GEMM row): its all-int8 SQNR agrees with the real ExecuTorch artifact's within 3 dB."""

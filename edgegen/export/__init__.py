@@ -39,7 +39,7 @@ from edgegen.export.staging import LOG_NAME, ConverterLog, check_bundle_output, 
 from edgegen.export.staging import staging as _staging
 from edgegen.export.support import check_supported
 from edgegen.export.wrappers import example_inputs, io_spec
-from edgegen.recipes import Recipe, Target
+from edgegen.recipes import QUANTIZED_SCHEMES, Recipe, Target
 
 EXTENSIONS = {"executorch": ".pte", "litert": ".tflite"}
 
@@ -168,7 +168,7 @@ def _export_component(pipe, comp: str, *, target: Target, recipe: Recipe, path: 
 
         # ExecuTorch's XNNPACK runs convolutions as GEMMs faster (see oobleck.ChannelsLastDecoder); LiteRT its convs,
         # but quantizes only GEMMs (FULLY_CONNECTED): a quantized LiteRT decoder takes the GEMM form too
-        quantized = any(r.scheme in ("int8", "int4") for r in recipe.resolved_rules(comp, target))
+        quantized = any(r.scheme in QUANTIZED_SCHEMES for r in recipe.resolved_rules(comp, target))
         module = StatefulDecoder(module, window=stream["window"],
                                  channels_last=target.backend == "executorch" or quantized)
     example = example_inputs(pipe, comp, stream=stream)

@@ -1,10 +1,11 @@
-"""LiteRT backend: litert-torch conversion, ai-edge-quantizer dynamic-range int8 / int4, `.tflite` out.
+"""LiteRT backend: litert-torch conversion, ai-edge-quantizer dynamic-range int8 / int4 or weight-only int8w.
 
     schemes, _ = export_component("dit", module, example_inputs, out_path, rules=rules, on_stage=print)
 
 `export_component` is the entry point `edgegen.export` calls (the ExecuTorch backend has the same one).
 Dynamic-range quantization applies to FULLY_CONNECTED ops: int8 per-channel int8 weights, int4 blockwise int4
-weights (32-256), activations quantized on the fly. A component whose rules all give one scheme quantizes every
+weights (32-256), activations quantized on the fly; int8w keeps int8 weights in the file and computes in fp32
+(an explicit DEQUANTIZE of each weight; size only). A component whose rules all give one scheme quantizes every
 such op alike; rules that mix schemes go op by op, each FULLY_CONNECTED op traced back to its Linear through the
 module path litert-torch records in its scope (`_fc_layers`). The decoder is quantized in its GEMM form
 (oobleck.ChannelsLastDecoder: each convolution one Linear, under the convolution's name). fp16 compute is a
@@ -22,18 +23,22 @@ from torch import nn
 
 from edgegen.errors import EdgegenError
 from edgegen.export.wrappers import wrap
-from edgegen.recipes import Rule
+from edgegen.recipes import QUANTIZED_SCHEMES, Rule
 
 
 def _op_config(scheme: str, group_size: int):
+    """int8 / int4: dynamic range (weights quantized, activations quantized on the fly, integer GEMM); int8w:
+    weight-only (the int8 weight goes through an explicit DEQUANTIZE into a float FULLY_CONNECTED)."""
     from ai_edge_quantizer import qtyping
 
-    gran = (qtyping.QuantGranularity.CHANNELWISE if scheme == "int8"
+    gran = (qtyping.QuantGranularity.CHANNELWISE if scheme in ("int8", "int8w")
             else getattr(qtyping.QuantGranularity, f"BLOCKWISE_{group_size}"))
-    weights = qtyping.TensorQuantizationConfig(num_bits=8 if scheme == "int8" else 4, symmetric=True,
+    weights = qtyping.TensorQuantizationConfig(num_bits=4 if scheme == "int4" else 8, symmetric=True,
                                                granularity=gran, dtype=qtyping.TensorDataType.INT)
-    return qtyping.OpQuantizationConfig(weight_tensor_config=weights, compute_precision=qtyping.ComputePrecision.INTEGER,
-                                        explicit_dequantize=False)
+    weight_only = scheme == "int8w"
+    return qtyping.OpQuantizationConfig(
+        weight_tensor_config=weights, explicit_dequantize=weight_only,
+        compute_precision=qtyping.ComputePrecision.FLOAT if weight_only else qtyping.ComputePrecision.INTEGER)
 
 
 def _fc_scopes(model_bytes: bytes) -> list[tuple[str, int]]:
@@ -85,13 +90,13 @@ def _fc_layers(model_bytes: bytes, wrapper: nn.Module) -> dict[str, str]:
 
 def quantize_tflite_layers(model_bytes: bytes, *, rule_for_op: dict[str, Rule]) -> bytes:
     """Dynamic-range quantization op by op: each FULLY_CONNECTED scope in `rule_for_op` takes its rule's int8 /
-    int4 config (matched by its exact scope); ops absent from it, or with an fp32 rule, stay float."""
+    int4 / int8w config (matched by its exact scope); ops absent from it, or with an fp32 rule, stay float."""
     from ai_edge_quantizer import qtyping, quantizer, recipe_manager
 
     rm = recipe_manager.RecipeManager()
     fc = qtyping.TFLOperationName.FULLY_CONNECTED
     for scope, rule in rule_for_op.items():
-        if rule.scheme in ("int8", "int4"):
+        if rule.scheme in QUANTIZED_SCHEMES:
             rm.add_quantization_config(regex=f"^{re.escape(scope)}$", operation_name=fc,
                                        op_config=_op_config(rule.scheme, rule.group_size))
     return bytes(quantizer.Quantizer(model_bytes, rm.get_quantization_recipe()).quantize().quantized_model)
@@ -116,9 +121,9 @@ def quantize_tflite(model_bytes: bytes, *, rule: Rule) -> tuple[bytes, int]:
 
 
 def _label(rule: Rule | None) -> str:
-    if rule is None or rule.scheme not in ("int8", "int4"):
+    if rule is None or rule.scheme not in QUANTIZED_SCHEMES:
         return "fp32"
-    return "int8" if rule.scheme == "int8" else f"int4 g{rule.group_size}"
+    return f"int4 g{rule.group_size}" if rule.scheme == "int4" else rule.scheme
 
 
 def export_tflite(wrapper: nn.Module, example_inputs: tuple[torch.Tensor, ...], out_path: Path, *,
@@ -131,7 +136,7 @@ def export_tflite(wrapper: nn.Module, example_inputs: tuple[torch.Tensor, ...], 
     component to the reference name the rules match (a decoder's GEMM form), else the path itself is the name."""
     import litert_torch
 
-    rule = next((r for r in rules if r.scheme in ("int8", "int4")), None)
+    rule = next((r for r in rules if r.scheme in QUANTIZED_SCHEMES), None)
     per_layer = len({(r.scheme, r.granularity) for r in rules}) > 1
     names = list(inspect.signature(wrapper.forward).parameters)
     on_stage("trace")
@@ -157,7 +162,7 @@ def export_tflite(wrapper: nn.Module, example_inputs: tuple[torch.Tensor, ...], 
                    for fqn in linears}
     elif rule is not None:
         on_stage("quantize")
-        label = "int8" if rule.scheme == "int8" else f"int4 g{rule.group_size}"
+        label = _label(rule)
         narrow = {fqn for fqn, m in wrapper.named_modules()
                   if isinstance(m, nn.Linear) and rule.scheme == "int4" and m.in_features % rule.group_size}
         applied = {name_of(fqn): ("int8 (width not divisible by the int4 group)" if fqn in narrow else label)
@@ -174,7 +179,7 @@ def export_component(component: str, module: nn.Module, example_inputs: tuple[to
     scheme applied, None: LiteRT reports no delegation fraction at export time). An fp16 rule leaves the file
     fp32: the runtime computes in fp16 where the target asks for it."""
     sources = None
-    if component == "decoder" and any(r.scheme in ("int8", "int4") for r in rules):
+    if component == "decoder" and any(r.scheme in QUANTIZED_SCHEMES for r in rules):
         # LiteRT's dynamic-range int8 quantizes FULLY_CONNECTED ops: the decoder goes in its GEMM form (each conv,
         # ConvTranspose included, one Linear; quantized under the conv's reference name)
         from edgegen.components.oobleck import ChannelsLastDecoder, OobleckDecoder, gemm_sources

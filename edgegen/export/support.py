@@ -19,9 +19,16 @@ SUPPORTED: frozenset[tuple[str, str, str, str]] = frozenset(
     + [("executorch", "int4", f"group{g}", "layer") for g in _GROUPS]   # torchao 8da4w
     + [("litert", "fp32", "-", "layer"),                     # per layer: each FULLY_CONNECTED op by its Linear
        ("litert", "fp16", "-", "component"),                 # XNNPACK FORCE_FP16 at runtime on the phone
-       ("litert", "int8", "per_channel", "layer")]           # dynamic range, channelwise
+       ("litert", "int8", "per_channel", "layer"),           # dynamic range, channelwise
+       ("litert", "int8w", "per_channel", "layer")]          # weight-only: DEQUANTIZE into a float FULLY_CONNECTED
     + [("litert", "int4", f"group{g}", "layer") for g in _GROUPS]   # dynamic range, BLOCKWISE_g
 )
+
+
+# Rows that are absent for a known reason, said in the refusal.
+WHY_NOT = {("executorch", "int8w"): "ExecuTorch 1.5.1's XNNPACK delegate has no weight-only int8 GEMM: its "
+                                    "partitioner takes a dequantized weight only with a quantized activation, so "
+                                    "these layers would run in portable kernels; use int8, or int8w on LiteRT"}
 
 
 def _scope(rules) -> str:
@@ -35,7 +42,8 @@ def _supported(row: tuple[str, str, str, str]) -> bool:
 
 def _nearest(row: tuple[str, str, str, str]) -> tuple[str, str, str, str]:
     def score(candidate):
-        return sum(a == b for a, b in zip(candidate, row)) + 2 * (candidate[0] == row[0]) + (candidate[1] == row[1])
+        return (sum(a == b for a, b in zip(candidate, row)) + 2 * (candidate[0] == row[0]) + (candidate[1] == row[1])
+                + (candidate[2] == row[2] != "-"))  # the same weight granularity: int8w's nearest is int8
     return max(sorted(SUPPORTED), key=score)
 
 
@@ -47,7 +55,9 @@ def check_supported(recipe: Recipe, target: Target, components: tuple[str, ...] 
             row = (target.backend, rule.scheme, rule.granularity, scope)
             if not _supported(row):
                 near = _nearest(row)
+                why = WHY_NOT.get((target.backend, rule.scheme))
                 raise EdgegenError(
                     f"recipe {recipe.name!r} is not supported on {target.name} ({target.backend}): {comp} rule "
-                    f"{rule.pattern!r} -> {rule.scheme} {rule.granularity} with {scope}-scoped rules; nearest "
-                    f"supported row: {near[1]} {near[2]} ({near[3]} scope) on {near[0]}")
+                    f"{rule.pattern!r} -> {rule.scheme} {rule.granularity} with {scope}-scoped rules"
+                    + (f" ({why})" if why else "")
+                    + f"; nearest supported row: {near[1]} {near[2]} ({near[3]} scope) on {near[0]}")
