@@ -33,14 +33,8 @@ import torch
 VARIANTS = ("executorch-fp32", "executorch-int8", "executorch-fast", "litert-fp32", "litert-int8", "litert-fast")
 
 
-def cpu_int8_features() -> str:
-    from edgegen.bench import describe_int8, host_machine
-
-    m = host_machine()
-    return f"{m['processor']}; {describe_int8(m['int8_features'])}"
-
-
 def main() -> None:
+    from edgegen.bench import describe_cpu, host_machine
     from edgegen.export import executorch as et
     from edgegen.export import litert as lt
     from edgegen.export.wrappers import io_spec
@@ -59,7 +53,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     _set_executorch_threads(2)
-    print(f"cpu: {cpu_int8_features()}", flush=True)
+    print(f"cpu: {describe_cpu(host_machine())}", flush=True)
     pipe = load_pipeline(args.model)
     x = representative_inputs(pipe, "decoder", prompts=1, frames=args.window)[0][0][0]
     with torch.no_grad():
@@ -70,7 +64,7 @@ def main() -> None:
     variants = [v for v in args.variants.split(",") if v]
     sensitivity = {}
     if args.floors:
-        from edgegen.sensitivity import choose_float_layers, measure
+        from edgegen.sensitivity import choose_float_layers, float_rules, measure
 
         start = time.perf_counter()
         result = measure(pipe, "decoder", scheme="int8", progress=lambda line: print(f"  {line}", flush=True))
@@ -81,7 +75,7 @@ def main() -> None:
             start = time.perf_counter()
             chosen = choose_float_layers(result, pipe, floor_db=floor)
             name = f"floor{floor:g}"
-            rules[name] = tuple(Rule(n, "fp32") for n in chosen["float_layers"]) + (Rule("*", "int8"),)
+            rules[name] = float_rules(chosen["float_layers"], "int8")
             sensitivity[name] = {**chosen, "choose_s": time.perf_counter() - start}
             print(f"sensitivity: floor {floor:g} dB -> {len(chosen['float_layers'])} float layer(s), simulated "
                   f"{chosen['sqnr_db']:.1f} dB, {chosen['time_share_float']:.1%} of eager time float "
@@ -118,7 +112,7 @@ def main() -> None:
                              "export_s": export_s, "schemes": schemes}
             print(f"{name:<17} {best:7.3f} s per {x.shape[-1]}-frame window   SQNR {sqnr:5.1f} dB   MR-STFT {stft:.4f}   "
                   f"{path.stat().st_size / 1e6:6.1f} MB   {schemes}   (export {export_s:.0f} s)", flush=True)
-            args.out.write_text(json.dumps({"cpu": cpu_int8_features(), "window": x.shape[-1], "model": args.model,
+            args.out.write_text(json.dumps({"cpu": describe_cpu(host_machine()), "window": x.shape[-1], "model": args.model,
                                             "results": results, "sensitivity": sensitivity}, indent=2) + "\n")
     for backend in ("executorch", "litert"):
         base = results.get(f"{backend}-fp32")

@@ -24,12 +24,7 @@ from pathlib import Path
 
 import torch
 
-
-def cpu_features() -> str:
-    from edgegen.bench import describe_int8, host_machine
-
-    m = host_machine()
-    return f"{m['processor']}; {describe_int8(m['int8_features'])}"
+from edgegen.bench import describe_cpu, host_machine
 
 
 def export(pipe, backend: str, stream: dict | None, out: Path):
@@ -122,7 +117,7 @@ def main() -> None:
     from edgegen.export import resolve_decoder_window
 
     torch.set_num_threads(args.threads)
-    print(f"cpu: {cpu_features()}; threads {args.threads}; {args.seconds:g} s of audio", flush=True)
+    print(f"cpu: {describe_cpu(host_machine())}; threads {args.threads}; {args.seconds:g} s of audio", flush=True)
     pipe = edgegen.load_pipeline(args.model)
     samples = num_samples(args.seconds, pipe.sample_rate)
     latents = torch.randn(1, 64, pipe.latent_length, generator=torch.Generator().manual_seed(0))

@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from edgegen.bench import describe_int8
+from edgegen.bench import describe_int8, int8_dot_product
 
 CLI = [sys.executable, "-m", "edgegen.cli"]
 
@@ -175,7 +175,7 @@ def _targets(rows: list[dict], sizes: dict[str, float], int8_features: list[str]
         if arm is not None and r is not arm and "low-memory" not in r["config"]:
             q = r["bench"]["e2e_s"] / arm["bench"]["e2e_s"]
             line(q <= 0.7, f"{r['config']} = {q:.2f}x the Arm recipe ({arm['config']}) on {backend} (target <= 0.7x)")
-    dot = any(f in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm", "sme2") for f in int8_features)
+    dot = bool(int8_dot_product(int8_features))
     for r in bundles:  # issue 13: the fast recipe's int8 decoder vs the fp32 decoder of the same backend
         backend, recipe = r["config"].split()[:2]
         fp32_row = next((a for a in bundles if a["config"] == f"{backend} fp32"), None)

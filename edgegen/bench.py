@@ -83,6 +83,7 @@ def _measure(generate: Callable[[Timings], object], *, sample_rate: int, iters: 
 # CPU features int8 kernels use (x86: VNNI dot products, AVX-512; Arm: dotprod = asimddp, i8mm, SME2). int8 speed
 # depends on them, so every benchmark reports them beside its timings.
 INT8_FEATURES = ("avx512_vnni", "avx_vnni", "amx_int8", "avx512f", "avx2", "asimddp", "i8mm", "sme2")
+INT8_DOT_PRODUCT = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm", "sme2")  # where int8 beats fp32
 
 
 def int8_features(cpuinfo: str) -> list[str]:
@@ -95,10 +96,20 @@ def int8_features(cpuinfo: str) -> list[str]:
     return [f for f in INT8_FEATURES if f in have]
 
 
+def int8_dot_product(features: list[str]) -> list[str]:
+    """The features in `features` that give int8 dot-product kernels."""
+    return [f for f in features if f in INT8_DOT_PRODUCT]
+
+
 def describe_int8(features: list[str]) -> str:
     """One line for reports: the features and whether int8 dot products are there."""
-    dot = [f for f in features if f in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm", "sme2")]
-    return f"int8 features: {', '.join(features) or 'none'} (int8 dot product: {', '.join(dot) or 'NO'})"
+    return (f"int8 features: {', '.join(features) or 'none'} "
+            f"(int8 dot product: {', '.join(int8_dot_product(features)) or 'NO'})")
+
+
+def describe_cpu(machine: dict) -> str:
+    """`processor; int8 features: ...` for a host_machine() dict or a bench result."""
+    return f"{machine.get('processor') or machine.get('machine')}; {describe_int8(machine.get('int8_features') or [])}"
 
 
 def host_machine() -> dict:
@@ -173,5 +184,5 @@ def format_bench(r: dict) -> str:
              f"  first audio     {r['time_to_first_audio_s']:8.3f} s",
              f"  peak RSS        {r['peak_rss_mb']:8.0f} MB"]
     if "int8_features" in r:
-        lines.append(f"  cpu             {r.get('processor') or r.get('machine')}; {describe_int8(r['int8_features'])}")
+        lines.append(f"  cpu             {describe_cpu(r)}")
     return "\n".join(lines)

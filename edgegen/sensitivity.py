@@ -388,6 +388,13 @@ def recipe_toml(base, component: str, result: Result, *, name: str) -> str:
     return "\n".join(lines)
 
 
+def float_rules(float_layers: list[str], scheme: str):
+    """Recipe rules keeping `float_layers` fp32 and every other layer in `scheme` (first match wins)."""
+    from edgegen.recipes import Rule
+
+    return tuple(Rule(n, "fp32") for n in float_layers) + (Rule("*", scheme),)
+
+
 def tuned_recipe(base, pipe, *, floor_db: float, components: tuple[str, ...] = ("decoder",),
                  progress: Callable[[str], None] = lambda line: None, **kw):
     """`base` with each listed component's quantized rules replaced by the fewest float layers meeting
@@ -395,7 +402,7 @@ def tuned_recipe(base, pipe, *, floor_db: float, components: tuple[str, ...] = (
     base keeps float are left alone. Returns (Recipe, {component: Result})."""
     from dataclasses import replace
 
-    from edgegen.recipes import ComponentRecipe, Rule
+    from edgegen.recipes import ComponentRecipe
 
     comps, results = dict(base.components), {}
     for comp in components:
@@ -406,7 +413,6 @@ def tuned_recipe(base, pipe, *, floor_db: float, components: tuple[str, ...] = (
         scheme = "int8" if "int8" in schemes or "int8w" not in schemes else "int8w"  # the recipe's own int8 kind
         result = measure(pipe, comp, scheme=scheme, progress=progress, **kw)
         chosen = choose_float_layers(result, pipe, floor_db=floor_db, progress=progress)
-        rules = tuple(Rule(n, "fp32") for n in chosen["float_layers"]) + (Rule("*", scheme),)
-        comps[comp] = ComponentRecipe(rules=rules, sqnr_floor_db=float(floor_db))
+        comps[comp] = ComponentRecipe(rules=float_rules(chosen["float_layers"], scheme), sqnr_floor_db=float(floor_db))
         results[comp] = result
     return replace(base, components=comps, name=f"{base.name}+sensitivity{floor_db:g}"), results
