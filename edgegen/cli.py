@@ -625,6 +625,19 @@ class _DitShape(click.ParamType):
         return dit
 
 
+class _StepCounts(click.ParamType):
+    """Comma-separated ping-pong step counts, each an integer >= 2 ("" = none)."""
+    name = "N[,N...]"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        parts = [p.strip() for p in str(value).split(",") if p.strip()]
+        if not all(p.isdigit() and int(p) >= 2 for p in parts):
+            raise EdgegenError(f"{param.opts[0]} {value}: expected step counts >= 2 separated by commas, e.g. 4,8")
+        return tuple(int(p) for p in parts)
+
+
 def _options(*options):
     """Several click options as one decorator (listed in this order by --help)."""
     def apply(f):
@@ -741,16 +754,23 @@ def train_rf_cmd(model, t5, cache, out, steps, batch_size, ema_beta, lr, dit_sha
               help="D exits after this DiT block (default 0.75 x depth).")
 @click.option("--head-channels", type=_COUNT, default=128, show_default=True,
               help="Width of D's ConvNeXt head (128 for SAO-small; 32 suits random:tiny-sized DiTs).")
+@click.option("--chain-steps", type=_StepCounts(), default="", show_default=False,
+              help="Also train G on its own ping-pong chains of these step counts, e.g. 4,8 (self-forcing; holds "
+                   "the 8-step result steady in longer runs). Default: none, upstream ARC.")
+@click.option("--chain-fraction", type=_Number(0, 1), default=0.5, show_default=True,
+              help="Share of steps whose fake comes out of such a chain (with --chain-steps).")
 @_train_tail
 def train_arc_cmd(model, t5, cache, out, steps, batch_size, ema_beta, lr, lr_discriminator, disc_warmup_steps,
-                  contrastive_weight, no_grad_penalty, hidden_layer, head_channels, seed, resume, save_every):
+                  contrastive_weight, no_grad_penalty, hidden_layer, head_channels, chain_steps, chain_fraction, seed,
+                  resume, save_every):
     """Post-train a base model with ARC (adversarial relativistic-contrastive) for few-step sampling."""
     from edgegen.train.arc import ARCConfig, train_arc
 
     cfg = ARCConfig(lr_generator=lr, lr_discriminator=lr_discriminator, disc_warmup_steps=disc_warmup_steps,
                     ema_beta=ema_beta, contrastive=contrastive_weight > 0,
                     weight_contrastive=contrastive_weight, grad_penalty=not no_grad_penalty,
-                    dit_hidden_layer=hidden_layer, head_channels=head_channels, batch_size=batch_size, seed=seed)
+                    dit_hidden_layer=hidden_layer, head_channels=head_channels, batch_size=batch_size, seed=seed,
+                    chain_steps=chain_steps, chain_fraction=chain_fraction)
     path = train_arc(model=model, t5=t5, cache=cache, out=out, cfg=cfg, steps=steps, resume=resume,
                      distributed=_distributed(), save_every=save_every, log=_log_record)
     click.echo(f"ARC model: {path} (sample with 8 ping-pong steps)")

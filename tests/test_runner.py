@@ -246,6 +246,19 @@ def test_host_runner_matches_reference(host_runner, toy_bundle, tmp_path):
     assert len(report["dit_step_s"]) == STEPS and report["seconds"] == pytest.approx(SECONDS)
 
 
+def test_peak_rss_is_the_runners_own_not_its_parents(host_runner, toy_bundle, tmp_path):
+    """peak_rss_mb is the runner's VmHWM: getrusage's ru_maxrss would carry this (larger) test process's peak across
+    fork + exec and report it as the runner's."""
+    ballast = np.ones(600 * 2**20 // 8)  # 600 MB touched here, before the runner starts
+    parent = int(next(ln.split()[1] for ln in Path("/proc/self/status").read_text().splitlines()
+                      if ln.startswith("VmHWM:"))) / 1024
+    proc = run_runner([str(host_runner)], toy_bundle, tmp_path / "out.wav")
+    assert proc.returncode == 0, proc.stderr
+    peak = json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+    assert ballast[-1] == 1.0 and parent > 600
+    assert 0 < peak < 300 < parent, (peak, parent)
+
+
 def test_seed_uses_portable_noise(host_runner, toy_bundle, tmp_path):
     proc = run_runner([str(host_runner)], toy_bundle, tmp_path / "out.wav", "--seed", "1234", "--dump", str(tmp_path / "dump"))
     assert proc.returncode == 0, proc.stderr

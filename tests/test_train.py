@@ -99,6 +99,48 @@ def test_pairs_share_noise_and_level():
     assert torch.allclose(real, fake, atol=1e-5) and s.shape == (3,)
 
 
+def test_chain_input_runs_the_samplers_own_chain_without_gradients():
+    """Self-forcing: the fake's input is G's own ping-pong state at an inner level of a 4- or 8-step chain, reached
+    without gradients; with no chain_steps nothing is drawn (plain ARC runs are unchanged)."""
+    from edgegen.sampler import schedule
+
+    target = torch.full((2, 3, 5), 0.7)
+    w = torch.ones((), requires_grad=True)
+    calls = []
+
+    def G(x, t, c, g):  # predicts x0 = target: v = (x - target) / t
+        calls.append((float(t[0]), torch.is_grad_enabled()))
+        return w * (x - target) / t[:, None, None]
+
+    g = torch.Generator().manual_seed(0)
+    before = g.get_state()
+    assert arc.chain_input(G, target.shape, None, None, arc.ARCConfig(), g, "cpu") is None
+    assert torch.equal(g.get_state(), before) and not calls
+    cfg = arc.ARCConfig(chain_steps=(4, 8), chain_fraction=1.0)
+    levels = set()
+    for seed in range(40):
+        calls.clear()
+        x, t = arc.chain_input(G, target.shape, None, None, cfg, torch.Generator().manual_seed(seed), "cpu")
+        k, tk = len(calls), float(t[0, 0, 0])
+        n = next(n for n in (4, 8) if k < n and abs(float(schedule(n)[k]) - tk) < 1e-6)
+        ts = [float(v) for v in schedule(n)]
+        assert 1 <= k and [c[0] for c in calls] == pytest.approx(ts[:k]) and not any(c[1] for c in calls)
+        assert float(t[0, 0, 0]) == pytest.approx(ts[k]) and t.shape == (2, 1, 1) and not x.requires_grad
+        # the state is the sampler's: (1 - t_k) x0_hat + t_k noise, x0_hat = target
+        assert float((x - (1 - t[0]) * target).std() / t[0, 0, 0]) == pytest.approx(1.0, abs=0.5)
+        levels.add(round(float(t[0, 0, 0]), 5))
+    inner = {round(float(v), 5) for n in (4, 8) for v in schedule(n)[1:-1]}
+    assert levels <= inner and len(levels) >= 6
+    half = arc.ARCConfig(chain_steps=(8,), chain_fraction=0.5)
+    hits = sum(arc.chain_input(G, target.shape, None, None, half, torch.Generator().manual_seed(s), "cpu")
+               is not None for s in range(200))
+    assert 70 < hits < 130
+    with pytest.raises(EdgegenError, match="chain_steps"):
+        arc.ARCConfig(chain_steps=(1,)).check()
+    with pytest.raises(EdgegenError, match="chain_fraction"):
+        arc.ARCConfig(chain_fraction=1.5).check()
+
+
 def test_hidden_layer_default_scales_with_depth():
     assert arc.hidden_layer(arc.ARCConfig(), 16) == 12  # upstream: blocks 0..12 of 16
     assert arc.hidden_layer(arc.ARCConfig(), 4) == 2    # the same share: 3 of 4 blocks
@@ -199,6 +241,21 @@ def test_warmup_trains_only_d_and_checks_it(cache, tmp_path):
     assert "warmup_d" in logged[0] and logged[-1]["phase"] == "warmup"
     with pytest.raises(EdgegenError, match="did not learn in its 2 warm-up steps"):
         _arc_run(cache, tmp_path / "x", 3, disc_warmup_max_loss=1e-6)
+
+
+def test_arc_trains_on_its_own_chains(cache, tmp_path):
+    """chain_steps through train_arc and the CLI: G's fake comes from its own 4-step chain on every step (D's too),
+    G and D both move, and the settings are recorded in the run."""
+    _arc_run(cache, tmp_path / "c", 4, chain_steps=(4,), chain_fraction=1.0)
+    state = loop.load_state(tmp_path / "c")
+    base = edgegen.load_pipeline("random:tiny").dit.state_dict()
+    assert any(not torch.equal(state["G"][k], v) for k, v in base.items())
+    assert state["config"]["chain_steps"] in ([4], (4,)) and state["config"]["chain_fraction"] == 1.0
+    res = CliRunner().invoke(main, ["train", "arc", "--model", "random:tiny", "--cache", str(cache), "--out",
+                                    str(tmp_path / "cli"), "--steps", "3", "--batch-size", "2", "--head-channels", "8",
+                                    "--disc-warmup-steps", "0", "--chain-steps", "4,8", "--chain-fraction", "0.5"])
+    assert res.exit_code == 0, res.output
+    assert loop.load_state(tmp_path / "cli")["config"]["chain_steps"] in ([4, 8], (4, 8))
 
 
 def test_rf_latent_scale_is_stored(cache, tmp_path):

@@ -318,7 +318,8 @@ def task_arc(work: Path, name: str, weight: float, a: dict) -> None:
     cfg = ARCConfig(lr_generator=a["lr_g"], lr_discriminator=a["lr_d"], disc_warmup_steps=a["warmup"],
                     lr_generator_half_life=a["half_life"], ema_beta=a["ema_beta"], contrastive=weight > 0,
                     weight_contrastive=weight, head_channels=32, batch_size=a["arc_batch"],
-                    disc_mean=a["disc_mean"])
+                    disc_mean=a["disc_mean"], chain_steps=tuple(int(v) for v in a["chain"].split(",") if v),
+                    chain_fraction=a["chain_fraction"])
     base = work / "base"
     train_arc(model=base / "model", t5=base / "t5", cache=work / "train.safetensors", out=work / name, cfg=cfg,
               steps=a["arc_steps"], save_every=a["arc_steps"], log_every=40, snapshot_every=a["snapshot_every"],
@@ -372,15 +373,18 @@ def main() -> None:
     ap.add_argument("--rf-steps", type=int, default=1200)
     ap.add_argument("--latent-norm", action=argparse.BooleanOptionalAction, default=True,
                     help="train the base on latents / their std (stored as pretransform.scale)")
-    ap.add_argument("--arc-steps", type=int, default=700, help="total, the D-only warm-up included")
+    ap.add_argument("--arc-steps", type=int, default=1300, help="total, the D-only warm-up included")
     ap.add_argument("--warmup", type=int, default=100, help="D-only steps")
     ap.add_argument("--lr-g", type=float, default=2e-5)
     ap.add_argument("--lr-d", type=float, default=2e-4)
-    ap.add_argument("--half-life", type=int, default=300, help="G steps per halving of G's lr (0: constant)")
+    ap.add_argument("--half-life", type=int, default=600, help="G steps per halving of G's lr (0: constant)")
     ap.add_argument("--disc-mean", type=float, default=-1.0,
                     help="D's noise level s = sigmoid(N(disc_mean, 1)) (upstream: 0)")
     ap.add_argument("--arc-batch", type=int, default=16)
-    ap.add_argument("--ema-beta", type=float, default=0.995)
+    ap.add_argument("--ema-beta", type=float, default=0.998)
+    ap.add_argument("--chain", default="4,8",
+                    help="ping-pong step counts whose chains G is also trained on (self-forcing); '' = plain ARC")
+    ap.add_argument("--chain-fraction", type=float, default=0.5, help="share of steps whose fake comes from a chain")
     ap.add_argument("--snapshot-every", type=int, default=100)
     ap.add_argument("--ablation", action=argparse.BooleanOptionalAction, default=True,
                     help="also train and score the lambda = 0 run")

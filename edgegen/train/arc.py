@@ -26,6 +26,10 @@ Balance (issue 12): an untrained head scores every input about alike, so a D as 
 (0.5, 0.99), and D trains alone for `disc_warmup_steps` before the alternation starts; the end of the warm-up
 checks that D's loss fell below `disc_warmup_max_loss` (one error line when it did not).
 
+Self-forcing (`chain_steps`, off by default as upstream's ARC): on a share `chain_fraction` of the steps G's input
+is a state of its own N-step ping-pong chain instead of a noised real latent (`chain_input`), so the calls after
+the first in a sampled chain are trained too; measured to keep the 8-step result from drifting (RESULTS_arc.md).
+
 Latent scale: the DiT works on cached latents divided by the model's stored `pretransform.scale`
 (`RFConfig.latent_scale` sets it for a base trained here), so x ~ unit scale as the logSNR window and the
 ping-pong schedule assume; ARC keeps the base's scale.
@@ -91,6 +95,8 @@ class ARCConfig(SharedSettings):
     penalty_sigma: float = 0.05
     penalty_weight: float = 1.0
     cfg_dropout: float = 0.0
+    chain_steps: tuple[int, ...] = ()       # ping-pong chains G is also trained on (self-forcing); () = upstream
+    chain_fraction: float = 0.5             # share of steps whose fake comes out of such a chain
 
     def check(self) -> None:
         """Every field in its range (one line naming the first that is not); model-dependent limits (the hidden
@@ -112,6 +118,9 @@ class ARCConfig(SharedSettings):
         if self.disc_warmup_max_loss is not None:
             check("disc_warmup_max_loss", self.disc_warmup_max_loss, lo=0, lo_open=True)
         check("lr_generator_half_life", self.lr_generator_half_life, lo=0, integer=True)
+        for v in self.chain_steps:
+            check("chain_steps", v, lo=2, integer=True)
+        check("chain_fraction", self.chain_fraction, lo=0, hi=1)
         if self.contrastive_skip not in CONTRASTIVE_SKIP:
             raise EdgegenError(f"contrastive_skip {self.contrastive_skip!r} is not allowed: expected one of "
                                f"{', '.join(CONTRASTIVE_SKIP)}")
@@ -256,11 +265,41 @@ class Discriminator(nn.Module):
 
 # --- one step -------------------------------------------------------------------------------------------
 
+def chain_input(G, shape, cross, glob, cfg: ARCConfig, g: torch.Generator, device) -> tuple | None:
+    """For a share `chain_fraction` of the steps (None for the others, and always when `chain_steps` is empty):
+    G's input at an inner level of its own ping-pong chain, (x_t [B, 64, T], t [B, 1, 1]).
+
+    Plain ARC trains G only on noised *real* latents, but in an N-step ping-pong chain every call after the first
+    sees a re-noised G output; the excess energy of the 8-step chain builds up there (RESULTS_arc.md). Here N is
+    drawn from `chain_steps` and k from 1..N-1, G runs the first k steps of the sampler's own schedule without
+    gradients from fresh noise, and the step's fake is G's jump from level t_k (backward simulation, as DMD2 and
+    upstream's self-forcing ARC train multi-step generators). D sees the same kind of fakes on its steps."""
+    if not cfg.chain_steps or float(loop.rand((1,), g, device)) >= cfg.chain_fraction:
+        return None
+    from edgegen.sampler import schedule
+
+    n = cfg.chain_steps[int(torch.randint(len(cfg.chain_steps), (1,), generator=g))]
+    k = int(torch.randint(1, n, (1,), generator=g))
+    ts = torch.from_numpy(schedule(n)).to(device)
+    B = shape[0]
+    with torch.no_grad():
+        x = loop.randn(shape, g, device)
+        for i in range(k):
+            x0_hat = x - ts[i] * G(x, ts[i].expand(B), cross, glob)
+            x = (1 - ts[i + 1]) * x0_hat + ts[i + 1] * loop.randn(shape, g, device)
+    return x, ts[k].expand(B)[:, None, None]
+
+
 def _pair(G, x0, cross, glob, cfg: ARCConfig, g: torch.Generator, device) -> tuple:
-    """(real_s, fake_s, s, x0_hat): the paired re-noised real and one-step generated latents [B, 64, T]."""
+    """(real_s, fake_s, s, x0_hat): the paired re-noised real and one-step generated latents [B, 64, T]; the
+    generator's input is the noised real latent, or an inner state of its own chain (`chain_input`)."""
     B = x0.shape[0]
-    t = sample_t(B, cfg, g, device)[:, None, None]
-    xt = (1 - t) * x0 + t * loop.randn(x0.shape, g, device)
+    chained = chain_input(G, x0.shape, cross, glob, cfg, g, device)
+    if chained is None:
+        t = sample_t(B, cfg, g, device)[:, None, None]
+        xt = (1 - t) * x0 + t * loop.randn(x0.shape, g, device)
+    else:
+        xt, t = chained
     x0_hat = xt - t * G(xt, t[:, 0, 0], cross, glob)
     s = sample_s(B, cfg, g, device)
     n = loop.randn(x0.shape, g, device)

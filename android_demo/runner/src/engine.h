@@ -46,6 +46,10 @@ std::unique_ptr<Engine> load_litert(const Artifact& artifact, const char* name, 
 // artifacts then always load without a weight cache.
 bool executorch_weight_cache_supported();
 
+// Drops the resident pages of every mapping of `path` in this process (madvise MADV_DONTNEED); returns the bytes of
+// the mappings advised. Every engine load_engine returns does this after loading and after its first call.
+size_t drop_file_pages(const std::string& path);
+
 // Shared by the backends' checks: "[1,64,256]".
 std::string dims(const std::vector<int64_t>& shape);
 

@@ -103,6 +103,17 @@ void check_init_noise_level(double level, const std::string& given) {
 }
 
 double peak_rss_mb() {
+  // VmHWM is this program's own high-water mark; getrusage's ru_maxrss carries the parent's across fork + exec, so
+  // a runner started by a large process (Python, a test harness) would report the parent's peak.
+  if (FILE* f = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    long kb = -1;
+    while (std::fgets(line, sizeof line, f)) {
+      if (std::sscanf(line, "VmHWM: %ld kB", &kb) == 1) break;
+    }
+    std::fclose(f);
+    if (kb >= 0) return double(kb) / 1024.0;
+  }
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   return double(ru.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux and Android
