@@ -55,6 +55,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from edgegen.common import atomic_path
 from edgegen.errors import EdgegenError
+from edgegen.sampler import schedule
 from edgegen.train import loop
 from edgegen.train.checks import SharedSettings, check_number
 from edgegen.train.data import LatentData
@@ -276,8 +277,6 @@ def chain_input(G, shape, cross, glob, cfg: ARCConfig, g: torch.Generator, devic
     upstream's self-forcing ARC train multi-step generators). D sees the same kind of fakes on its steps."""
     if not cfg.chain_steps or float(loop.rand((1,), g, device)) >= cfg.chain_fraction:
         return None
-    from edgegen.sampler import schedule
-
     n = cfg.chain_steps[int(torch.randint(len(cfg.chain_steps), (1,), generator=g))]
     k = int(torch.randint(1, n, (1,), generator=g))
     ts = torch.from_numpy(schedule(n)).to(device)
