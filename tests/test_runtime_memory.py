@@ -22,19 +22,49 @@ def _resident_kb(path) -> int:
     return total
 
 
+@pytest.fixture(scope="module")
+def wide_decoder(tmp_path_factory):
+    """(pipeline, bundle) of random:tiny with a 4x wider VAE decoder (a 20 MB fp32 decoder.tflite, decoder only).
+
+    The kernel maps file pages back in large folios (on 6.18 / ext4, 1-2 MB come back around the few bytes LiteRT
+    reads again, whatever the file's size), so the check needs a file well above that; random:tiny's 1.6 MB
+    decoder is not."""
+    import copy
+
+    import edgegen
+    from edgegen import presets
+    from edgegen.export import export_bundle
+    from edgegen.recipes import load_recipe, load_target
+
+    cfg, t5 = presets.PRESETS["tiny"]
+    cfg = copy.deepcopy(cfg)
+    cfg["model"]["pretransform"]["config"]["decoder"]["config"]["channels"] = 32
+    presets.PRESETS["tiny-wide-decoder"] = (cfg, t5)
+    try:
+        pipe = edgegen.load_pipeline("random:tiny-wide-decoder")
+    finally:
+        del presets.PRESETS["tiny-wide-decoder"]
+    out = tmp_path_factory.mktemp("wide") / "bundle"
+    export_bundle(pipe, target=load_target("host-litert"), recipe=load_recipe("fp32"), out=out,
+                  components=("decoder",))
+    return pipe, open_bundle(out)
+
+
 @pytest.mark.litert
-def test_litert_weights_held_once(tiny, bundle_factory):
+def test_litert_weights_held_once(wide_decoder):
     """The fp32 decoder (every weight a convolution XNNPACK packs): its file pages leave after the first call and
-    stay out (on SAO-small's int8 DiT 3 of 345 MB come back: tensors XNNPACK does not pack)."""
-    bundle = open_bundle(bundle_factory("litert", "int8"))
+    stay out (measured: 2 of its 20 MB come back, the large folios around what LiteRT reads again; on SAO-small's
+    int8 DiT 3 of 345 MB)."""
+    pipe, bundle = wide_decoder
     path = bundle.path("decoder")
     size_kb = path.stat().st_size // 1024
+    assert size_kb > 16 << 10
     first = load_artifacts(bundle, threads=1, components=("decoder",))["decoder"]
-    (latents,) = example_inputs(tiny, "decoder")
+    (latents,) = example_inputs(pipe, "decoder")
     out1 = first(latents=latents)[0]
     assert _resident_kb(path) < 64  # was the whole file (XNNPACK read every weight to pack it)
     out2 = first(latents=latents)[0]
-    assert _resident_kb(path) < size_kb // 10  # XNNPACK does not read them again
+    assert _resident_kb(path) < size_kb // 4  # XNNPACK does not read them again (the whole file if it did)
     fresh = load_artifacts(bundle, threads=1, components=("decoder",))["decoder"]
     ref = fresh(latents=latents)[0]
     assert np.array_equal(out1.numpy(), ref.numpy()) and np.array_equal(out2.numpy(), ref.numpy())
