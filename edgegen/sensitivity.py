@@ -99,11 +99,11 @@ def quantizable(component: str, module: nn.Module) -> list[tuple[str, nn.Module]
 
 
 class simulated_int8:
-    """Context: the named layers of `module` compute in simulated int8 (weights swapped, inputs quantized unless
-    `activations` is False: the weight-only scheme int8w)."""
+    """Context: the named layers of `module` compute in simulated `scheme` (one of SENSITIVITY_SCHEMES): weights
+    swapped for their int8 rounding, inputs quantized too for "int8", left float for the weight-only "int8w"."""
 
-    def __init__(self, layers: list[tuple[str, nn.Module]], *, activations: bool = True):
-        self.layers, self.activations = layers, activations
+    def __init__(self, layers: list[tuple[str, nn.Module]], scheme: str = "int8"):
+        self.layers, self.activations = layers, scheme == "int8"
         self.saved: list[tuple[nn.Module, torch.Tensor]] = []
         self.handles = []
 
@@ -269,14 +269,14 @@ def measure(pipe, component: str, *, scheme: str = "int8", prompts: int = 2, sec
     all_macs = sum(macs.values()) or 1
     out = []
     for i, (name, m) in enumerate(layers):
-        with simulated_int8([(name, m)], activations=scheme == "int8"):
+        with simulated_int8([(name, m)], scheme):
             sqnr = _sqnr(ref, run([name]))
         out.append(Layer(name=name, kind=type(m).__name__, params=m.weight.numel(),
                          macs_share=macs[name] / all_macs, time_share=secs[name] / total if total else 0.0,
                          sqnr_db=sqnr))
         progress(f"{component}: layer {i + 1}/{len(layers)} {name}: {sqnr:.1f} dB "
                  f"({time.perf_counter() - clock:.0f} s)")
-    with simulated_int8(layers, activations=scheme == "int8"):
+    with simulated_int8(layers, scheme):
         all_sqnr = _sqnr(ref, run([name for name, _ in layers]))
     progress(f"{component}: all {len(layers)} layers quantized: {all_sqnr:.1f} dB")
     out.sort(key=lambda layer: (layer.sqnr_db, layer.name))
@@ -303,7 +303,7 @@ def choose_float_layers(result: Result, pipe, *, floor_db: float, margin_db: flo
     order = [layer.name for layer in result.layers]
 
     def sqnr_keeping(k: int) -> float:
-        with simulated_int8([(n, by_name[n]) for n in order[k:]], activations=result.scheme == "int8"):
+        with simulated_int8([(n, by_name[n]) for n in order[k:]], result.scheme):
             return _sqnr(ref, run(order[k:]))
 
     lo, hi = 0, len(order)  # invariant: keeping `hi` float meets the floor (all float: inf)
