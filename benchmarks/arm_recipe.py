@@ -18,7 +18,9 @@ edgegen's bundles is the recipe: litert-torch's own quantizer for the DiT and on
 
 Timing, as Arm's app and `benchmarks/decoder_stateful.py` do: load the three models in ai_edge_litert's
 Interpreter (XNNPACK, --threads), then per generation: the conditioners once, `steps` DiT calls with the ping-pong
-update in numpy between them, one decoder call; medians of --iters after one warm-up. Peak RSS is this process's.
+update in numpy between them, one decoder call; medians of --iters after one warm-up. Peak RSS is this process's,
+which never holds the torch model: an export runs in a child process (`--export-only`) and the timing needs only
+the three files, the tokenizer copied beside them and the lengths in `source.json`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import argparse
 import json
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,9 +47,7 @@ def export(pipe, out: Path, log=print) -> dict[str, Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     paths = {c: out / f"{c}.tflite" for c in ("text_encoder", "dit", "decoder")}
-    stamp = out / "source.json"
-    source = {"model": pipe.source.model, "checkpoint_sha256": pipe.source.checkpoint_sha256}
-    if stamp.is_file() and json.loads(stamp.read_text()) == source and all(p.is_file() for p in paths.values()):
+    if exported(out, source_of(pipe.source.model)):
         return paths
     with torch.no_grad():
         log("arm recipe: conditioners (fp32)")
@@ -65,8 +66,34 @@ def export(pipe, out: Path, log=print) -> dict[str, Path]:
         (latents,) = example_inputs(pipe, "decoder")
         litert_torch.convert(DecoderExport(pipe.decoder).eval(), sample_kwargs={"latents": latents}).export(
             str(paths["decoder"]))
-    stamp.write_text(json.dumps(source))
+    import shutil
+
+    shutil.copyfile(pipe.tokenizer.path, out / "spiece.model")
+    (out / "source.json").write_text(json.dumps({**source_of(pipe.source.model), "max_length": pipe.tokenizer.max_length,
+                                                 "latent_length": pipe.latent_length}))
     return paths
+
+
+def source_of(model: str) -> dict:
+    """The weights' identity without loading them: a random model's id, else the checkpoint file's sha256."""
+    from edgegen.common import sha256_file
+    from edgegen.checkpoint import model_weights_file
+    from edgegen.presets import random_checkpoint_id
+
+    if model.startswith("random:"):
+        return {"model": model, "checkpoint_sha256": random_checkpoint_id()}
+    folder = Path(model).resolve()
+    return {"model": str(folder), "checkpoint_sha256": sha256_file(model_weights_file(folder))}
+
+
+def exported(out: Path, source: dict) -> dict | None:
+    """The stamp of a finished export of these weights in `out` (None: export again)."""
+    stamp = out / "source.json"
+    files = [out / f for f in ("text_encoder.tflite", "dit.tflite", "decoder.tflite", "spiece.model")]
+    if not (stamp.is_file() and all(f.is_file() for f in files)):
+        return None
+    info = json.loads(stamp.read_text())
+    return info if {k: info.get(k) for k in source} == source else None
 
 
 def _runner(path: Path, threads: int):
@@ -77,15 +104,18 @@ def _runner(path: Path, threads: int):
     return lambda **kw: list(run(**kw).values())
 
 
-def time_generation(paths: dict[str, Path], pipe, *, threads: int, iters: int, steps: int = 8) -> dict:
+def time_generation(paths: dict[str, Path], info: dict, *, threads: int, iters: int, steps: int = 8) -> dict:
     from edgegen.sampler import make_noise, schedule
+    from edgegen.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer(paths["decoder"].with_name("spiece.model"), max_length=info["max_length"])
 
     start = time.perf_counter()
     te, dit, dec = (_runner(paths[c], threads) for c in ("text_encoder", "dit", "decoder"))
     load_s = time.perf_counter() - start
-    ids, mask = pipe.tokenizer.encode(["warm lo-fi piano loop with soft drums"])
+    ids, mask = tokenizer.encode(["warm lo-fi piano loop with soft drums"])
     ts = schedule(steps)
-    noise = make_noise(seed=0, steps=steps, channels=64, length=pipe.latent_length).numpy()
+    noise = make_noise(seed=0, steps=steps, channels=64, length=info["latent_length"]).numpy()
     runs = []
     for i in range(iters + 1):
         t0 = time.perf_counter()
@@ -111,7 +141,7 @@ def time_generation(paths: dict[str, Path], pipe, *, threads: int, iters: int, s
             "litert-torch, decoder whole fp32)", "threads": threads, "iters": iters, "load_s": load_s,
             "stages": {"text_encoder": med["text_encoder"], "dit": med["dit"], "decoder": med["decoder"]},
             "dit_step_s": med["dit_step"], "e2e_s": med["e2e"], "e2e_runs_s": [r["e2e"] for r in runs],
-            "decoded_latent_frames": pipe.latent_length, "time_to_first_audio_s": med["e2e"],
+            "decoded_latent_frames": info["latent_length"], "time_to_first_audio_s": med["e2e"],
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "size_mb": sum(p.stat().st_size for p in paths.values()) / 1e6}
 
@@ -126,14 +156,19 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print the result as one JSON line last")
     args = ap.parse_args()
 
-    import edgegen
-
     torch.set_num_threads(args.threads)
-    pipe = edgegen.load_pipeline(args.model)
-    paths = export(pipe, args.out, log=lambda s: print(s, file=sys.stderr, flush=True))
+    paths = {c: args.out / f"{c}.tflite" for c in ("text_encoder", "dit", "decoder")}
     if args.export_only:
+        import edgegen
+
+        export(edgegen.load_pipeline(args.model), args.out, log=lambda s: print(s, file=sys.stderr, flush=True))
         return
-    r = time_generation(paths, pipe, threads=args.threads, iters=args.iters)
+    info = exported(args.out, source_of(args.model))
+    if info is None:  # export in a child, so this process's peak RSS is the runtime's, not the torch model's
+        subprocess.run([sys.executable, __file__, "--model", args.model, "--out", str(args.out), "--threads",
+                        str(args.threads), "--export-only"], check=True)
+        info = exported(args.out, source_of(args.model))
+    r = time_generation(paths, info, threads=args.threads, iters=args.iters)
     st = r["stages"]
     print(f"arm recipe (litert, bare calls, {args.threads} threads, median of {args.iters}): text encoder "
           f"{st['text_encoder']:.3f} s, dit {st['dit']:.2f} s ({r['dit_step_s']:.3f} s/step), decoder "

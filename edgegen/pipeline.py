@@ -257,7 +257,7 @@ class Pipeline:
 
 
 def _load_random(name: str, *, seed: int = 0, t5_precision: str = "fp16") -> Pipeline:
-    from edgegen.presets import PRESETS, condition_decoder_, randomize_
+    from edgegen.presets import PRESETS, condition_decoder_, random_checkpoint_id, randomize_
 
     if name not in PRESETS:
         raise EdgegenError(f"unknown built-in model random:{name}; choose one of "
@@ -265,7 +265,7 @@ def _load_random(name: str, *, seed: int = 0, t5_precision: str = "fp16") -> Pip
     raw, t5_cfg = PRESETS[name]
     config = ModelConfig.from_dict(raw)
     digest = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
-    source = Source(model=f"random:{name}", config_sha256=digest, checkpoint_sha256=f"random-seed-{seed}",
+    source = Source(model=f"random:{name}", config_sha256=digest, checkpoint_sha256=random_checkpoint_id(seed),
                     t5=f"random:{name}", t5_precision=t5_precision)
     tok = Tokenizer(ASSETS / "spiece.model", max_length=config.max_length)
     pipe = Pipeline(config, t5_cfg, tok, source)

@@ -69,6 +69,18 @@ def _tiny_long() -> dict:
     return cfg
 
 
+# The revision of what `randomize_` and `condition_decoder_` make of a seed. Bump it whenever either changes the
+# weights, so bundles exported from the old ones no longer pass for the same model (their manifest's
+# checkpoint_sha256 says `random-seed-S-rN`): parity then warns and the benchmark suite re-exports them.
+# 2: conditioned decoders (2026-11-30).
+RANDOM_INIT_REVISION = 2
+
+
+def random_checkpoint_id(seed: int = 0) -> str:
+    """What a `random:*` model's manifests record as its checkpoint_sha256 (it has no file to hash)."""
+    return f"random-seed-{seed}-r{RANDOM_INIT_REVISION}"
+
+
 # name -> (model_config.json dict, T5 config)
 PRESETS: dict[str, tuple[dict, T5Config]] = {
     "sao-small": (_SAO_SMALL, T5_CONFIGS["t5-base"]),

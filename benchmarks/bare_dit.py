@@ -1,0 +1,92 @@
+"""A bundle's DiT artifact timed as bare runtime calls: the yardstick for the harness's DiT step (issue 14, item 2).
+
+    .venv/bin/python benchmarks/bare_dit.py out/sao-litert-int8 --threads 2 --calls 16 --json
+
+Loads only `dit.*` with the runtime's own Python API (ai_edge_litert's `Interpreter` + signature runner, or
+ExecuTorch's `Runtime` + method), feeds it arrays of the manifest's shapes and dtypes, and reports the median of
+`--calls` calls after two warm-up calls (the first packs XNNPACK's weights). Nothing of edgegen's runtime layer is
+on the path: no input checks, no tensor conversion, no page release. The DiT does the same work whatever the values
+(no data-dependent branches), so random inputs time what the sampler's calls cost. `benchmarks/suite.py` runs it
+right after each bundle's `edgegen bench`, so the two are back to back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+_DTYPES = {"float32": np.float32, "int32": np.int32}
+
+
+def _inputs(spec: dict, rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
+    ordered = sorted(spec["inputs"], key=lambda i: i.get("index", 0))
+    out = []
+    for i in ordered:
+        shape, dtype = i["shape"], _DTYPES[i["dtype"]]
+        if i["name"] == "t":  # a noise level in (0, 1), as the sampler passes
+            a = np.full(shape, 0.5, dtype)
+        else:
+            a = rng.standard_normal(shape).astype(dtype)
+        out.append((i["name"], a))
+    return out
+
+
+def _litert(path: Path, threads: int):
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner()
+    return lambda named: runner(**dict(named))
+
+
+def _executorch(path: Path, threads: int):
+    import torch
+    from executorch.extension.pybindings import portable_lib
+    from executorch.runtime import Runtime
+
+    portable_lib._unsafe_reset_threadpool(threads)
+    method = Runtime.get().load_program(str(path)).load_method("forward")
+    return lambda named: method.execute([torch.from_numpy(a) for _, a in named])
+
+
+def time_dit(bundle: Path, *, threads: int, calls: int) -> dict:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    spec = manifest["artifacts"]["dit"]
+    load = _litert if manifest["backend"] == "litert" else _executorch
+    start = time.perf_counter()
+    call = load(bundle / spec["file"], threads)
+    load_s = time.perf_counter() - start
+    named = _inputs(spec, np.random.default_rng(0))
+    for _ in range(2):
+        call(named)
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        call(named)
+        times.append(time.perf_counter() - t0)
+    return {"bundle": str(bundle), "backend": manifest["backend"], "threads": threads, "calls": calls,
+            "load_s": load_s, "dit_step_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("bundle", type=Path)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--calls", type=int, default=16)
+    ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    args = ap.parse_args()
+    if not (args.bundle / "manifest.json").is_file():
+        sys.exit(f"error: {args.bundle} has no manifest.json; pass a bundle folder written by `edgegen export`")
+    r = time_dit(args.bundle, threads=args.threads, calls=args.calls)
+    print(json.dumps(r) if args.json else
+          f"bare DiT ({r['backend']}, {r['threads']} threads): median {r['dit_step_s']:.3f} s per call over "
+          f"{r['calls']} calls (min {r['min_s']:.3f}, max {r['max_s']:.3f}); load {r['load_s']:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
