@@ -46,8 +46,9 @@ def export(pipe, out: Path, log=print) -> dict[str, Path]:
     from edgegen.export.wrappers import DecoderExport, DiTExport, TextEncoderExport, example_inputs
 
     out.mkdir(parents=True, exist_ok=True)
-    paths = {c: out / f"{c}.tflite" for c in ("text_encoder", "dit", "decoder")}
-    if exported(out, source_of(pipe.source.model)):
+    paths = artifact_paths(out)
+    source = {"model": pipe.source.model, "checkpoint_sha256": pipe.source.checkpoint_sha256}  # = source_of(model)
+    if exported(out, source):
         return paths
     with torch.no_grad():
         log("arm recipe: conditioners (fp32)")
@@ -69,9 +70,13 @@ def export(pipe, out: Path, log=print) -> dict[str, Path]:
     import shutil
 
     shutil.copyfile(pipe.tokenizer.path, out / "spiece.model")
-    (out / "source.json").write_text(json.dumps({**source_of(pipe.source.model), "max_length": pipe.tokenizer.max_length,
+    (out / "source.json").write_text(json.dumps({**source, "max_length": pipe.tokenizer.max_length,
                                                  "latent_length": pipe.latent_length}))
     return paths
+
+
+def artifact_paths(out: Path) -> dict[str, Path]:
+    return {c: out / f"{c}.tflite" for c in ("text_encoder", "dit", "decoder")}
 
 
 def source_of(model: str) -> dict:
@@ -89,7 +94,7 @@ def source_of(model: str) -> dict:
 def exported(out: Path, source: dict) -> dict | None:
     """The stamp of a finished export of these weights in `out` (None: export again)."""
     stamp = out / "source.json"
-    files = [out / f for f in ("text_encoder.tflite", "dit.tflite", "decoder.tflite", "spiece.model")]
+    files = [*artifact_paths(out).values(), out / "spiece.model"]
     if not (stamp.is_file() and all(f.is_file() for f in files)):
         return None
     info = json.loads(stamp.read_text())
@@ -157,17 +162,18 @@ def main() -> None:
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
-    paths = {c: args.out / f"{c}.tflite" for c in ("text_encoder", "dit", "decoder")}
+    paths = artifact_paths(args.out)
     if args.export_only:
         import edgegen
 
         export(edgegen.load_pipeline(args.model), args.out, log=lambda s: print(s, file=sys.stderr, flush=True))
         return
-    info = exported(args.out, source_of(args.model))
+    source = source_of(args.model)  # hashes a checkpoint file: once
+    info = exported(args.out, source)
     if info is None:  # export in a child, so this process's peak RSS is the runtime's, not the torch model's
         subprocess.run([sys.executable, __file__, "--model", args.model, "--out", str(args.out), "--threads",
                         str(args.threads), "--export-only"], check=True)
-        info = exported(args.out, source_of(args.model))
+        info = exported(args.out, source)
     r = time_generation(paths, info, threads=args.threads, iters=args.iters)
     st = r["stages"]
     print(f"arm recipe (litert, bare calls, {args.threads} threads, median of {args.iters}): text encoder "

@@ -25,9 +25,10 @@ _DTYPES = {"float32": np.float32, "int32": np.int32}
 
 
 def _inputs(spec: dict, rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
-    ordered = sorted(spec["inputs"], key=lambda i: i.get("index", 0))
+    from edgegen.bundle import call_order  # the call's input order, as the harness and the native runner read it
+
     out = []
-    for i in ordered:
+    for i in call_order(spec["inputs"]):
         shape, dtype = i["shape"], _DTYPES[i["dtype"]]
         if i["name"] == "t":  # a noise level in (0, 1), as the sampler passes
             a = np.full(shape, 0.5, dtype)
@@ -55,11 +56,14 @@ def _executorch(path: Path, threads: int):
 
 
 def time_dit(bundle: Path, *, threads: int, calls: int) -> dict:
-    manifest = json.loads((bundle / "manifest.json").read_text())
+    from edgegen.bundle import open_bundle
+
+    with open_bundle(bundle) as b:  # the manifest read and every artifact's sha256 checked, as `edgegen bench` does
+        manifest, dit_path = b.manifest, b.path("dit")
     spec = manifest["artifacts"]["dit"]
     load = _litert if manifest["backend"] == "litert" else _executorch
     start = time.perf_counter()
-    call = load(bundle / spec["file"], threads)
+    call = load(dit_path, threads)
     load_s = time.perf_counter() - start
     named = _inputs(spec, np.random.default_rng(0))
     for _ in range(2):
@@ -82,7 +86,12 @@ def main() -> None:
     args = ap.parse_args()
     if not (args.bundle / "manifest.json").is_file():
         sys.exit(f"error: {args.bundle} has no manifest.json; pass a bundle folder written by `edgegen export`")
-    r = time_dit(args.bundle, threads=args.threads, calls=args.calls)
+    from edgegen.errors import EdgegenError
+
+    try:
+        r = time_dit(args.bundle, threads=args.threads, calls=args.calls)
+    except EdgegenError as exc:
+        sys.exit(f"error: {exc}")
     print(json.dumps(r) if args.json else
           f"bare DiT ({r['backend']}, {r['threads']} threads): median {r['dit_step_s']:.3f} s per call over "
           f"{r['calls']} calls (min {r['min_s']:.3f}, max {r['max_s']:.3f}); load {r['load_s']:.2f} s")
