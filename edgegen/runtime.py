@@ -61,15 +61,19 @@ def _litert(path: Path, spec: dict, threads: int | None):
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_path=str(path), num_threads=threads or 1)
+    # XNNPACK packs its own copy of the weights while tensors are allocated (here, not in the first call): the
+    # file pages it read are dropped at once, so the next artifact loads beside packed weights only
+    interp.allocate_tensors()
+    release_file_pages(path)
     runner = interp.get_signature_runner()
     names = [i["name"] for i in call_order(spec["inputs"])]
     out_names = [o["name"] for o in spec["outputs"]]
-    packed = []
+    called = []
 
     def call(arrays):
         result = runner(**dict(zip(names, arrays)))
-        if not packed:  # XNNPACK packed its own copy of the weights during this first call
-            packed.append(release_file_pages(path))
+        if not called:  # the few tensors XNNPACK does not pack, read by the first call
+            called.append(release_file_pages(path))
         return [result[k] for k in litert_output_keys(result, out_names)]
 
     return call
@@ -114,8 +118,11 @@ def load_artifacts(bundle: Bundle, *, threads: int | None = None,
     loader = _executorch if bundle.backend == "executorch" else _litert
     if threads and bundle.backend == "executorch":
         _set_executorch_threads(threads)  # one process-wide XNNPACK pool
+    wanted = components or bundle.components
     out = {}
-    for comp in components or bundle.components:
+    # largest file first: while an artifact loads, its file's pages sit beside the weights already packed, so the
+    # smallest file last gives the lowest peak (LiteRT drops each file's pages once its weights are packed)
+    for comp in sorted(wanted, key=lambda c: -_size(bundle.path(c))):
         spec = bundle.manifest["artifacts"][comp]
         start = time.perf_counter()
         try:
@@ -126,7 +133,14 @@ def load_artifacts(bundle: Bundle, *, threads: int | None = None,
             raise EdgegenError(f"{bundle.path(comp)}: the {bundle.backend} runtime cannot load it "
                                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
         out[comp] = Artifact(spec, call, load_s=time.perf_counter() - start)
-    return out
+    return {comp: out[comp] for comp in wanted}
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # the load reports it
 
 
 def release_memory() -> None:
