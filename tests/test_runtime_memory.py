@@ -87,3 +87,29 @@ def test_release_file_pages_on_a_plain_mapping(tmp_path):
         assert m[:] == data  # faulted back in from the file
         m.close()
     assert release_file_pages(tmp_path / "not-mapped") == 0
+
+
+def test_release_file_pages_on_a_locked_mapping(tmp_path):
+    """ExecuTorch's loader mlocks the part of a .pte it maps: the helper unlocks it, so its pages leave too."""
+    import ctypes
+    import mmap
+
+    path = tmp_path / "w.bin"
+    data = np.random.default_rng(1).integers(0, 255, 4 << 20, dtype=np.uint8).tobytes()
+    path.write_bytes(data)
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.mlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    with open(path, "rb") as f:
+        m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+        view = np.frombuffer(m, dtype=np.uint8)
+        addr = view.ctypes.data
+        if libc.mlock(addr, len(data)) != 0:
+            del view
+            m.close()
+            pytest.skip("mlock not permitted here (RLIMIT_MEMLOCK)")
+        assert _resident_kb(path) >= 4 << 10
+        assert release_file_pages(path) >= 4 << 20
+        assert _resident_kb(path) == 0
+        assert bytes(view) == data
+        del view
+        m.close()
