@@ -8,7 +8,9 @@ For each backend, the full-size `random:sao-small` decoder is exported fp32 (int
   overlap     edgegen's schema-2 stream: windows of 60 frames overlapping by the receptive field (10)
   stateful W  the schema-3 stream: windows of W frames back to back, state carried between calls
 and each is timed on the same latents: decoder seconds (median of --iters after one warm-up), latent frames
-decoded, time to the first audio chunk (decoder only), and the stitched audio's SQNR against the whole call.
+decoded, time to the first audio chunk (decoder only), and the stitched audio's SQNR against the whole call. For
+ExecuTorch, `arena MB` is the program's planned activation memory (`non_const_buffer_sizes` read from the .pte): the
+memory a call needs beside the weights.
 The CPU's int8 features are printed first (compare only within one run). Run on an otherwise idle machine.
 """
 
@@ -53,6 +55,17 @@ def export(pipe, backend: str, stream: dict | None, out: Path):
     be.export_component("decoder", module, example_inputs(pipe, "decoder", stream=stream), path, rules=rules)
     stamp.write_text(json.dumps(source))
     return path, spec, time.perf_counter() - start
+
+
+def planned_mb(path: Path) -> float | None:
+    """An ExecuTorch program's memory-planned (activation) buffers in MB; None for other artifacts."""
+    if path.suffix != ".pte":
+        return None
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    program = deserialize_pte_binary(path.read_bytes())
+    program = getattr(program, "program", program)
+    return sum(program.execution_plan[0].non_const_buffer_sizes) / 2**20
 
 
 def load(backend: str, path: Path, spec: dict, threads: int):
@@ -128,13 +141,15 @@ def main() -> None:
     variants = [("whole", None), ("overlap 60", resolve_decoder_window(pipe, 60, "overlap"))]
     variants += [(f"stateful {w}", resolve_decoder_window(pipe, w)) for w in map(int, args.windows.split(","))]
     print(f"{'backend':<11}{'decoder':<13}{'frames':>7}{'export s':>10}{'first s':>9}{'decode s':>10}"
-          f"{'runs s':>22}{'SQNR dB':>9}", flush=True)
+          f"{'runs s':>22}{'SQNR dB':>9}{'arena MB':>10}", flush=True)
     for backend in args.backends.split(","):
         for name, stream in variants:
             path, spec, export_s = export(pipe, backend, stream, args.out / backend / name.replace(" ", "-"))
             if args.export_only:
                 print(f"{backend:<11}{name:<13}exported in {export_s:.0f} s: {path}", flush=True)
                 continue
+            mb = planned_mb(path)
+            arena = "-" if mb is None else f"{mb:.1f}"
             art = load(backend, path, spec, args.threads)
             decode(art, stream, latents, samples)  # warm-up
             runs = [decode(art, stream, latents, samples) for _ in range(args.iters)]
@@ -144,7 +159,7 @@ def main() -> None:
             sqnr = 10 * math.log10(reference.pow(2).mean().item() / max(err, 1e-30))
             med = lambda i: statistics.median(r[i] for r in runs)  # noqa: E731
             print(f"{backend:<11}{name:<13}{frames:>7}{export_s:>10.1f}{med(2):>9.3f}{med(3):>10.3f}"
-                  f"{' '.join(f'{r[3]:.2f}' for r in runs):>22}{sqnr:>9.1f}", flush=True)
+                  f"{' '.join(f'{r[3]:.2f}' for r in runs):>22}{sqnr:>9.1f}{arena:>10}", flush=True)
 
 
 if __name__ == "__main__":
