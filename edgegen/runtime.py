@@ -87,7 +87,8 @@ def release_file_pages(path: Path) -> int:
 
     The LiteRT interpreter maps its .tflite file; XNNPACK reads every weight once to pack its own copy, and those
     file pages then stay resident, so each weight counts twice in RSS (measured on SAO-small's int8 bundle: 808 MB
-    of file pages beside the packed weights). MADV_DONTNEED on a file mapping only drops the pages: anything that
+    of file pages beside the packed weights). ExecuTorch's loader maps parts of a .pte too, mlocked, so a mapping
+    is unlocked before its pages are dropped. MADV_DONTNEED on a file mapping only drops the pages: anything that
     reads them later faults them back in from the file, so results are unchanged (tested); XNNPACK does not read
     them again. Linux only (/proc/self/maps); elsewhere a no-op returning 0."""
     import ctypes
@@ -103,7 +104,7 @@ def release_file_pages(path: Path) -> int:
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     libc.munlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     MADV_DONTNEED = 4
-    # ExecuTorch's loader mlocks its mapping where it may (MADV_DONTNEED refuses locked pages): unlock it first
+    # MADV_DONTNEED refuses locked pages: unlock first
     return sum(hi - lo for lo, hi in spans
                if libc.munlock(lo, hi - lo) == 0 and libc.madvise(lo, hi - lo, MADV_DONTNEED) == 0)
 
@@ -128,7 +129,7 @@ def load_artifacts(bundle: Bundle, *, threads: int | None = None,
     out = {}
     # largest file first: while an artifact loads, its file's pages sit beside the weights already packed, so the
     # smallest file last gives the lowest peak (LiteRT drops each file's pages once its weights are packed)
-    for comp in sorted(wanted, key=lambda c: -_size(bundle.path(c))):
+    for comp in sorted(wanted, key=lambda c: -bundle.manifest["artifacts"][c]["size"]):  # checked at open
         spec = bundle.manifest["artifacts"][comp]
         start = time.perf_counter()
         try:
@@ -140,13 +141,6 @@ def load_artifacts(bundle: Bundle, *, threads: int | None = None,
                                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
         out[comp] = Artifact(spec, call, load_s=time.perf_counter() - start)
     return {comp: out[comp] for comp in wanted}
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0  # the load reports it
 
 
 def release_memory() -> None:

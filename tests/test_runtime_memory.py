@@ -99,17 +99,14 @@ def test_release_file_pages_on_a_locked_mapping(tmp_path):
     path.write_bytes(data)
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.mlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    with open(path, "rb") as f:
-        m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as m:
         view = np.frombuffer(m, dtype=np.uint8)
-        addr = view.ctypes.data
-        if libc.mlock(addr, len(data)) != 0:
-            del view
-            m.close()
-            pytest.skip("mlock not permitted here (RLIMIT_MEMLOCK)")
-        assert _resident_kb(path) >= 4 << 10
-        assert release_file_pages(path) >= 4 << 20
-        assert _resident_kb(path) == 0
-        assert bytes(view) == data
-        del view
-        m.close()
+        try:
+            if libc.mlock(view.ctypes.data, len(data)) != 0:
+                pytest.skip("mlock not permitted here (RLIMIT_MEMLOCK)")
+            assert _resident_kb(path) >= 4 << 10
+            assert release_file_pages(path) >= 4 << 20
+            assert _resident_kb(path) == 0
+            assert bytes(view) == data
+        finally:
+            del view  # the mapping cannot close while a view of it exists
