@@ -61,6 +61,8 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=60)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/decoder_conv_drq.json"))
     args = ap.parse_args()
+    if args.window < 1:
+        ap.error(f"--window must be at least 1 latent frame, got {args.window}")
     torch.set_num_threads(2)
     print(f"cpu: {describe_cpu(host_machine())}", flush=True)
     pipe = load_pipeline("random:sao-small")
