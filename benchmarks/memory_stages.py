@@ -2,11 +2,14 @@
 
     .venv/bin/python benchmarks/memory_stages.py out/sao-litert-int8                 # artifacts resident
     .venv/bin/python benchmarks/memory_stages.py out/sao-litert-int8 --low-memory    # each stage loads its own
+    .venv/bin/python benchmarks/memory_stages.py out/sao-litert-int8 --weight-cache DIR   # LiteRT: XNNPACK cache
+    .venv/bin/python benchmarks/memory_stages.py out/sao-litert-int8 --import-torch  # what torch alone adds
 
 A thread samples /proc/self/status every 20 ms (VmRSS, RssAnon, RssFile, VmHWM) and keeps the sample with the
 highest RSS and the stage it fell in; the stage marks come from wrapping BundlePipeline's DiT and decoder calls.
 RssFile counts the model files' mapped pages (and the Python/torch libraries), RssAnon the runtime's heap:
-XNNPACK's packed weights, activations, torch. Linux only. One generation of --seconds; memory does not depend
+XNNPACK's packed weights, activations, torch. The LiteRT path imports no torch (since 2026-12-01); --import-torch
+imports it first, as every edgegen process did before. Linux only. One generation of --seconds; memory does not depend
 on the machine's speed, so this may run beside other work (timings may not).
 """
 
@@ -35,6 +38,9 @@ def main() -> None:
     ap.add_argument("bundle")
     ap.add_argument("--low-memory", action="store_true")
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--weight-cache", default=None, metavar="DIR",
+                    help="LiteRT: XNNPACK weight cache folder (default: none, weights packed in memory)")
+    ap.add_argument("--import-torch", action="store_true", help="import torch first (the pre-2026-12-01 path)")
     args = ap.parse_args()
 
     stage, marks, peak = ["python"], [], {"VmRSS": 0}
@@ -52,12 +58,17 @@ def main() -> None:
 
     threading.Thread(target=watch, daemon=True).start()
     mark("python")
-    import torch  # noqa: F401  (what every edgegen process pays)
+    if args.import_torch:
+        import torch  # noqa: F401
 
-    mark("import torch")
+        mark("import torch")
+    import sys
+
     from edgegen.bundle_pipeline import BundlePipeline
+    from edgegen.weight_cache import WeightCache
 
-    bp = BundlePipeline.open(args.bundle, low_memory=args.low_memory)
+    cache = WeightCache.resolve(args.weight_cache) if args.weight_cache else WeightCache.off()
+    bp = BundlePipeline.open(args.bundle, low_memory=args.low_memory, weight_cache=cache)
     mark("open")
     velocity, decode_chunks = bp.velocity, bp.decode_chunks
 
@@ -74,7 +85,8 @@ def main() -> None:
     bp.generate("warm lo-fi piano loop with soft drums", seconds_total=args.seconds, seed=0)
     mark("done")
     time.sleep(0.1)
-    print(f"{args.bundle} ({'low memory' if args.low_memory else 'artifacts resident'}), MB:")
+    print(f"{args.bundle} ({'low memory' if args.low_memory else 'artifacts resident'}; weight cache "
+          f"{bp.weight_cache_use}; torch {'loaded' if 'torch' in sys.modules else 'not loaded'}), MB:")
     for name, s in marks:
         print(f"  {name:<24} " + "  ".join(f"{k} {s[k]:>5}" for k in FIELDS))
     print(f"  peak (in {peak['stage']}) " + "  ".join(f"{k} {peak[k]:>5}" for k in FIELDS))

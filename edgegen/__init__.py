@@ -3,10 +3,20 @@
     import edgegen
     pipe = edgegen.load_pipeline("random:tiny")
     wav = pipe.generate("a dog barking", seconds_total=0.5)     # np.float32 [2, n]
+
+`Pipeline` and `load_pipeline` (the PyTorch reference) load on first use, so running a LiteRT bundle
+(`edgegen.bundle_pipeline`) never imports torch.
 """
 
 from edgegen.errors import EdgegenError
-from edgegen.pipeline import Pipeline, load_pipeline
 
 __version__ = "0.1.0"
 __all__ = ["EdgegenError", "Pipeline", "load_pipeline", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in ("Pipeline", "load_pipeline"):
+        from edgegen import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'edgegen' has no attribute {name!r}")

@@ -375,7 +375,7 @@ def _device_audio_to_audio(device: Device, r: _Remote, bundle: Bundle, tmp: Path
     m = bundle.manifest
     init = parity_init_audio(m["sample_rate"], init_audio_shape(m, bundle.root)[-1])
     steps, (channels, length) = m["sampler"]["steps"], _latent_shape(m)
-    vae = init_vae_noise(None, seed=seed, steps=steps, channels=channels, length=length).numpy()
+    vae = init_vae_noise(None, seed=seed, steps=steps, channels=channels, length=length)
     np.save(tmp / "vae_noise.npy", vae)
     on_stage("device run: audio-to-audio")
     wav = _push_init_audio(device, r, bundle, (m["sample_rate"], init))

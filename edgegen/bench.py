@@ -124,15 +124,16 @@ def host_machine() -> dict:
 
 def bench_bundle(path, *, iters: int = 3, warmup: int = 1, threads: int | None = None, seconds: float | None = None,
                  prompt: str = PROMPT, low_memory: bool = False, init_audio=None, init_noise_level: float = 1.0,
-                 on_iter=lambda i: None) -> dict:
+                 weight_cache=None, on_iter=lambda i: None) -> dict:
     """`seconds`: the bundle's maximum when None, else refused out of range (like `run`). With `low_memory`, every
     generation loads and drops each artifact; its stage times include that. `init_audio` (sample_rate, audio):
     audio-to-audio at `init_noise_level`, the encoder stage timed (its load and release included: the encoder is
-    resident only for its stage)."""
+    resident only for its stage). `weight_cache`: LiteRT's XNNPACK weight cache (edgegen.weight_cache; None: off);
+    the result says what it did ("weight_cache": built / hit / off, and per component)."""
     from edgegen.bundle_pipeline import BundlePipeline
 
-    with BundlePipeline.open(path, threads=threads, low_memory=low_memory,
-                             audio_to_audio=init_audio is not None) as bp:  # removes a zip's unpacked copy
+    with BundlePipeline.open(path, threads=threads, low_memory=low_memory, audio_to_audio=init_audio is not None,
+                             weight_cache=weight_cache) as bp:  # removes a zip's unpacked copy
         seconds = bp.max_seconds if seconds is None else seconds
         bp.check_seconds(seconds)
         runs = _measure(lambda t: bp.generate(prompt, seconds_total=seconds, seed=0, timings=t, init_audio=init_audio,
@@ -141,6 +142,7 @@ def bench_bundle(path, *, iters: int = 3, warmup: int = 1, threads: int | None =
     m = bp.bundle.manifest
     extra = {"init_noise_level": init_noise_level} if init_audio is not None else {}
     extra["decoded_latent_frames"] = bp.decoded_latent_frames(runs[0].frames)
+    extra["weight_cache"], extra["weight_cache_components"] = bp.weight_cache_use, dict(bp.cache_uses)
     return bench_result(runs, warmup=warmup, load_s=bp.load_s, kind="bundle", backend=m["backend"],
                         recipe=m["recipe"]["name"], target=m["target"]["name"], bundle=str(path),
                         threads=threads or m["target"].get("threads"), low_memory=low_memory, **extra,
@@ -182,7 +184,8 @@ def format_bench(r: dict) -> str:
                                                            if "decoded_latent_frames" in r else ""),
              f"  end to end      {r['e2e_s']:8.3f} s   for {r['audio_seconds']:.2f} s of audio (RTF {r['rtf']:.2f})",
              f"  first audio     {r['time_to_first_audio_s']:8.3f} s",
-             f"  peak RSS        {r['peak_rss_mb']:8.0f} MB"]
+             f"  peak RSS        {r['peak_rss_mb']:8.0f} MB"
+             + (f"   (XNNPACK weight cache: {r['weight_cache']})" if "weight_cache" in r else "")]
     if "int8_features" in r:
         lines.append(f"  cpu             {describe_cpu(r)}")
     return "\n".join(lines)

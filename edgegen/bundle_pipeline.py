@@ -21,6 +21,10 @@ sampling follows `Pipeline.generate` (same VAE noise for the same seed, same tru
 `BundlePipeline.open(path, low_memory=True)` keeps no artifact resident: `generate` loads each one when its
 stage starts and drops it when the stage ends, so peak memory is the largest stage's, not the sum of all three
 (a full-size LiteRT int8 bundle: see benchmarks/RESULTS.md). Loading is then part of every generation's time.
+
+Everything here is numpy: generating from a LiteRT bundle never loads torch (about 230 MB of a process' memory;
+audio-to-audio's resampler and ExecuTorch's runtime load it). LiteRT artifacts load through XNNPACK's weight cache
+(`edgegen.weight_cache`; `open(..., weight_cache=WeightCache.off())` packs in memory instead).
 """
 
 from __future__ import annotations
@@ -31,7 +35,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from edgegen.bundle import NO_ENCODER, Bundle, init_audio_shape, open_bundle
 from edgegen.errors import EdgegenError
@@ -39,11 +42,16 @@ from edgegen.common import COMPONENTS, ENCODER, Timings, check_finite, check_sec
 from edgegen.runtime import Artifact, load_artifacts, release_memory
 from edgegen.sampler import chain_noise, init_vae_noise, pingpong, schedule, start_from_init
 from edgegen.tokenizer import Tokenizer
+from edgegen.weight_cache import WeightCache
 
 
 class BundlePipeline:
-    def __init__(self, bundle: Bundle, artifacts: dict[str, Artifact], load_s: float, *, threads: int | None = None):
+    def __init__(self, bundle: Bundle, artifacts: dict[str, Artifact], load_s: float, *, threads: int | None = None,
+                 weight_cache: WeightCache | None = None):
         self.bundle, self.artifacts, self.load_s, self.threads = bundle, artifacts, load_s, threads
+        self.weight_cache = weight_cache or WeightCache.off()
+        # per component: "hit", "built" or "off", as its last load went (`weight_cache_use` sums it up)
+        self.cache_uses = {c: a.weight_cache for c, a in artifacts.items()}
         m = bundle.manifest
         missing = [c for c in COMPONENTS if c not in bundle.components]
         if missing:
@@ -60,18 +68,20 @@ class BundlePipeline:
 
     @classmethod
     def open(cls, path: Path, *, threads: int | None = None, low_memory: bool = False,
-             audio_to_audio: bool = False) -> "BundlePipeline":
+             audio_to_audio: bool = False, weight_cache: WeightCache | None = None) -> "BundlePipeline":
         """Open a bundle; the three artifacts are loaded now unless `low_memory` (then each stage loads its own);
         an encoder (audio-to-audio) is loaded only for the generations that use it. `audio_to_audio`: refuse a
-        bundle without an encoder before loading anything."""
+        bundle without an encoder before loading anything. `weight_cache`: LiteRT's XNNPACK weight cache (None:
+        off; `WeightCache.resolve(None)`: the default folder, as `edgegen run` and `bench` use)."""
         start = time.perf_counter()
         bundle = open_bundle(path)
         try:
             if audio_to_audio and ENCODER not in bundle.components:
                 raise EdgegenError(NO_ENCODER.format(root=bundle.root))
             threads = threads or bundle.manifest["target"].get("threads")
-            arts = {} if low_memory else load_artifacts(bundle, threads=threads, components=COMPONENTS)
-            return cls(bundle, arts, time.perf_counter() - start, threads=threads)
+            arts = {} if low_memory else load_artifacts(bundle, threads=threads, components=COMPONENTS,
+                                                        weight_cache=weight_cache)
+            return cls(bundle, arts, time.perf_counter() - start, threads=threads, weight_cache=weight_cache)
         except BaseException:
             bundle.close()
             raise
@@ -111,7 +121,9 @@ class BundlePipeline:
         if component in self.artifacts:
             yield self.artifacts[component]
             return
-        self.artifacts.update(load_artifacts(self.bundle, threads=self.threads, components=(component,)))
+        self.artifacts.update(load_artifacts(self.bundle, threads=self.threads, components=(component,),
+                                             weight_cache=self.weight_cache))
+        self.cache_uses[component] = self.artifacts[component].weight_cache
         try:
             yield self.artifacts[component]
         finally:
@@ -123,6 +135,12 @@ class BundlePipeline:
             raise EdgegenError(f"the {component} artifact is not loaded (the bundle was opened with low_memory); "
                                f"call it inside `with bundle_pipeline.resident({component!r}):`")
         return self.artifacts[component]
+
+    @property
+    def weight_cache_use(self) -> str:
+        """"built" when any artifact packed into a new cache file, else "hit" when any mapped one, else "off"."""
+        uses = set(self.cache_uses.values())
+        return "built" if "built" in uses else "hit" if "hit" in uses else "off"
 
     @property
     def backend_label(self) -> str:
@@ -142,14 +160,14 @@ class BundlePipeline:
     def audio_to_audio(self) -> bool:
         return ENCODER in self.bundle.components
 
-    def encode_audio(self, prepared: torch.Tensor, vae_noise: torch.Tensor) -> torch.Tensor:
+    def encode_audio(self, prepared, vae_noise) -> np.ndarray:
         """Init latents [1, 64, T] from prepared audio [1, 2, N]: the encoder artifact's mean + std * vae_noise."""
         mean, std = self._artifact(ENCODER)(audio=prepared)
         check_finite(mean, "the encoder artifact's latent_mean output")
         check_finite(std, "the encoder artifact's latent_std output")
-        return mean + std * vae_noise
+        return mean + std * _numpy(vae_noise)
 
-    def init_latents(self, init_audio: tuple[int, np.ndarray], vae_noise: torch.Tensor) -> torch.Tensor:
+    def init_latents(self, init_audio: tuple[int, np.ndarray], vae_noise) -> np.ndarray:
         """`init_audio` prepared to the encoder's input (rate, channels, length) and encoded, encoder resident only
         for this call. A bundle without an encoder is one error naming the export flag."""
         from edgegen.init_audio import prepare_init_audio
@@ -162,17 +180,18 @@ class BundlePipeline:
     def check_seconds(self, seconds_total: float) -> None:
         check_seconds(seconds_total, max_seconds=self.max_seconds, sample_rate=self.sample_rate, owner="this bundle")
 
-    def encode_text(self, prompt: str, seconds_total: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_text(self, prompt: str, seconds_total: float) -> tuple[np.ndarray, np.ndarray]:
         ids, mask = self.tokenizer.encode([prompt])
         return self._artifact("text_encoder")(token_ids=ids, attention_mask=mask,
                                               seconds_total=np.array([seconds_total], np.float32))
 
-    def velocity(self, x, t, cross, glob) -> torch.Tensor:
+    def velocity(self, x, t, cross, glob) -> np.ndarray:
         return self._artifact("dit")(x=x, t=t, cross_attn_cond=cross, global_cond=glob)[0]
 
-    def decode_chunks(self, latents: torch.Tensor, samples: int | None = None) -> Iterator[torch.Tensor]:
-        """Audio [1, 2, n_i] chunks for `latents` [1, 64, T] (its first `samples`, if given): one chunk from a
-        whole-sequence decoder, or one per window from a streamed one."""
+    def decode_chunks(self, latents, samples: int | None = None) -> Iterator[np.ndarray]:
+        """Audio [1, 2, n_i] chunks (numpy) for `latents` [1, 64, T] (its first `samples`, if given): one chunk from
+        a whole-sequence decoder, or one per window from a streamed one."""
+        latents = _numpy(latents)
         if self.stream is None:
             yield self._artifact("decoder")(latents=latents)[0][:, :, :samples]
             return
@@ -206,11 +225,11 @@ class BundlePipeline:
         n = frames_to_decode(samples, length=T, window=s["window"], overlap=s["overlap"], hop=s["hop"])
         return sum(w.end - w.start for w in plan_windows(n, window=s["window"], overlap=s["overlap"]))
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        return torch.cat(list(self.decode_chunks(latents)), dim=-1)
+    def decode(self, latents) -> np.ndarray:
+        return np.concatenate(list(self.decode_chunks(latents)), axis=-1)
 
     def generate(self, prompt: str, *, seconds_total: float, steps: int | None = None, seed: int = 0,
-                 noise: np.ndarray | None = None, on_step: Callable[[int, torch.Tensor], None] | None = None,
+                 noise: np.ndarray | None = None, on_step: Callable[[int, np.ndarray], None] | None = None,
                  timings: Timings | None = None, on_chunk: Callable[[np.ndarray], None] | None = None,
                  truncate_prompt: bool = False, init_audio: tuple[int, np.ndarray] | None = None,
                  init_noise_level: float = 1.0, vae_noise: np.ndarray | None = None) -> np.ndarray:
@@ -254,3 +273,8 @@ class BundlePipeline:
             wav = collect_audio(chunks, timings=timings, start=start, on_chunk=on_chunk)
         timings.stages["decoder"] = time.perf_counter() - clock  # as for the DiT: a low_memory load counts
         return wav
+
+
+def _numpy(x) -> np.ndarray:
+    """A torch tensor (from a caller that has torch) or any array, as numpy float32."""
+    return np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float32)

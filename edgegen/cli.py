@@ -335,6 +335,25 @@ _bundle = click.option("--bundle", "-b", required=True, type=click.Path(path_typ
                        help="Bundle folder or .zip made by `edgegen export`.")
 _threads = click.option("--threads", type=click.IntRange(1, 256), default=None,
                         help="Runtime threads (default: the bundle's target profile).")
+def _weight_cache(f):
+    """--weight-cache DIR / --no-weight-cache (LiteRT bundles run on this machine)."""
+    f = click.option("--no-weight-cache", is_flag=True,
+                     help="LiteRT: pack the weights in memory on every load (no cache files).")(f)
+    return click.option("--weight-cache", type=click.Path(path_type=Path), default=None,
+                        help="LiteRT: XNNPACK weight cache folder, created if missing; the first run packs each "
+                             "artifact's weights into a file there, later runs map it instead of reading the model's "
+                             "weights (default: $EDGEGEN_WEIGHT_CACHE, else $XDG_CACHE_HOME/edgegen/xnnpack, else "
+                             "~/.cache/edgegen/xnnpack, as the native runner).")(f)
+
+
+def _resolve_weight_cache(folder, off: bool):
+    from edgegen.weight_cache import WeightCache
+
+    if folder is not None and off:
+        raise EdgegenError("give --weight-cache DIR or --no-weight-cache, not both")
+    return WeightCache.resolve(folder, enabled=not off)
+
+
 _low_memory = click.option("--low-memory", is_flag=True,
                            help="Load each artifact only for its stage and drop it after: peak memory of the "
                                 "largest stage instead of all three, loading timed inside every generation.")
@@ -349,14 +368,15 @@ _low_memory = click.option("--low-memory", is_flag=True,
               help="Inject noise: float32 .npy of shape [steps, 64, T].")
 @_threads
 @_low_memory
+@_weight_cache
 @click.option("--pcm16", is_flag=True)
 @click.option("--stream", is_flag=True, help="Write each decoded window to OUTPUT as soon as it is ready "
                                              "(bundles exported with a decoder window).")
 @_truncate_prompt
 @_init_audio
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path))
-def run(bundle, prompt, seconds, seed, noise, threads, low_memory, pcm16, stream, truncate_prompt, init_audio,
-        init_noise_level, output):
+def run(bundle, prompt, seconds, seed, noise, threads, low_memory, weight_cache, no_weight_cache, pcm16, stream,
+        truncate_prompt, init_audio, init_noise_level, output):
     """Generate audio by running a bundle's artifacts in its runtime (audio-to-audio with --init-audio: needs a
     bundle exported with --audio-to-audio)."""
     from edgegen.audio_io import check_output, read_noise
@@ -365,9 +385,11 @@ def run(bundle, prompt, seconds, seed, noise, threads, low_memory, pcm16, stream
 
     check_output(output, inputs={"--bundle": bundle, "--noise": noise, "--init-audio": init_audio})
     init, level = _read_init(init_audio, init_noise_level)  # before the bundle loads
+    cache = _resolve_weight_cache(weight_cache, no_weight_cache)
     # with_resource: the command's end (success or error) removes a .zip bundle's unpacked copy
     bp = click.get_current_context().with_resource(BundlePipeline.open(bundle, threads=threads, low_memory=low_memory,
-                                                                       audio_to_audio=init is not None))
+                                                                       audio_to_audio=init is not None,
+                                                                       weight_cache=cache))
     bp.check_seconds(seconds)
     tokens = bp.tokenizer.fit(prompt, truncate=truncate_prompt)
     if stream and bp.stream is None:
@@ -456,10 +478,11 @@ def parity(bundle, model, t5, t5_precision, seed, json_path, threads, use_adb, s
 @click.option("--seconds", "-s", type=float, default=None,
               help="Audio length to generate (default: the bundle's or model's maximum; beyond it is refused).")
 @_low_memory
+@_weight_cache
 @_init_audio
 @_adb_options("time")
-def bench(bundle, model, t5, t5_precision, iters, warmup, threads, seconds, low_memory, init_audio, init_noise_level,
-          use_adb, serial, runner_dir, adb_path):
+def bench(bundle, model, t5, t5_precision, iters, warmup, threads, seconds, low_memory, weight_cache, no_weight_cache,
+          init_audio, init_noise_level, use_adb, serial, runner_dir, adb_path):
     """Time load, (encoder,) text encoder, DiT, decoder and end to end; the last stdout line is one JSON object."""
     import json
 
@@ -470,6 +493,9 @@ def bench(bundle, model, t5, t5_precision, iters, warmup, threads, seconds, low_
                            else "give exactly one of --bundle B or --model M")
     if low_memory and (bundle is None or use_adb):
         raise EdgegenError("--low-memory applies to a bundle run on this machine (--bundle B, without --adb)")
+    if (weight_cache is not None or no_weight_cache) and (bundle is None or use_adb):
+        raise EdgegenError("--weight-cache / --no-weight-cache apply to a bundle run on this machine (--bundle B, "
+                           "without --adb; the phone's runner keeps its own cache)")
     if init_audio is not None and bundle is None:
         raise EdgegenError("--init-audio times a bundle's audio-to-audio: give --bundle B (exported with "
                            "--audio-to-audio)")
@@ -485,7 +511,8 @@ def bench(bundle, model, t5, t5_precision, iters, warmup, threads, seconds, low_
                               seconds=seconds, init_audio=init, init_noise_level=level, on_iter=tick)
     elif bundle is not None:
         result = bench_bundle(bundle, iters=iters, warmup=warmup, threads=threads, seconds=seconds,
-                              low_memory=low_memory, init_audio=init, init_noise_level=level, on_iter=tick)
+                              low_memory=low_memory, init_audio=init, init_noise_level=level,
+                              weight_cache=_resolve_weight_cache(weight_cache, no_weight_cache), on_iter=tick)
     else:
         if threads:  # process state belongs to the command, not the library
             import torch

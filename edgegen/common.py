@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from edgegen.errors import EdgegenError
 
@@ -48,9 +47,15 @@ def check_seconds(seconds: float, *, max_seconds: float, sample_rate: int, owner
 
 def check_finite(x, what: str) -> None:
     """Raise one line naming `what` when `x` (tensor or array) holds NaN or inf."""
-    arr = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
-    if arr.is_floating_point() and not bool(torch.isfinite(arr).all()):
-        bad = int((~torch.isfinite(arr)).sum())
+    if hasattr(x, "detach"):  # a torch tensor (any float dtype): checked by torch, which its caller has loaded
+        import torch
+
+        arr = x.detach()
+        bad = int((~torch.isfinite(arr)).sum()) if arr.is_floating_point() else 0
+    else:  # numpy: nothing here imports torch, so a bundle's runtime path runs without it
+        arr = np.asarray(x)
+        bad = int((~np.isfinite(arr)).sum()) if np.issubdtype(arr.dtype, np.floating) else 0
+    if bad:
         raise EdgegenError(f"{what} holds {bad} non-finite value(s) (NaN or inf); nothing was written")
 
 
@@ -93,7 +98,7 @@ class Timings:
     dit_steps: list[float] = field(default_factory=list)
 
 
-def collect_audio(chunks: Iterator[torch.Tensor], *, timings: Timings, start: float,
+def collect_audio(chunks: Iterator, *, timings: Timings, start: float,
                   on_chunk: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
     """Drain decoded chunks [1, 2, n_i] into np.float32 [2, sum n_i], timing the decoder (`stages["decoder"]`)
     and the first audio since `start` (`stages["first_audio"]`); `on_chunk` sees each chunk as it arrives.
@@ -102,7 +107,8 @@ def collect_audio(chunks: Iterator[torch.Tensor], *, timings: Timings, start: fl
     parts = []
     for chunk in chunks:
         check_finite(chunk, "the decoded audio")
-        parts.append(chunk[0].numpy().astype(np.float32, copy=False))
+        chunk = chunk.detach().numpy() if hasattr(chunk, "detach") else np.asarray(chunk)  # torch or numpy [1, 2, n]
+        parts.append(chunk[0].astype(np.float32, copy=False))
         if len(parts) == 1:
             timings.stages["first_audio"] = time.perf_counter() - start
         if on_chunk is not None:

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    import torch
 
 from edgegen.errors import EdgegenError
 
@@ -66,6 +68,8 @@ def resample(audio: torch.Tensor, orig: int, new: int) -> torch.Tensor:
     Output sample m sits at input position m * orig / new; it sums the input samples within the filter's
     ZERO_CROSSINGS zero crossings of it (the Hann window is 0 beyond), so the work and memory grow with the output
     length times the filter width, whatever the rates (44101 -> 44100 Hz costs what 22050 -> 44100 Hz does)."""
+    import torch
+
     if orig == new:
         return audio
     g = math.gcd(orig, new)
@@ -86,6 +90,9 @@ def resample(audio: torch.Tensor, orig: int, new: int) -> torch.Tensor:
 def prepare_init_audio(sr: int, audio: np.ndarray | torch.Tensor, *, sample_rate: int, length: int,
                        channels: int = 2) -> tuple[torch.Tensor, list[str]]:
     """float32 [1, channels, length] at `sample_rate`, and one note per change made (for the user)."""
+    import torch
+    import torch.nn.functional as F
+
     x = torch.as_tensor(np.asarray(audio, dtype=np.float32))
     if x.dim() == 1:
         x = x[None]

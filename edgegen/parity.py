@@ -184,11 +184,12 @@ def capture_bundle(bp, *, prompts: tuple[str, ...], seconds: float, noise: np.nd
         return v
 
     with bp.resident("dit"):
-        final = pingpong(velocity, torch.from_numpy(noise), bp.schedule(), on_step=lambda k, x: latents.append(_np(x)))
+        final = pingpong(velocity, np.asarray(noise, np.float32), bp.schedule(),
+                         on_step=lambda k, x: latents.append(_np(x)))
     n = num_samples(seconds, bp.sample_rate)
     with bp.resident("decoder"):
         whole = _np(bp.decode(final))[0]  # windows stitched, for a streamed decoder
-        audio = whole[:, :n] if bp.stream is None else _np(torch.cat(list(bp.decode_chunks(final, samples=n)), -1))[0]
+        audio = whole[:, :n] if bp.stream is None else np.concatenate(list(bp.decode_chunks(final, samples=n)), -1)[0]
     encoder = _capture_encoder(bp, prompts[0], seconds=seconds, noise=noise, seed=seed) if bp.audio_to_audio else None
     return StageOutputs(seconds=seconds, seed=seed, noise=noise, prompts=outs, latents=latents, audio=audio,
                         dit_steps=dit_steps, decoder_audio=whole, decoder_info={"streamed": bp.stream}, encoder=encoder)

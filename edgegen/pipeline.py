@@ -167,14 +167,16 @@ class Pipeline:
         self.tokenizer.fit(prompt, truncate=truncate_prompt)
         level = audio_to_audio_level(init_noise_level, init_audio)
         channels = self.config.dit.io_channels
-        noise = chain_noise(noise, seed=seed, steps=steps, channels=channels, length=self.latent_length)
+        noise = torch.from_numpy(chain_noise(noise, seed=seed, steps=steps, channels=channels,
+                                             length=self.latent_length))
         timings = timings if timings is not None else Timings()
         start = clock = time.perf_counter()
         if init_audio is not None:
             prepared, _ = prepare_init_audio(*init_audio, sample_rate=self.sample_rate,
                                              length=self.latent_length * self.config.vae.hop)
-            init = self.encode_audio(prepared, init_vae_noise(vae_noise, seed=seed, steps=steps, channels=channels,
-                                                              length=self.latent_length))
+            init = self.encode_audio(prepared, torch.from_numpy(init_vae_noise(vae_noise, seed=seed, steps=steps,
+                                                                               channels=channels,
+                                                                               length=self.latent_length)))
             noise = start_from_init(noise, init, level)
             timings.stages["encoder"] = time.perf_counter() - clock
             clock = time.perf_counter()

@@ -3,52 +3,61 @@
     arts = load_artifacts(bundle, threads=2)
     cross, glob = arts["text_encoder"](token_ids=..., attention_mask=..., seconds_total=...)
 
-Each artifact takes numpy or torch inputs keyed by the manifest's input names, checks dtype and shape
-against the manifest, and returns torch tensors in the manifest's output order.
+Each artifact takes numpy (or torch) inputs keyed by the manifest's input names, checks dtype and shape
+against the manifest, and returns numpy arrays in the manifest's output order.
+
+LiteRT artifacts load through LiteRT's CompiledModel with XNNPACK's weight cache (`edgegen.weight_cache`; pass
+`weight_cache=WeightCache.off()` to pack in memory on every load). Nothing here imports torch: running a LiteRT
+bundle never loads it (ExecuTorch's Python runtime does, by itself).
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from edgegen.bundle import Bundle, call_order
 from edgegen.errors import EdgegenError
+from edgegen.weight_cache import WeightCache, load_with_cache
 
 _NP = {"float32": np.float32, "int32": np.int32}
 
 
 class Artifact:
-    def __init__(self, spec: dict, call, *, load_s: float):
-        self.spec, self._call, self.load_s = spec, call, load_s
+    def __init__(self, spec: dict, call, *, load_s: float, weight_cache: str = "off"):
+        self.spec, self._call, self.load_s, self.weight_cache = spec, call, load_s, weight_cache
         self.inputs = call_order(spec["inputs"])
         self.input_names = [i["name"] for i in self.inputs]
 
-    def __call__(self, **inputs) -> tuple[torch.Tensor, ...]:
+    def __call__(self, **inputs) -> tuple[np.ndarray, ...]:
         if sorted(inputs) != sorted(self.input_names):
             raise EdgegenError(f"inputs {sorted(inputs)} do not match the artifact's {self.input_names}")
         arrays = []
         for i in self.inputs:
             a = inputs[i["name"]]
-            a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+            a = a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)  # a torch tensor, or any array
             a = np.ascontiguousarray(a, dtype=_NP[i["dtype"]])
             if list(a.shape) != list(i["shape"]):
                 raise EdgegenError(f"input {i['name']} has shape {list(a.shape)}, the artifact takes {i['shape']}")
             arrays.append(a)
-        return tuple(torch.as_tensor(np.asarray(o)) for o in self._call(arrays))
+        return tuple(np.asarray(o) for o in self._call(arrays))
 
 
-def _executorch(path: Path, spec: dict, threads: int | None):
+def _executorch(path: Path, spec: dict, threads: int | None, component: str, cache: WeightCache):
+    import torch
     from executorch.runtime import Runtime
 
     method = Runtime.get().load_program(str(path)).load_method("forward")
     # what the runtime maps of the .pte (the text encoder's: 96 MB, mlocked) XNNPACK has packed by now or reads
     # rarely: drop those pages as for LiteRT (anything read later faults back in from the file)
     release_file_pages(path)
-    return lambda arrays: method.execute([torch.from_numpy(a) for a in arrays])
+    return (lambda arrays: [o.numpy() for o in method.execute([torch.from_numpy(a) for a in arrays])]), "off"
 
 
 def _set_executorch_threads(threads: int) -> None:
@@ -60,26 +69,101 @@ def _set_executorch_threads(threads: int) -> None:
         pass  # older wheels: XNNPACK uses its default pool size
 
 
-def _litert(path: Path, spec: dict, threads: int | None):
-    from ai_edge_litert.interpreter import Interpreter
+_ENVIRONMENT = []  # one LiteRT environment per process, made at the first LiteRT load
 
-    interp = Interpreter(model_path=str(path), num_threads=threads or 1)
-    # XNNPACK packs its own copy of the weights while tensors are allocated (here, not in the first call): the
-    # file pages it read are dropped at once, so the next artifact loads beside packed weights only
-    interp.allocate_tensors()
+
+@contextlib.contextmanager
+def _quiet_stderr(log: list[str]):
+    """fd 2 redirected to a temporary file for the block (LiteRT's native code logs ~30 INFO lines per model with no
+    API to silence them); what it wrote is appended to `log`, for an error message."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            log.extend(tmp.read().decode(errors="replace").splitlines())
+
+
+def _quiet_native_exit() -> None:
+    """At exit, LiteRT logs its accelerators' destruction on fd 2: point fd 2 at /dev/null for the rest of the
+    shutdown, with Python's own stderr moved to a copy of the real one (tracebacks and messages still show)."""
+    try:
+        sys.stderr.flush()
+        sys.stderr = os.fdopen(os.dup(2), "w", buffering=1)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def _litert_error(log: list[str]) -> str:
+    errors = [ln for ln in log if "ERROR" in ln]
+    return errors[-1].strip()[:200] if errors else ""
+
+
+def _litert(path: Path, spec: dict, threads: int | None, component: str, cache: WeightCache):
+    import ai_edge_litert
+    from ai_edge_litert.compiled_model import CompiledModel
+    from ai_edge_litert.environment import Environment, EnvironmentOptions
+    from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+    from ai_edge_litert.options import CpuOptions, Options
+
+    log: list[str] = []
+    if not _ENVIRONMENT:
+        with _quiet_stderr(log):
+            _ENVIRONMENT.append(Environment.create(options=EnvironmentOptions(
+                runtime_path=os.path.dirname(os.path.abspath(ai_edge_litert.__file__)))))
+        atexit.register(_quiet_native_exit)
+
+    def compile_model(cache_path: str):
+        # XNNPACK packs the weights (or maps them from the cache file) here, not in the first call
+        options = Options(hardware_accelerators=HardwareAccelerator.CPU,
+                          cpu_options=CpuOptions(num_threads=threads or 1, xnnpack_weight_cache_path=cache_path))
+        with _quiet_stderr(log):
+            try:
+                return CompiledModel.from_file(str(path), environment=_ENVIRONMENT[0], options=options)
+            except Exception as exc:  # noqa: BLE001 - one line with LiteRT's own reason
+                detail = _litert_error(log) or str(exc).splitlines()[0][:200]
+                raise EdgegenError(f"{path}: the litert runtime cannot load it ({detail})") from None
+
+    model, use = load_with_cache(compile_model, cache.file(component, spec.get("sha256", "")))
+    # the file pages XNNPACK read while packing are dropped at once, so the next artifact loads beside packed
+    # weights only (with a cache hit it read none)
     release_file_pages(path)
-    runner = interp.get_signature_runner()
+    signatures = model.get_signature_list()
+    if len(signatures) != 1:
+        raise EdgegenError(f"{path}: has {len(signatures)} signatures, edgegen's artifacts have one; re-export it")
+    key, sig = next(iter(signatures.items()))
     names = [i["name"] for i in call_order(spec["inputs"])]
-    out_names = [o["name"] for o in spec["outputs"]]
+    if sorted(sig["inputs"]) != sorted(names):
+        raise EdgegenError(f"{path}: its inputs {sorted(sig['inputs'])} are not the manifest's {sorted(names)}")
+    out_keys = litert_output_keys(dict.fromkeys(sig["outputs"]), [o["name"] for o in spec["outputs"]])
+    details = model.get_output_tensor_details(key)
+    outs = [(k, np.dtype(details[k]["dtype"]), tuple(details[k]["shape"])) for k in out_keys]
+    in_buffers = {n: model.create_input_buffer_by_name(key, n) for n in names}
+    out_buffers = {k: model.create_output_buffer_by_name(key, k) for k in out_keys}
+    with _quiet_stderr(log):  # the wheel's first buffer write makes (and logs) an environment of its own
+        for i in call_order(spec["inputs"]):
+            in_buffers[i["name"]].write(np.zeros(i["shape"], dtype=_NP[i["dtype"]]))
     called = []
 
     def call(arrays):
-        result = runner(**dict(zip(names, arrays)))
+        for name, a in zip(names, arrays):
+            in_buffers[name].write(a)
+        model.run_by_name(key, in_buffers, out_buffers)
         if not called:  # the few tensors XNNPACK does not pack, read by the first call
             called.append(release_file_pages(path))
-        return [result[k] for k in litert_output_keys(result, out_names)]
+        return [out_buffers[k].read(int(np.prod(shape)), dtype).reshape(shape) for k, dtype, shape in outs]
 
-    return call
+    return call, use
 
 
 def release_file_pages(path: Path) -> int:
@@ -119,9 +203,11 @@ def litert_output_keys(result: dict, names: list[str]) -> list[str]:
     raise EdgegenError(f"LiteRT outputs {sorted(result)} cannot be matched to the manifest's {names}")
 
 
-def load_artifacts(bundle: Bundle, *, threads: int | None = None,
-                   components: tuple[str, ...] | None = None) -> dict[str, Artifact]:
-    """The bundle's artifacts (or only `components`), each loaded in the bundle's runtime."""
+def load_artifacts(bundle: Bundle, *, threads: int | None = None, components: tuple[str, ...] | None = None,
+                   weight_cache: WeightCache | None = None) -> dict[str, Artifact]:
+    """The bundle's artifacts (or only `components`), each loaded in the bundle's runtime. `weight_cache`: LiteRT's
+    XNNPACK weight cache (None: off; `WeightCache.resolve(None)` is the default folder)."""
+    weight_cache = weight_cache or WeightCache.off()
     loader = _executorch if bundle.backend == "executorch" else _litert
     if threads and bundle.backend == "executorch":
         _set_executorch_threads(threads)  # one process-wide XNNPACK pool
@@ -133,13 +219,13 @@ def load_artifacts(bundle: Bundle, *, threads: int | None = None,
         spec = bundle.manifest["artifacts"][comp]
         start = time.perf_counter()
         try:
-            call = loader(bundle.path(comp), spec, threads)
+            call, use = loader(bundle.path(comp), spec, threads, comp, weight_cache)
         except EdgegenError:
             raise
         except Exception as exc:
             raise EdgegenError(f"{bundle.path(comp)}: the {bundle.backend} runtime cannot load it "
                                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
-        out[comp] = Artifact(spec, call, load_s=time.perf_counter() - start)
+        out[comp] = Artifact(spec, call, load_s=time.perf_counter() - start, weight_cache=use)
     return {comp: out[comp] for comp in wanted}
 
 

@@ -12,6 +12,9 @@ The schedule is uniform in logSNR from `logsnr_max` to `logsnr_min`, t = sigmoid
 pinned to 1 and 0. For 8 steps: [1, .993307, .982014, .952574, .880797, .731059, .5, .268941, 0].
 Audio-to-audio starts from x = (1 - S) * init_latents + S * noise[0] on the schedule truncated at S (`schedule`).
 All arithmetic is float32 element-wise, in the order written, so the C++ runner reproduces it bit for bit.
+
+The chain runs on numpy arrays or torch tensors alike (the type of its noise): a bundle's runtime path stays numpy
+and never loads torch; the PyTorch reference passes tensors. Chain and VAE noise come as numpy float32.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import math
 from typing import Callable
 
 import numpy as np
-import torch
 
 from edgegen.errors import EdgegenError
 from edgegen.noise import gaussian_noise
@@ -48,62 +50,90 @@ def schedule(steps: int, *, logsnr_max: float = LOGSNR_MAX, logsnr_min: float = 
     return t.astype(np.float32)
 
 
-def make_noise(*, seed: int, steps: int, channels: int, length: int) -> torch.Tensor:
-    """The chain's noise [steps, channels, length]: noise[0] starts it, noise[k] re-noises after step k-1."""
+def make_noise(*, seed: int, steps: int, channels: int, length: int):
+    """The chain's noise [steps, channels, length] as a torch tensor (the reference's): noise[0] starts it, noise[k]
+    re-noises after step k-1. `gaussian_noise(seed, (steps, channels, length))` is the same numbers in numpy."""
+    import torch
+
     return torch.from_numpy(gaussian_noise(seed, (steps, channels, length)))
 
 
+def _float32(noise) -> np.ndarray:
+    return (noise.detach().cpu().numpy() if hasattr(noise, "detach") else np.asarray(noise)).astype(np.float32)
+
+
 def init_vae_noise(noise, *, seed: int, steps: int, channels: int, length: int,
-                   owner: str = "this model") -> torch.Tensor:
+                   owner: str = "this model") -> np.ndarray:
     """The VAE bottleneck's sampling noise [1, channels, length] for audio-to-audio: `noise` (injected) checked,
     else slice `steps` of gaussian_noise(seed, (steps + 1, channels, length)), so the chain noise (its first `steps`
     slices) is the same numbers as in text-to-audio and a runtime draws both from one seed."""
     shape = (1, channels, length)
     if noise is None:
-        return torch.from_numpy(gaussian_noise(seed, (steps + 1, channels, length))[steps:])
-    noise = torch.as_tensor(noise, dtype=torch.float32)
+        return gaussian_noise(seed, (steps + 1, channels, length))[steps:]
+    noise = _float32(noise)
     if tuple(noise.shape) != shape:
         raise EdgegenError(f"VAE noise has shape {list(noise.shape)}; {owner} needs {list(shape)} [1, 64, T]")
     return noise
 
 
-def start_from_init(noise: torch.Tensor, init: torch.Tensor, level: float) -> torch.Tensor:
+def start_from_init(noise, init, level: float):
     """The chain noise with its first slice replaced by (1 - S) * init + S * noise[0] (audio-to-audio at S =
     `level`; init [1, C, T]), as upstream mixes init latents and noise for rectified flow. A copy; float32, this
     order (the native runner repeats it)."""
-    noise = noise.clone()
-    noise[0] = init[0] * (1 - level) + noise[0] * level
+    noise = noise.clone() if hasattr(noise, "clone") else np.array(noise, dtype=np.float32)
+    noise[0] = _like(init, noise)[0] * (1 - level) + noise[0] * level
     return noise
 
 
-def chain_noise(noise, *, seed: int, steps: int, channels: int, length: int, owner: str = "this model") -> torch.Tensor:
+def chain_noise(noise, *, seed: int, steps: int, channels: int, length: int, owner: str = "this model") -> np.ndarray:
     """The chain's noise: `noise` (injected, any array) checked against [steps, channels, length], else
     `make_noise(seed=...)`. A wrong shape is one EdgegenError naming what `owner` needs."""
     shape = (steps, channels, length)
     if noise is None:
-        return make_noise(seed=seed, steps=steps, channels=channels, length=length)
-    noise = torch.as_tensor(noise, dtype=torch.float32)
+        return gaussian_noise(seed, shape)
+    noise = _float32(noise)
     if tuple(noise.shape) != shape:
         raise EdgegenError(f"noise has shape {list(noise.shape)}; {owner} needs {list(shape)} [steps, 64, T]")
     return noise
 
 
-Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x [B, C, T], t [B]) -> v [B, C, T]
+def _like(a, ref):
+    """`a` as the array type of `ref`: a torch tensor when `ref` is one (torch is loaded then), else numpy."""
+    if hasattr(ref, "detach"):
+        if hasattr(a, "detach"):
+            return a
+        import torch
+
+        return torch.as_tensor(np.asarray(a))
+    return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
 
 
-def pingpong(velocity: Velocity, noise: torch.Tensor, ts: np.ndarray,
-             on_step: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
-    """Run the chain; `noise` is [steps, C, T] (batch 1) or [steps, B, C, T]. Returns x0 [B, C, T]."""
+Velocity = Callable  # (x [B, C, T], t [B]) -> v [B, C, T]; numpy or torch, like the chain's noise
+
+
+def pingpong(velocity: Velocity, noise, ts: np.ndarray, on_step: Callable | None = None):
+    """Run the chain; `noise` is [steps, C, T] (batch 1) or [steps, B, C, T], a numpy array or a torch tensor.
+    Returns x0 [B, C, T] of the same type; `velocity` gets x and t [B] of that type (its output is converted)."""
     steps = len(ts) - 1
     if noise.shape[0] != steps:
         raise ValueError(f"noise has {noise.shape[0]} slices for {steps} steps (expected [steps, C, T])")
-    noise = noise.float() if noise.dim() == 4 else noise.float()[:, None]
+    if hasattr(noise, "detach"):
+        import torch
+
+        noise = noise.float() if noise.dim() == 4 else noise.float()[:, None]
+        full = lambda n, v: torch.full((n,), v, dtype=torch.float32)  # noqa: E731
+        scalar = lambda v: torch.tensor(v, dtype=torch.float32)  # noqa: E731
+    else:
+        noise = np.asarray(noise, dtype=np.float32)
+        noise = noise if noise.ndim == 4 else noise[:, None]
+        full = lambda n, v: np.full((n,), v, dtype=np.float32)  # noqa: E731
+        scalar = np.float32
     x = noise[0]
     batch = x.shape[0]
     for i in range(steps):
-        t = torch.full((batch,), float(ts[i]), dtype=torch.float32)
-        denoised = x - t[0] * velocity(x, t)
-        t_next = torch.tensor(ts[i + 1], dtype=torch.float32)
+        t = full(batch, float(ts[i]))
+        denoised = x - t[0] * _like(velocity(x, t), x)
+        t_next = scalar(ts[i + 1])
         x = denoised if i + 1 == steps else (1 - t_next) * denoised + t_next * noise[i + 1]
         if on_step is not None:
             on_step(i, x)

@@ -14,18 +14,22 @@ are fine because the window and the whole decode then see the same zero padding.
 
 Every window has exactly `window` latent frames (the last one is shifted left, never padded), so one decoder
 exported for a [1, 64, window] input serves all windows; `decode_stream` takes any callable, eager or a bundle's.
+
+The window plans and the two stream loops (`decode_stream`, `decode_stateful`) run on numpy arrays or torch tensors
+(the type of the latents) and need no torch: a bundle's runtime path imports this module without loading it. Only
+the functions that walk a decoder's layers (`footprint`, `stateful_layout`, ...) import torch, when called.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import torch
-from torch import nn
+import numpy as np
 
-from edgegen.components.oobleck import OobleckConfig, OobleckDecoder, SnakeBeta
+if TYPE_CHECKING:
+    from edgegen.components.oobleck import OobleckConfig, OobleckDecoder
 
 
 class Window(NamedTuple):
@@ -47,6 +51,11 @@ def footprint(decoder: OobleckDecoder | OobleckConfig) -> tuple[int, int]:
                                                                                       right = (right-1)*s - p + k
       SnakeBeta: pointwise, no change.  Residual x + f(x): f's footprint contains the identity's (left, right >= 0).
     """
+    import torch
+    from torch import nn
+
+    from edgegen.components.oobleck import OobleckConfig, OobleckDecoder, SnakeBeta
+
     if isinstance(decoder, OobleckConfig):
         with torch.device("meta"):
             decoder = OobleckDecoder(decoder)
@@ -70,6 +79,8 @@ def footprint(decoder: OobleckDecoder | OobleckConfig) -> tuple[int, int]:
 
 def receptive_field(decoder: OobleckDecoder | OobleckConfig) -> int:
     """One-sided receptive field in latent frames, derived from the layers (SAO-small and tiny: 10)."""
+    from edgegen.components.oobleck import OobleckConfig
+
     cfg = decoder if isinstance(decoder, OobleckConfig) else decoder.config
     return math.ceil(max(footprint(decoder)) / cfg.hop)
 
@@ -128,8 +139,8 @@ def frames_to_decode(samples: int, *, length: int, window: int, overlap: int, ho
     return min(length, max(window, math.ceil(samples / hop) + overlap))
 
 
-def decode_stream(decoder: Callable[[torch.Tensor], torch.Tensor], latents: torch.Tensor, *, window: int,
-                  overlap: int, hop: int, samples: int | None = None) -> Iterator[torch.Tensor]:
+def decode_stream(decoder: Callable, latents, *, window: int, overlap: int, hop: int,
+                  samples: int | None = None) -> Iterator:
     """Yield the kept audio of each window in order: [1, 2, (keep_end - keep_start) * hop] per chunk.
 
     `decoder` maps [1, C, window] latents to [1, 2, window * hop] audio (an eager module, or a bundle runtime);
@@ -137,14 +148,14 @@ def decode_stream(decoder: Callable[[torch.Tensor], torch.Tensor], latents: torc
     whole-sequence decode up to float rounding. With `samples`, only the windows that the first `samples` output
     samples need are decoded and the chunks add up to exactly `samples`.
     """
-    if latents.dim() != 3 or latents.shape[0] != 1:
+    if latents.ndim != 3 or latents.shape[0] != 1:
         raise ValueError(f"decode_stream: latents must be [1, C, T], got {list(latents.shape)}")
     length = latents.shape[-1]
     if samples is not None:
         length = frames_to_decode(samples, length=length, window=window, overlap=overlap, hop=hop)
     remaining = length * hop if samples is None else min(samples, length * hop)
     for w in plan_windows(length, window=window, overlap=overlap):
-        audio = decoder(latents[:, :, w.start:w.end].contiguous())  # [1, 2, (end - start) * hop]
+        audio = decoder(_contiguous(latents[:, :, w.start:w.end]))  # [1, 2, (end - start) * hop]
         if audio.shape[-1] != (w.end - w.start) * hop:
             raise ValueError(f"decode_stream: decoder returned {audio.shape[-1]} samples for {w.end - w.start} "
                              f"latent frames; expected hop={hop} samples per frame")
@@ -169,6 +180,9 @@ def stateful_calls(samples: int, *, window: int, hop: int, delay: int) -> int:
 def stateful_layout(decoder: OobleckDecoder | OobleckConfig, *, window: int) -> tuple[int, int]:
     """(delay in output samples, state size in floats) of `decoder`'s StatefulDecoder; built on the meta device,
     so no weights are copied (SAO-small: delay 18981, state 244736 floats, 0.98 MB)."""
+    import torch
+
+    from edgegen.components.oobleck import OobleckConfig, OobleckDecoder
     from edgegen.components.stateful_decoder import StatefulDecoder
 
     cfg = decoder if isinstance(decoder, OobleckConfig) else decoder.config
@@ -187,33 +201,49 @@ def default_stateful_window(decoder: OobleckDecoder | OobleckConfig, *, length: 
 
     Below 8 frames the coarse layers become matrix-vector products that re-read the decoder's weights on every call
     (measured: benchmarks/RESULTS.md, "stateful streaming decoder"); above 32 the first audio comes later."""
+    from edgegen.components.oobleck import OobleckConfig
+
     cfg = decoder if isinstance(decoder, OobleckConfig) else decoder.config
     delay, _ = stateful_layout(cfg, window=1)
     cost = lambda w: stateful_calls(length * cfg.hop, window=w, hop=cfg.hop, delay=delay) * w  # noqa: E731
     return min(STATEFUL_WINDOWS, key=lambda w: (cost(w), -w))
 
 
-def decode_stateful(step: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-                    latents: torch.Tensor, *, window: int, hop: int, delay: int, state_size: int,
-                    samples: int | None = None) -> Iterator[torch.Tensor]:
+def _contiguous(x):
+    return x.contiguous() if hasattr(x, "contiguous") else np.ascontiguousarray(x)
+
+
+def decode_stateful(step: Callable, latents, *, window: int, hop: int, delay: int, state_size: int,
+                    samples: int | None = None) -> Iterator:
     """Yield the audio of `latents` [1, C, T] (its first `samples`) in chunks, one decoder call per window.
 
     `step(latents [1, C, window], position [2], state [1, state_size]) -> (audio [1, 2, window * hop], state)` is a
-    StatefulDecoder or a bundle's decoder artifact. Call c gets frames [c*window, (c+1)*window) (zeros past T) and
+    StatefulDecoder or a bundle's decoder artifact; latents, position and the first state are numpy float32 or
+    torch tensors, the type of `latents`. Call c gets frames [c*window, (c+1)*window) (zeros past T) and
     position [c*window, T]; its audio is whole-decode samples [c*window*hop - delay, ...), so the first `delay`
     samples of the stream are dropped. Chunks are non-empty; they concatenate to the whole decode up to rounding.
     """
-    if latents.dim() != 3 or latents.shape[0] != 1:
+    if latents.ndim != 3 or latents.shape[0] != 1:
         raise ValueError(f"decode_stateful: latents must be [1, C, T], got {list(latents.shape)}")
     C, T = latents.shape[1], latents.shape[2]
     samples = T * hop if samples is None else min(samples, T * hop)
-    state = torch.zeros(1, state_size)
+    if hasattr(latents, "detach"):
+        import torch
+
+        zeros = lambda *shape: torch.zeros(*shape, dtype=latents.dtype)  # noqa: E731
+        pad = lambda x, n: torch.cat([x, zeros(1, C, n)], dim=-1)  # noqa: E731
+        position = lambda p: torch.tensor(p, dtype=torch.float32)  # noqa: E731
+    else:
+        zeros = lambda *shape: np.zeros(shape, dtype=np.float32)  # noqa: E731
+        pad = lambda x, n: np.concatenate([x, zeros(1, C, n)], axis=-1)  # noqa: E731
+        position = lambda p: np.array(p, dtype=np.float32)  # noqa: E731
+    state = zeros(1, state_size)
     span = window * hop
     for c in range(stateful_calls(samples, window=window, hop=hop, delay=delay)):
         x = latents[:, :, c * window:(c + 1) * window]
         if x.shape[-1] < window:
-            x = torch.cat([x, x.new_zeros(1, C, window - x.shape[-1])], dim=-1)
-        audio, state = step(x.contiguous(), torch.tensor([c * window, T], dtype=torch.float32), state)
+            x = pad(x, window - x.shape[-1])
+        audio, state = step(_contiguous(x), position([c * window, T]), state)
         if audio.shape[-1] != span:
             raise ValueError(f"decode_stateful: decoder returned {audio.shape[-1]} samples for {window} latent "
                              f"frames; expected hop={hop} samples per frame")

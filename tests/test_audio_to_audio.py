@@ -38,8 +38,8 @@ def test_low_noise_level_stays_closer_to_the_init_audio(tiny):
     """Closeness is measured to the VAE's own reconstruction of the init audio, decode(encode(init)): random VAE
     weights do not reconstruct their input, trained ones do (so with a real checkpoint this is the init audio)."""
     init = _init(tiny)
-    z = tiny.encode_audio(torch.from_numpy(init)[None], init_vae_noise(None, seed=3, steps=8, channels=64,
-                                                                      length=tiny.latent_length))
+    z = tiny.encode_audio(torch.from_numpy(init)[None],
+                          torch.from_numpy(init_vae_noise(None, seed=3, steps=8, channels=64, length=tiny.latent_length)))
     with torch.no_grad():
         rec = tiny.decoder(z)[0].numpy()
 
@@ -56,7 +56,7 @@ def test_vae_noise_is_the_slice_after_the_chain_noise_and_injectable(tiny):
 
     T = tiny.latent_length
     default = init_vae_noise(None, seed=5, steps=8, channels=64, length=T)
-    assert np.array_equal(default.numpy(), gaussian_noise(5, (9, 64, T))[8:])
+    assert np.array_equal(default, gaussian_noise(5, (9, 64, T))[8:])
     assert np.array_equal(gaussian_noise(5, (9, 64, T))[:8], gaussian_noise(5, (8, 64, T)))  # chain noise unchanged
     init = (tiny.sample_rate, _init(tiny))
     a = tiny.generate(PROMPT, seconds_total=0.5, seed=5, init_audio=init, init_noise_level=0.4)

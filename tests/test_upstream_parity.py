@@ -150,9 +150,9 @@ def test_bundle_components(bundle, ref):
     crosses, globs = zip(*(te(token_ids=one("prompt_input_ids", i), attention_mask=one("prompt_attention_mask", i),
                               seconds_total=one("seconds_total", i).astype(np.float32))
                            for i in range(len(ref["seconds_total"]))))
-    assert rel_err(ref["cross_attn_cond"], torch.cat(crosses)) <= COMPONENT_TOL
-    assert rel_err(ref["global_cond"], torch.cat(globs)) <= COMPONENT_TOL
-    v = torch.cat([bundle.velocity(_t(ref, "dit_x")[i:i + 1], _t(ref, "dit_t")[i:i + 1].float(),
+    assert rel_err(ref["cross_attn_cond"], np.concatenate(crosses)) <= COMPONENT_TOL
+    assert rel_err(ref["global_cond"], np.concatenate(globs)) <= COMPONENT_TOL
+    v = np.concatenate([bundle.velocity(_t(ref, "dit_x")[i:i + 1], _t(ref, "dit_t")[i:i + 1].float(),
                                    _t(ref, "cross_attn_cond")[i:i + 1], _t(ref, "global_cond")[i:i + 1])
                    for i in range(len(ref["dit_t"]))])
     assert rel_err(ref["dit_v"], v) <= COMPONENT_TOL
@@ -246,10 +246,10 @@ def test_fast_bundle_int8_decoder_clears_25_db_against_upstream(fast_bundle, ref
     crosses, globs = zip(*(te(token_ids=one("prompt_input_ids", i), attention_mask=one("prompt_attention_mask", i),
                               seconds_total=one("seconds_total", i).astype(np.float32))
                            for i in range(len(ref["seconds_total"]))))
-    v = torch.cat([fast_bundle.velocity(_t(ref, "dit_x")[i:i + 1], _t(ref, "dit_t")[i:i + 1].float(),
+    v = np.concatenate([fast_bundle.velocity(_t(ref, "dit_x")[i:i + 1], _t(ref, "dit_t")[i:i + 1].float(),
                                         _t(ref, "cross_attn_cond")[i:i + 1], _t(ref, "global_cond")[i:i + 1])
                    for i in range(len(ref["dit_t"]))])
-    figures = {"text_encoder": _sqnr(ref["cross_attn_cond"], torch.cat(crosses)),
+    figures = {"text_encoder": _sqnr(ref["cross_attn_cond"], np.concatenate(crosses)),
                "dit": _sqnr(ref["dit_v"], v),
                "decoder": _sqnr(ref["dec_audio"], fast_bundle.decode(_t(ref, "dec_latents")))}
     assert all(db >= UPSTREAM_FAST_FLOOR_DB for db in figures.values()), figures
