@@ -6,14 +6,18 @@
 
 One `random:sao-small` decoder window (latents the reference sampled from a caption, `--window` frames, default 60)
 goes through each backend's own `export_component` (the code `edgegen export` runs: ExecuTorch in the GEMM form,
-LiteRT in the conv form for fp32 and the GEMM form when quantized) under the decoder rules of a recipe:
+LiteRT in the conv form, its int8 Conv1d as LiteRT's dynamic-range CONV_2D and a quantized ConvTranspose as a
+GEMM) under the decoder rules of a recipe, resolved for the backend (`fast` keeps more layers float on LiteRT):
   fp32   every layer float
   int8   every layer (ConvTranspose included) int8 weights per channel + dynamic int8 activations
   fast   quantize/fast.toml's decoder rules (int8 except the layers it keeps float)
   int8w  every layer int8 weights, fp32 compute (the `size` recipe's decoder; LiteRT only)
+  fp32-tconv  (LiteRT) fp32 with the ConvTransposes as LiteRT's CONV_2D_TRANSPOSE, the form before they became
+         GEMMs (`litert.decoder_gemm_layers`), for the comparison
   floorN (with --floors N,...) the float layers `edgegen sensitivity --floor N` chooses on these weights: the
-         sensitivity measurement runs once (its wall time is reported: the full-size decoder's bound is 10 min),
-         then the fewest float layers meeting each floor; each floor is exported and timed on both backends
+         sensitivity measurement runs once per backend (simulating its kernels; its wall time is reported: the
+         full-size decoder's bound is 10 min), then the fewest float layers meeting each floor; each floor is
+         exported and timed on both backends
 Each artifact is timed in its runtime (2 threads, best of 3 after a warm-up) and compared with the eager fp32
 decoder on the same latents (SQNR and multi-resolution STFT distance). Prints the CPU's int8 features, one line per
 variant, the int8 / fp32 speed ratio per backend, and writes --out as JSON. Export time is reported too.
@@ -40,9 +44,10 @@ def main() -> None:
     from edgegen.export.wrappers import io_spec
     from edgegen.metrics import compare, mrstft_distance
     from edgegen.pipeline import load_pipeline
-    from edgegen.recipes import Rule, load_recipe
+    from edgegen.recipes import Rule, load_recipe, load_target
     from edgegen.runtime import _executorch, _litert, _set_executorch_threads
     from edgegen.sensitivity import representative_inputs
+    from edgegen.weight_cache import WeightCache
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", default=",".join(VARIANTS))
@@ -59,42 +64,53 @@ def main() -> None:
     with torch.no_grad():
         ref = pipe.decoder(x)
     spec = io_spec(pipe, "decoder", stream={"window": x.shape[-1]})
-    rules = {"fp32": (Rule("*", "fp32"),), "int8": (Rule("*", "int8"),), "int8w": (Rule("*", "int8w"),),
-             "fast": load_recipe("fast").components["decoder"].rules}
+    fast = load_recipe("fast")
+    rules = {f"{b}-{k}": v for b in ("executorch", "litert") for k, v in (
+        ("fp32", (Rule("*", "fp32"),)), ("fp32-tconv", (Rule("*", "fp32"),)), ("int8", (Rule("*", "int8"),)),
+        ("int8w", (Rule("*", "int8w"),)),
+        ("fast", fast.resolved_rules("decoder", load_target(f"host-{b}"))))}
     variants = [v for v in args.variants.split(",") if v]
     sensitivity = {}
-    if args.floors:
+    floors = [float(f) for f in args.floors.split(",") if f]
+    for backend in ("executorch", "litert") if floors else ():
         from edgegen.sensitivity import choose_float_layers, float_rules, measure
 
         start = time.perf_counter()
-        result = measure(pipe, "decoder", scheme="int8", progress=lambda line: print(f"  {line}", flush=True))
-        sensitivity["measure_s"] = time.perf_counter() - start
-        print(f"sensitivity: {len(result.layers)} layers measured in {sensitivity['measure_s']:.0f} s "
-              f"(all int8: {result.all_sqnr_db:.1f} dB)", flush=True)
-        for floor in (float(f) for f in args.floors.split(",")):
+        result = measure(pipe, "decoder", scheme="int8", backend=backend,
+                         progress=lambda line: print(f"  {line}", flush=True))
+        sensitivity[f"{backend}-measure_s"] = time.perf_counter() - start
+        print(f"sensitivity ({backend}): {len(result.layers)} layers measured in "
+              f"{sensitivity[f'{backend}-measure_s']:.0f} s (all int8: {result.all_sqnr_db:.1f} dB)", flush=True)
+        for floor in floors:
             start = time.perf_counter()
             chosen = choose_float_layers(result, pipe, floor_db=floor)
-            name = f"floor{floor:g}"
+            name = f"{backend}-floor{floor:g}"
             rules[name] = float_rules(chosen["float_layers"], "int8")
             sensitivity[name] = {**chosen, "choose_s": time.perf_counter() - start}
-            print(f"sensitivity: floor {floor:g} dB -> {len(chosen['float_layers'])} float layer(s), simulated "
-                  f"{chosen['sqnr_db']:.1f} dB, {chosen['time_share_float']:.1%} of eager time float "
+            print(f"sensitivity ({backend}): floor {floor:g} dB -> {len(chosen['float_layers'])} float layer(s), "
+                  f"simulated {chosen['sqnr_db']:.1f} dB, {chosen['time_share_float']:.1%} of eager time float "
                   f"({sensitivity[name]['choose_s']:.0f} s)", flush=True)
-            variants += [f"executorch-{name}", f"litert-{name}"]
+            variants.append(name)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in variants:
-            backend, recipe = name.split("-", 1)
+            backend = name.split("-", 1)[0]
             start = time.perf_counter()
             module = copy.deepcopy(pipe.decoder)
             if backend == "executorch":
                 path = Path(tmp) / f"{name}.pte"
-                applied, _ = et.export_component("decoder", module, (x,), path, rules=rules[recipe])
-                call = _executorch(path, spec, 2)
+                applied, _ = et.export_component("decoder", module, (x,), path, rules=rules[name])
+                call, _ = _executorch(path, spec, 2, "decoder", WeightCache.off())
             else:
                 path = Path(tmp) / f"{name}.tflite"
-                applied, _ = lt.export_component("decoder", module, (x,), path, rules=rules[recipe])
-                call = _litert(path, spec, 2)
+                gemm_layers = lt.decoder_gemm_layers
+                if name.endswith("-tconv"):  # fp32 ConvTransposes left as convolutions
+                    lt.decoder_gemm_layers = lambda dec, r: set()
+                try:
+                    applied, _ = lt.export_component("decoder", module, (x,), path, rules=rules[name])
+                finally:
+                    lt.decoder_gemm_layers = gemm_layers
+                call, _ = _litert(path, spec, 2, "decoder", WeightCache.off())
             export_s = time.perf_counter() - start
             call([x.numpy()])
             best, out = float("inf"), None
@@ -116,10 +132,10 @@ def main() -> None:
                                             "results": results, "sensitivity": sensitivity}, indent=2) + "\n")
     for backend in ("executorch", "litert"):
         base = results.get(f"{backend}-fp32")
-        for recipe in [r for r in rules if r != "fp32"]:
-            r = results.get(f"{backend}-{recipe}")
-            if base and r:
-                print(f"{backend} {recipe}: {base['seconds'] / r['seconds']:.2f}x the fp32 decoder's speed", flush=True)
+        for name in [n for n in results if n.startswith(backend + "-") and n != f"{backend}-fp32"]:
+            if base:
+                print(f"{name.replace('-', ' ', 1)}: {base['seconds'] / results[name]['seconds']:.2f}x the fp32 "
+                      "decoder's speed", flush=True)
 
 
 if __name__ == "__main__":

@@ -70,11 +70,14 @@ def planned_mb(path: Path) -> float | None:
 
 def load(backend: str, path: Path, spec: dict, threads: int):
     from edgegen.runtime import Artifact, _executorch, _litert, _set_executorch_threads
+    from edgegen.weight_cache import WeightCache
 
     if backend == "executorch":
         _set_executorch_threads(threads)
-        return Artifact(spec, _executorch(path, spec, threads), load_s=0.0)
-    return Artifact(spec, _litert(path, spec, threads), load_s=0.0)
+        call, _ = _executorch(path, spec, threads, "decoder", WeightCache.off())
+    else:
+        call, _ = _litert(path, spec, threads, "decoder", WeightCache.off())
+    return Artifact(spec, call, load_s=0.0)
 
 
 def decode(art, stream: dict | None, latents: torch.Tensor, samples: int):

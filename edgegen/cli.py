@@ -266,7 +266,7 @@ def export_cmd(model, t5, t5_precision, target, recipe, output, components, audi
     if sensitivity_floor is not None:
         from edgegen.sensitivity import tuned_recipe
 
-        rec, _ = tuned_recipe(rec, pipe, floor_db=sensitivity_floor,
+        rec, _ = tuned_recipe(rec, pipe, floor_db=sensitivity_floor, backend=tgt.backend,
                               progress=lambda line: progress("decoder", f"sensitivity: {line.split(': ', 1)[-1]}"))
         floats = [r.pattern for r in rec.components["decoder"].rules if r.scheme == "fp32"]
         click.echo(f"sensitivity: decoder keeps {len(floats)} layer(s) float for {sensitivity_floor:g} dB: "
@@ -539,6 +539,10 @@ def bench(bundle, model, t5, t5_precision, iters, warmup, threads, seconds, low_
                                                           "or the model's maximum if shorter).")
 @click.option("--frames", type=click.IntRange(4, 4096), default=32, show_default=True,
               help="Decoder: latent frames per representative window.")
+@click.option("--backend", default="litert", show_default=True, type=click.Choice(["litert", "executorch"]),
+              help="Whose int8 kernels to simulate. They differ on the decoder's Conv1d: LiteRT's convolution "
+                   "quantizes each input with one scale, ExecuTorch's GEMM form per time step. LiteRT's is the "
+                   "coarser, so its choice of float layers also holds on ExecuTorch.")
 @click.option("--floor", "floor_db", type=click.FloatRange(0, 200, min_open=True), default=None,
               help="Also choose the fewest layers to keep in float so the component meets this SQNR (dB).")
 @click.option("--write-recipe", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -547,8 +551,8 @@ def bench(bundle, model, t5, t5_precision, iters, warmup, threads, seconds, low_
               help="With --write-recipe: the recipe the other components' rules come from.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write every layer's figures as JSON.")
-def sensitivity(model, t5, t5_precision, component, scheme, prompts, seconds, frames, floor_db, write_recipe,
-                recipe, json_path):
+def sensitivity(model, t5, t5_precision, component, scheme, prompts, seconds, frames, backend, floor_db,
+                write_recipe, recipe, json_path):
     """Quantize one layer at a time on representative inputs; report each layer's SQNR cost and time share, and
     (--floor, --write-recipe) the mixed recipe that keeps the fewest layers float while meeting the floor."""
     import json
@@ -564,7 +568,7 @@ def sensitivity(model, t5, t5_precision, component, scheme, prompts, seconds, fr
     pipe = load_pipeline(model, t5=t5, t5_precision=t5_precision)
     progress = lambda line: click.echo(line, err=True)  # noqa: E731
     kw = dict(prompts=prompts, seconds=seconds, frames=frames)
-    result = sens.measure(pipe, component, scheme=scheme, progress=progress, **kw)
+    result = sens.measure(pipe, component, scheme=scheme, backend=backend, progress=progress, **kw)
     if floor_db is not None:
         sens.choose_float_layers(result, pipe, floor_db=floor_db, progress=progress)
     click.echo(sens.format_table(result))

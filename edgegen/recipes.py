@@ -46,6 +46,7 @@ class Rule:
     scheme: str
     group_size: int = 32
     fallback: str | None = None
+    backend: str | None = None  # the rule applies only when exporting for this backend (None: every backend)
 
     def matches(self, fqn: str) -> bool:
         return fnmatch.fnmatchcase(fqn, self.pattern)
@@ -68,9 +69,12 @@ class Recipe:
     components: dict[str, ComponentRecipe]
 
     def resolved_rules(self, component: str, target: "Target") -> tuple[Rule, ...]:
-        """The component's rules with fp16 replaced by its fallback where the target has no fp16 compute."""
+        """The component's rules for `target`: rules of another backend dropped, fp16 replaced by its fallback where
+        the target has no fp16 compute."""
         out = []
         for rule in self.components[component].rules:
+            if rule.backend not in (None, target.backend):
+                continue
             if rule.scheme == "fp16" and not target.fp16_compute:
                 rule = Rule(rule.pattern, rule.fallback or "fp32", rule.group_size)
             out.append(rule)
@@ -138,6 +142,8 @@ RULE_SCHEMA = {
                         lambda v: _is_int(v) and v >= 1),
     "fallback": Field("one of fp32, int8, int4 (used where the target has no fp16 compute)",
                       lambda v: v in ("fp32", "int8", "int4")),
+    "backend": Field(f"one of {', '.join(BACKENDS)} (the rule then applies only to that backend's exports)",
+                     lambda v: v in BACKENDS),
 }
 TARGET_SCHEMA = {
     "name": _NAME,
@@ -206,7 +212,7 @@ def _resolve(name_or_path: str | Path, folder: Path, kind: str) -> Path:
 def _read_rule(rd: _Reader, raw: dict, where: str) -> Rule:
     rd.table(raw, RULE_SCHEMA, where)
     rule = Rule(pattern=raw["pattern"], scheme=raw["scheme"], group_size=raw.get("group_size", 32),
-                fallback=raw.get("fallback"))
+                fallback=raw.get("fallback"), backend=raw.get("backend"))
     if rule.fallback is not None and rule.scheme != "fp16":
         raise rd.error(f"{where}.fallback = {_show(rule.fallback)} is not allowed: a fallback applies only to an "
                        "fp16 rule")

@@ -13,7 +13,11 @@ compute it, up to float summation order:
               per (output channel, tap) for ConvTranspose1d (its GEMM is [2s x O, I], oobleck._ConvTransposeCL)
   activations dynamic asymmetric int8 per GEMM row: per token for Linear, per time step over channels for a
               convolution (its im2col rows hold k neighbouring steps, whose ranges are close); with the
-              weight-only scheme int8w the activations stay float
+              weight-only scheme int8w the activations stay float. `backend="litert"`: LiteRT runs a decoder's
+              Conv1d as its own dynamic-range CONV_2D, which quantizes the whole input tensor with one scale
+              (~1-2 dB lower than per row on these decoders), so there a Conv1d's input is quantized per tensor;
+              its ConvTransposes and Linears stay per row (FULLY_CONNECTED). ExecuTorch runs every decoder layer
+              as a GEMM: per row.
 Representative inputs come from the reference itself on real prompts (`edgegen/assets/captions.txt`), never
 from random tensors: the text encoder on the prompts; the DiT at points of the ping-pong trajectories those
 prompts' conditioning drives; the decoder on the latents the trajectories end in (a window of `frames` frames
@@ -39,6 +43,7 @@ from edgegen.errors import EdgegenError
 
 SCHEMA = "edgegen.sensitivity/1"
 SENSITIVITY_SCHEMES = ("int8", "int8w")
+SENSITIVITY_BACKENDS = ("executorch", "litert")  # how the runtime quantizes activations (module docstring)
 COMPONENTS_MEASURED = ("text_encoder", "dit", "decoder")
 CAPTIONS = Path(__file__).resolve().parent / "assets" / "captions.txt"
 
@@ -63,22 +68,25 @@ class Result:
     all_sqnr_db: float        # every layer quantized at once
     seconds: float
     chosen: dict = field(default_factory=dict)
+    backend: str = "executorch"  # whose activation quantization was simulated
     # what was measured on, kept for choose_float_layers (not reported): the inputs and the float outputs
     inputs: list = field(default_factory=list, repr=False)
     reference: torch.Tensor | None = field(default=None, repr=False)
 
     def to_json(self) -> dict:
         return {"schema": SCHEMA, "model": self.model, "component": self.component, "scheme": self.scheme,
-                "inputs": self.description, "layers": [asdict(layer) for layer in self.layers],
+                "backend": self.backend, "inputs": self.description,
+                "layers": [asdict(layer) for layer in self.layers],
                 "all_sqnr_db": self.all_sqnr_db, "seconds": self.seconds, "chosen": self.chosen}
 
 
 # --- simulated int8 ---------------------------------------------------------------------------------------------
 
-def _int8_rows(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """Dynamic asymmetric int8 along `dim` (one scale / zero point per row), dequantized."""
-    lo = x.amin(dim, keepdim=True).clamp(max=0.0)
-    hi = x.amax(dim, keepdim=True).clamp(min=0.0)
+def _int8_rows(x: torch.Tensor, dim: int | None) -> torch.Tensor:
+    """Dynamic asymmetric int8 along `dim` (one scale / zero point per row; dim None: one for the tensor),
+    dequantized."""
+    lo = (x.amin(dim, keepdim=True) if dim is not None else x.amin()).clamp(max=0.0)
+    hi = (x.amax(dim, keepdim=True) if dim is not None else x.amax()).clamp(min=0.0)
     scale = (hi - lo).clamp_min(1e-12) / 255.0
     zero = torch.round(-lo / scale) - 128.0
     q = torch.clamp(torch.round(x / scale) + zero, -128.0, 127.0)
@@ -100,10 +108,11 @@ def quantizable(component: str, module: nn.Module) -> list[tuple[str, nn.Module]
 
 class simulated_int8:
     """Context: the named layers of `module` compute in simulated `scheme` (one of SENSITIVITY_SCHEMES): weights
-    swapped for their int8 rounding, inputs quantized too for "int8", left float for the weight-only "int8w"."""
+    swapped for their int8 rounding, inputs quantized too for "int8" (as `backend`'s kernels do), left float for
+    the weight-only "int8w"."""
 
-    def __init__(self, layers: list[tuple[str, nn.Module]], scheme: str = "int8"):
-        self.layers, self.activations = layers, scheme == "int8"
+    def __init__(self, layers: list[tuple[str, nn.Module]], scheme: str = "int8", backend: str = "executorch"):
+        self.layers, self.activations, self.backend = layers, scheme == "int8", backend
         self.saved: list[tuple[nn.Module, torch.Tensor]] = []
         self.handles = []
 
@@ -114,6 +123,8 @@ class simulated_int8:
             if not self.activations:
                 continue
             dim = -1 if isinstance(m, nn.Linear) else 1
+            if type(m) is nn.Conv1d and self.backend == "litert":
+                dim = None  # LiteRT's dynamic-range CONV_2D: one scale for the whole input
             self.handles.append(m.register_forward_pre_hook(
                 lambda _m, args, dim=dim: (_int8_rows(args[0], dim), *args[1:])))
         return self
@@ -250,12 +261,14 @@ def _profile(module: nn.Module, layers: list[tuple[str, nn.Module]], inputs: lis
 
 @torch.no_grad()
 def measure(pipe, component: str, *, scheme: str = "int8", prompts: int = 2, seconds: float | None = None,
-            frames: int = 32, dit_calls: int = 4, seed: int = 0,
+            frames: int = 32, dit_calls: int = 4, seed: int = 0, backend: str = "executorch",
             progress: Callable[[str], None] = lambda line: None) -> Result:
     if component not in COMPONENTS_MEASURED:
         raise EdgegenError(f"unknown component {component!r}: choose one of {', '.join(COMPONENTS_MEASURED)}")
     if scheme not in SENSITIVITY_SCHEMES:
         raise EdgegenError(f"scheme {scheme!r} is not measured: choose one of {', '.join(SENSITIVITY_SCHEMES)}")
+    if backend not in SENSITIVITY_BACKENDS:
+        raise EdgegenError(f"unknown backend {backend!r}: choose one of {', '.join(SENSITIVITY_BACKENDS)}")
     clock = time.perf_counter()
     progress(f"{component}: sampling representative inputs from the reference")
     inputs, what = representative_inputs(pipe, component, prompts=prompts, seconds=seconds, frames=frames,
@@ -269,19 +282,20 @@ def measure(pipe, component: str, *, scheme: str = "int8", prompts: int = 2, sec
     all_macs = sum(macs.values()) or 1
     out = []
     for i, (name, m) in enumerate(layers):
-        with simulated_int8([(name, m)], scheme):
+        with simulated_int8([(name, m)], scheme, backend):
             sqnr = _sqnr(ref, run([name]))
         out.append(Layer(name=name, kind=type(m).__name__, params=m.weight.numel(),
                          macs_share=macs[name] / all_macs, time_share=secs[name] / total if total else 0.0,
                          sqnr_db=sqnr))
         progress(f"{component}: layer {i + 1}/{len(layers)} {name}: {sqnr:.1f} dB "
                  f"({time.perf_counter() - clock:.0f} s)")
-    with simulated_int8(layers, scheme):
+    with simulated_int8(layers, scheme, backend):
         all_sqnr = _sqnr(ref, run([name for name, _ in layers]))
     progress(f"{component}: all {len(layers)} layers quantized: {all_sqnr:.1f} dB")
     out.sort(key=lambda layer: (layer.sqnr_db, layer.name))
     return Result(model=pipe.source.model, component=component, scheme=scheme, description=what, layers=out,
-                  all_sqnr_db=all_sqnr, seconds=time.perf_counter() - clock, inputs=inputs, reference=ref)
+                  all_sqnr_db=all_sqnr, seconds=time.perf_counter() - clock, backend=backend, inputs=inputs,
+                  reference=ref)
 
 
 MARGIN_DB = 1.0  # simulated vs runtime kernels, and these inputs vs the export check's (measured 0.1-1.1 dB apart)
@@ -303,7 +317,7 @@ def choose_float_layers(result: Result, pipe, *, floor_db: float, margin_db: flo
     order = [layer.name for layer in result.layers]
 
     def sqnr_keeping(k: int) -> float:
-        with simulated_int8([(n, by_name[n]) for n in order[k:]], result.scheme):
+        with simulated_int8([(n, by_name[n]) for n in order[k:]], result.scheme, result.backend):
             return _sqnr(ref, run(order[k:]))
 
     lo, hi = 0, len(order)  # invariant: keeping `hi` float meets the floor (all float: inf)
@@ -359,7 +373,7 @@ def recipe_toml(base, component: str, result: Result, *, name: str) -> str:
     description = (f"{base.name} with {component} {result.scheme} except the layers sensitivity keeps float "
                    f"(floor {c['floor_db']:g} dB)")
     lines = [f"# Written by `edgegen sensitivity --model {result.model} --component {component} --scheme "
-             f"{result.scheme} --floor {c['floor_db']:g}` from recipe {base.name!r}.",
+             f"{result.scheme} --backend {result.backend} --floor {c['floor_db']:g}` from recipe {base.name!r}.",
              f"# Measured on {result.description}: every layer {result.scheme} {result.all_sqnr_db:.1f} dB; with the "
              f"layers below float {c['sqnr_db']:.1f} dB.",
              f"name = {_toml_str(name)}",
@@ -381,7 +395,8 @@ def recipe_toml(base, component: str, result: Result, *, name: str) -> str:
             lines.append("rules = [")
             for r in rec.rules:
                 extra = (f", group_size = {r.group_size}" if "int4" in (r.scheme, r.fallback) else "") + \
-                        (f", fallback = {_toml_str(r.fallback)}" if r.fallback else "")
+                        (f", fallback = {_toml_str(r.fallback)}" if r.fallback else "") + \
+                        (f", backend = {_toml_str(r.backend)}" if r.backend else "")
                 lines.append(f"  {{ pattern = {_toml_str(r.pattern)}, scheme = {_toml_str(r.scheme)}{extra} }},")
             lines.append("]")
         lines.append("")
@@ -396,10 +411,11 @@ def float_rules(float_layers: list[str], scheme: str):
 
 
 def tuned_recipe(base, pipe, *, floor_db: float, components: tuple[str, ...] = ("decoder",),
-                 progress: Callable[[str], None] = lambda line: None, **kw):
+                 backend: str = "executorch", progress: Callable[[str], None] = lambda line: None, **kw):
     """`base` with each listed component's quantized rules replaced by the fewest float layers meeting
-    `floor_db` on this pipeline's weights (what `edgegen export --sensitivity-floor` does). Components that the
-    base keeps float are left alone. Returns (Recipe, {component: Result})."""
+    `floor_db` on this pipeline's weights, simulating `backend`'s kernels (what `edgegen export
+    --sensitivity-floor` does for its target). Components that the base keeps float are left alone. Returns
+    (Recipe, {component: Result})."""
     from dataclasses import replace
 
     from edgegen.recipes import ComponentRecipe
@@ -411,7 +427,7 @@ def tuned_recipe(base, pipe, *, floor_db: float, components: tuple[str, ...] = (
         if not schemes & set(SENSITIVITY_SCHEMES):
             continue
         scheme = "int8" if "int8" in schemes or "int8w" not in schemes else "int8w"  # the recipe's own int8 kind
-        result = measure(pipe, comp, scheme=scheme, progress=progress, **kw)
+        result = measure(pipe, comp, scheme=scheme, backend=backend, progress=progress, **kw)
         chosen = choose_float_layers(result, pipe, floor_db=floor_db, progress=progress)
         comps[comp] = ComponentRecipe(rules=float_rules(chosen["float_layers"], scheme), sqnr_floor_db=float(floor_db))
         results[comp] = result

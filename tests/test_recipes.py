@@ -54,6 +54,23 @@ def test_supported_combinations():
             check_supported(load_recipe(recipe), load_target(target))
 
 
+def test_backend_rules_apply_to_their_backend_only():
+    """`fast` keeps four more decoder layers float on LiteRT (its convolution quantizes each input per tensor):
+    rules with `backend` are dropped for the other backend's targets, and first-match order still holds."""
+    fast = load_recipe("fast")
+    for target in ("host-litert", "android-arm64-litert"):
+        tgt = load_target(target)
+        assert fast.rule_for("decoder", "layers.7", tgt).scheme == "fp32"
+        assert fast.rule_for("decoder", "layers.1.layers.3.layers.3", tgt).scheme == "fp32"
+        assert fast.rule_for("decoder", "layers.5.layers.2.layers.1", tgt).scheme == "int8"
+    for target in ("host-executorch", "android-arm64-executorch"):
+        tgt = load_target(target)
+        assert fast.rule_for("decoder", "layers.7", tgt).scheme == "int8"
+        assert fast.rule_for("decoder", "layers.1.layers.3.layers.3", tgt).scheme == "int8"
+        assert fast.rule_for("decoder", "layers.1.layers.3.layers.1", tgt).scheme == "fp32"
+    assert all(r.backend is None for r in fast.resolved_rules("dit", load_target("host-litert")))
+
+
 def test_weight_only_int8_is_litert_only():
     """`size` (int8w: int8 weights, fp32 compute) exports on LiteRT; ExecuTorch refuses it in milliseconds, saying
     why, before any work."""
@@ -112,6 +129,8 @@ _INT8 = 'sqnr_floor_db = 20\nrules = [{ pattern = "*", scheme = "int8"'
      r"group_size = 0 is not allowed"),
     (_recipe_text(dit=_INT8 + ', group_size = 64 }]'), r"group_size = 64 is not allowed: group_size applies only to int4"),
     (_recipe_text(dit=_INT8 + ', fallback = "fp32" }]'), r"fallback applies only to an fp16 rule"),
+    (_recipe_text(dit=_INT8 + ', backend = "coreml" }]'),
+     r'components\.dit\.rules\[0\]\.backend = "coreml" is not allowed: expected one of executorch, litert'),
     (_recipe_text(decoder='sqnr_floor_db = 30\nrules = [{ pattern = "*", scheme = "fp16", fallback = "fp16" }]'),
      r'fallback = "fp16" is not allowed: expected one of fp32, int8, int4'),
     (_recipe_text(dit='sqnr_floor_db = "high"\nrules = [{ pattern = "*", scheme = "int8" }]'),

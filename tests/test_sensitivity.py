@@ -117,6 +117,57 @@ def test_simulated_int8_matches_the_executorch_artifact(tiny, tmp_path):
     assert abs(real_db - sim_db) < 3.0, (real_db, sim_db)
 
 
+def _op_census(path) -> dict[tuple[str, str], int]:
+    """(op, weight tensor type) -> count, for the ops dynamic-range quantization applies to."""
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfl
+
+    model = tfl.read_model(path.read_bytes())
+    out = {}
+    for sg in model.subgraphs:
+        for op in sg.operators:
+            code = tfl.TFL_OP_CODE_TO_NAME.get(model.operatorCodes[op.opcodeIndex].builtinCode)
+            name = getattr(code, "value", code)
+            if name in ("CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"):
+                key = (name, "int8" if sg.tensors[op.inputs[1]].type == 9 else "float")
+                out[key] = out.get(key, 0) + 1
+    return out
+
+
+@pytest.mark.litert
+@pytest.mark.parametrize("stream", [False, True])
+def test_litert_int8_decoder_uses_its_own_convolution(tiny_long, tmp_path, stream):
+    """On LiteRT an int8 decoder keeps its 32 Conv1d as dynamic-range CONV_2D ops (int8 weights) and runs its 5
+    quantized ConvTransposes as int8 GEMMs (FULLY_CONNECTED), whole-sequence and streamed alike. The sensitivity
+    simulation for LiteRT (one activation scale per conv input) agrees with the artifact within 3 dB, and is the
+    lower of the two simulations."""
+    from edgegen.bundle import open_bundle
+    from edgegen.export import export_bundle
+    from edgegen.recipes import load_target
+    from edgegen.runtime import load_artifacts
+
+    recipe = _recipe(tmp_path, decoder_rules='{ pattern = "*", scheme = "int8" }', floor=10)
+    out = tmp_path / "b"
+    export_bundle(tiny_long, target=load_target("host-litert"), recipe=recipe, out=out, components=("decoder",),
+                  decoder_window=16 if stream else None, verify=False)
+    assert _op_census(out / "decoder.tflite") == {("CONV_2D", "int8"): 32, ("FULLY_CONNECTED", "int8"): 5}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["artifacts"]["decoder"]["schemes"] == {"int8": 37}
+    assert ("decoder_stream" in manifest) == stream
+    if stream:
+        return  # the streamed artifact's quality is the export check's (tests/test_export_verify.py)
+    x = sens.representative_inputs(tiny_long, "decoder", frames=tiny_long.latent_length)[0][0][0]
+    got = load_artifacts(open_bundle(out), threads=2)["decoder"](latents=x.numpy())[0]
+    layers = sens.quantizable("decoder", tiny_long.decoder)
+    with torch.no_grad():
+        ref = tiny_long.decoder(x)
+        sims = {}
+        for backend in ("executorch", "litert"):
+            with sens.simulated_int8(layers, "int8", backend):
+                sims[backend] = compare(ref, tiny_long.decoder(x)).sqnr_db
+    real = compare(ref, torch.as_tensor(got)).sqnr_db
+    assert abs(real - sims["litert"]) < 3.0 and sims["litert"] < sims["executorch"], (real, sims)
+
+
 def _no_verify():
     from edgegen.export import export_bundle
 
@@ -163,6 +214,7 @@ def test_cli_writes_a_recipe_whose_export_meets_its_floor(tiny, tmp_path, backen
     assert "layer 37/37" in res.stderr and "floor 30 dB (+1 dB margin)" in res.stdout
     report = json.loads(js.read_text())
     assert report["schema"] == "edgegen.sensitivity/1" and len(report["layers"]) == 37
+    assert report["backend"] == "litert" and "--backend litert" in rec.read_text()  # the default: the coarser
     recipe = load_recipe(rec)
     rules = recipe.components["decoder"].rules
     floats = report["chosen"]["float_layers"]
@@ -181,7 +233,8 @@ def test_cli_writes_a_recipe_whose_export_meets_its_floor(tiny, tmp_path, backen
 
 def test_export_chooses_float_layers_for_the_checkpoint_streamed_litert(tmp_path):
     """`export --recipe fast --sensitivity-floor` on a streamed (stateful, schema 3) LiteRT decoder: the float
-    layers are chosen on this checkpoint, the decoder is int8 in its GEMM form, and the export verifies it."""
+    layers are chosen on this checkpoint simulating LiteRT's kernels, the decoder's convolutions are int8 CONV_2D
+    ops, and the export verifies it."""
     out = tmp_path / "b"
     res = subprocess.run([sys.executable, "-m", "edgegen.cli", "export", "-m", "random:tiny-long", "-t", "host-litert",
                           "-r", "fast", "--sensitivity-floor", "28", "-c", "decoder", "-o", str(out)],

@@ -41,16 +41,26 @@ def _stream(sd: StatefulDecoder, latents: torch.Tensor, samples=None) -> list[to
                                     state_size=sd.state_size, samples=samples))
 
 
-@pytest.mark.parametrize("channels_last", [False, True])
+# LiteRT's mixed form: convolutions on [B, C, L], these (every ConvTranspose, the input conv and one dilated conv)
+# as GEMMs transposed in and out
+HYBRID = {"layers.0", "layers.1.layers.1", "layers.2.layers.1", "layers.3.layers.1", "layers.4.layers.1",
+          "layers.5.layers.1", "layers.2.layers.3.layers.1"}
+
+
+@pytest.mark.parametrize("channels_last", [False, True, "hybrid"])
 @pytest.mark.parametrize("window", [1, 7, 25])
 def test_stream_equals_the_whole_decode(tiny_long, channels_last, window):
-    """Both layouts, windows down to one frame, whole length and a clip that ends mid-window: >= 95 dB (fp32
-    rounding: measured 101-107 dB), exact lengths, every chunk non-empty."""
+    """Both layouts and LiteRT's mixed conv / GEMM form, windows down to one frame, whole length and a clip that
+    ends mid-window: >= 95 dB (fp32 rounding: measured 101-107 dB), exact lengths, every chunk non-empty."""
     torch.manual_seed(0)
     latents = torch.randn(1, 64, tiny_long.latent_length)
     with torch.no_grad():
         whole = tiny_long.decoder(latents)
-    sd = StatefulDecoder(tiny_long.decoder, window=window, channels_last=channels_last).eval()
+    if channels_last == "hybrid":
+        sd = StatefulDecoder(tiny_long.decoder, window=window, gemm_layers=HYBRID).eval()
+        assert set(sd.linear_sources().values()) == HYBRID and len(sd.conv_sources()) == 37 - len(HYBRID)
+    else:
+        sd = StatefulDecoder(tiny_long.decoder, window=window, channels_last=channels_last).eval()
     assert sd.delay == 18981 and sd.state_size == 15656
     for samples in (None, 30001):
         chunks = _stream(sd, latents, samples)
@@ -71,6 +81,11 @@ def test_stream_equals_the_whole_decode_at_full_width():
         sd = StatefulDecoder(dec, window=8).eval()
     assert (sd.delay, sd.state_size) == stateful_layout(OOBLECK_CONFIGS["sao-small"], window=8) == (18981, 244736)
     assert _sqnr(whole, torch.cat(_stream(sd, latents), -1)) >= 95
+
+
+def test_gemm_layers_must_name_convolutions(tiny_long):
+    with pytest.raises(ValueError, match="gemm_layers names no convolution of the decoder: layers.9"):
+        StatefulDecoder(tiny_long.decoder, window=4, gemm_layers={"layers.9", "layers.0"})
 
 
 def test_frames_decoded_once():

@@ -213,6 +213,30 @@ class _ConvTransposeCL(nn.Module):
         return full[:, self.p:self.p + n] + self.bias
 
 
+class GemmNCL(nn.Module):
+    """One convolution computed in its GEMM form (_ConvCL / _ConvTransposeCL) on [B, C, L], transposed in and out:
+    a whole-sequence LiteRT decoder keeps its other convolutions as convolutions."""
+
+    def __init__(self, conv: nn.Module):
+        super().__init__()
+        self.gemm = _ConvTransposeCL(conv) if isinstance(conv, nn.ConvTranspose1d) else _ConvCL(conv)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gemm(x.transpose(1, 2)).transpose(1, 2)
+
+
+def with_gemm_layers(decoder: nn.Module, names: set[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Replace, in place, the named convolutions of `decoder` by their GemmNCL form. Returns (Linear path ->
+    reference name, convolution path -> reference name) of the result."""
+    for name in names:
+        parent, _, child = name.rpartition(".")
+        holder = decoder.get_submodule(parent) if parent else decoder
+        setattr(holder, child, GemmNCL(getattr(holder, child)))
+    linears = {f"{name}.gemm.linear": name for name in names}
+    convs = {n: n for n, m in decoder.named_modules() if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d))}
+    return linears, convs
+
+
 class _ResidualCL(nn.Module):
     def __init__(self, unit: "ResidualUnit"):
         super().__init__()
@@ -231,6 +255,8 @@ def gemm_sources(module: nn.Module) -> dict[str, str]:
     """Linear module path -> the reference layer it computes. A GEMM form of the decoder (ChannelsLastDecoder,
     a channels-last StatefulDecoder) turns each convolution into one Linear, in the same order, and records the
     convolutions' names as `source_names`; any other module's Linears are their own source."""
+    if hasattr(module, "linear_sources"):  # a StatefulDecoder: some or all of its convolutions are GEMMs
+        return module.linear_sources()
     linears = [n for n, m in module.named_modules() if isinstance(m, nn.Linear)]
     names = getattr(module, "source_names", None)
     if names is None:

@@ -90,11 +90,27 @@ class _Snake(_Layer):
         return x + self.inv_beta * torch.sin(x * self.alpha_exp).pow(2)
 
 
+class _Form:
+    """How the convolutions are computed: the reference name of each (recipes match it), and which run as a GEMM
+    (one Linear; every one when channels-last) rather than as a convolution."""
+
+    def __init__(self, decoder: nn.Module, channels_last: bool, gemm_layers):
+        self.cl, self.gemm_layers = channels_last, set(gemm_layers or ())
+        self.names = {id(m): n for n, m in decoder.named_modules()}
+
+    def name(self, m: nn.Module) -> str:
+        return self.names[id(m)]
+
+    def gemm(self, m: nn.Module) -> bool:
+        return self.cl or self.name(m) in self.gemm_layers
+
+
 class _Conv(_Layer):
     """A stride-1 "same" Conv1d run causally: state = its last (k-1)*d input samples; output delayed by p."""
 
-    def __init__(self, conv: nn.Conv1d, rate: int, delay: int, channels_last: bool):
-        super().__init__(rate, delay, channels_last)
+    def __init__(self, conv: nn.Conv1d, rate: int, delay: int, form: _Form):
+        super().__init__(rate, delay, form.cl)
+        self.source, self.gemm = form.name(conv), form.gemm(conv)
         (k,), (d,), (p,), (s,) = conv.kernel_size, conv.dilation, conv.padding, conv.stride
         if s != 1 or 2 * p != (k - 1) * d or conv.groups != 1:
             raise ValueError(f"stateful form handles stride-1 'same' convs only, got k={k} d={d} p={p} s={s}")
@@ -102,7 +118,7 @@ class _Conv(_Layer):
         self.delay_out = delay + p
         if self.context:
             self.states = [self._state_shape(self.context, conv.in_channels)]
-        if channels_last:  # im2col + Linear, as oobleck._ConvCL: [O, I, k] -> [O, k*I], taps outermost
+        if self.gemm:  # im2col + Linear, as oobleck._ConvCL: [O, I, k] -> [O, k*I], taps outermost
             self.linear = nn.Linear(conv.in_channels * k, conv.out_channels, bias=conv.bias is not None)
             with torch.no_grad():
                 self.linear.weight.copy_(conv.weight.detach().permute(0, 2, 1).reshape(conv.out_channels, -1))
@@ -120,20 +136,24 @@ class _Conv(_Layer):
             call.out.append(self._time(buf, n - self.context, n))
         else:
             buf = x
-        if not self.cl:
+        if not self.gemm:
             return F.conv1d(buf, self.weight, self.bias, dilation=self.d)
+        rows = buf if self.cl else buf.transpose(1, 2)          # [1, context + L, C]
         if self.k == 1:
-            return self.linear(buf)
-        L = x.shape[1]
-        return self.linear(torch.cat([buf[:, i * self.d:i * self.d + L] for i in range(self.k)], dim=-1))
+            y = self.linear(rows)
+        else:
+            L = rows.shape[1] - self.context
+            y = self.linear(torch.cat([rows[:, i * self.d:i * self.d + L] for i in range(self.k)], dim=-1))
+        return y if self.cl else y.transpose(1, 2)
 
 
 class _ConvTranspose(_Layer):
     """ConvTranspose1d (kernel 2s, stride s, padding p) run causally: state = its last input frame; of the outputs
     of [state, window] it emits the L*s that both their input frames are known for. Delay: delay*s + p."""
 
-    def __init__(self, conv: nn.ConvTranspose1d, rate: int, delay: int, channels_last: bool):
-        super().__init__(rate, delay, channels_last)
+    def __init__(self, conv: nn.ConvTranspose1d, rate: int, delay: int, form: _Form):
+        super().__init__(rate, delay, form.cl)
+        self.source, self.gemm = form.name(conv), form.gemm(conv)
         (k,), (s,), (p,) = conv.kernel_size, conv.stride, conv.padding
         if k != 2 * s or conv.output_padding != (0,) or conv.dilation != (1,) or conv.groups != 1:
             raise ValueError(f"stateful form handles ConvTranspose1d with kernel = 2 x stride only, got k={k} s={s}")
@@ -141,7 +161,7 @@ class _ConvTranspose(_Layer):
         self.rate_out, self.delay_out = rate * s, delay * s + p
         self.states = [self._state_shape(1, conv.in_channels)]
         bias = conv.bias.detach().clone() if conv.bias is not None else torch.zeros(conv.out_channels)
-        if channels_last:  # one Linear to the 2s taps of every output channel, as oobleck._ConvTransposeCL
+        if self.gemm:  # one Linear to the 2s taps of every output channel, as oobleck._ConvTransposeCL
             self.linear = nn.Linear(conv.in_channels, k * conv.out_channels, bias=False)
             with torch.no_grad():
                 self.linear.weight.copy_(conv.weight.detach().permute(2, 1, 0).reshape(k * conv.out_channels, -1))
@@ -155,23 +175,24 @@ class _ConvTranspose(_Layer):
         buf = self._cat(call.take(), x)                          # L + 1 frames
         L = x.shape[1 if self.cl else 2]
         call.out.append(self._time(buf, L, L + 1))
-        if not self.cl:
+        if not self.gemm:
             full = F.conv_transpose1d(buf, self.weight, self.bias, stride=self.s)   # [1, O, (L + 2) * s]
             return full[:, :, self.s:(L + 1) * self.s]
-        z = self.linear(buf)                                     # [1, L + 1, 2s * O]
+        z = self.linear(buf if self.cl else buf.transpose(1, 2))  # [1, L + 1, 2s * O]
         half = self.s * self.out_ch
         # output block b (samples [b*s, (b+1)*s) of the full transposed conv) = first taps of frame b + last taps of
         # frame b-1; blocks 1..L are complete
         blocks = z[:, 1:L + 1, :half] + z[:, 0:L, half:]
-        return blocks.reshape(1, L * self.s, self.out_ch) + self.bias
+        y = blocks.reshape(1, L * self.s, self.out_ch) + self.bias
+        return y if self.cl else y.transpose(1, 2)
 
 
 class _Residual(_Layer):
     """x + f(x) with the skip path delayed by f's delay (state: that many past input samples)."""
 
-    def __init__(self, unit: ResidualUnit, rate: int, delay: int, channels_last: bool):
-        super().__init__(rate, delay, channels_last)
-        self.layers = _chain(unit.layers, rate, delay, channels_last)
+    def __init__(self, unit: ResidualUnit, rate: int, delay: int, form: _Form):
+        super().__init__(rate, delay, form.cl)
+        self.layers = _chain(unit.layers, rate, delay, form)
         self.lag = self.layers[-1].delay_out - delay
         self.delay_out = delay + self.lag
         channels = unit.layers[1].in_channels
@@ -191,18 +212,19 @@ class _Residual(_Layer):
         return skip + y
 
 
-def _chain(modules, rate: int, delay: int, channels_last: bool) -> nn.ModuleList:
+def _chain(modules, rate: int, delay: int, form: _Form) -> nn.ModuleList:
     """The streamed form of `modules` (in forward order), each taking the previous one's rate and delay."""
     out = []
     for m in modules:
         if isinstance(m, DecoderBlock):
-            out.extend(_chain(m.layers, rate, delay, channels_last))
+            out.extend(_chain(m.layers, rate, delay, form))
+        elif isinstance(m, SnakeBeta):
+            out.append(_Snake(m, rate, delay, form.cl))
         else:
-            kind = {SnakeBeta: _Snake, nn.ConvTranspose1d: _ConvTranspose, nn.Conv1d: _Conv,
-                    ResidualUnit: _Residual}.get(type(m))
+            kind = {nn.ConvTranspose1d: _ConvTranspose, nn.Conv1d: _Conv, ResidualUnit: _Residual}.get(type(m))
             if kind is None:
                 raise TypeError(f"no stateful form for {type(m).__name__}")
-            out.append(kind(m, rate, delay, channels_last))
+            out.append(kind(m, rate, delay, form))
         rate, delay = out[-1].rate_out, out[-1].delay_out
     return nn.ModuleList(out)
 
@@ -212,21 +234,37 @@ class StatefulDecoder(nn.Module):
     (audio [1, 2, window * hop], next state [1, S]); the audio is the whole decode delayed by `self.delay` samples.
 
     `channels_last`: convolutions as GEMMs on [B, L, C] (ExecuTorch's XNNPACK runs those ~2.3x faster than its
-    convolutions, see oobleck.ChannelsLastDecoder); False keeps Conv1d on [B, C, L] (LiteRT, eager)."""
+    convolutions, see oobleck.ChannelsLastDecoder); False keeps Conv1d on [B, C, L] (LiteRT, eager).
+    `gemm_layers`: with channels_last False, the (reference names of the) convolutions that still run as a GEMM,
+    transposed in and out (LiteRT quantizes a ConvTranspose only as a FULLY_CONNECTED op)."""
 
-    def __init__(self, decoder: OobleckDecoder, *, window: int, channels_last: bool = False):
+    def __init__(self, decoder: OobleckDecoder, *, window: int, channels_last: bool = False,
+                 gemm_layers: set[str] | None = None):
         super().__init__()
         if window < 1:
             raise ValueError(f"StatefulDecoder: window must be >= 1 latent frame, got {window}")
+        unknown = sorted(set(gemm_layers or ()) - set(conv_names(decoder)))
+        if unknown:
+            raise ValueError(f"StatefulDecoder: gemm_layers names no convolution of the decoder: {', '.join(unknown)}")
         self.window, self.cl, self.scale = window, channels_last, decoder.scale
         self.hop, self.latent_dim = decoder.config.hop, decoder.config.latent_dim
-        self.layers = _chain(decoder.layers, 1, 0, channels_last)
+        self.layers = _chain(decoder.layers, 1, 0, _Form(decoder, channels_last, gemm_layers))
         self.source_names = conv_names(decoder)  # the reference name of each conv / Linear, in order
         self.delay = self.layers[-1].delay_out               # output samples
         self.shapes = [s for m in self.layers for s in m.states]
         self.sizes = [math.prod(s) for s in self.shapes]
         self.state_size = sum(self.sizes)
         self.register_buffer("ramp", torch.arange(window * self.hop, dtype=torch.float32), persistent=False)
+
+    def linear_sources(self) -> dict[str, str]:
+        """Path of each GEMM-form convolution's Linear -> the reference convolution it computes."""
+        return {f"{path}.linear": m.source for path, m in self.named_modules()
+                if isinstance(m, (_Conv, _ConvTranspose)) and m.gemm}
+
+    def conv_sources(self) -> dict[str, str]:
+        """Path of each convolution computed as a convolution (not a GEMM) -> its reference name."""
+        return {path: m.source for path, m in self.named_modules()
+                if isinstance(m, (_Conv, _ConvTranspose)) and not m.gemm}
 
     def initial_state(self) -> torch.Tensor:
         return torch.zeros(1, self.state_size)

@@ -166,11 +166,13 @@ def _export_component(pipe, comp: str, *, target: Target, recipe: Recipe, path: 
     if comp == "decoder" and stream and stream.get("mode") == "stateful":
         from edgegen.components.stateful_decoder import StatefulDecoder
 
-        # ExecuTorch's XNNPACK runs convolutions as GEMMs faster (see oobleck.ChannelsLastDecoder); LiteRT its convs,
-        # but quantizes only GEMMs (FULLY_CONNECTED): a quantized LiteRT decoder takes the GEMM form too
-        quantized = any(r.scheme in QUANTIZED_SCHEMES for r in recipe.resolved_rules(comp, target))
-        module = StatefulDecoder(module, window=stream["window"],
-                                 channels_last=target.backend == "executorch" or quantized)
+        # ExecuTorch's XNNPACK runs convolutions as GEMMs faster (see oobleck.ChannelsLastDecoder); LiteRT its own
+        # convolutions (dynamic-range int8 ones too), and ConvTransposes as GEMMs (litert.decoder_gemm_layers)
+        if target.backend == "executorch":
+            module = StatefulDecoder(module, window=stream["window"], channels_last=True)
+        else:
+            module = StatefulDecoder(module, window=stream["window"],
+                                     gemm_layers=backend.decoder_gemm_layers(module, recipe.resolved_rules(comp, target)))
     example = example_inputs(pipe, comp, stream=stream)
     rules = recipe.resolved_rules(comp, target)
     log_path = path.parent / LOG_NAME

@@ -6,10 +6,13 @@
 Dynamic-range quantization applies to FULLY_CONNECTED ops: int8 per-channel int8 weights, int4 blockwise int4
 weights (32-256), activations quantized on the fly; int8w keeps int8 weights in the file and computes in fp32
 (an explicit DEQUANTIZE of each weight; size only). A component whose rules all give one scheme quantizes every
-such op alike; rules that mix schemes go op by op, each FULLY_CONNECTED op traced back to its Linear through the
-module path litert-torch records in its scope (`_fc_layers`). The decoder is quantized in its GEMM form
-(oobleck.ChannelsLastDecoder: each convolution one Linear, under the convolution's name). fp16 compute is a
-runtime flag (XNNPACK FORCE_FP16) on the phone, so the file stays fp32.
+such op alike; rules that mix schemes go op by op, each op traced back to its module through the module path
+litert-torch records in its scope (`_trace_ops`). The decoder keeps its Conv1d as CONV_2D ops, quantized the same
+way (int8: LiteRT's own dynamic-range convolution, faster than the GEMM form on a CPU with int8 dot products; one
+activation scale per input, which edgegen.sensitivity simulates for this backend); a ConvTranspose (whose
+CONV_2D_TRANSPOSE ai-edge-quantizer cannot quantize, and which runs faster as a GEMM in fp32 too) or an int4
+Conv1d runs as one GEMM instead (`decoder_gemm_layers`), whole-sequence and streaming decoders alike. fp16
+compute is a runtime flag (XNNPACK FORCE_FP16) on the phone, so the file stays fp32.
 """
 
 from __future__ import annotations
@@ -41,28 +44,38 @@ def _op_config(scheme: str, group_size: int):
         compute_precision=qtyping.ComputePrecision.FLOAT if weight_only else qtyping.ComputePrecision.INTEGER)
 
 
-def _fc_scopes(model_bytes: bytes) -> list[tuple[str, int]]:
-    """(op scope, weight input width) of every FULLY_CONNECTED op in the flatbuffer."""
+# GEMM-form convolutions (FULLY_CONNECTED) and conv-form ones (CONV_2D): the ops dynamic-range quantization applies to
+FC, CONV = "FULLY_CONNECTED", "CONV_2D"
+
+
+def _op_scopes(model_bytes: bytes, op_name: str = FC) -> list[tuple[str, int]]:
+    """(op scope, weight input width) of every `op_name` op in the flatbuffer."""
     from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfl
 
     model = tfl.read_model(model_bytes)
     out = []
     for sg in model.subgraphs:
         for op in sg.operators:
-            if tfl.TFL_OP_CODE_TO_NAME.get(model.operatorCodes[op.opcodeIndex].builtinCode) == "FULLY_CONNECTED":
+            if tfl.TFL_OP_CODE_TO_NAME.get(model.operatorCodes[op.opcodeIndex].builtinCode) == op_name:
                 out.append((tfl.get_op_scope(op, sg.tensors), int(sg.tensors[op.inputs[1]].shape[-1])))
     return out
 
 
 def _fc_layers(model_bytes: bytes, wrapper: nn.Module) -> dict[str, str]:
-    """FULLY_CONNECTED op scope -> the wrapper's Linear (its canonical path) the op came from. litert-torch names
-    an op's scope after the chain of module calls that reached it, one `<class>_<attribute>` segment per call
-    below the wrapper: `decoder.layers.1.2.linear` called level by level gives segments ending in _decoder,
-    _layers, _1, _2, _linear; a module that calls a grandchild directly skips levels (the DiT calls
-    `transformer.project_in`: _dit, _project_in). So a Linear owns an op when the segments match its path's parts
-    in order, skipping parts, the last segment matching the last part. An op no Linear owns (or two claim) is an
+    """FULLY_CONNECTED op scope -> the wrapper's Linear (its canonical path) the op came from (`_trace_ops`)."""
+    return _trace_ops(model_bytes, wrapper, FC, {id(m): n for n, m in wrapper.named_modules()
+                                                 if isinstance(m, nn.Linear)}, "Linear")
+
+
+def _trace_ops(model_bytes: bytes, wrapper: nn.Module, op_name: str, canonical: dict[int, str],
+               kind: str) -> dict[str, str]:
+    """`op_name` op scope -> the module of `canonical` (id -> canonical path in the wrapper) the op came from.
+    litert-torch names an op's scope after the chain of module calls that reached it, one `<class>_<attribute>`
+    segment per call below the wrapper: `decoder.layers.1.2.linear` called level by level gives segments ending
+    in _decoder, _layers, _1, _2, _linear; a module that calls a grandchild directly skips levels (the DiT calls
+    `transformer.project_in`: _dit, _project_in). So a module owns an op when the segments match its path's parts
+    in order, skipping parts, the last segment matching the last part. An op no module owns (or two claim) is an
     EdgegenError: per-layer rules need every op traced."""
-    canonical = {id(m): n for n, m in wrapper.named_modules() if isinstance(m, nn.Linear)}
     paths = [(n.split("."), id(m)) for n, m in wrapper.named_modules(remove_duplicate=False) if id(m) in canonical]
 
     def owns(parts: list[str], segments: list[str], skipping: bool) -> bool:
@@ -74,7 +87,7 @@ def _fc_layers(model_bytes: bytes, wrapper: nn.Module) -> dict[str, str]:
         return all(any(seg.endswith("_" + part) for part in rest) for seg in segments[:-1])
 
     out = {}
-    for scope, _ in _fc_scopes(model_bytes):
+    for scope, _ in _op_scopes(model_bytes, op_name):
         # a scope may join several call chains with ';' (ops the converter fused): any of them may own the op
         chains = [part.split("/")[1:] for part in scope.split(";") if "/" in part]
         for skipping in (False, True):  # the exact path first; skipped levels only when no path matches exactly
@@ -82,23 +95,26 @@ def _fc_layers(model_bytes: bytes, wrapper: nn.Module) -> dict[str, str]:
             if owners:
                 break
         if len(owners) != 1:
-            raise EdgegenError(f"LiteRT per-layer quantization: the FULLY_CONNECTED op {scope!r} could not be traced "
-                               f"to one Linear ({len(owners)} candidates); use one scheme for the whole component")
+            raise EdgegenError(f"LiteRT per-layer quantization: the {op_name} op {scope!r} could not be traced "
+                               f"to one {kind} ({len(owners)} candidates); use one scheme for the whole component")
         out[scope] = canonical[owners.pop()]
     return out
 
 
-def quantize_tflite_layers(model_bytes: bytes, *, rule_for_op: dict[str, Rule]) -> bytes:
-    """Dynamic-range quantization op by op: each FULLY_CONNECTED scope in `rule_for_op` takes its rule's int8 /
-    int4 / int8w config (matched by its exact scope); ops absent from it, or with an fp32 rule, stay float."""
+def quantize_tflite_layers(model_bytes: bytes, *, rule_for_op: dict[str, Rule],
+                           conv_rule_for_op: dict[str, Rule] | None = None) -> bytes:
+    """Dynamic-range quantization op by op: each FULLY_CONNECTED scope in `rule_for_op` (CONV_2D scope in
+    `conv_rule_for_op`) takes its rule's int8 / int4 / int8w config (matched by its exact scope); ops absent from
+    them, or with an fp32 rule, stay float."""
     from ai_edge_quantizer import qtyping, quantizer, recipe_manager
 
     rm = recipe_manager.RecipeManager()
-    fc = qtyping.TFLOperationName.FULLY_CONNECTED
-    for scope, rule in rule_for_op.items():
-        if rule.scheme in QUANTIZED_SCHEMES:
-            rm.add_quantization_config(regex=f"^{re.escape(scope)}$", operation_name=fc,
-                                       op_config=_op_config(rule.scheme, rule.group_size))
+    for op, rules in ((qtyping.TFLOperationName.FULLY_CONNECTED, rule_for_op),
+                      (qtyping.TFLOperationName.CONV_2D, conv_rule_for_op or {})):
+        for scope, rule in rules.items():
+            if rule.scheme in QUANTIZED_SCHEMES:
+                rm.add_quantization_config(regex=f"^{re.escape(scope)}$", operation_name=op,
+                                           op_config=_op_config(rule.scheme, rule.group_size))
     return bytes(quantizer.Quantizer(model_bytes, rm.get_quantization_recipe()).quantize().quantized_model)
 
 
@@ -113,7 +129,7 @@ def quantize_tflite(model_bytes: bytes, *, rule: Rule) -> tuple[bytes, int]:
     rm = recipe_manager.RecipeManager()
     fc = qtyping.TFLOperationName.FULLY_CONNECTED
     rm.add_quantization_config(regex=".*", operation_name=fc, op_config=_op_config(rule.scheme, rule.group_size))
-    fallbacks = [scope for scope, width in _fc_scopes(model_bytes) if rule.scheme == "int4" and width % rule.group_size]
+    fallbacks = [scope for scope, width in _op_scopes(model_bytes) if rule.scheme == "int4" and width % rule.group_size]
     for scope in fallbacks:  # later configs win where their regex matches
         rm.add_quantization_config(regex=f"^{re.escape(scope)}$", operation_name=fc, op_config=_op_config("int8", 0))
     data = quantizer.Quantizer(model_bytes, rm.get_quantization_recipe()).quantize().quantized_model
@@ -128,16 +144,19 @@ def _label(rule: Rule | None) -> str:
 
 def export_tflite(wrapper: nn.Module, example_inputs: tuple[torch.Tensor, ...], out_path: Path, *,
                   rules: tuple[Rule, ...], on_stage=lambda stage: None,
-                  sources: dict[str, str] | None = None) -> dict[str, str]:
+                  sources: dict[str, str] | None = None,
+                  conv_sources: dict[str, str] | None = None) -> dict[str, str]:
     """Convert and write `out_path`, quantized by the component's rules; returns layer name -> scheme applied.
 
     Rules of one scheme quantize every FULLY_CONNECTED op alike; rules that mix schemes (per layer) quantize
     each op by the first rule matching its Linear's name: `sources` maps a Linear's path in the wrapped
-    component to the reference name the rules match (a decoder's GEMM form), else the path itself is the name."""
+    component to the reference name the rules match (a decoder's GEMM form), else the path itself is the name.
+    `conv_sources` maps the paths of modules that compute a convolution as a CONV_2D op (a streaming decoder's
+    conv form) to their reference names: their ops are quantized by the rule matching that name."""
     import litert_torch
 
     rule = next((r for r in rules if r.scheme in QUANTIZED_SCHEMES), None)
-    per_layer = len({(r.scheme, r.granularity) for r in rules}) > 1
+    per_layer = len({(r.scheme, r.granularity) for r in rules}) > 1 or (rule is not None and bool(conv_sources))
     names = list(inspect.signature(wrapper.forward).parameters)
     on_stage("trace")
     with torch.no_grad():
@@ -150,16 +169,25 @@ def export_tflite(wrapper: nn.Module, example_inputs: tuple[torch.Tensor, ...], 
         inner = fqn[len(prefix):] if fqn.startswith(prefix) else fqn
         return (sources or {}).get(inner, inner)
 
-    applied = {name_of(fqn): "fp32" for fqn in linears}
+    convs = {prefix + path: name for path, name in (conv_sources or {}).items()}
+    applied = {name_of(fqn): "fp32" for fqn in linears} | {name: "fp32" for name in convs.values()}
     if per_layer:
         on_stage("quantize")
         rule_for = {fqn: next((r for r in rules if r.matches(name_of(fqn))), None) for fqn in linears}
+        conv_rule = {fqn: next((r for r in rules if r.matches(name)), None) for fqn, name in convs.items()}
         ops = _fc_layers(data, wrapper)
-        data = quantize_tflite_layers(data, rule_for_op={scope: rule_for[fqn] for scope, fqn in ops.items()
-                                                         if rule_for[fqn] is not None})
-        traced = set(ops.values())
+        conv_ops = _trace_ops(data, wrapper, CONV, {id(wrapper.get_submodule(fqn)): fqn for fqn in convs},
+                              "convolution") if convs else {}
+        data = quantize_tflite_layers(
+            data, rule_for_op={scope: rule_for[fqn] for scope, fqn in ops.items() if rule_for[fqn] is not None},
+            conv_rule_for_op={scope: conv_rule[fqn] for scope, fqn in conv_ops.items() if conv_rule[fqn] is not None})
+        traced, conv_traced = set(ops.values()), set(conv_ops.values())
         applied = {name_of(fqn): _label(rule_for[fqn]) if fqn in traced else "fp32 (no FULLY_CONNECTED op)"
                    for fqn in linears}
+        for fqn, name in convs.items():
+            quantized = conv_rule[fqn] is not None and conv_rule[fqn].scheme in QUANTIZED_SCHEMES
+            applied[name] = (_label(conv_rule[fqn]) if fqn in conv_traced or not quantized
+                             else "fp32 (no CONV_2D op)")
     elif rule is not None:
         on_stage("quantize")
         label = _label(rule)
@@ -178,22 +206,40 @@ def export_component(component: str, module: nn.Module, example_inputs: tuple[to
     """Write `out_path` from `module` (a copy) under `rules` (resolved for the target). Returns (Linear fqn ->
     scheme applied, None: LiteRT reports no delegation fraction at export time). An fp16 rule leaves the file
     fp32: the runtime computes in fp16 where the target asks for it."""
-    sources = None
-    if component == "decoder" and any(r.scheme in QUANTIZED_SCHEMES for r in rules):
-        # LiteRT's dynamic-range int8 quantizes FULLY_CONNECTED ops: the decoder goes in its GEMM form (each conv,
-        # ConvTranspose included, one Linear; quantized under the conv's reference name)
-        from edgegen.components.oobleck import ChannelsLastDecoder, OobleckDecoder, gemm_sources
+    sources = conv_sources = None
+    if component == "decoder":
+        # convolutions stay convolutions (LiteRT's dynamic-range CONV_2D for int8), but for those
+        # decoder_gemm_layers names, which take their GEMM form (one Linear, quantized under the conv's reference
+        # name); a streaming decoder was built that way, a whole-sequence one is changed here (it is a copy)
+        from edgegen.components.oobleck import OobleckDecoder, gemm_sources, with_gemm_layers
 
         if isinstance(module, OobleckDecoder):
-            module = ChannelsLastDecoder(module).eval()
-        elif not getattr(module, "cl", True):
-            raise ValueError("a quantized stateful decoder must be built channels-last for LiteRT")
-        sources = gemm_sources(module)
+            sources, conv_sources = with_gemm_layers(module, decoder_gemm_layers(module, rules))
+        else:
+            sources = gemm_sources(module)
+            conv_sources = module.conv_sources() if hasattr(module, "conv_sources") else None
     applied = export_tflite(wrap(component, module), example_inputs, out_path, rules=rules, on_stage=on_stage,
-                            sources=sources)
+                            sources=sources, conv_sources=conv_sources)
     if any(r.scheme == "fp16" for r in rules):
         applied = {"*": "fp16"}
     return applied, None
+
+
+CONV_SCHEMES = ("fp32", "int8", "int8w")  # what a CONV_2D op is quantized to here; other schemes take the GEMM form
+
+
+def decoder_gemm_layers(decoder: nn.Module, rules: tuple[Rule, ...]) -> set[str]:
+    """The convolutions of `decoder` a LiteRT decoder computes as a GEMM under `rules`: every ConvTranspose1d
+    (ai-edge-quantizer cannot quantize CONV_2D_TRANSPOSE, and in fp32 the GEMM form ran faster: a 60-frame
+    full-size window 0.95 vs 1.09 s, benchmarks/RESULTS.md) and a Conv1d whose scheme CONV_2D does not take.
+    Every other convolution stays a convolution (fp32 or LiteRT's own dynamic-range CONV_2D)."""
+    out = set()
+    for name, m in decoder.named_modules():
+        rule = next((r for r in rules if r.matches(name)), None)
+        scheme = rule.scheme if rule is not None else "fp32"
+        if isinstance(m, nn.ConvTranspose1d) or isinstance(m, nn.Conv1d) and scheme not in CONV_SCHEMES + ("fp16",):
+            out.add(name)
+    return out
 
 
 def runtime_version() -> str:
