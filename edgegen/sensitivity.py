@@ -410,8 +410,8 @@ def float_rules(float_layers: list[str], scheme: str):
     return tuple(Rule(n, "fp32") for n in float_layers) + (Rule("*", scheme),)
 
 
-def tuned_recipe(base, pipe, *, floor_db: float, components: tuple[str, ...] = ("decoder",),
-                 backend: str = "executorch", progress: Callable[[str], None] = lambda line: None, **kw):
+def tuned_recipe(base, pipe, *, floor_db: float, backend: str, components: tuple[str, ...] = ("decoder",),
+                 progress: Callable[[str], None] = lambda line: None, **kw):
     """`base` with each listed component's quantized rules replaced by the fewest float layers meeting
     `floor_db` on this pipeline's weights, simulating `backend`'s kernels (what `edgegen export
     --sensitivity-floor` does for its target). Components that the base keeps float are left alone. Returns

@@ -86,7 +86,8 @@ def test_weight_only_scheme_keeps_activations_float(tiny):
     assert weights.scheme == "int8w" and weights.all_sqnr_db > dynamic.all_sqnr_db + 1.0
     by_name = {layer.name: layer.sqnr_db for layer in dynamic.layers}
     assert all(layer.sqnr_db >= by_name[layer.name] - 0.5 for layer in weights.layers)
-    recipe, results = sens.tuned_recipe(load_recipe("size"), tiny, floor_db=weights.all_sqnr_db + 3.0, frames=8)
+    recipe, results = sens.tuned_recipe(load_recipe("size"), tiny, floor_db=weights.all_sqnr_db + 3.0,
+                                       backend="litert", frames=8)
     rules = recipe.components["decoder"].rules
     assert results["decoder"].scheme == "int8w" and rules[-1].scheme == "int8w"
     assert {r.scheme for r in rules[:-1]} == {"fp32"} and len(rules) > 1

@@ -222,7 +222,7 @@ def fast_bundle(request, pipe, tmp_path_factory):
 
     backend = request.param
     pytest.importorskip("executorch.runtime" if backend == "executorch" else "ai_edge_litert")
-    recipe, _ = tuned_recipe(load_recipe("fast"), pipe, floor_db=UPSTREAM_FAST_FLOOR_DB)
+    recipe, _ = tuned_recipe(load_recipe("fast"), pipe, floor_db=UPSTREAM_FAST_FLOOR_DB, backend=backend)
     out = tmp_path_factory.mktemp("upstream_fast") / backend
     export_bundle(pipe, target=load_target(f"host-{backend}"), recipe=recipe, out=out, decoder_window="whole")
     with BundlePipeline.open(out) as bp:
