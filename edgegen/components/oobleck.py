@@ -252,9 +252,9 @@ def conv_names(decoder: nn.Module) -> list[str]:
 
 
 def gemm_sources(module: nn.Module) -> dict[str, str]:
-    """Linear module path -> the reference layer it computes. A GEMM form of the decoder (ChannelsLastDecoder,
-    a channels-last StatefulDecoder) turns each convolution into one Linear, in the same order, and records the
-    convolutions' names as `source_names`; any other module's Linears are their own source."""
+    """Linear module path -> the reference layer it computes. ChannelsLastDecoder turns each convolution into one
+    Linear, in the same order, and records the convolutions' names as `source_names`; a StatefulDecoder knows the
+    source of each of its GEMM-form convolutions; any other module's Linears are their own source."""
     if hasattr(module, "linear_sources"):  # a StatefulDecoder: some or all of its convolutions are GEMMs
         return module.linear_sources()
     linears = [n for n, m in module.named_modules() if isinstance(m, nn.Linear)]

@@ -79,10 +79,10 @@ class _Layer(nn.Module):
 
 
 class _Snake(_Layer):
-    def __init__(self, snake: SnakeBeta, rate: int, delay: int, channels_last: bool):
-        super().__init__(rate, delay, channels_last)
+    def __init__(self, snake: SnakeBeta, rate: int, delay: int, form: "_Form"):
+        super().__init__(rate, delay, form.cl)
         alpha_exp, inv_beta = snake.constants()
-        shape = (-1,) if channels_last else (1, -1, 1)
+        shape = (-1,) if self.cl else (1, -1, 1)
         self.register_buffer("alpha_exp", alpha_exp.reshape(shape).clone())
         self.register_buffer("inv_beta", inv_beta.reshape(shape).clone())
 
@@ -218,10 +218,9 @@ def _chain(modules, rate: int, delay: int, form: _Form) -> nn.ModuleList:
     for m in modules:
         if isinstance(m, DecoderBlock):
             out.extend(_chain(m.layers, rate, delay, form))
-        elif isinstance(m, SnakeBeta):
-            out.append(_Snake(m, rate, delay, form.cl))
         else:
-            kind = {nn.ConvTranspose1d: _ConvTranspose, nn.Conv1d: _Conv, ResidualUnit: _Residual}.get(type(m))
+            kind = {SnakeBeta: _Snake, nn.ConvTranspose1d: _ConvTranspose, nn.Conv1d: _Conv,
+                    ResidualUnit: _Residual}.get(type(m))
             if kind is None:
                 raise TypeError(f"no stateful form for {type(m).__name__}")
             out.append(kind(m, rate, delay, form))
@@ -249,7 +248,6 @@ class StatefulDecoder(nn.Module):
         self.window, self.cl, self.scale = window, channels_last, decoder.scale
         self.hop, self.latent_dim = decoder.config.hop, decoder.config.latent_dim
         self.layers = _chain(decoder.layers, 1, 0, _Form(decoder, channels_last, gemm_layers))
-        self.source_names = conv_names(decoder)  # the reference name of each conv / Linear, in order
         self.delay = self.layers[-1].delay_out               # output samples
         self.shapes = [s for m in self.layers for s in m.states]
         self.sizes = [math.prod(s) for s in self.shapes]

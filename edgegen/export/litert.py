@@ -225,19 +225,20 @@ def export_component(component: str, module: nn.Module, example_inputs: tuple[to
     return applied, None
 
 
-CONV_SCHEMES = ("fp32", "int8", "int8w")  # what a CONV_2D op is quantized to here; other schemes take the GEMM form
+# what a Conv1d stays a CONV_2D op under (fp16 is a runtime flag); other schemes take the GEMM form
+CONV_SCHEMES = ("fp32", "fp16", "int8", "int8w")
 
 
 def decoder_gemm_layers(decoder: nn.Module, rules: tuple[Rule, ...]) -> set[str]:
     """The convolutions of `decoder` a LiteRT decoder computes as a GEMM under `rules`: every ConvTranspose1d
     (ai-edge-quantizer cannot quantize CONV_2D_TRANSPOSE, and in fp32 the GEMM form ran faster: a 60-frame
-    full-size window 0.95 vs 1.09 s, benchmarks/RESULTS.md) and a Conv1d whose scheme CONV_2D does not take.
+    full-size window 0.877 vs 1.042 s, benchmarks/RESULTS.md) and a Conv1d whose scheme CONV_2D does not take.
     Every other convolution stays a convolution (fp32 or LiteRT's own dynamic-range CONV_2D)."""
     out = set()
     for name, m in decoder.named_modules():
         rule = next((r for r in rules if r.matches(name)), None)
         scheme = rule.scheme if rule is not None else "fp32"
-        if isinstance(m, nn.ConvTranspose1d) or isinstance(m, nn.Conv1d) and scheme not in CONV_SCHEMES + ("fp16",):
+        if isinstance(m, nn.ConvTranspose1d) or isinstance(m, nn.Conv1d) and scheme not in CONV_SCHEMES:
             out.add(name)
     return out
 
