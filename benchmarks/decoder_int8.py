@@ -5,15 +5,19 @@
     .venv/bin/python benchmarks/decoder_int8.py --floors 25,30,35 --variants executorch-fp32,litert-fp32
 
 One `random:sao-small` decoder window (latents the reference sampled from a caption, `--window` frames, default 60)
-goes through each backend's own `export_component` (the code `edgegen export` runs: ExecuTorch in the GEMM form,
-LiteRT in the conv form, its int8 Conv1d as LiteRT's dynamic-range CONV_2D and a quantized ConvTranspose as a
-GEMM) under the decoder rules of a recipe, resolved for the backend (`fast` keeps more layers float on LiteRT):
+goes through each backend's own `export_component` (the code `edgegen export` runs: ExecuTorch with 2-D
+convolutions, int8 ones XNNPACK's dynamically quantized convolution; LiteRT in the conv form, its int8 Conv1d as
+LiteRT's dynamic-range CONV_2D and a quantized ConvTranspose as a GEMM) under the decoder rules of a recipe,
+resolved for the backend:
   fp32   every layer float
   int8   every layer (ConvTranspose included) int8 weights per channel + dynamic int8 activations
   fast   quantize/fast.toml's decoder rules (int8 except the layers it keeps float)
   int8w  every layer int8 weights, fp32 compute (the `size` recipe's decoder; LiteRT only)
   fp32-tconv  (LiteRT) fp32 with the ConvTransposes as LiteRT's CONV_2D_TRANSPOSE, the form before they became
          GEMMs (`litert.decoder_gemm_layers`), for the comparison
+  gemm-fp32, gemm-int8, gemm-fast  (ExecuTorch) the form before the 2-D convolutions: every convolution an im2col
+         GEMM on [B, L, C] (StatefulDecoder layout "nlc", torchao's 8da8w Linears), one stateful call on the
+         window from a zero state, compared with the eager stateful decoder on the same call
   floorN (with --floors N,...) the float layers `edgegen sensitivity --floor N` chooses on these weights: the
          sensitivity measurement runs once per backend (simulating its kernels; its wall time is reported: the
          full-size decoder's bound is 10 min), then the fewest float layers meeting each floor; each floor is
@@ -35,10 +39,13 @@ from pathlib import Path
 import torch
 
 VARIANTS = ("executorch-fp32", "executorch-int8", "executorch-fast", "litert-fp32", "litert-int8", "litert-fast")
+ET_GEMM = {"executorch-gemm-fp32": "executorch-fp32", "executorch-gemm-int8": "executorch-int8",
+           "executorch-gemm-fast": "executorch-fast"}  # variant -> the rules it takes
 
 
 def main() -> None:
     from edgegen.bench import describe_cpu, host_machine
+    from edgegen.components.stateful_decoder import StatefulDecoder
     from edgegen.export import executorch as et
     from edgegen.export import litert as lt
     from edgegen.export.wrappers import io_spec
@@ -97,7 +104,17 @@ def main() -> None:
             backend = name.split("-", 1)[0]
             start = time.perf_counter()
             module = copy.deepcopy(pipe.decoder)
-            if backend == "executorch":
+            inputs, want = [x], ref
+            if name in ET_GEMM:
+                sd = StatefulDecoder(module, window=x.shape[-1], layout="nlc").eval()
+                stream = {"mode": "stateful", "window": x.shape[-1], "state_size": sd.state_size}
+                inputs = [x, torch.tensor([0.0, float(x.shape[-1])]), sd.initial_state()]
+                with torch.no_grad():
+                    want = StatefulDecoder(pipe.decoder, window=x.shape[-1])(*inputs)[0]
+                path = Path(tmp) / f"{name}.pte"
+                applied, _ = et.export_component("decoder", sd, tuple(inputs), path, rules=rules[ET_GEMM[name]])
+                call, _ = _executorch(path, io_spec(pipe, "decoder", stream=stream), 2, "decoder", WeightCache.off())
+            elif backend == "executorch":
                 path = Path(tmp) / f"{name}.pte"
                 applied, _ = et.export_component("decoder", module, (x,), path, rules=rules[name])
                 call, _ = _executorch(path, spec, 2, "decoder", WeightCache.off())
@@ -112,15 +129,16 @@ def main() -> None:
                     lt.decoder_gemm_layers = gemm_layers
                 call, _ = _litert(path, spec, 2, "decoder", WeightCache.off())
             export_s = time.perf_counter() - start
-            call([x.numpy()])
+            arrays = [t.numpy() for t in inputs]
+            call(arrays)
             best, out = float("inf"), None
             for _ in range(3):
                 start = time.perf_counter()
-                out = call([x.numpy()])
+                out = call(arrays)
                 best = min(best, time.perf_counter() - start)
             got = torch.as_tensor(out[0])
-            sqnr = compare(ref, got).sqnr_db
-            stft = mrstft_distance(ref.numpy(), got.numpy())
+            sqnr = compare(want, got).sqnr_db
+            stft = mrstft_distance(want.numpy(), got.numpy())
             schemes = {}
             for scheme in applied.values():
                 schemes[scheme] = schemes.get(scheme, 0) + 1
@@ -131,8 +149,8 @@ def main() -> None:
             args.out.write_text(json.dumps({"cpu": describe_cpu(host_machine()), "window": x.shape[-1], "model": args.model,
                                             "results": results, "sensitivity": sensitivity}, indent=2) + "\n")
     for backend in ("executorch", "litert"):
-        base = results.get(f"{backend}-fp32")
-        for name in [n for n in results if n.startswith(backend + "-") and n != f"{backend}-fp32"]:
+        for name in [n for n in results if n.startswith(backend + "-") and not n.endswith("-fp32")]:
+            base = results.get(f"{backend}-gemm-fp32" if name in ET_GEMM else f"{backend}-fp32")
             if base:
                 print(f"{name.replace('-', ' ', 1)}: {base['seconds'] / results[name]['seconds']:.2f}x the fp32 "
                       "decoder's speed", flush=True)

@@ -39,7 +39,7 @@ def export(pipe, backend: str, stream: dict | None, out: Path):
     rules = load_recipe("fp32").resolved_rules("decoder", target)
     module = copy.deepcopy(pipe.decoder)
     if stream and stream.get("mode") == "stateful":
-        module = StatefulDecoder(module, window=stream["window"], channels_last=backend == "executorch")
+        module = StatefulDecoder(module, window=stream["window"], layout="nc1l" if backend == "executorch" else "ncl")
     if backend == "executorch":
         from edgegen.export import executorch as be
     else:

@@ -5,19 +5,20 @@
     chosen = choose_float_layers(result, pipe, floor_db=30.0)       # fewest float layers meeting the floor
     write_recipe(base_recipe, "decoder", chosen, Path("my.toml"), ...)
 
-Each quantizable layer (Linear; for the VAE decoder also Conv1d and ConvTranspose1d, which every export turns
-into GEMMs) is quantized ALONE, the component runs on representative inputs, and its output is compared with the
-float output (SQNR, dB). The quantization is simulated in eager PyTorch exactly as the exported int8 schemes
-compute it, up to float summation order:
-  weights     symmetric int8 per output row of the layer's GEMM form: per output channel for Linear and Conv1d,
-              per (output channel, tap) for ConvTranspose1d (its GEMM is [2s x O, I], oobleck._ConvTransposeCL)
-  activations dynamic asymmetric int8 per GEMM row: per token for Linear, per time step over channels for a
-              convolution (its im2col rows hold k neighbouring steps, whose ranges are close); with the
-              weight-only scheme int8w the activations stay float. `backend="litert"`: LiteRT runs a decoder's
-              Conv1d as its own dynamic-range CONV_2D, which quantizes the whole input tensor with one scale
-              (~1-2 dB lower than per row on these decoders), so there a Conv1d's input is quantized per tensor;
-              its ConvTransposes and Linears stay per row (FULLY_CONNECTED). ExecuTorch runs every decoder layer
-              as a GEMM: per row.
+Each quantizable layer (Linear; for the VAE decoder also Conv1d and ConvTranspose1d) is quantized ALONE, the
+component runs on representative inputs, and its output is compared with the float output (SQNR, dB). The
+quantization is simulated in eager PyTorch exactly as the exported int8 schemes compute it, up to float summation
+order:
+  weights     symmetric int8 per output row of the layer's computed form: per output channel for Linear and
+              Conv1d; for ConvTranspose1d per (output channel, tap) on LiteRT (its GEMM is [2s x O, I],
+              oobleck._ConvTransposeCL) and per (output channel, phase) on ExecuTorch (its polyphase convolution,
+              oobleck.ConvTransposePoly)
+  activations dynamic asymmetric int8, as `backend`'s kernels choose the scales: a Linear's input per token
+              (row); a decoder Conv1d's input with one scale for the whole tensor on both backends (LiteRT's
+              dynamic-range CONV_2D; XNNPACK's dynamically quantized 2-D convolution on ExecuTorch); a
+              ConvTranspose1d's input per time step on LiteRT (it runs as a GEMM there) and per tensor on
+              ExecuTorch (a convolution there too). With the weight-only scheme int8w the activations
+              stay float.
 Representative inputs come from the reference itself on real prompts (`edgegen/assets/captions.txt`), never
 from random tensors: the text encoder on the prompts; the DiT at points of the ping-pong trajectories those
 prompts' conditioning drives; the decoder on the latents the trajectories end in (a window of `frames` frames
@@ -93,9 +94,15 @@ def _int8_rows(x: torch.Tensor, dim: int | None) -> torch.Tensor:
     return (q - zero) * scale
 
 
-def _int8_weight(m: nn.Module) -> torch.Tensor:
-    """Symmetric int8 per row of the layer's GEMM form, dequantized (same shape as m.weight)."""
+def _int8_weight(m: nn.Module, backend: str) -> torch.Tensor:
+    """Symmetric int8 per output row of the layer as `backend` computes it, dequantized (same shape as m.weight)."""
     w = m.weight.detach()
+    if isinstance(m, nn.ConvTranspose1d) and backend == "executorch":
+        # polyphase form (oobleck.ConvTransposePoly): one row per (output channel, phase j) holds taps j and s + j
+        i, o, k = w.shape
+        phases = w.reshape(i, o, 2, k // 2)
+        scale = phases.abs().amax((0, 2), keepdim=True).clamp_min(1e-12) / 127.0
+        return (torch.clamp(torch.round(phases / scale), -127.0, 127.0) * scale).reshape(i, o, k)
     dims = (0,) if isinstance(m, nn.ConvTranspose1d) else tuple(range(1, w.dim()))
     scale = w.abs().amax(dims, keepdim=True).clamp_min(1e-12) / 127.0
     return torch.clamp(torch.round(w / scale), -127.0, 127.0) * scale
@@ -119,12 +126,14 @@ class simulated_int8:
     def __enter__(self):
         for _, m in self.layers:
             self.saved.append((m, m.weight.data))
-            m.weight.data = _int8_weight(m)
+            m.weight.data = _int8_weight(m, self.backend)
             if not self.activations:
                 continue
             dim = -1 if isinstance(m, nn.Linear) else 1
-            if type(m) is nn.Conv1d and self.backend == "litert":
-                dim = None  # LiteRT's dynamic-range CONV_2D: one scale for the whole input
+            if type(m) is nn.Conv1d or (type(m) is nn.ConvTranspose1d and self.backend == "executorch"):
+                # one scale for the whole input: LiteRT's dynamic-range CONV_2D and XNNPACK's dynamically quantized
+                # 2-D convolution on ExecuTorch (ConvTransposes too); LiteRT runs a ConvTranspose as a GEMM: per row
+                dim = None
             self.handles.append(m.register_forward_pre_hook(
                 lambda _m, args, dim=dim: (_int8_rows(args[0], dim), *args[1:])))
         return self

@@ -183,9 +183,10 @@ def test_cli_export_zip_and_summary(tmp_path):
 
 
 @pytest.mark.parametrize("strides", [(2, 4, 4, 8, 8), (2, 4, 8)])
-def test_channels_last_decoder_matches_eager(strides):
-    """The ExecuTorch export form of the decoder (convs as GEMMs on [B, L, C]) is the same function."""
-    from edgegen.components.oobleck import ChannelsLastDecoder, OobleckConfig, OobleckDecoder
+def test_2d_decoder_matches_eager(strides):
+    """The ExecuTorch export form of the decoder (2-D convolutions on [B, C, 1, L]) is the same function, and its
+    convolutions keep the reference's module paths (recipe rules match them)."""
+    from edgegen.components.oobleck import Decoder2D, OobleckConfig, OobleckDecoder, conv_names
     from edgegen.presets import randomize_
 
     cfg = OobleckConfig(channels=8, c_mults=(1, 2, 4, 8, 16)[:len(strides)], strides=strides)
@@ -193,6 +194,7 @@ def test_channels_last_decoder_matches_eager(strides):
     randomize_(dec, seed=4)
     x = torch.randn(2, 64, 7, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        ref, got = dec(x), ChannelsLastDecoder(dec)(x)
+        ref, got = dec(x), Decoder2D(dec)(x)
     assert got.shape == ref.shape == (2, 2, 7 * cfg.hop)
     assert rel_err(ref, got) <= 1e-5
+    assert list(Decoder2D(dec).conv_sources()) == conv_names(dec)

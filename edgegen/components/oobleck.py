@@ -129,39 +129,117 @@ class OobleckDecoder(nn.Module):
         return self.layers(latents * self.scale if self.scale != 1.0 else latents)
 
 
-class ChannelsLastDecoder(nn.Module):
-    """Export form of an OobleckDecoder for ExecuTorch/XNNPACK: [B, L, C] throughout, every conv a Linear (GEMM).
+class Decoder2D(nn.Module):
+    """Export form of an OobleckDecoder for ExecuTorch/XNNPACK: activations [B, C, 1, L], every convolution a 2-D
+    one with a 1 x k kernel (same weights, one more axis).
 
-    ExecuTorch 1.5.1's XNNPACK runs the decoder's 7-tap convolutions ~2.3x slower than LiteRT's XNNPACK does
-    (117 vs 50 ms for 128 ch x 16384 samples, 1 thread), while its Linear/GEMM path is as fast as LiteRT's.
-    So, with weights refolded once here (same math, fp32 rounding only):
-      Conv1d k, dilation d, "same" padding p  ->  pad L by p, concat the k shifted slices along C, Linear(k*C -> O)
-      Conv1d k = 1                            ->  Linear(C -> O)
-      ConvTranspose1d k = 2s, stride s, pad p ->  Linear(C -> 2s*O); out[t*s + j] = z[t, j] + z[t-1, s + j], crop p
-      SnakeBeta                               ->  x + 1/(exp(beta)+1e-9) * sin(exp(alpha) x)^2 with [C] constants
-    Transposes happen once, at the input and the output. The whole decoder measured 1.7x faster in ExecuTorch.
+    XNNPACK has no 1-D convolution: ExecuTorch lowers a Conv1d as a 2-D one wrapped in reshapes and transposes to
+    and from XNNPACK's channels-last layout, around every convolution. Held 4-D, the whole chain (Snake included)
+    stays channels-last inside the delegate, with one transpose at each end, and XNNPACK quantizes 2-D
+    convolutions dynamically (int8 weights per output channel, int8 activations with one scale per call), which it
+    does not do for 1-D ones. A ConvTranspose1d (kernel 2s, stride s) becomes its polyphase form, a kernel-2
+    convolution to s x O channels whose outputs interleave into time (`ConvTransposePoly`): XNNPACK's own
+    transposed convolution ran 3x slower in fp32. Measured on one 60-frame window of the full-size decoder
+    (benchmarks/RESULTS.md): fp32 0.85 s vs 1.27 s for the GEMM form this replaced, every layer int8 0.42 vs
+    0.76 s. Module paths are the reference decoder's, so recipe rules and sensitivity names match them as they are.
     """
 
     def __init__(self, decoder: "OobleckDecoder"):
         super().__init__()
         self.scale = decoder.scale
-        self.source_names = conv_names(decoder)  # the reference name of each Linear below, in order
-        self.layers = nn.Sequential(*[_channels_last(m) for m in decoder.layers])
+        self.layers = _as_2d(decoder.layers)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:  # [B, 64, T] -> [B, 2, T * hop]
         x = latents * self.scale if self.scale != 1.0 else latents
-        return self.layers(x.transpose(1, 2)).transpose(1, 2)
+        return self.layers(x.unsqueeze(2)).squeeze(2)
+
+    def conv_sources(self) -> dict[str, str]:
+        """Path of each convolution -> its reference name (the same path)."""
+        return {n: n for n, m in self.named_modules() if isinstance(m, (nn.Conv2d, ConvTransposePoly))}
 
 
-class _SnakeCL(nn.Module):
+class ConvTransposePoly(nn.Module):
+    """ConvTranspose1d (kernel 2s, stride s) on [B, C, 1, L] in its polyphase form: output block b (samples
+    [b*s, (b+1)*s)) = taps [0, s) applied to input frame b + taps [s, 2s) applied to frame b-1, so one kernel-2
+    convolution gives every block's s x O values as channels (channel j*O + o: phase j, output channel o), which
+    `interleave` puts in time order. `padded` (whole sequence): zero frames on both sides, all L+1 blocks, cropped
+    by the ConvTranspose's padding. Unpadded (the stateful stream, its input led by the last frame of the previous
+    call): the L blocks both of whose frames are known."""
+
+    def __init__(self, conv: nn.ConvTranspose1d, *, padded: bool = True):
+        super().__init__()
+        (k,), (s,), (p,) = conv.kernel_size, conv.stride, conv.padding
+        if k != 2 * s or conv.output_padding != (0,) or conv.dilation != (1,) or conv.groups != 1:
+            raise ValueError(f"polyphase form handles ConvTranspose1d with kernel = 2 x stride only, got k={k} s={s}")
+        self.s, self.p, self.out_ch, self.padded = s, p, conv.out_channels, padded
+        w = conv.weight.detach()                                  # [I, O, 2s]
+        current, previous = w[:, :, :s].permute(2, 1, 0), w[:, :, s:].permute(2, 1, 0)   # [s, O, I] each
+        kernel = torch.stack([previous, current], -1).reshape(s * self.out_ch, w.shape[0], 1, 2)
+        self.weight = nn.Parameter(kernel.contiguous(), requires_grad=False)
+        bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels)
+        self.bias = nn.Parameter(bias.repeat(s).clone(), requires_grad=False)   # every phase adds its channel's bias
+
+    def interleave(self, y: torch.Tensor) -> torch.Tensor:
+        """[B, s*O, 1, n] (channel j*O + o) -> [B, O, 1, n*s]."""
+        b, n = y.shape[0], y.shape[-1]
+        return y.reshape(b, self.s, self.out_ch, n).permute(0, 2, 3, 1).reshape(b, self.out_ch, 1, n * self.s)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.padded:
+            return self.interleave(F.conv2d(x, self.weight, self.bias))
+        full = self.interleave(F.conv2d(x, self.weight, self.bias, padding=(0, 1)))   # L + 1 blocks
+        n = full.shape[-1] - 2 * self.p
+        return full[..., self.p:self.p + n]
+
+
+class _Snake2D(nn.Module):
     def __init__(self, snake: SnakeBeta):
         super().__init__()
         alpha_exp, inv_beta = snake.constants()
-        self.register_buffer("alpha_exp", alpha_exp.clone())
-        self.register_buffer("inv_beta", inv_beta.clone())
+        self.register_buffer("alpha_exp", alpha_exp.reshape(1, -1, 1, 1).clone())
+        self.register_buffer("inv_beta", inv_beta.reshape(1, -1, 1, 1).clone())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, L, C]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, 1, L]
         return x + self.inv_beta * torch.sin(x * self.alpha_exp).pow(2)  # pow(2) lowers to one XNNPACK square
+
+
+class _Holder2D(nn.Module):
+    """A ResidualUnit (residual=True) or DecoderBlock in the 2-D form, `.layers` kept so paths match."""
+
+    def __init__(self, layers: nn.Sequential, residual: bool):
+        super().__init__()
+        self.layers, self.residual = _as_2d(layers), residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.layers(x) if self.residual else self.layers(x)
+
+
+def _conv_2d(conv: nn.Module) -> nn.Module:
+    (k,), (s,), (p,), (d,) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+    bias = conv.bias is not None
+    if isinstance(conv, nn.ConvTranspose1d):
+        return ConvTransposePoly(conv).eval()
+    if conv.groups != 1 or conv.padding_mode != "zeros":
+        raise ValueError("2-D form handles zero-padded Conv1d without groups only")
+    m = nn.Conv2d(conv.in_channels, conv.out_channels, (1, k), stride=(1, s), padding=(0, p), dilation=(1, d),
+                  bias=bias)
+    with torch.no_grad():
+        m.weight.copy_(conv.weight.detach().unsqueeze(2))
+        if bias:
+            m.bias.copy_(conv.bias.detach())
+    return m.eval()
+
+
+def _as_2d(m: nn.Module) -> nn.Module:
+    if isinstance(m, SnakeBeta):
+        return _Snake2D(m)
+    if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)):
+        return _conv_2d(m)
+    if isinstance(m, (ResidualUnit, DecoderBlock)):
+        return _Holder2D(m.layers, residual=isinstance(m, ResidualUnit))
+    if isinstance(m, nn.Sequential):
+        return nn.Sequential(*[_as_2d(c) for c in m])
+    raise TypeError(f"no 2-D form for {type(m).__name__}")
 
 
 class _ConvCL(nn.Module):
@@ -237,47 +315,17 @@ def with_gemm_layers(decoder: nn.Module, names: set[str]) -> tuple[dict[str, str
     return linears, convs
 
 
-class _ResidualCL(nn.Module):
-    def __init__(self, unit: "ResidualUnit"):
-        super().__init__()
-        self.layers = nn.Sequential(*[_channels_last(m) for m in unit.layers])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.layers(x)
-
-
 def conv_names(decoder: nn.Module) -> list[str]:
     """The module paths of a decoder's convolutions in forward order: the names recipes and sensitivity use."""
     return [n for n, m in decoder.named_modules() if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d))]
 
 
 def gemm_sources(module: nn.Module) -> dict[str, str]:
-    """Linear module path -> the reference layer it computes. ChannelsLastDecoder turns each convolution into one
-    Linear, in the same order, and records the convolutions' names as `source_names`; a StatefulDecoder knows the
-    source of each of its GEMM-form convolutions; any other module's Linears are their own source."""
+    """Linear module path -> the reference layer it computes: a StatefulDecoder knows the source of each of its
+    GEMM-form convolutions; any other module's Linears are their own source."""
     if hasattr(module, "linear_sources"):  # a StatefulDecoder: some or all of its convolutions are GEMMs
         return module.linear_sources()
-    linears = [n for n, m in module.named_modules() if isinstance(m, nn.Linear)]
-    names = getattr(module, "source_names", None)
-    if names is None:
-        return {n: n for n in linears}
-    if len(names) != len(linears):
-        raise ValueError(f"{type(module).__name__}: {len(linears)} Linears for {len(names)} convolutions")
-    return dict(zip(linears, names))
-
-
-def _channels_last(m: nn.Module) -> nn.Module:
-    if isinstance(m, SnakeBeta):
-        return _SnakeCL(m)
-    if isinstance(m, nn.ConvTranspose1d):
-        return _ConvTransposeCL(m)
-    if isinstance(m, nn.Conv1d):
-        return _ConvCL(m)
-    if isinstance(m, ResidualUnit):
-        return _ResidualCL(m)
-    if isinstance(m, DecoderBlock):
-        return nn.Sequential(*[_channels_last(c) for c in m.layers])
-    raise TypeError(f"no channels-last form for {type(m).__name__}")
+    return {n: n for n, m in module.named_modules() if isinstance(m, nn.Linear)}
 
 
 class OobleckEncoder(nn.Module):

@@ -1,6 +1,6 @@
 """Stateful streaming form of the Oobleck decoder: every latent frame is decoded once.
 
-    sd = StatefulDecoder(decoder, window=16)                 # channels_last=True: ExecuTorch's GEMM form
+    sd = StatefulDecoder(decoder, window=16)                 # layout="nc1l": ExecuTorch's 4-D convolutions
     state = sd.initial_state()                               # [1, sd.state_size] zeros
     for c in range(calls):                                   # see edgegen.streaming.decode_stateful
         audio, state = sd(latents_window, torch.tensor([c * 16.0, T]), state)
@@ -34,14 +34,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgegen.components.oobleck import DecoderBlock, OobleckDecoder, ResidualUnit, SnakeBeta, conv_names
+from edgegen.components.oobleck import (ConvTransposePoly, DecoderBlock, OobleckDecoder, ResidualUnit, SnakeBeta,
+                                        conv_names)
+
+
+TIME_DIM = {"ncl": 2, "nlc": 1, "nc1l": 3}   # layout -> the time axis
+
+
+def _shape(layout: str, channels: int, length: int) -> tuple[int, ...]:
+    """A one-batch tensor's shape in `layout`."""
+    return {"ncl": (1, channels, length), "nlc": (1, length, channels), "nc1l": (1, channels, 1, length)}[layout]
 
 
 class _Call:
     """Per-call bookkeeping while the layers run: the incoming states in order, the outgoing ones, the masks."""
 
-    def __init__(self, states: list[torch.Tensor], position: torch.Tensor, ramp: torch.Tensor, time_dim: int):
-        self.states, self.out, self.time_dim = iter(states), [], time_dim
+    def __init__(self, states: list[torch.Tensor], position: torch.Tensor, ramp: torch.Tensor, layout: str):
+        self.states, self.out, self.layout = iter(states), [], layout
         self.start, self.length, self.ramp = position[0:1], position[1:2], ramp
 
     def take(self) -> torch.Tensor:
@@ -53,36 +62,36 @@ class _Call:
         t is integer-valued, so clamp(t + 1, 0, 1) is [t >= 0] and clamp(length * rate - t, 0, 1) is
         [t < length * rate]: float arithmetic that XNNPACK delegates (comparisons and casts would cut the graph
         into pieces around every mask), on a constant ramp 0..n-1 instead of an arange."""
-        n = x.shape[self.time_dim]
+        n = x.shape[TIME_DIM[self.layout]]
         t = self.ramp[:n] + (self.start * rate - delay)
         keep = torch.clamp(t + 1.0, 0.0, 1.0) * torch.clamp(self.length * rate - t, 0.0, 1.0)
-        return x * keep.to(x.dtype).reshape((1, n, 1) if self.time_dim == 1 else (1, 1, n))
+        return x * keep.to(x.dtype).reshape(_shape(self.layout, 1, n))
 
 
 class _Layer(nn.Module):
     """A streamed layer: input at `rate` samples per latent frame delayed by `delay`; sets `delay_out`, `rate_out`
     and `states` (the shapes of the state tensors it takes, in order, per batch of 1)."""
 
-    def __init__(self, rate: int, delay: int, channels_last: bool):
+    def __init__(self, rate: int, delay: int, layout: str):
         super().__init__()
-        self.rate, self.delay, self.cl = rate, delay, channels_last
+        self.rate, self.delay, self.layout, self.tdim = rate, delay, layout, TIME_DIM[layout]
         self.rate_out, self.delay_out, self.states = rate, delay, []
 
-    def _state_shape(self, length: int, channels: int) -> tuple[int, int, int]:
-        return (1, length, channels) if self.cl else (1, channels, length)
+    def _state_shape(self, length: int, channels: int) -> tuple[int, ...]:
+        return _shape(self.layout, channels, length)
 
     def _cat(self, state: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([state, x], dim=1 if self.cl else 2)
+        return torch.cat([state, x], dim=self.tdim)
 
     def _time(self, x: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
-        return x[:, lo:hi] if self.cl else x[:, :, lo:hi]
+        return x.narrow(self.tdim, lo, hi - lo)
 
 
 class _Snake(_Layer):
     def __init__(self, snake: SnakeBeta, rate: int, delay: int, form: "_Form"):
-        super().__init__(rate, delay, form.cl)
+        super().__init__(rate, delay, form.layout)
         alpha_exp, inv_beta = snake.constants()
-        shape = (-1,) if self.cl else (1, -1, 1)
+        shape = _shape(self.layout, -1, 1)
         self.register_buffer("alpha_exp", alpha_exp.reshape(shape).clone())
         self.register_buffer("inv_beta", inv_beta.reshape(shape).clone())
 
@@ -91,25 +100,25 @@ class _Snake(_Layer):
 
 
 class _Form:
-    """How the convolutions are computed: the reference name of each (recipes match it), and which run as a GEMM
-    (one Linear; every one when channels-last) rather than as a convolution."""
+    """How the convolutions are computed: the layout, the reference name of each convolution (recipes match it),
+    and which run as a GEMM (one Linear; every one in the channels-last layout) rather than as a convolution."""
 
-    def __init__(self, decoder: nn.Module, channels_last: bool, gemm_layers):
-        self.cl, self.gemm_layers = channels_last, set(gemm_layers or ())
+    def __init__(self, decoder: nn.Module, layout: str, gemm_layers):
+        self.layout, self.gemm_layers = layout, set(gemm_layers or ())
         self.names = {id(m): n for n, m in decoder.named_modules()}
 
     def name(self, m: nn.Module) -> str:
         return self.names[id(m)]
 
     def gemm(self, m: nn.Module) -> bool:
-        return self.cl or self.name(m) in self.gemm_layers
+        return self.layout == "nlc" or self.name(m) in self.gemm_layers
 
 
 class _Conv(_Layer):
     """A stride-1 "same" Conv1d run causally: state = its last (k-1)*d input samples; output delayed by p."""
 
     def __init__(self, conv: nn.Conv1d, rate: int, delay: int, form: _Form):
-        super().__init__(rate, delay, form.cl)
+        super().__init__(rate, delay, form.layout)
         self.source, self.gemm = form.name(conv), form.gemm(conv)
         (k,), (d,), (p,), (s,) = conv.kernel_size, conv.dilation, conv.padding, conv.stride
         if s != 1 or 2 * p != (k - 1) * d or conv.groups != 1:
@@ -118,33 +127,39 @@ class _Conv(_Layer):
         self.delay_out = delay + p
         if self.context:
             self.states = [self._state_shape(self.context, conv.in_channels)]
+        if self.gemm and self.layout == "nc1l":
+            raise ValueError(f"{self.source}: the 4-D layout computes every layer as a convolution")
         if self.gemm:  # im2col + Linear, as oobleck._ConvCL: [O, I, k] -> [O, k*I], taps outermost
             self.linear = nn.Linear(conv.in_channels * k, conv.out_channels, bias=conv.bias is not None)
             with torch.no_grad():
                 self.linear.weight.copy_(conv.weight.detach().permute(0, 2, 1).reshape(conv.out_channels, -1))
                 if conv.bias is not None:
                     self.linear.bias.copy_(conv.bias.detach())
-        else:
-            self.weight = nn.Parameter(conv.weight.detach().clone(), requires_grad=False)
+        else:  # [O, I, k], or [O, I, 1, k] in the 4-D layout
+            weight = conv.weight.detach().clone()
+            self.weight = nn.Parameter(weight.unsqueeze(2) if self.layout == "nc1l" else weight, requires_grad=False)
             self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
 
     def forward(self, x: torch.Tensor, call: _Call) -> torch.Tensor:
         if self.context:
             x = call.mask(x, self.rate, self.delay)
             buf = self._cat(call.take(), x)
-            n = buf.shape[1 if self.cl else 2]
+            n = buf.shape[self.tdim]
             call.out.append(self._time(buf, n - self.context, n))
         else:
             buf = x
+        if self.layout == "nc1l":
+            return F.conv2d(buf, self.weight, self.bias, dilation=(1, self.d))
         if not self.gemm:
             return F.conv1d(buf, self.weight, self.bias, dilation=self.d)
-        rows = buf if self.cl else buf.transpose(1, 2)          # [1, context + L, C]
+        cl = self.layout == "nlc"
+        rows = buf if cl else buf.transpose(1, 2)               # [1, context + L, C]
         if self.k == 1:
             y = self.linear(rows)
         else:
             L = rows.shape[1] - self.context
             y = self.linear(torch.cat([rows[:, i * self.d:i * self.d + L] for i in range(self.k)], dim=-1))
-        return y if self.cl else y.transpose(1, 2)
+        return y if cl else y.transpose(1, 2)
 
 
 class _ConvTranspose(_Layer):
@@ -152,7 +167,7 @@ class _ConvTranspose(_Layer):
     of [state, window] it emits the L*s that both their input frames are known for. Delay: delay*s + p."""
 
     def __init__(self, conv: nn.ConvTranspose1d, rate: int, delay: int, form: _Form):
-        super().__init__(rate, delay, form.cl)
+        super().__init__(rate, delay, form.layout)
         self.source, self.gemm = form.name(conv), form.gemm(conv)
         (k,), (s,), (p,) = conv.kernel_size, conv.stride, conv.padding
         if k != 2 * s or conv.output_padding != (0,) or conv.dilation != (1,) or conv.groups != 1:
@@ -161,11 +176,15 @@ class _ConvTranspose(_Layer):
         self.rate_out, self.delay_out = rate * s, delay * s + p
         self.states = [self._state_shape(1, conv.in_channels)]
         bias = conv.bias.detach().clone() if conv.bias is not None else torch.zeros(conv.out_channels)
+        if self.gemm and self.layout == "nc1l":
+            raise ValueError(f"{self.source}: the 4-D layout computes every layer as a convolution")
         if self.gemm:  # one Linear to the 2s taps of every output channel, as oobleck._ConvTransposeCL
             self.linear = nn.Linear(conv.in_channels, k * conv.out_channels, bias=False)
             with torch.no_grad():
                 self.linear.weight.copy_(conv.weight.detach().permute(2, 1, 0).reshape(k * conv.out_channels, -1))
             self.register_buffer("bias", bias)
+        elif self.layout == "nc1l":  # a kernel-2 convolution whose s x O output channels interleave into time
+            self.poly = ConvTransposePoly(conv, padded=False)
         else:
             self.weight = nn.Parameter(conv.weight.detach().clone(), requires_grad=False)
             self.register_buffer("bias", bias)
@@ -173,25 +192,28 @@ class _ConvTranspose(_Layer):
     def forward(self, x: torch.Tensor, call: _Call) -> torch.Tensor:
         x = call.mask(x, self.rate, self.delay)
         buf = self._cat(call.take(), x)                          # L + 1 frames
-        L = x.shape[1 if self.cl else 2]
+        L = x.shape[self.tdim]
         call.out.append(self._time(buf, L, L + 1))
+        if self.layout == "nc1l":
+            return self.poly(buf)                                # blocks 1..L: [1, O, 1, L * s]
         if not self.gemm:
             full = F.conv_transpose1d(buf, self.weight, self.bias, stride=self.s)   # [1, O, (L + 2) * s]
             return full[:, :, self.s:(L + 1) * self.s]
-        z = self.linear(buf if self.cl else buf.transpose(1, 2))  # [1, L + 1, 2s * O]
+        cl = self.layout == "nlc"
+        z = self.linear(buf if cl else buf.transpose(1, 2))      # [1, L + 1, 2s * O]
         half = self.s * self.out_ch
         # output block b (samples [b*s, (b+1)*s) of the full transposed conv) = first taps of frame b + last taps of
         # frame b-1; blocks 1..L are complete
         blocks = z[:, 1:L + 1, :half] + z[:, 0:L, half:]
         y = blocks.reshape(1, L * self.s, self.out_ch) + self.bias
-        return y if self.cl else y.transpose(1, 2)
+        return y if cl else y.transpose(1, 2)
 
 
 class _Residual(_Layer):
     """x + f(x) with the skip path delayed by f's delay (state: that many past input samples)."""
 
     def __init__(self, unit: ResidualUnit, rate: int, delay: int, form: _Form):
-        super().__init__(rate, delay, form.cl)
+        super().__init__(rate, delay, form.layout)
         self.layers = _chain(unit.layers, rate, delay, form)
         self.lag = self.layers[-1].delay_out - delay
         self.delay_out = delay + self.lag
@@ -203,7 +225,7 @@ class _Residual(_Layer):
         skip = x
         if self.lag:
             buf = self._cat(call.take(), x)
-            n = buf.shape[1 if self.cl else 2]
+            n = buf.shape[self.tdim]
             call.out.append(self._time(buf, n - self.lag, n))
             skip = self._time(buf, 0, n - self.lag)
         y = x
@@ -232,22 +254,30 @@ class StatefulDecoder(nn.Module):
     """latents [1, 64, window], position [2] = (first frame, sequence frames), state [1, S] ->
     (audio [1, 2, window * hop], next state [1, S]); the audio is the whole decode delayed by `self.delay` samples.
 
-    `channels_last`: convolutions as GEMMs on [B, L, C] (ExecuTorch's XNNPACK runs those ~2.3x faster than its
-    convolutions, see oobleck.ChannelsLastDecoder); False keeps Conv1d on [B, C, L] (LiteRT, eager).
-    `gemm_layers`: with channels_last False, the (reference names of the) convolutions that still run as a GEMM,
-    transposed in and out (LiteRT quantizes a ConvTranspose only as a FULLY_CONNECTED op)."""
+    `layout`, how the activations are held and the convolutions computed:
+      "ncl"   Conv1d on [B, C, L] (LiteRT, eager); `gemm_layers` names the (reference names of the) convolutions
+              that run as a GEMM instead, transposed in and out (LiteRT quantizes a ConvTranspose only as a
+              FULLY_CONNECTED op)
+      "nc1l"  every convolution a 2-D one on [B, C, 1, L] (ExecuTorch: XNNPACK keeps the whole chain channels-last
+              and quantizes only 2-D convolutions dynamically, see oobleck.Decoder2D)
+      "nlc"   every convolution an im2col GEMM on [B, L, C] (ExecuTorch's form before "nc1l"; kept for the
+              benchmarks that compare the two, benchmarks/decoder_int8.py)"""
 
-    def __init__(self, decoder: OobleckDecoder, *, window: int, channels_last: bool = False,
+    def __init__(self, decoder: OobleckDecoder, *, window: int, layout: str = "ncl",
                  gemm_layers: set[str] | None = None):
         super().__init__()
         if window < 1:
             raise ValueError(f"StatefulDecoder: window must be >= 1 latent frame, got {window}")
+        if layout not in TIME_DIM:
+            raise ValueError(f"StatefulDecoder: layout must be one of {', '.join(TIME_DIM)}, got {layout!r}")
+        if gemm_layers and layout != "ncl":
+            raise ValueError(f"StatefulDecoder: gemm_layers needs the ncl layout, got {layout!r}")
         unknown = sorted(set(gemm_layers or ()) - set(conv_names(decoder)))
         if unknown:
             raise ValueError(f"StatefulDecoder: gemm_layers names no convolution of the decoder: {', '.join(unknown)}")
-        self.window, self.cl, self.scale = window, channels_last, decoder.scale
+        self.window, self.layout, self.scale = window, layout, decoder.scale
         self.hop, self.latent_dim = decoder.config.hop, decoder.config.latent_dim
-        self.layers = _chain(decoder.layers, 1, 0, _Form(decoder, channels_last, gemm_layers))
+        self.layers = _chain(decoder.layers, 1, 0, _Form(decoder, layout, gemm_layers))
         self.delay = self.layers[-1].delay_out               # output samples
         self.shapes = [s for m in self.layers for s in m.states]
         self.sizes = [math.prod(s) for s in self.shapes]
@@ -272,10 +302,10 @@ class StatefulDecoder(nn.Module):
         for size in self.sizes:
             offsets.append(offsets[-1] + size)
         states = [state[:, a:b].reshape(shape).to(dtype) for a, b, shape in zip(offsets, offsets[1:], self.shapes)]
-        call = _Call(states, position, self.ramp, 1 if self.cl else 2)
+        call = _Call(states, position, self.ramp, self.layout)
         x = latents * self.scale if self.scale != 1.0 else latents
-        x = x.transpose(1, 2) if self.cl else x
+        x = {"ncl": x, "nlc": x.transpose(1, 2), "nc1l": x.unsqueeze(2)}[self.layout]
         for m in self.layers:
             x = m(x, call)
-        audio = x.transpose(1, 2) if self.cl else x
+        audio = {"ncl": x, "nlc": x.transpose(1, 2), "nc1l": x.squeeze(2)}[self.layout]
         return audio, torch.cat([s.reshape(1, -1) for s in call.out], dim=1).to(state.dtype)

@@ -166,10 +166,11 @@ def _export_component(pipe, comp: str, *, target: Target, recipe: Recipe, path: 
     if comp == "decoder" and stream and stream.get("mode") == "stateful":
         from edgegen.components.stateful_decoder import StatefulDecoder
 
-        # ExecuTorch's XNNPACK runs convolutions as GEMMs faster (see oobleck.ChannelsLastDecoder); LiteRT its own
-        # convolutions (dynamic-range int8 ones too), and ConvTransposes as GEMMs (litert.decoder_gemm_layers)
+        # ExecuTorch: 2-D convolutions, which XNNPACK keeps channels-last and quantizes (see oobleck.Decoder2D);
+        # LiteRT: its own convolutions (dynamic-range int8 ones too), ConvTransposes as GEMMs
+        # (litert.decoder_gemm_layers)
         if target.backend == "executorch":
-            module = StatefulDecoder(module, window=stream["window"], channels_last=True)
+            module = StatefulDecoder(module, window=stream["window"], layout="nc1l")
         else:
             module = StatefulDecoder(module, window=stream["window"],
                                      gemm_layers=backend.decoder_gemm_layers(module, recipe.resolved_rules(comp, target)))

@@ -3,13 +3,16 @@
     schemes, delegated = export_component("dit", module, example_inputs, out_path, rules=rules, on_stage=print)
 
 `export_component` is the entry point `edgegen.export` calls (the LiteRT backend has the same one): it takes a
-copy of the component's module and does everything ExecuTorch-specific to it: quantize the Linears each rule
-selects, switch to the XNNPACK-delegable export forms, the channels-last decoder, the fp16 cast, lowering, and
-the check that the graph was delegated at all.
+copy of the component's module and does everything ExecuTorch-specific to it: quantize the layers each rule
+selects, switch to the XNNPACK-delegable export forms (the decoder's 2-D convolutions), the fp16 cast, lowering,
+and the check that the graph was delegated at all.
 
-int8: `Int8DynamicActivationIntxWeightConfig(weight_dtype=int8, PerAxis(0))` (8da8w); int4: the same with
-`int4, PerGroup(g)` (8da4w). fp16: the module is cast to half (fp32 I/O via the wrapper). Lowering uses the
-dynamically-quantized XNNPACK partitioner first, then the float one.
+Linears (text encoder, DiT): int8 is torchao's `Int8DynamicActivationIntxWeightConfig(weight_dtype=int8,
+PerAxis(0))` (8da8w); int4 the same with `int4, PerGroup(g)` (8da4w). Decoder convolutions (2-D, see
+oobleck.Decoder2D): int8 is XNNPACK's own dynamic quantization through PT2E (`XNNPACKQuantizer`, symmetric int8
+weights per output channel, int8 activations chosen per call), one layer at a time by module name. fp16: the
+module is cast to half (fp32 I/O via the wrapper). Lowering uses the dynamically-quantized XNNPACK partitioner
+first, then the float one.
 """
 
 from __future__ import annotations
@@ -75,6 +78,36 @@ def quantize_executorch(module: nn.Module, rule_for, sources: dict[str, str] | N
     return applied
 
 
+def conv_quantizer(module: nn.Module, rule_for, prefix: str = ""):
+    """(XNNPACKQuantizer or None, reference name -> scheme) for the convolutions of a decoder in its 2-D form
+    (a Decoder2D or a StatefulDecoder in the "nc1l" layout): each convolution whose rule says int8 is quantized
+    dynamically, by its module path under `prefix` (the export wrapper's attribute)."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
+                                                                         get_symmetric_quantization_config)
+
+    chosen, applied = set(), {}
+    for path, name in module.conv_sources().items():
+        rule = rule_for(name)
+        scheme = rule.scheme if rule else "fp32"
+        if scheme not in ("fp32", "int8"):
+            raise EdgegenError(f"decoder layer {name}: ExecuTorch quantizes convolutions as int8 only (got {scheme}); "
+                               "use int8 or fp32 for decoder layers, or the litert target")
+        if scheme == "int8":
+            chosen.add(prefix + path)
+        applied[name] = scheme
+    if not chosen:
+        return None, applied
+
+    def in_chosen_layer(node) -> bool:
+        # set_module_name would test a convolution's weight and bias nodes too, which carry no module stack and
+        # so never match: decide on the convolution's own stack, and let those through
+        stack = node.meta.get("nn_module_stack")
+        return not stack or any(path in chosen for path, _ in stack.values())
+
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True))
+    return quantizer.set_filter_function(in_chosen_layer), applied
+
+
 def _count_ops(graph_module) -> tuple[int, int, dict[str, int]]:
     """(delegated ops, ops left on the portable CPU kernels, name -> count of the latter)."""
     from executorch.exir.lowered_backend_module import get_lowered_submodules
@@ -93,7 +126,9 @@ def _count_ops(graph_module) -> tuple[int, int, dict[str, int]]:
 
 
 def export_pte(module: nn.Module, example_inputs: tuple[torch.Tensor, ...], out_path: Path, *,
-               on_stage=lambda stage: None) -> LoweringStats:
+               on_stage=lambda stage: None, quantizer=None) -> LoweringStats:
+    """Trace, lower and write `module`; with a PT2E `quantizer`, quantize the traced graph first (its dynamic
+    quantization needs no calibration: one call on the example inputs runs the observers)."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
         XnnpackDynamicallyQuantizedPartitioner, XnnpackPartitioner)
     from executorch.exir import to_edge_transform_and_lower
@@ -101,6 +136,13 @@ def export_pte(module: nn.Module, example_inputs: tuple[torch.Tensor, ...], out_
     on_stage("trace")
     with torch.no_grad():
         ep = torch.export.export(module, example_inputs, strict=False)
+        if quantizer is not None:
+            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+            on_stage("quantize")
+            prepared = prepare_pt2e(ep.module(), quantizer)
+            prepared(*example_inputs)
+            ep = torch.export.export(convert_pt2e(prepared), example_inputs, strict=False)
     on_stage("lower")
     edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackDynamicallyQuantizedPartitioner(), XnnpackPartitioner()])
     delegated, total, left = _count_ops(edge.exported_program().graph_module)
@@ -114,28 +156,34 @@ def export_pte(module: nn.Module, example_inputs: tuple[torch.Tensor, ...], out_
 def export_component(component: str, module: nn.Module, example_inputs: tuple[torch.Tensor, ...], out_path: Path, *,
                      rules: tuple[Rule, ...], on_stage=lambda stage: None) -> tuple[dict[str, str], float]:
     """Write `out_path` from `module` (a copy: it is modified), quantized by `rules` (resolved for the target,
-    first match wins). Returns (Linear fqn -> scheme applied, fraction of ops delegated to XNNPACK)."""
+    first match wins). Returns (layer name -> scheme applied, fraction of ops delegated to XNNPACK).
+
+    A decoder arrives as an OobleckDecoder (made a Decoder2D here) or as a StatefulDecoder in the "nc1l" layout
+    (or "nlc", the GEMM form, which the benchmarks compare: its Linears take torchao's quantization)."""
     from edgegen.components.export_form import set_export_form
 
-    from edgegen.components.oobleck import ChannelsLastDecoder, OobleckDecoder, gemm_sources
+    from edgegen.components.oobleck import Decoder2D, OobleckDecoder, gemm_sources
 
     half = any(r.scheme == "fp16" for r in rules)
     on_stage("quantize")
     rule_for = lambda name: next((r for r in rules if r.matches(name)), None)  # noqa: E731
+    quantizer = None
     if component == "decoder":
-        # convs as GEMMs on [B, L, C]: ExecuTorch's XNNPACK conv path is ~2.3x slower; each conv is then one
-        # Linear, quantized under its reference name (ConvTranspose included). A StatefulDecoder arrives in its
-        # channels-last form already.
         if isinstance(module, OobleckDecoder):
-            module = ChannelsLastDecoder(module).eval()
-        set_export_form(module)
-        applied = {"*": "fp16"} if half else quantize_executorch(module, rule_for, gemm_sources(module))
+            module = Decoder2D(module).eval()
+        if half:
+            applied = {"*": "fp16"}
+        elif getattr(module, "layout", None) == "nlc":
+            applied = quantize_executorch(module, rule_for, gemm_sources(module))
+        else:
+            quantizer, applied = conv_quantizer(module, rule_for, prefix="decoder.")  # wrap()'s attribute
     else:
         applied = {"*": "fp16"} if half else quantize_executorch(module, rule_for)
         set_export_form(module)  # XNNPACK-delegable formulations of LayerNorm, attention, Snake
     if half:
         module = to_half(component, module)
-    stats = export_pte(wrap(component, module, half=half), example_inputs, out_path, on_stage=on_stage)
+    stats = export_pte(wrap(component, module, half=half), example_inputs, out_path, on_stage=on_stage,
+                       quantizer=quantizer)
     if stats.delegated_ops == 0:
         raise EdgegenError(f"{component}: nothing was delegated to XNNPACK ({stats.non_delegated}); the artifact "
                            "would run on slow portable kernels")
