@@ -540,9 +540,9 @@ def bench(bundle, model, t5, t5_precision, iters, warmup, threads, seconds, low_
 @click.option("--frames", type=click.IntRange(4, 4096), default=32, show_default=True,
               help="Decoder: latent frames per representative window.")
 @click.option("--backend", default="litert", show_default=True, type=click.Choice(["litert", "executorch"]),
-              help="Whose int8 kernels to simulate. They differ on the decoder's Conv1d: LiteRT's convolution "
-                   "quantizes each input with one scale, ExecuTorch's GEMM form per time step. LiteRT's is the "
-                   "coarser, so its choice of float layers also holds on ExecuTorch.")
+              help="Whose int8 kernels to simulate. Both quantize a decoder convolution's input with one scale; "
+                   "they differ on the ConvTransposes: a GEMM with one scale per time step on LiteRT, a "
+                   "(polyphase) convolution with one scale on ExecuTorch.")
 @click.option("--floor", "floor_db", type=click.FloatRange(0, 200, min_open=True), default=None,
               help="Also choose the fewest layers to keep in float so the component meets this SQNR (dB).")
 @click.option("--write-recipe", type=click.Path(dir_okay=False, path_type=Path), default=None,

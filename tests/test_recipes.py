@@ -54,21 +54,33 @@ def test_supported_combinations():
             check_supported(load_recipe(recipe), load_target(target))
 
 
-def test_backend_rules_apply_to_their_backend_only():
-    """`fast` keeps four more decoder layers float on LiteRT (its convolution quantizes each input per tensor):
-    rules with `backend` are dropped for the other backend's targets, and first-match order still holds."""
-    fast = load_recipe("fast")
+def test_backend_rules_apply_to_their_backend_only(tmp_path):
+    """Rules with `backend` are dropped for the other backend's targets, and first-match order still holds."""
+    decoder = ('sqnr_floor_db = 30.0\nrules = [{ pattern = "layers.7", scheme = "fp32", backend = "litert" }, '
+               '{ pattern = "layers.0", scheme = "fp32", backend = "executorch" }, { pattern = "*", scheme = "int8" }]')
+    recipe = load_recipe(_write(tmp_path, _recipe_text(decoder=decoder)))
     for target in ("host-litert", "android-arm64-litert"):
         tgt = load_target(target)
-        assert fast.rule_for("decoder", "layers.7", tgt).scheme == "fp32"
-        assert fast.rule_for("decoder", "layers.1.layers.3.layers.3", tgt).scheme == "fp32"
-        assert fast.rule_for("decoder", "layers.5.layers.2.layers.1", tgt).scheme == "int8"
+        assert recipe.rule_for("decoder", "layers.7", tgt).scheme == "fp32"
+        assert recipe.rule_for("decoder", "layers.0", tgt).scheme == "int8"
     for target in ("host-executorch", "android-arm64-executorch"):
         tgt = load_target(target)
-        assert fast.rule_for("decoder", "layers.7", tgt).scheme == "int8"
-        assert fast.rule_for("decoder", "layers.1.layers.3.layers.3", tgt).scheme == "int8"
-        assert fast.rule_for("decoder", "layers.1.layers.3.layers.1", tgt).scheme == "fp32"
-    assert all(r.backend is None for r in fast.resolved_rules("dit", load_target("host-litert")))
+        assert recipe.rule_for("decoder", "layers.7", tgt).scheme == "int8"
+        assert recipe.rule_for("decoder", "layers.0", tgt).scheme == "fp32"
+    assert all(r.backend is None for r in recipe.resolved_rules("dit", load_target("host-litert")))
+
+
+def test_fast_keeps_the_same_decoder_layers_float_on_both_backends():
+    """Both runtimes quantize a decoder convolution's input per tensor, so `fast` has one set of float layers: the
+    13 of quantize/fast.toml (ConvTransposes, input and output convolutions, block 1's six convolutions)."""
+    from edgegen.components.oobleck import OOBLECK_CONFIGS, OobleckDecoder, conv_names
+
+    fast = load_recipe("fast")
+    names = conv_names(OobleckDecoder(OOBLECK_CONFIGS["tiny"]))
+    floats = {b: {n for n in names if fast.rule_for("decoder", n, load_target(f"host-{b}")).scheme == "fp32"}
+              for b in ("executorch", "litert")}
+    assert floats["executorch"] == floats["litert"] and len(floats["litert"]) == 13
+    assert {"layers.0", "layers.7", "layers.1.layers.3.layers.3", "layers.5.layers.1"} <= floats["litert"]
 
 
 def test_weight_only_int8_is_litert_only():

@@ -14,6 +14,7 @@ sampler use -6 .. 2. The fixture has the generation on both schedules (`gen_audi
 """
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,9 @@ import edgegen
 from edgegen.sampler import pingpong, schedule
 from tests.helpers import rel_err
 
-FIX = Path(__file__).parent / "fixtures" / "upstream"
+# EDGEGEN_UPSTREAM_FIXTURE points the module at another make_reference.py output, e.g. the full-width decoder of
+# `--vae-channels 128` (tools/upstream/README.md); the default is the committed one
+FIX = Path(os.environ.get("EDGEGEN_UPSTREAM_FIXTURE") or Path(__file__).parent / "fixtures" / "upstream")
 COMPONENT_TOL, END_TO_END_TOL = 1e-4, 1e-3
 UPSTREAM_020_LOGSNR_MAX = -6.2  # stable_audio_tools 0.0.20 ConditionedDiffusionModelWrapper.sampling_dist_shift
 PROMPT, SECONDS = "a dog barking", 1.0
@@ -252,6 +255,8 @@ def test_fast_bundle_int8_decoder_clears_25_db_against_upstream(fast_bundle, ref
     figures = {"text_encoder": _sqnr(ref["cross_attn_cond"], np.concatenate(crosses)),
                "dit": _sqnr(ref["dit_v"], v),
                "decoder": _sqnr(ref["dec_audio"], fast_bundle.decode(_t(ref, "dec_latents")))}
+    print(f"\n{manifest['backend']} fast vs upstream ({FIX}): " + ", ".join(f"{k} {v:.1f} dB" for k, v in figures.items())
+          + f"; decoder layers {schemes}; export verification {manifest['verification'].get('components')}")
     assert all(db >= UPSTREAM_FAST_FLOOR_DB for db in figures.values()), figures
 
 
