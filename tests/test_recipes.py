@@ -83,6 +83,17 @@ def test_fast_keeps_the_same_decoder_layers_float_on_both_backends():
     assert {"layers.0", "layers.7", "layers.1.layers.3.layers.3", "layers.5.layers.1"} <= floats["litert"]
 
 
+def test_int4_decoder_is_refused_on_executorch(tmp_path):
+    """ExecuTorch's decoder convolutions take int8 or fp32: an int4 decoder rule is refused before any work, and
+    stays allowed on LiteRT's support matrix."""
+    recipe = load_recipe(_write(tmp_path, _recipe_text(
+        decoder='sqnr_floor_db = 20.0\nrules = [{ pattern = "*", scheme = "int4", group_size = 32 }]')))
+    for target in ("host-executorch", "android-arm64-executorch"):
+        with pytest.raises(EdgegenError, match=r"decoder rule '\*' -> int4 .*int8 only"):
+            check_supported(recipe, load_target(target))
+    check_supported(recipe, load_target("host-litert"))
+
+
 def test_weight_only_int8_is_litert_only():
     """`size` (int8w: int8 weights, fp32 compute) exports on LiteRT; ExecuTorch refuses it in milliseconds, saying
     why, before any work."""

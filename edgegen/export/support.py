@@ -15,7 +15,8 @@ _GROUPS = (32, 64, 128, 256)
 SUPPORTED: frozenset[tuple[str, str, str, str]] = frozenset(
     [("executorch", "fp32", "-", "layer"),                   # float XNNPACK partitioner
      ("executorch", "fp16", "-", "component"),               # module cast to half, fp32 I/O
-     ("executorch", "int8", "per_channel", "layer")]         # torchao 8da8w, dynamic-quant partitioner
+     ("executorch", "int8", "per_channel", "layer")]         # torchao 8da8w Linears; decoder convolutions XNNPACK's
+                                                             # dynamic int8 (PT2E); dynamic-quant partitioner
     + [("executorch", "int4", f"group{g}", "layer") for g in _GROUPS]   # torchao 8da4w
     + [("litert", "fp32", "-", "layer"),                     # per layer: each FULLY_CONNECTED op by its Linear
        ("litert", "fp16", "-", "component"),                 # XNNPACK FORCE_FP16 at runtime on the phone
@@ -52,6 +53,11 @@ def check_supported(recipe: Recipe, target: Target, components: tuple[str, ...] 
         rules = recipe.resolved_rules(comp, target)
         scope = _scope(rules)
         for rule in rules:
+            if (target.backend, comp, rule.scheme) == ("executorch", "decoder", "int4"):
+                raise EdgegenError(
+                    f"recipe {recipe.name!r} is not supported on {target.name} (executorch): decoder rule "
+                    f"{rule.pattern!r} -> int4 (ExecuTorch quantizes the decoder's convolutions as int8 only); use "
+                    "int8 or fp32 for decoder layers")
             row = (target.backend, rule.scheme, rule.granularity, scope)
             if not _supported(row):
                 near = _nearest(row)
