@@ -134,16 +134,30 @@ def _op_census(path) -> dict[tuple[str, str], int]:
     return out
 
 
+def _artifact_and_simulation_sqnr(pipe, bundle, backend: str) -> tuple[float, float]:
+    """SQNR (dB) against the float decoder of the bundle's whole-sequence int8 decoder run in its runtime, and of
+    `backend`'s sensitivity simulation of every layer in int8, on the same representative latents."""
+    from edgegen.bundle import open_bundle
+    from edgegen.runtime import load_artifacts
+
+    x = sens.representative_inputs(pipe, "decoder", frames=pipe.latent_length)[0][0][0]
+    got = load_artifacts(open_bundle(bundle), threads=2)["decoder"](latents=x.numpy())[0]
+    layers = sens.quantizable("decoder", pipe.decoder)
+    with torch.no_grad():
+        ref = pipe.decoder(x)
+        with sens.simulated_int8(layers, "int8", backend):
+            sim = compare(ref, pipe.decoder(x)).sqnr_db
+    return compare(ref, torch.as_tensor(got)).sqnr_db, sim
+
+
 @pytest.mark.litert
 @pytest.mark.parametrize("stream", [False, True])
 def test_litert_int8_decoder_uses_its_own_convolution(tiny_long, tmp_path, stream):
     """On LiteRT an int8 decoder keeps its 32 Conv1d as dynamic-range CONV_2D ops (int8 weights) and runs its 5
     quantized ConvTransposes as int8 GEMMs (FULLY_CONNECTED), whole-sequence and streamed alike. The sensitivity
     simulation for LiteRT (one activation scale per conv input) agrees with the artifact within 3 dB."""
-    from edgegen.bundle import open_bundle
     from edgegen.export import export_bundle
     from edgegen.recipes import load_target
-    from edgegen.runtime import load_artifacts
 
     recipe = _recipe(tmp_path, decoder_rules='{ pattern = "*", scheme = "int8" }', floor=10)
     out = tmp_path / "b"
@@ -155,14 +169,7 @@ def test_litert_int8_decoder_uses_its_own_convolution(tiny_long, tmp_path, strea
     assert ("decoder_stream" in manifest) == stream
     if stream:
         return  # the streamed artifact's quality is the export check's (tests/test_export_verify.py)
-    x = sens.representative_inputs(tiny_long, "decoder", frames=tiny_long.latent_length)[0][0][0]
-    got = load_artifacts(open_bundle(out), threads=2)["decoder"](latents=x.numpy())[0]
-    layers = sens.quantizable("decoder", tiny_long.decoder)
-    with torch.no_grad():
-        ref = tiny_long.decoder(x)
-        with sens.simulated_int8(layers, "int8", "litert"):
-            sim = compare(ref, tiny_long.decoder(x)).sqnr_db
-    real = compare(ref, torch.as_tensor(got)).sqnr_db
+    real, sim = _artifact_and_simulation_sqnr(tiny_long, out, "litert")
     assert abs(real - sim) < 3.0, (real, sim)
 
 
@@ -172,10 +179,8 @@ def test_executorch_int8_decoder_quantizes_its_2d_convolutions(tiny_long, tmp_pa
     quantized 2-D convolutions: the weights shrink ~4x, nothing is left outside the delegate, and the sensitivity
     simulation for ExecuTorch (one activation scale per input) agrees with the artifact within 3 dB. An fp32 rule
     keeps its layer float (the size grows by its weights)."""
-    from edgegen.bundle import open_bundle
     from edgegen.export import export_bundle
     from edgegen.recipes import load_target
-    from edgegen.runtime import load_artifacts
 
     sizes = {}
     for rules in ('{ pattern = "*", scheme = "int8" }', '{ pattern = "*", scheme = "fp32" }',
@@ -196,14 +201,7 @@ def test_executorch_int8_decoder_quantizes_its_2d_convolutions(tiny_long, tmp_pa
     assert 2 * weights < mixed - int8 < 4 * weights + 4096  # that layer's weights now float (4 bytes, not 1)
     if stream:
         return  # the streamed artifact's quality is the export check's (tests/test_export_verify.py)
-    x = sens.representative_inputs(tiny_long, "decoder", frames=tiny_long.latent_length)[0][0][0]
-    got = load_artifacts(open_bundle(int8_out), threads=2)["decoder"](latents=x.numpy())[0]
-    layers = sens.quantizable("decoder", tiny_long.decoder)
-    with torch.no_grad():
-        ref = tiny_long.decoder(x)
-        with sens.simulated_int8(layers, "int8", "executorch"):
-            sim = compare(ref, tiny_long.decoder(x)).sqnr_db
-    real = compare(ref, torch.as_tensor(got)).sqnr_db
+    real, sim = _artifact_and_simulation_sqnr(tiny_long, int8_out, "executorch")
     assert abs(real - sim) < 3.0, (real, sim)
 
 

@@ -216,10 +216,10 @@ class _Holder2D(nn.Module):
 
 
 def _conv_2d(conv: nn.Module) -> nn.Module:
-    (k,), (s,), (p,), (d,) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
-    bias = conv.bias is not None
     if isinstance(conv, nn.ConvTranspose1d):
         return ConvTransposePoly(conv).eval()
+    (k,), (s,), (p,), (d,) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+    bias = conv.bias is not None
     if conv.groups != 1 or conv.padding_mode != "zeros":
         raise ValueError("2-D form handles zero-padded Conv1d without groups only")
     m = nn.Conv2d(conv.in_channels, conv.out_channels, (1, k), stride=(1, s), padding=(0, p), dilation=(1, d),

@@ -127,8 +127,6 @@ class _Conv(_Layer):
         self.delay_out = delay + p
         if self.context:
             self.states = [self._state_shape(self.context, conv.in_channels)]
-        if self.gemm and self.layout == "nc1l":
-            raise ValueError(f"{self.source}: the 4-D layout computes every layer as a convolution")
         if self.gemm:  # im2col + Linear, as oobleck._ConvCL: [O, I, k] -> [O, k*I], taps outermost
             self.linear = nn.Linear(conv.in_channels * k, conv.out_channels, bias=conv.bias is not None)
             with torch.no_grad():
@@ -176,8 +174,6 @@ class _ConvTranspose(_Layer):
         self.rate_out, self.delay_out = rate * s, delay * s + p
         self.states = [self._state_shape(1, conv.in_channels)]
         bias = conv.bias.detach().clone() if conv.bias is not None else torch.zeros(conv.out_channels)
-        if self.gemm and self.layout == "nc1l":
-            raise ValueError(f"{self.source}: the 4-D layout computes every layer as a convolution")
         if self.gemm:  # one Linear to the 2s taps of every output channel, as oobleck._ConvTransposeCL
             self.linear = nn.Linear(conv.in_channels, k * conv.out_channels, bias=False)
             with torch.no_grad():
