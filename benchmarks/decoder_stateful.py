@@ -2,15 +2,20 @@
 
     .venv/bin/python benchmarks/decoder_stateful.py --backends litert,executorch --windows 8,19,32 --out out/dec
     .venv/bin/python benchmarks/decoder_stateful.py ... --export-only     # export (slow, any time), time later
+    .venv/bin/python benchmarks/decoder_stateful.py --backends executorch --windows 19 --kinds stateful \
+        --recipe fast --et-partition per-op      # ExecuTorch's partitioner order before 2026-12-05 (comparison)
 
-For each backend, the full-size `random:sao-small` decoder is exported fp32 (into --out, reused) as
+For each backend, the full-size `random:sao-small` decoder is exported (fp32, or --recipe's decoder rules; into
+--out, reused) as
   whole       one call on the whole 256-frame sequence (Arm's recipe decodes this way)
   overlap     edgegen's schema-2 stream: windows of 60 frames overlapping by the receptive field (10)
   stateful W  the schema-3 stream: windows of W frames back to back, state carried between calls
 and each is timed on the same latents: decoder seconds (median of --iters after one warm-up), latent frames
 decoded, time to the first audio chunk (decoder only), and the stitched audio's SQNR against the whole call. For
 ExecuTorch, `arena MB` is the program's planned activation memory (`non_const_buffer_sizes` read from the .pte): the
-memory a call needs beside the weights.
+memory a call needs beside the weights, and `delegates` the XNNPACK delegates it was lowered into. `--et-partition
+per-op` lowers with the dynamically quantized partitioner first, which made one delegate per convolution
+(`edgegen.export.executorch.partitioners`).
 The CPU's int8 features are printed first (compare only within one run). Run on an otherwise idle machine.
 """
 
@@ -29,14 +34,14 @@ import torch
 from edgegen.bench import describe_cpu, host_machine
 
 
-def export(pipe, backend: str, stream: dict | None, out: Path):
+def export(pipe, backend: str, stream: dict | None, out: Path, recipe: str = "fp32", float_first: bool = True):
     """(artifact path, its io spec, export seconds; 0 when an earlier export of the same weights was reused)."""
     from edgegen.components.stateful_decoder import StatefulDecoder
     from edgegen.export.wrappers import example_inputs, io_spec
     from edgegen.recipes import load_recipe, load_target
 
     target = load_target(f"host-{backend}")
-    rules = load_recipe("fp32").resolved_rules("decoder", target)
+    rules = load_recipe(recipe).resolved_rules("decoder", target)
     module = copy.deepcopy(pipe.decoder)
     if stream and stream.get("mode") == "stateful":
         module = StatefulDecoder(module, window=stream["window"], layout="nc1l" if backend == "executorch" else "ncl")
@@ -47,12 +52,14 @@ def export(pipe, backend: str, stream: dict | None, out: Path):
     path = out / f"decoder{'.pte' if backend == 'executorch' else '.tflite'}"
     spec = io_spec(pipe, "decoder", stream=stream)
     stamp = out / "source.json"
-    source = {"model": pipe.source.model, "checkpoint_sha256": pipe.source.checkpoint_sha256, "spec": spec}
+    source = {"model": pipe.source.model, "checkpoint_sha256": pipe.source.checkpoint_sha256, "spec": spec,
+              "recipe": recipe, "float_first": float_first}
     if path.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == source:
         return path, spec, 0.0
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    be.export_component("decoder", module, example_inputs(pipe, "decoder", stream=stream), path, rules=rules)
+    extra = {"float_first": float_first} if backend == "executorch" else {}
+    be.export_component("decoder", module, example_inputs(pipe, "decoder", stream=stream), path, rules=rules, **extra)
     stamp.write_text(json.dumps(source))
     return path, spec, time.perf_counter() - start
 
@@ -66,6 +73,17 @@ def planned_mb(path: Path) -> float | None:
     program = deserialize_pte_binary(path.read_bytes())
     program = getattr(program, "program", program)
     return sum(program.execution_plan[0].non_const_buffer_sizes) / 2**20
+
+
+def delegates(path: Path) -> int | None:
+    """The XNNPACK delegate calls in an ExecuTorch program; None for other artifacts."""
+    if path.suffix != ".pte":
+        return None
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    program = deserialize_pte_binary(path.read_bytes())
+    program = getattr(program, "program", program)
+    return sum(type(i.instr_args).__name__ == "DelegateCall" for i in program.execution_plan[0].chains[0].instructions)
 
 
 def load(backend: str, path: Path, spec: dict, threads: int):
@@ -113,7 +131,7 @@ def decode(art, stream: dict | None, latents: torch.Tensor, samples: int):
 
         frames = stream["window"] * stateful_calls(samples, window=stream["window"], hop=stream["hop"],
                                                    delay=stream["delay"])
-    return torch.cat(chunks, -1), frames, (first if first is not None else total), total
+    return torch.cat([torch.as_tensor(c) for c in chunks], -1), frames, (first if first is not None else total), total
 
 
 def main() -> None:
@@ -126,6 +144,10 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--out", type=Path, default=Path("out/decoder_stateful"), help="exports go here (reused)")
     ap.add_argument("--export-only", action="store_true")
+    ap.add_argument("--kinds", default="whole,overlap,stateful", help="which of the three decoders to run")
+    ap.add_argument("--recipe", default="fp32", help="the decoder rules of this recipe (fp32, int8, fast, ...)")
+    ap.add_argument("--et-partition", choices=("float-first", "per-op"), default="float-first",
+                    help="ExecuTorch's partitioner order (per-op: before 2026-12-05, one delegate per convolution)")
     args = ap.parse_args()
 
     import edgegen
@@ -141,17 +163,25 @@ def main() -> None:
     if not args.export_only:
         with torch.no_grad():
             reference = pipe.decoder(latents)[:, :, :samples]
-    variants = [("whole", None), ("overlap 60", resolve_decoder_window(pipe, 60, "overlap"))]
-    variants += [(f"stateful {w}", resolve_decoder_window(pipe, w)) for w in map(int, args.windows.split(","))]
+    kinds = args.kinds.split(",")
+    variants = [("whole", None)] if "whole" in kinds else []
+    variants += [("overlap 60", resolve_decoder_window(pipe, 60, "overlap"))] if "overlap" in kinds else []
+    if "stateful" in kinds:
+        variants += [(f"stateful {w}", resolve_decoder_window(pipe, w)) for w in map(int, args.windows.split(","))]
+    float_first = args.et_partition == "float-first"
+    print(f"recipe {args.recipe}; ExecuTorch partitions {args.et_partition}", flush=True)
     print(f"{'backend':<11}{'decoder':<13}{'frames':>7}{'export s':>10}{'first s':>9}{'decode s':>10}"
-          f"{'runs s':>22}{'SQNR dB':>9}{'arena MB':>10}", flush=True)
+          f"{'runs s':>22}{'SQNR dB':>9}{'arena MB':>10}{'delegates':>10}", flush=True)
     for backend in args.backends.split(","):
         for name, stream in variants:
-            path, spec, export_s = export(pipe, backend, stream, args.out / backend / name.replace(" ", "-"))
+            folder = name.replace(" ", "-") + ("" if args.recipe == "fp32" else f"-{args.recipe}")
+            folder += "" if backend != "executorch" or float_first else "-per-op"
+            path, spec, export_s = export(pipe, backend, stream, args.out / backend / folder, args.recipe,
+                                          float_first)
             if args.export_only:
                 print(f"{backend:<11}{name:<13}exported in {export_s:.0f} s: {path}", flush=True)
                 continue
-            mb = planned_mb(path)
+            mb, nd = planned_mb(path), delegates(path)
             arena = "-" if mb is None else f"{mb:.1f}"
             art = load(backend, path, spec, args.threads)
             decode(art, stream, latents, samples)  # warm-up
@@ -162,7 +192,7 @@ def main() -> None:
             sqnr = 10 * math.log10(reference.pow(2).mean().item() / max(err, 1e-30))
             med = lambda i: statistics.median(r[i] for r in runs)  # noqa: E731
             print(f"{backend:<11}{name:<13}{frames:>7}{export_s:>10.1f}{med(2):>9.3f}{med(3):>10.3f}"
-                  f"{' '.join(f'{r[3]:.2f}' for r in runs):>22}{sqnr:>9.1f}{arena:>10}", flush=True)
+                  f"{' '.join(f'{r[3]:.2f}' for r in runs):>22}{sqnr:>9.1f}{arena:>10}{'-' if nd is None else nd:>10}", flush=True)
 
 
 if __name__ == "__main__":

@@ -317,7 +317,7 @@ def task_arc(work: Path, name: str, weight: float, a: dict) -> None:
     stage(f"ARC post-training: {name}")
     cfg = ARCConfig(lr_generator=a["lr_g"], lr_discriminator=a["lr_d"], disc_warmup_steps=a["warmup"],
                     lr_generator_half_life=a["half_life"], ema_beta=a["ema_beta"], contrastive=weight > 0,
-                    weight_contrastive=weight, head_channels=32, batch_size=a["arc_batch"],
+                    weight_contrastive=weight, head_channels=a["head_channels"], batch_size=a["arc_batch"],
                     disc_mean=a["disc_mean"], chain_steps=tuple(int(v) for v in a["chain"].split(",") if v),
                     chain_fraction=a["chain_fraction"])
     base = work / "base"
@@ -381,6 +381,7 @@ def main() -> None:
     ap.add_argument("--disc-mean", type=float, default=-1.0,
                     help="D's noise level s = sigmoid(N(disc_mean, 1)) (upstream: 0)")
     ap.add_argument("--arc-batch", type=int, default=16)
+    ap.add_argument("--head-channels", type=int, default=32, help="D's ConvNeXt head width (A15 tried 64)")
     ap.add_argument("--ema-beta", type=float, default=0.998)
     ap.add_argument("--chain", default="4,8",
                     help="ping-pong step counts whose chains G is also trained on (self-forcing); '' = plain ARC")
