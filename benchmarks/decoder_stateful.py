@@ -58,8 +58,9 @@ def export(pipe, backend: str, stream: dict | None, out: Path, recipe: str = "fp
         return path, spec, 0.0
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    extra = {"float_first": float_first} if backend == "executorch" else {}
-    be.export_component("decoder", module, example_inputs(pipe, "decoder", stream=stream), path, rules=rules, **extra)
+    if backend == "executorch":
+        be.DECODER_FLOAT_FIRST = float_first
+    be.export_component("decoder", module, example_inputs(pipe, "decoder", stream=stream), path, rules=rules)
     stamp.write_text(json.dumps(source))
     return path, spec, time.perf_counter() - start
 

@@ -124,6 +124,11 @@ def _count_ops(graph_module) -> tuple[int, int, dict[str, int]]:
     return delegated, delegated + sum(left.values()), left
 
 
+# False lowers decoders in the order the other components take (one delegate per convolution): the order before
+# 2026-12-05, which benchmarks/decoder_stateful.py --et-partition per-op sets for its comparison
+DECODER_FLOAT_FIRST = True
+
+
 def partitioners(float_first: bool) -> list:
     """XNNPACK's partitioners in the order they claim nodes.
 
@@ -172,12 +177,10 @@ def export_pte(module: nn.Module, example_inputs: tuple[torch.Tensor, ...], out_
 
 
 def export_component(component: str, module: nn.Module, example_inputs: tuple[torch.Tensor, ...], out_path: Path, *,
-                     rules: tuple[Rule, ...], on_stage=lambda stage: None,
-                     float_first: bool = True) -> tuple[dict[str, str], float]:
+                     rules: tuple[Rule, ...], on_stage=lambda stage: None) -> tuple[dict[str, str], float]:
     """Write `out_path` from `module` (a copy: it is modified), quantized by `rules` (resolved for the target,
     first match wins). Returns (layer name -> scheme applied, fraction of ops delegated to XNNPACK).
-    `float_first=False` lowers a convolution-form decoder with the partitioner order the other components take
-    (one delegate per convolution; kept for the benchmarks' comparison, see `partitioners`).
+    A convolution-form decoder is lowered float partitioner first (`partitioners`) while DECODER_FLOAT_FIRST holds.
 
     A decoder arrives as an OobleckDecoder (made a Decoder2D here) or as a StatefulDecoder in the "nc1l" layout
     (or "nlc", the GEMM form, which the benchmarks compare: its Linears take torchao's quantization)."""
@@ -205,7 +208,7 @@ def export_component(component: str, module: nn.Module, example_inputs: tuple[to
     if half:
         module = to_half(component, module)
     stats = export_pte(wrap(component, module, half=half), example_inputs, out_path, on_stage=on_stage,
-                       quantizer=quantizer, float_first=conv_form and float_first)
+                       quantizer=quantizer, float_first=conv_form and DECODER_FLOAT_FIRST)
     if stats.delegated_ops == 0:
         raise EdgegenError(f"{component}: nothing was delegated to XNNPACK ({stats.non_delegated}); the artifact "
                            "would run on slow portable kernels")
