@@ -65,26 +65,15 @@ def export(pipe, backend: str, stream: dict | None, out: Path, recipe: str = "fp
     return path, spec, time.perf_counter() - start
 
 
-def planned_mb(path: Path) -> float | None:
-    """An ExecuTorch program's memory-planned (activation) buffers in MB; None for other artifacts."""
+def plan(path: Path) -> tuple[float | None, int | None]:
+    """An ExecuTorch program's memory-planned (activation) buffers in MB and its XNNPACK delegate calls; (None,
+    None) for other artifacts."""
     if path.suffix != ".pte":
-        return None
-    from executorch.exir._serialize._program import deserialize_pte_binary
+        return None, None
+    from edgegen.export.executorch import program_plan
 
-    program = deserialize_pte_binary(path.read_bytes())
-    program = getattr(program, "program", program)
-    return sum(program.execution_plan[0].non_const_buffer_sizes) / 2**20
-
-
-def delegates(path: Path) -> int | None:
-    """The XNNPACK delegate calls in an ExecuTorch program; None for other artifacts."""
-    if path.suffix != ".pte":
-        return None
-    from executorch.exir._serialize._program import deserialize_pte_binary
-
-    program = deserialize_pte_binary(path.read_bytes())
-    program = getattr(program, "program", program)
-    return sum(type(i.instr_args).__name__ == "DelegateCall" for i in program.execution_plan[0].chains[0].instructions)
+    calls, planned = program_plan(path)
+    return planned / 2**20, calls
 
 
 def load(backend: str, path: Path, spec: dict, threads: int):
@@ -182,7 +171,7 @@ def main() -> None:
             if args.export_only:
                 print(f"{backend:<11}{name:<13}exported in {export_s:.0f} s: {path}", flush=True)
                 continue
-            mb, nd = planned_mb(path), delegates(path)
+            mb, nd = plan(path)
             arena = "-" if mb is None else f"{mb:.1f}"
             art = load(backend, path, spec, args.threads)
             decode(art, stream, latents, samples)  # warm-up

@@ -181,6 +181,7 @@ def test_executorch_int8_decoder_quantizes_its_2d_convolutions(tiny_long, tmp_pa
     keeps its layer float (the size grows by its weights). Float layers share delegates: an fp32 decoder is one
     (the partitioner order of `executorch.partitioners`; before it, each convolution was its own delegate)."""
     from edgegen.export import export_bundle
+    from edgegen.export.executorch import program_plan
     from edgegen.recipes import load_target
 
     sizes, delegates = {}, {}
@@ -193,7 +194,7 @@ def test_executorch_int8_decoder_quantizes_its_2d_convolutions(tiny_long, tmp_pa
         manifest = json.loads((out / "manifest.json").read_text())
         assert manifest["artifacts"]["decoder"]["delegated_fraction"] >= 0.9
         sizes[rules] = (out / "decoder.pte").stat().st_size
-        delegates[rules] = _delegate_calls(out / "decoder.pte")
+        delegates[rules] = program_plan(out / "decoder.pte")[0]
         if len(sizes) == 1:
             assert manifest["artifacts"]["decoder"]["schemes"] == {"int8": 37}
             int8_out = out
@@ -209,14 +210,6 @@ def test_executorch_int8_decoder_quantizes_its_2d_convolutions(tiny_long, tmp_pa
         return  # the streamed artifact's quality is the export check's (tests/test_export_verify.py)
     real, sim = _artifact_and_simulation_sqnr(tiny_long, int8_out, "executorch")
     assert abs(real - sim) < 3.0, (real, sim)
-
-
-def _delegate_calls(pte) -> int:
-    from executorch.exir._serialize._program import deserialize_pte_binary
-
-    program = deserialize_pte_binary(pte.read_bytes())
-    program = getattr(program, "program", program)
-    return sum(type(i.instr_args).__name__ == "DelegateCall" for i in program.execution_plan[0].chains[0].instructions)
 
 
 def _no_verify():

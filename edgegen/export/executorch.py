@@ -38,6 +38,17 @@ class LoweringStats:
         return self.delegated_ops / self.total_ops if self.total_ops else 0.0
 
 
+def program_plan(path: Path) -> tuple[int, int]:
+    """(XNNPACK delegate calls, planned activation bytes) of a written .pte's forward method: what the partitioner
+    order decides (`partitioners`), read back from the file."""
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    program = deserialize_pte_binary(path.read_bytes())
+    plan = getattr(program, "program", program).execution_plan[0]
+    calls = sum(type(i.instr_args).__name__ == "DelegateCall" for i in plan.chains[0].instructions)
+    return calls, sum(plan.non_const_buffer_sizes)
+
+
 def _torchao_config(rule: Rule):
     from torchao.quantization import Int8DynamicActivationIntxWeightConfig
     from torchao.quantization.granularity import PerAxis, PerGroup
@@ -201,7 +212,7 @@ def export_component(component: str, module: nn.Module, example_inputs: tuple[to
             applied = quantize_executorch(module, rule_for, gemm_sources(module))
         else:
             quantizer, applied = conv_quantizer(module, rule_for, prefix="decoder.")  # wrap()'s attribute
-            conv_form = True
+            conv_form = True  # the quantizer is None when no layer is int8
     else:
         applied = {"*": "fp16"} if half else quantize_executorch(module, rule_for)
         set_export_form(module)  # XNNPACK-delegable formulations of LayerNorm, attention, Snake
