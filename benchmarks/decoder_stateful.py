@@ -139,6 +139,16 @@ def main() -> None:
     ap.add_argument("--et-partition", choices=("float-first", "per-op"), default="float-first",
                     help="ExecuTorch's partitioner order (per-op: before 2026-12-05, one delegate per convolution)")
     args = ap.parse_args()
+    kinds = args.kinds.split(",")
+    if unknown := sorted(set(kinds) - {"whole", "overlap", "stateful"}):
+        ap.error(f"--kinds {','.join(unknown)}: choose from whole, overlap, stateful")
+    from edgegen.errors import EdgegenError
+    from edgegen.recipes import load_recipe
+
+    try:
+        load_recipe(args.recipe)  # a bad name fails here, before the model loads
+    except EdgegenError as exc:
+        ap.error(f"--recipe: {exc}")
 
     import edgegen
     from edgegen.common import num_samples
@@ -153,7 +163,6 @@ def main() -> None:
     if not args.export_only:
         with torch.no_grad():
             reference = pipe.decoder(latents)[:, :, :samples]
-    kinds = args.kinds.split(",")
     variants = [("whole", None)] if "whole" in kinds else []
     variants += [("overlap 60", resolve_decoder_window(pipe, 60, "overlap"))] if "overlap" in kinds else []
     if "stateful" in kinds:
