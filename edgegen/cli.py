@@ -261,6 +261,8 @@ def export_cmd(model, t5, t5_precision, target, recipe, output, components, audi
                            "not quantize the decoder to int8 here; use e.g. --recipe fast")
     click.echo(f"loading {model}", err=True)
     pipe = load_pipeline(model, t5=t5, t5_precision=t5_precision)
+    if ENCODER not in comps:
+        pipe.release(ENCODER)  # neither exported nor verified: its weights would only add to the export's peak
     start = time.perf_counter()
     progress = lambda comp, stage: click.echo(f"[{time.perf_counter() - start:7.1f}s] {comp:<13} {stage}", err=True)
     if sensitivity_floor is not None:

@@ -72,7 +72,16 @@ class Pipeline:
             m.eval().requires_grad_(False)
 
     def modules(self) -> dict[str, torch.nn.Module]:
-        return {"text_encoder": self.text_encoder, "dit": self.dit, "decoder": self.decoder, "encoder": self.encoder}
+        """The components still held (`release` drops one)."""
+        parts = {"text_encoder": self.text_encoder, "dit": self.dit, "decoder": self.decoder, "encoder": self.encoder}
+        return {name: m for name, m in parts.items() if m is not None}
+
+    def release(self, component: str) -> None:
+        """Free a component this process will not use: `edgegen export` frees the VAE encoder (312 MB at full
+        size) unless it exports it. Using it afterwards raises EdgegenError."""
+        if component != "encoder":  # the others are every generation's; only audio-to-audio needs the encoder
+            raise EdgegenError(f"only the encoder can be released, not {component!r}")
+        self.encoder = None
 
     @property
     def sample_rate(self) -> int:
@@ -94,6 +103,8 @@ class Pipeline:
 
     def encode_audio(self, audio: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """audio [B, 2, N] -> latents [B, 64, N / hop]: the VAE mean, or a sample when `noise` is given."""
+        if self.encoder is None:
+            raise EdgegenError("this pipeline's VAE encoder was released; load the model again for audio-to-audio")
         with torch.no_grad():
             return vae_bottleneck(self.encoder(audio.float()), noise)
 

@@ -125,6 +125,86 @@ def test_nan_weights_refused_before_any_work(tiny, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_export_leaves_the_reference_bit_identical(tiny, tmp_path, backend):
+    """The backends get weight-sharing copies (no second copy of the DiT's weights at the export's peak): every
+    transform they apply (a fp16 cast, torchao or LiteRT int8 Linears, int8 decoder convolutions beside float
+    ones, the stateful decoder's convolution and GEMM forms, the encoder) leaves the reference bit-identical."""
+    pipe = copy.deepcopy(tiny)
+    before = {c: {k: v.clone() for k, v in m.state_dict().items()} for c, m in pipe.modules().items()}
+    recipe = tmp_path / "every-transform.toml"
+    recipe.write_text('name = "every-transform"\n'
+                      '[components.text_encoder]\nsqnr_floor_db = 20.0\n'
+                      'rules = [{ pattern = "*", scheme = "fp16", fallback = "fp32" }]\n'
+                      '[components.dit]\nsqnr_floor_db = 20.0\nrules = [{ pattern = "*", scheme = "int8" }]\n'
+                      '[components.decoder]\nsqnr_floor_db = 20.0\n'
+                      'rules = [{ pattern = "layers.0", scheme = "fp32" }, { pattern = "*", scheme = "int8" }]\n')
+    target = load_target(f"android-arm64-{backend}")  # fp16-capable: the fp16 rule casts there
+    # ExecuTorch lowers slowly (~85 s for all four): its DiT and encoder take the same paths as the int8 text
+    # encoder of every other ExecuTorch bundle, which check_weights_untouched guards in each export
+    components = ("text_encoder", "decoder") if backend == "executorch" else ("text_encoder", "dit", "decoder", "encoder")
+    report = export_bundle(pipe, target=target, recipe=load_recipe(recipe), out=tmp_path / "b", verify=False,
+                           components=components, decoder_window=5)
+    assert open_bundle(report.out).manifest["decoder_stream"]["mode"] == "stateful"
+    for comp, m in pipe.modules().items():
+        after = m.state_dict()
+        assert after.keys() == before[comp].keys()
+        changed = [k for k, v in after.items() if not torch.equal(v, before[comp][k])]
+        assert not changed, (comp, changed)
+
+
+def test_an_in_place_write_into_the_reference_is_refused(tiny, tmp_path, monkeypatch):
+    """check_weights_untouched: a backend that changes a weight the reference shares fails the export by name (a
+    rewrite with the same values, as litert-torch's clamp of constants, passes: every LiteRT export tests that)."""
+    import edgegen.export.litert as litert
+
+    real = litert.export_component
+
+    def writes(component, module, *args, **kwargs):
+        with torch.no_grad():
+            next(module.parameters()).mul_(0.5)  # into the storage the reference shares
+        return real(component, module, *args, **kwargs)
+
+    monkeypatch.setattr(litert, "export_component", writes)
+    pipe = copy.deepcopy(tiny)
+    with pytest.raises(EdgegenError, match=r"decoder: exporting changed the reference's weight '[\w.]+'; this is an "):
+        export_bundle(pipe, target=load_target("host-litert"), recipe=load_recipe("fp32"), out=tmp_path / "b",
+                      components=("decoder",), verify=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.executorch
+def test_executorch_export_keeps_nothing_alive(tiny, tmp_path):
+    """A written ExecuTorch program is freed: XNNPACK's `WhyNoPartition` globals, ExecuTorch's lru caches and torch's
+    fake-tensor cache each held every exported program (graph, constants, delegate blobs: ~1.6 GB after the
+    full-size DiT) until `_forget_written_program`."""
+    import gc
+
+    from torch.export import ExportedProgram
+
+    from edgegen.export import executorch, weight_sharing_copy
+
+    def alive() -> int:
+        gc.collect()
+        return sum(isinstance(o, ExportedProgram) for o in gc.get_objects())
+
+    before = alive()
+    rules = load_recipe("int8").resolved_rules("dit", load_target("host-executorch"))
+    executorch.export_component("dit", weight_sharing_copy(tiny.dit), example_inputs(tiny, "dit"),
+                                tmp_path / "dit.pte", rules=rules)
+    assert alive() <= before
+
+
+def test_released_encoder(tiny):
+    pipe = copy.deepcopy(tiny)
+    pipe.release("encoder")
+    assert "encoder" not in pipe.modules()
+    with pytest.raises(EdgegenError, match="VAE encoder was released"):
+        pipe.encode_audio(torch.zeros(1, 2, 2048 * 4))
+    with pytest.raises(EdgegenError, match="only the encoder"):
+        pipe.release("dit")
+
+
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "edgegen.cli", *args], capture_output=True, text=True)
 

@@ -184,7 +184,30 @@ def export_pte(module: nn.Module, example_inputs: tuple[torch.Tensor, ...], out_
     program = edge.to_executorch()
     with open(out_path, "wb") as f:
         program.write_to_file(f)
+    _forget_written_program()
     return LoweringStats(delegated_ops=delegated, total_ops=total, non_delegated=left)
+
+
+def _forget_written_program() -> None:
+    """What keeps a written program alive after `export_pte`: XNNPACK's partitioner config modules each hold a
+    module-level `WhyNoPartition` with the last node they refused, ExecuTorch's unbounded lru caches (e.g.
+    `exir.backend.utils.is_same_node`) are keyed by graph nodes, and torch's fake-tensor cache by the lowered
+    modules. Through any of them the program's graph, constants and delegate blobs stay resident (~1.6 GB after the
+    full-size DiT, benchmarks/export_memory.py). Drop all three once a program is written."""
+    import sys
+
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("executorch.") or module is None:
+            continue
+        for value in list(vars(module).values()):
+            if type(value).__name__ == "WhyNoPartition" and hasattr(value, "node"):
+                value.node = None
+            elif callable(getattr(value, "cache_clear", None)) and getattr(value, "__module__", None) == name:
+                value.cache_clear()
+    if hasattr(FakeTensorMode, "cache_clear"):
+        FakeTensorMode.cache_clear()
 
 
 def export_component(component: str, module: nn.Module, example_inputs: tuple[torch.Tensor, ...], out_path: Path, *,
