@@ -49,22 +49,36 @@ class Artifact:
         return tuple(np.asarray(o) for o in self._call(arrays))
 
 
+def _executorch_bindings():
+    """ExecuTorch's C++ bindings alone. Its `executorch.runtime` wrapper imports them through `portable_lib`, which
+    also imports `executorch.exir` (the exporter, 139 MB resident) to issue a warning; the bindings need only torch,
+    whose tensors they take (`benchmarks/memory_stages.py`)."""
+    import torch  # noqa: F401  (loads libtorch, which the bindings link against)
+    from executorch.extension.pybindings import _C
+
+    return _C
+
+
 def _executorch(path: Path, spec: dict, threads: int | None, component: str, cache: WeightCache):
     import torch
-    from executorch.runtime import Runtime
 
-    method = Runtime.get().load_program(str(path)).load_method("forward")
+    bindings = _executorch_bindings()
+    # what executorch.runtime.Runtime.load_program(path).load_method("forward") does, with its verification level
+    program = bindings._load_program(str(path), program_verification=bindings.Verification.InternalConsistency)
+    method = program.load_method("forward")
     # what the runtime maps of the .pte (the text encoder's: 96 MB, mlocked) XNNPACK has packed by now or reads
     # rarely: drop those pages as for LiteRT (anything read later faults back in from the file)
     release_file_pages(path)
-    return (lambda arrays: [o.numpy() for o in method.execute([torch.from_numpy(a) for a in arrays])]), "off"
+
+    def call(arrays, _program=program):  # the method runs in its program's memory: keep both alive
+        return [o.numpy() for o in method([torch.from_numpy(a) for a in arrays])]
+
+    return call, "off"
 
 
 def _set_executorch_threads(threads: int) -> None:
     try:
-        from executorch.extension.pybindings import portable_lib
-
-        portable_lib._unsafe_reset_threadpool(threads)
+        _executorch_bindings()._unsafe_reset_threadpool(threads)
     except (ImportError, AttributeError):
         pass  # older wheels: XNNPACK uses its default pool size
 
