@@ -21,20 +21,9 @@ import threading
 import time
 from pathlib import Path
 
+from memory_stages import status  # this folder's sampler of /proc/<pid>/status (run as a script)
+
 STAGE = re.compile(r"^\[\s*[\d.]+s\]\s+(\S+)\s+(.*)$")
-
-
-def status_mb(pid: int) -> dict[str, float]:
-    """VmRSS, RssAnon, RssFile and VmHWM of a process in MB ({} once it has gone)."""
-    out = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
-                out[key] = int(value.split()[0]) / 1024
-    except (FileNotFoundError, ProcessLookupError):
-        return {}
-    return out
 
 
 def main() -> None:
@@ -54,14 +43,15 @@ def main() -> None:
     start = time.perf_counter()
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stages: list[dict] = [{"stage": "load model", "t": 0.0, "enter": {}, "peak": {}}]
-    lock, stdout, done = threading.Lock(), [], threading.Event()
+    lock, stdout = threading.Lock(), []
+
+    hwm = [0.0]  # the child's VmHWM as last read: just before it exits, its true peak
 
     def sample() -> None:
-        last = {}
-        while not done.is_set():
-            s = status_mb(child.pid)
+        while child.poll() is None:
+            s = status(child.pid)
             if s:
-                last = s
+                hwm[0] = max(hwm[0], s["VmHWM"])
                 with lock:
                     cur = stages[-1]
                     if not cur["enter"]:
@@ -69,7 +59,6 @@ def main() -> None:
                     if s["VmRSS"] > cur["peak"].get("VmRSS", 0):
                         cur["peak"] = s
             time.sleep(args.interval)
-        stages[-1]["last"] = last
 
     def read_stdout() -> None:
         stdout.extend(child.stdout)
@@ -85,17 +74,12 @@ def main() -> None:
         if m:
             with lock:
                 stages.append({"stage": f"{m.group(1)}: {m.group(2)[:60]}", "t": time.perf_counter() - start,
-                               "enter": status_mb(child.pid), "peak": {}})
+                               "enter": status(child.pid), "peak": {}})
             print(f"[{time.perf_counter() - start:7.1f}s] {m.group(1)} {m.group(2)[:80]}", flush=True)
-    hwm = 0.0
-    while child.poll() is None:  # VmHWM just before exit is the process' true peak
-        s = status_mb(child.pid)
-        hwm = max(hwm, s.get("VmHWM", 0.0))
-        time.sleep(args.interval)
-    done.set()
+    child.wait()
     for t in threads:
         t.join(timeout=5)
-    hwm = max([hwm] + [st["peak"].get("VmHWM", 0.0) for st in stages])
+    hwm = hwm[0]
     wall = time.perf_counter() - start
     reported = re.search(r"peak RSS (\d+) MB", "".join(stdout))
     print(f"\nexit {child.returncode}, {wall:.0f} s; peak (VmHWM) {hwm:.0f} MB"

@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from memory_stages import status  # this folder's reader of /proc/self/status (run as a script)
+
 
 def child(args) -> None:
     import edgegen
@@ -33,8 +35,7 @@ def child(args) -> None:
     start = time.perf_counter()
     litert.export_component(args.component, module, example_inputs(pipe, args.component), args.path, rules=rules)
     seconds = time.perf_counter() - start
-    hwm = next(int(line.split()[1]) / 1024 for line in open("/proc/self/status") if line.startswith("VmHWM"))
-    print(json.dumps({"mode": args.mode, "peak_mb": round(hwm), "convert_s": round(seconds, 1)}))
+    print(json.dumps({"mode": args.mode, "peak_mb": status()["VmHWM"], "convert_s": round(seconds, 1)}))
 
 
 def op_counts(path: Path) -> dict[str, int]:

@@ -22,14 +22,18 @@ import time
 FIELDS = ("VmRSS", "RssAnon", "RssFile", "VmHWM")
 
 
-def status() -> dict[str, int]:
-    """MB of each of FIELDS for this process."""
+def status(pid: int | str = "self") -> dict[str, int]:
+    """MB of each of FIELDS for this process, or for process `pid` ({} once it has gone; export_memory.py samples a
+    child with it)."""
     out = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            key, value = line.split(":", 1)
-            if key in FIELDS:
-                out[key] = int(value.split()[0]) // 1024
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, value = line.split(":", 1)
+                if key in FIELDS:
+                    out[key] = int(value.split()[0]) // 1024
+    except (FileNotFoundError, ProcessLookupError):
+        return {}
     return out
 
 

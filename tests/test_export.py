@@ -142,7 +142,8 @@ def test_export_leaves_the_reference_bit_identical(tiny, tmp_path, backend):
     target = load_target(f"android-arm64-{backend}")  # fp16-capable: the fp16 rule casts there
     # ExecuTorch lowers slowly (~85 s for all four): its DiT and encoder take the same paths as the int8 text
     # encoder of every other ExecuTorch bundle, which check_weights_untouched guards in each export
-    components = ("text_encoder", "decoder") if backend == "executorch" else ("text_encoder", "dit", "decoder", "encoder")
+    components = (("text_encoder", "decoder") if backend == "executorch"
+                  else ("text_encoder", "dit", "decoder", "encoder"))
     report = export_bundle(pipe, target=target, recipe=load_recipe(recipe), out=tmp_path / "b", verify=False,
                            components=components, decoder_window=5)
     assert open_bundle(report.out).manifest["decoder_stream"]["mode"] == "stateful"

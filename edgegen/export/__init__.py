@@ -167,7 +167,7 @@ def _export_component(pipe, comp: str, *, target: Target, recipe: Recipe, path: 
         from edgegen.export import litert as backend
     start = time.perf_counter()
     reference = getattr(pipe, comp)
-    before = weight_versions(reference)
+    before = weight_fingerprints(reference)
     module = weight_sharing_copy(reference)  # the backend modifies it; never the caller's pipeline
     if comp == "decoder" and stream and stream.get("mode") == "stateful":
         from edgegen.components.stateful_decoder import StatefulDecoder
@@ -216,7 +216,7 @@ def weight_sharing_copy(module: nn.Module) -> nn.Module:
     return copy.deepcopy(module, memo)
 
 
-def weight_versions(module: nn.Module) -> dict[str, tuple[int, int, bytes]]:
+def weight_fingerprints(module: nn.Module) -> dict[str, tuple[int, int, bytes]]:
     """Each weight's storage address, in-place write count and sha256, for `check_weights_untouched` (hashing
     runs at ~2 GB/s: under a second for the full-size DiT)."""
     return {name: (t.data_ptr(), t._version, _digest(t)) for name, t in _weights(module)}
