@@ -5,7 +5,8 @@
 Runs `edgegen export` as a child process, reads the stage lines it prints ("[  12.3s] dit  quantize"), and
 samples the child's resident memory (VmRSS, split into anonymous and file pages from /proc/PID/status) every
 50 ms. Prints, per stage, the RSS on entering it and its peak, and the overall peak (the child's own VmHWM,
-which the sampler cannot miss). Writes the same as JSON to --out/export_memory-<backend>-<recipe>.json. Memory
+which the sampler cannot miss). Writes the same as JSON to --out/export_memory-<backend>-<recipe>.json; an export
+that fails prints its error line and exits with its code, writing nothing. Memory
 does not depend on speed, so this may run beside other work; the wall times printed may not.
 """
 
@@ -79,13 +80,15 @@ def main() -> None:
     child.wait()
     for t in threads:
         t.join(timeout=5)
+    if child.returncode != 0:  # the export's own error line; no table or JSON for an export that did not run
+        error = next((ln for ln in reversed(stderr_tail) if ln.startswith("edgegen: error:")), None)
+        print(error or "\n".join(stderr_tail), file=sys.stderr)
+        sys.exit(child.returncode)
     hwm = hwm[0]
     wall = time.perf_counter() - start
     reported = re.search(r"peak RSS (\d+) MB", "".join(stdout))
-    print(f"\nexit {child.returncode}, {wall:.0f} s; peak (VmHWM) {hwm:.0f} MB"
+    print(f"\nexit 0, {wall:.0f} s; peak (VmHWM) {hwm:.0f} MB"
           + (f"; the CLI's ru_maxrss {reported.group(1)} MB" if reported else ""))
-    if child.returncode != 0:
-        print("\n".join(stderr_tail))
     print("\n| stage | starts at s | RSS entering MB | peak RSS MB | anon / file at peak MB |")
     print("|---|---:|---:|---:|---:|")
     for st in stages:
@@ -93,9 +96,8 @@ def main() -> None:
         print(f"| {st['stage']} | {st['t']:.0f} | {st['enter'].get('VmRSS', 0):.0f} | {p.get('VmRSS', 0):.0f} | "
               f"{p.get('RssAnon', 0):.0f} / {p.get('RssFile', 0):.0f} |")
     (args.out / f"export_memory-{args.backend}-{args.recipe}.json").write_text(json.dumps(
-        {"command": cmd[2:], "exit": child.returncode, "wall_s": round(wall, 1), "peak_mb": round(hwm, 1),
+        {"command": cmd[2:], "wall_s": round(wall, 1), "peak_mb": round(hwm, 1),
          "stages": stages}, indent=2))
-    sys.exit(child.returncode)
 
 
 if __name__ == "__main__":
