@@ -58,6 +58,15 @@ def main() -> None:
     args = ap.parse_args()
     if args.mode:
         return child(args)
+    from edgegen.errors import EdgegenError
+    from edgegen.recipes import load_recipe
+
+    try:  # refused here in one line rather than in each child's traceback
+        load_recipe(args.recipe)
+    except EdgegenError as exc:
+        ap.error(str(exc))
+    if not args.model.startswith("random:") and not Path(args.model).is_dir():
+        ap.error(f"model folder not found: {args.model}")
     args.out.mkdir(parents=True, exist_ok=True)
     rows, paths = [], {}
     for mode in ("standard", "lightweight"):
@@ -65,46 +74,44 @@ def main() -> None:
         res = subprocess.run([sys.executable, __file__, "--component", args.component, "--recipe", args.recipe,
                               "--model", args.model, "--mode", mode, "--path", str(paths[mode])],
                              capture_output=True, text=True)
-        if res.returncode != 0:
-            print(f"{mode}: failed\n{res.stderr[-2000:]}")
-            rows.append({"mode": mode, "failed": True})
-            continue
+        if res.returncode != 0:  # nothing to compare: the converter's last line, and the child's exit code
+            last = (res.stderr.strip().splitlines() or ["no output"])[-1]
+            sys.exit(f"litert_convert_memory.py: the {mode} conversion failed: {last}")
         rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
-    done = [r["mode"] for r in rows if not r.get("failed")]
-    if len(done) == 2:
-        import numpy as np
-        import torch
+    done = [r["mode"] for r in rows]
+    import numpy as np
+    import torch
 
-        import edgegen
-        from edgegen.export.wrappers import example_inputs, io_spec
-        from edgegen.metrics import compare
+    import edgegen
+    from edgegen.export.wrappers import example_inputs, io_spec
+    from edgegen.metrics import compare
 
-        a, b = (paths[m].read_bytes() for m in done)
-        print(f"byte-identical: {a == b}; sizes {len(a) / 1e6:.1f} / {len(b) / 1e6:.1f} MB")
-        counts = {m: op_counts(paths[m]) for m in done}
-        print(f"op counts equal: {counts['standard'] == counts['lightweight']}")
-        if counts["standard"] != counts["lightweight"]:
-            print(json.dumps(counts, indent=1))
-        pipe = edgegen.load_pipeline(args.model)
-        ex = example_inputs(pipe, args.component)
-        with torch.no_grad():
-            ref = getattr(pipe, args.component)(*ex)
-        ref = ref if isinstance(ref, tuple) else (ref,)
-        from ai_edge_litert.interpreter import Interpreter
+    a, b = (paths[m].read_bytes() for m in done)
+    print(f"byte-identical: {a == b}; sizes {len(a) / 1e6:.1f} / {len(b) / 1e6:.1f} MB")
+    counts = {m: op_counts(paths[m]) for m in done}
+    print(f"op counts equal: {counts['standard'] == counts['lightweight']}")
+    if counts["standard"] != counts["lightweight"]:
+        print(json.dumps(counts, indent=1))
+    pipe = edgegen.load_pipeline(args.model)
+    ex = example_inputs(pipe, args.component)
+    with torch.no_grad():
+        ref = getattr(pipe, args.component)(*ex)
+    ref = ref if isinstance(ref, tuple) else (ref,)
+    from ai_edge_litert.interpreter import Interpreter
 
-        names = [i["name"] for i in io_spec(pipe, args.component)["inputs"]]
-        for m in done:
-            interp = Interpreter(model_path=str(paths[m]), num_threads=2)
-            runner = interp.get_signature_runner()
-            got = runner(**{n: np.ascontiguousarray(x.numpy()) for n, x in zip(names, ex)})
-            outs = [got[k] for k in sorted(got)]
-            sq = [round(compare(r, torch.from_numpy(np.asarray(o)).reshape(r.shape)).sqnr_db, 2)
-                  for r, o in zip(ref, outs)]
-            print(f"{m}: SQNR vs eager {sq}")
+    names = [i["name"] for i in io_spec(pipe, args.component)["inputs"]]
+    for m in done:
+        interp = Interpreter(model_path=str(paths[m]), num_threads=2)
+        runner = interp.get_signature_runner()
+        got = runner(**{n: np.ascontiguousarray(x.numpy()) for n, x in zip(names, ex)})
+        outs = [got[k] for k in sorted(got)]
+        sq = [round(compare(r, torch.from_numpy(np.asarray(o)).reshape(r.shape)).sqnr_db, 2)
+              for r, o in zip(ref, outs)]
+        print(f"{m}: SQNR vs eager {sq}")
     print("\n| mode | peak RSS MB | convert s |\n|---|---:|---:|")
     for r in rows:
-        print(f"| {r['mode']} | {r.get('peak_mb', 'failed')} | {r.get('convert_s', '-')} |")
+        print(f"| {r['mode']} | {r['peak_mb']} | {r['convert_s']} |")
 
 
 if __name__ == "__main__":
