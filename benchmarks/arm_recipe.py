@@ -109,7 +109,9 @@ def _runner(path: Path, threads: int):
     return lambda **kw: list(run(**kw).values())
 
 
-def time_generation(paths: dict[str, Path], info: dict, *, threads: int, iters: int, steps: int = 8) -> dict:
+def load_generation(paths: dict[str, Path], info: dict, *, threads: int, steps: int = 8):
+    """Load the three models; returns (load seconds, generate), where generate() runs one 10 s generation as Arm's
+    app does and returns its stage times in seconds (text_encoder, dit, dit_step = median step, decoder, e2e)."""
     from edgegen.sampler import make_noise, schedule
     from edgegen.tokenizer import Tokenizer
 
@@ -121,8 +123,8 @@ def time_generation(paths: dict[str, Path], info: dict, *, threads: int, iters: 
     ids, mask = tokenizer.encode(["warm lo-fi piano loop with soft drums"])
     ts = schedule(steps)
     noise = make_noise(seed=0, steps=steps, channels=64, length=info["latent_length"]).numpy()
-    runs = []
-    for i in range(iters + 1):
+
+    def generate() -> dict:
         t0 = time.perf_counter()
         cross, glob = te(token_ids=ids.astype(np.int32), attention_mask=mask.astype(np.int32),
                          seconds_total=np.array([10.0], np.float32))
@@ -137,10 +139,16 @@ def time_generation(paths: dict[str, Path], info: dict, *, threads: int, iters: 
         t2 = time.perf_counter()
         audio = dec(latents=x.astype(np.float32))[0]
         t3 = time.perf_counter()
-        if i:  # the first is the warm-up
-            runs.append({"text_encoder": t1 - t0, "dit": t2 - t1, "dit_step": statistics.median(step_s),
-                         "decoder": t3 - t2, "e2e": t3 - t0})
         assert np.isfinite(audio).all()
+        return {"text_encoder": t1 - t0, "dit": t2 - t1, "dit_step": statistics.median(step_s),
+                "decoder": t3 - t2, "e2e": t3 - t0}
+
+    return load_s, generate
+
+
+def time_generation(paths: dict[str, Path], info: dict, *, threads: int, iters: int, steps: int = 8) -> dict:
+    load_s, generate = load_generation(paths, info, threads=threads, steps=steps)
+    runs = [generate() for _ in range(iters + 1)][1:]  # the first is the warm-up
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     return {"schema": "edgegen.arm-recipe/1", "backend": "litert", "recipe": "arm (T5 fp32, DiT int8 dynamic via "
             "litert-torch, decoder whole fp32)", "threads": threads, "iters": iters, "load_s": load_s,

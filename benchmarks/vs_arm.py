@@ -1,0 +1,109 @@
+"""An edgegen bundle against Arm's recipe, generations interleaved in one process (issue 14's "x Arm" targets).
+
+    .venv/bin/python benchmarks/vs_arm.py out/suite/random-sao-small-litert-fast --arm out/suite/arm-litert \
+        --rounds 4 --seconds 10 --json
+
+`--arm` is a folder `benchmarks/arm_recipe.py` exported (Arm's recipe built Arm's way, on the bundle's weights; the
+suite makes it). One process loads both: the bundle through edgegen's harness (`BundlePipeline`, as `edgegen
+bench` opens it: the default weight cache) and Arm's three files in ai_edge_litert's Interpreter, timed as Arm's app
+runs them (`arm_recipe.load_generation`). After one warm-up generation of each, every round runs one generation of
+each, the order alternating between rounds. This VM's speed drifts by up to 30% between minutes; two rows timed
+minutes apart carry that drift into their ratio (the suite's `fast` row measured 0.49x and 0.53x of Arm's recipe in
+two runs of the same bundles), rounds a few seconds apart do not. Reported: each side's median end to end and
+stages, the ratio of the medians and each round's ratio. Memory is not measured here: both models are resident in
+this process (the suite's rows measure each alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+
+def interleave(bundle: Path, arm: Path, *, rounds: int, seconds: float | None, threads: int) -> dict:
+    from arm_recipe import artifact_paths, load_generation
+
+    from edgegen.bench import PROMPT
+    from edgegen.bundle_pipeline import BundlePipeline
+    from edgegen.common import Timings
+    from edgegen.errors import EdgegenError
+    from edgegen.weight_cache import WeightCache
+
+    stamp = arm / "source.json"
+    if not stamp.is_file():
+        raise EdgegenError(f"{arm} holds no export of Arm's recipe (no source.json); make one with "
+                           f"benchmarks/arm_recipe.py --out {arm}")
+    info = json.loads(stamp.read_text())
+    with BundlePipeline.open(bundle, threads=threads, weight_cache=WeightCache.resolve(None)) as bp:
+        m = bp.bundle.manifest
+        if m["backend"] != "litert":
+            raise EdgegenError(f"{bundle} is a {m['backend']} bundle; Arm's recipe is built for LiteRT here")
+        if m["source"].get("checkpoint_sha256") != info.get("checkpoint_sha256"):
+            raise EdgegenError(f"{bundle} was exported from {m['source']['model']}, {arm} from {info.get('model')} "
+                               "(another checkpoint): compare the same weights")
+        seconds = bp.max_seconds if seconds is None else seconds
+        bp.check_seconds(seconds)
+        _, arm_generate = load_generation(artifact_paths(arm), info, threads=threads)
+
+        def ours() -> dict:
+            t = Timings()
+            start = time.perf_counter()
+            bp.generate(PROMPT, seconds_total=seconds, seed=0, timings=t)
+            return {"e2e": time.perf_counter() - start, "dit_step": statistics.median(t.dit_steps),
+                    **{k: t.stages[k] for k in ("text_encoder", "dit", "decoder", "first_audio")}}
+
+        ours(), arm_generate()  # warm-up
+        mine, theirs, per_round = [], [], []
+        for r in range(rounds):
+            if r % 2:
+                b, a = arm_generate(), ours()
+            else:
+                a, b = ours(), arm_generate()
+            mine.append(a)
+            theirs.append(b)
+            per_round.append(a["e2e"] / b["e2e"])
+    med = lambda runs: {k: statistics.median(x[k] for x in runs) for k in runs[0]}  # noqa: E731
+    e, arm_med = med(mine), med(theirs)
+    return {"schema": "edgegen.vs-arm/1", "bundle": str(bundle), "recipe": m["recipe"]["name"], "arm": str(arm),
+            "threads": threads, "rounds": rounds, "seconds": seconds, "edgegen": e, "arm_recipe": arm_med,
+            "edgegen_e2e_runs_s": [x["e2e"] for x in mine], "arm_e2e_runs_s": [x["e2e"] for x in theirs],
+            "ratio": e["e2e"] / arm_med["e2e"], "round_ratios": per_round}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("bundle", type=Path, help="a LiteRT bundle folder written by `edgegen export`")
+    ap.add_argument("--arm", type=Path, required=True, help="the folder benchmarks/arm_recipe.py exported into")
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--seconds", type=float, default=None,
+                    help="edgegen's generation length (default: the bundle's maximum; Arm's recipe decodes the whole "
+                         "sequence whatever it is asked for)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
+    if not (args.bundle / "manifest.json").is_file():
+        ap.error(f"{args.bundle} has no manifest.json; pass a bundle folder written by `edgegen export`")
+    from edgegen.errors import EdgegenError
+
+    try:
+        r = interleave(args.bundle, args.arm, rounds=args.rounds, seconds=args.seconds, threads=args.threads)
+    except EdgegenError as exc:
+        sys.exit(f"error: {exc}")
+    if args.json:
+        print(json.dumps(r))
+        return
+    e, a = r["edgegen"], r["arm_recipe"]
+    print(f"{r['bundle']} ({r['recipe']}) vs Arm's recipe, {r['rounds']} interleaved rounds, {r['threads']} threads:\n"
+          f"  edgegen     end to end {e['e2e']:.2f} s (DiT {e['dit_step']:.3f} s/step, decoder {e['decoder']:.2f} s)\n"
+          f"  Arm recipe  end to end {a['e2e']:.2f} s (DiT {a['dit_step']:.3f} s/step, decoder {a['decoder']:.2f} s)\n"
+          f"  ratio {r['ratio']:.2f}x (rounds: " + ", ".join(f"{x:.2f}" for x in r["round_ratios"]) + ")")
+
+
+if __name__ == "__main__":
+    main()
