@@ -142,6 +142,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=None,
                     help="--against-harness: seconds of audio per generation (default: the bundle's maximum)")
     args = ap.parse_args()
+    if args.calls < 1 or args.rounds < 1:
+        ap.error("--calls and --rounds must be at least 1")
     if not (args.bundle / "manifest.json").is_file():
         sys.exit(f"error: {args.bundle} has no manifest.json; pass a bundle folder written by `edgegen export`")
     from edgegen.errors import EdgegenError

@@ -152,7 +152,8 @@ def measure(model: str, configs: list[tuple[str, str]], out: Path, iters: int, w
                 _say(f"{r['config']}: against Arm's recipe, interleaved")
                 vres = subprocess.run([sys.executable, str(Path(__file__).with_name("vs_arm.py")), r["bundle"],
                                        "--arm", str(out / f"arm-{backend}"), "--rounds", str(max(iters, 2)),
-                                       *secs, "--json"], capture_output=True, text=True)
+                                       *(["--seconds", str(seconds)] if seconds else []), "--json"],
+                                      capture_output=True, text=True)
                 if vres.returncode != 0:
                     raise SystemExit(f"vs_arm {r['bundle']} failed: {vres.stderr[-500:]}")
                 r["vs_arm"] = _last_json(vres.stdout)
