@@ -168,6 +168,8 @@ def main() -> None:
     ap.add_argument("--export-only", action="store_true")
     ap.add_argument("--json", action="store_true", help="print the result as one JSON line last")
     args = ap.parse_args()
+    if args.iters < 1:
+        ap.error("--iters must be at least 1")
 
     torch.set_num_threads(args.threads)
     paths = artifact_paths(args.out)

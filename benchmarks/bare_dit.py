@@ -77,57 +77,63 @@ def time_dit(bundle: Path, *, threads: int, calls: int) -> dict:
     named = _inputs(spec, np.random.default_rng(0))
     for _ in range(2):
         call(named)
+    times = _time_calls(call, named, calls)
+    return {"bundle": str(bundle), "backend": manifest["backend"], "threads": threads, "calls": calls,
+            "load_s": load_s, "dit_step_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
+
+
+def _time_calls(call, named, n: int) -> list[float]:
     times = []
-    for _ in range(calls):
+    for _ in range(n):
         t0 = time.perf_counter()
         call(named)
         times.append(time.perf_counter() - t0)
-    return {"bundle": str(bundle), "backend": manifest["backend"], "threads": threads, "calls": calls,
-            "load_s": load_s, "dit_step_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
+    return times
+
+
+def alternate(first, second, rounds: int) -> tuple[list, list]:
+    """`rounds` x (first(), second()), the order swapped every other round (so neither always runs in the other's
+    wake); the results of each, in round order."""
+    a, b = [], []
+    for r in range(rounds):
+        if r % 2:
+            b.append(second())
+            a.append(first())
+        else:
+            a.append(first())
+            b.append(second())
+    return a, b
+
+
+def harness_generation(bp, seconds: float):
+    """One generation through edgegen's harness, timed as `edgegen bench` times it: an edgegen.bench.Iteration."""
+    from edgegen.bench import PROMPT, _measure
+
+    return _measure(lambda t: bp.generate(PROMPT, seconds_total=seconds, seed=0, timings=t),
+                    sample_rate=bp.sample_rate, iters=1, warmup=0)[0]
 
 
 def against_harness(bundle: Path, *, threads: int, calls: int, rounds: int, seconds: float | None) -> dict:
     """`rounds` x (one harness generation, `calls` bare DiT calls), alternating which goes first; medians over all
     steps / calls, and each round's ratio of medians."""
-    from edgegen.bench import PROMPT
     from edgegen.bundle_pipeline import BundlePipeline
-    from edgegen.common import Timings
     from edgegen.weight_cache import WeightCache
 
     with BundlePipeline.open(bundle, threads=threads, weight_cache=WeightCache.resolve(None)) as bp:
+        backend = bp.bundle.manifest["backend"]
         spec, dit_path = bp.bundle.manifest["artifacts"]["dit"], bp.bundle.path("dit")
         seconds = bp.max_seconds if seconds is None else seconds
-        load = _litert if bp.bundle.manifest["backend"] == "litert" else _executorch
-        call = load(dit_path, threads)
+        call = (_litert if backend == "litert" else _executorch)(dit_path, threads)
         named = _inputs(spec, np.random.default_rng(0))
-
-        def harness() -> list[float]:
-            t = Timings()
-            bp.generate(PROMPT, seconds_total=seconds, seed=0, timings=t)
-            return t.dit_steps
-
-        def bare() -> list[float]:
-            times = []
-            for _ in range(calls):
-                t0 = time.perf_counter()
-                call(named)
-                times.append(time.perf_counter() - t0)
-            return times
-
+        harness = lambda: harness_generation(bp, seconds).dit_steps  # noqa: E731
+        bare = lambda: _time_calls(call, named, calls)  # noqa: E731
         harness(), bare()  # warm-up: weights packed or mapped, first-call allocations made
-        h_all, b_all, per_round = [], [], []
-        for r in range(rounds):
-            if r % 2:
-                b, h = bare(), harness()
-            else:
-                h, b = harness(), bare()
-            h_all += h
-            b_all += b
-            per_round.append(statistics.median(h) / statistics.median(b))
-    med_h, med_b = statistics.median(h_all), statistics.median(b_all)
-    return {"bundle": str(bundle), "backend": bp.bundle.manifest["backend"], "threads": threads, "rounds": rounds,
-            "calls": calls, "seconds": seconds, "harness_dit_step_s": med_h, "dit_step_s": med_b,
-            "ratio": med_h / med_b, "round_ratios": per_round}
+        hs, bs = alternate(harness, bare, rounds)
+    med_h = statistics.median(x for h in hs for x in h)
+    med_b = statistics.median(x for b in bs for x in b)
+    return {"bundle": str(bundle), "backend": backend, "threads": threads, "rounds": rounds, "calls": calls,
+            "seconds": seconds, "harness_dit_step_s": med_h, "dit_step_s": med_b, "ratio": med_h / med_b,
+            "round_ratios": [statistics.median(h) / statistics.median(b) for h, b in zip(hs, bs)]}
 
 
 def main() -> None:

@@ -152,6 +152,7 @@ def measure(model: str, configs: list[tuple[str, str]], out: Path, iters: int, w
                 _say(f"{r['config']}: against Arm's recipe, interleaved")
                 vres = subprocess.run([sys.executable, str(Path(__file__).with_name("vs_arm.py")), r["bundle"],
                                        "--arm", str(out / f"arm-{backend}"), "--rounds", str(max(iters, 2)),
+                                       "--threads", str(r["bench"]["threads"]),
                                        *(["--seconds", str(seconds)] if seconds else []), "--json"],
                                       capture_output=True, text=True)
                 if vres.returncode != 0:

@@ -11,7 +11,9 @@ each, the order alternating between rounds. This VM's speed drifts by up to 30% 
 minutes apart carry that drift into their ratio (the suite's `fast` row measured 0.49x and 0.53x of Arm's recipe in
 two runs of the same bundles), rounds a few seconds apart do not. Reported: each side's median end to end and
 stages, the ratio of the medians and each round's ratio. Memory is not measured here: both models are resident in
-this process (the suite's rows measure each alone).
+this process (the suite's rows measure each alone). edgegen's end to end is `edgegen bench`'s (prompt tokenised and
+noise drawn in each generation); Arm's recipe tokenises once at load, as its app does: a few milliseconds in
+Arm's favour.
 """
 
 from __future__ import annotations
@@ -20,58 +22,45 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 
 def interleave(bundle: Path, arm: Path, *, rounds: int, seconds: float | None, threads: int) -> dict:
-    from arm_recipe import artifact_paths, load_generation
+    from arm_recipe import artifact_paths, exported, load_generation
+    from bare_dit import alternate, harness_generation
 
-    from edgegen.bench import PROMPT
     from edgegen.bundle_pipeline import BundlePipeline
-    from edgegen.common import Timings
     from edgegen.errors import EdgegenError
     from edgegen.weight_cache import WeightCache
 
-    stamp = arm / "source.json"
-    if not stamp.is_file():
+    m = json.loads((bundle / "manifest.json").read_text())  # what it is, before loading anything
+    if m["backend"] != "litert":
+        raise EdgegenError(f"{bundle} is a {m['backend']} bundle; Arm's recipe is built for LiteRT here")
+    if not (arm / "source.json").is_file():
         raise EdgegenError(f"{arm} holds no export of Arm's recipe (no source.json); make one with "
                            f"benchmarks/arm_recipe.py --out {arm}")
-    info = json.loads(stamp.read_text())
+    info = exported(arm, {"checkpoint_sha256": m["source"].get("checkpoint_sha256")})
+    if info is None:
+        raise EdgegenError(f"{arm} holds Arm's recipe of another checkpoint than {bundle} ({m['source']['model']}), "
+                           "or an unfinished export: compare the same weights (benchmarks/arm_recipe.py --model ...)")
     with BundlePipeline.open(bundle, threads=threads, weight_cache=WeightCache.resolve(None)) as bp:
-        m = bp.bundle.manifest
-        if m["backend"] != "litert":
-            raise EdgegenError(f"{bundle} is a {m['backend']} bundle; Arm's recipe is built for LiteRT here")
-        if m["source"].get("checkpoint_sha256") != info.get("checkpoint_sha256"):
-            raise EdgegenError(f"{bundle} was exported from {m['source']['model']}, {arm} from {info.get('model')} "
-                               "(another checkpoint): compare the same weights")
         seconds = bp.max_seconds if seconds is None else seconds
         bp.check_seconds(seconds)
         _, arm_generate = load_generation(artifact_paths(arm), info, threads=threads)
 
         def ours() -> dict:
-            t = Timings()
-            start = time.perf_counter()
-            bp.generate(PROMPT, seconds_total=seconds, seed=0, timings=t)
-            return {"e2e": time.perf_counter() - start, "dit_step": statistics.median(t.dit_steps),
-                    **{k: t.stages[k] for k in ("text_encoder", "dit", "decoder", "first_audio")}}
+            it = harness_generation(bp, seconds)
+            return {"e2e": it.e2e_s, "dit_step": statistics.median(it.dit_steps), "first_audio": it.first_audio_s,
+                    **{k: it.stages[k] for k in ("text_encoder", "dit", "decoder")}}
 
         ours(), arm_generate()  # warm-up
-        mine, theirs, per_round = [], [], []
-        for r in range(rounds):
-            if r % 2:
-                b, a = arm_generate(), ours()
-            else:
-                a, b = ours(), arm_generate()
-            mine.append(a)
-            theirs.append(b)
-            per_round.append(a["e2e"] / b["e2e"])
+        mine, theirs = alternate(ours, arm_generate, rounds)
     med = lambda runs: {k: statistics.median(x[k] for x in runs) for k in runs[0]}  # noqa: E731
     e, arm_med = med(mine), med(theirs)
     return {"schema": "edgegen.vs-arm/1", "bundle": str(bundle), "recipe": m["recipe"]["name"], "arm": str(arm),
             "threads": threads, "rounds": rounds, "seconds": seconds, "edgegen": e, "arm_recipe": arm_med,
             "edgegen_e2e_runs_s": [x["e2e"] for x in mine], "arm_e2e_runs_s": [x["e2e"] for x in theirs],
-            "ratio": e["e2e"] / arm_med["e2e"], "round_ratios": per_round}
+            "ratio": e["e2e"] / arm_med["e2e"], "round_ratios": [a["e2e"] / b["e2e"] for a, b in zip(mine, theirs)]}
 
 
 def main() -> None:

@@ -1,7 +1,6 @@
 """benchmarks/vs_arm.py: an edgegen bundle against Arm's recipe built Arm's way, generations interleaved in one
 process (the suite's verdict on issue 14's "x Arm" targets)."""
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -10,26 +9,20 @@ import pytest
 
 from edgegen.errors import EdgegenError
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # the scripts import each other by name
 
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # vs_arm imports arm_recipe by name, as when run from benchmarks/
-    spec.loader.exec_module(module)
-    return module
+import arm_recipe  # noqa: E402
+import vs_arm  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def arm_tiny(tiny, tmp_path_factory):
     out = tmp_path_factory.mktemp("arm-litert")
-    _load("arm_recipe").export(tiny, out, log=lambda s: None)
+    arm_recipe.export(tiny, out, log=lambda s: None)
     return out
 
 
 def test_interleaves_both_generations_round_by_round(arm_tiny, bundle_factory, monkeypatch):
-    vs_arm, arm_recipe = _load("vs_arm"), sys.modules["arm_recipe"]
     order = []
     real_load = arm_recipe.load_generation
 
@@ -43,7 +36,7 @@ def test_interleaves_both_generations_round_by_round(arm_tiny, bundle_factory, m
     real_generate = BundlePipeline.generate
     monkeypatch.setattr(BundlePipeline, "generate", lambda self, *a, **k: order.append("edgegen")
                         or real_generate(self, *a, **k))
-    r = vs_arm.interleave(bundle_factory("litert", "fp32"), arm_tiny, rounds=3, seconds=None, threads=1)
+    r = vs_arm.interleave(bundle_factory("litert", "fp32"), arm_tiny, rounds=3, seconds=None, threads=2)
     assert order == ["edgegen", "arm", "edgegen", "arm", "arm", "edgegen", "edgegen", "arm"]  # warm-up, then ABBA..
     assert len(r["round_ratios"]) == 3 and len(r["edgegen_e2e_runs_s"]) == len(r["arm_e2e_runs_s"]) == 3
     assert r["ratio"] == pytest.approx(r["edgegen"]["e2e"] / r["arm_recipe"]["e2e"])
@@ -51,14 +44,13 @@ def test_interleaves_both_generations_round_by_round(arm_tiny, bundle_factory, m
 
 
 def test_refuses_other_weights_another_runtime_or_no_export(arm_tiny, bundle_factory, tmp_path):
-    vs_arm = _load("vs_arm")
     with pytest.raises(EdgegenError, match="executorch bundle"):
-        vs_arm.interleave(bundle_factory("executorch", "fp32"), arm_tiny, rounds=1, seconds=None, threads=1)
+        vs_arm.interleave(bundle_factory("executorch", "fp32"), arm_tiny, rounds=1, seconds=None, threads=2)
     with pytest.raises(EdgegenError, match="no export of Arm's recipe"):
-        vs_arm.interleave(bundle_factory("litert", "fp32"), tmp_path, rounds=1, seconds=None, threads=1)
+        vs_arm.interleave(bundle_factory("litert", "fp32"), tmp_path, rounds=1, seconds=None, threads=2)
     other = tmp_path / "other"
     other.mkdir()
     info = json.loads((arm_tiny / "source.json").read_text())
     (other / "source.json").write_text(json.dumps({**info, "checkpoint_sha256": "another"}))
     with pytest.raises(EdgegenError, match="another checkpoint"):
-        vs_arm.interleave(bundle_factory("litert", "fp32"), other, rounds=1, seconds=None, threads=1)
+        vs_arm.interleave(bundle_factory("litert", "fp32"), other, rounds=1, seconds=None, threads=2)
