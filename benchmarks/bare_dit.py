@@ -123,6 +123,7 @@ def against_harness(bundle: Path, *, threads: int, calls: int, rounds: int, seco
         backend = bp.bundle.manifest["backend"]
         spec, dit_path = bp.bundle.manifest["artifacts"]["dit"], bp.bundle.path("dit")
         seconds = bp.max_seconds if seconds is None else seconds
+        bp.check_seconds(seconds)  # before the second copy of the DiT loads
         call = (_litert if backend == "litert" else _executorch)(dit_path, threads)
         named = _inputs(spec, np.random.default_rng(0))
         harness = lambda: harness_generation(bp, seconds).dit_steps  # noqa: E731

@@ -87,6 +87,11 @@ def main() -> None:
     ap.add_argument("--backends", default="executorch,litert")
     ap.add_argument("--time", action="store_true", help="ExecuTorch: time each window (median of 3 calls)")
     args = ap.parse_args()
+    backends = args.backends.split(",")
+    if args.window < 1:
+        ap.error("--window must be at least 1 latent frame")
+    if not set(backends) <= {"executorch", "litert"}:
+        ap.error(f"--backends: unknown {sorted(set(backends) - {'executorch', 'litert'})} (executorch, litert)")
 
     import edgegen
     from edgegen.components.stateful_decoder import StatefulDecoder
@@ -94,12 +99,17 @@ def main() -> None:
     from edgegen.export.wrappers import wrap
     from edgegen.recipes import load_recipe, load_target
 
+    from edgegen.errors import EdgegenError
+
     torch.set_num_threads(2)
-    pipe = edgegen.load_pipeline(args.model)
+    try:
+        pipe = edgegen.load_pipeline(args.model)
+    except EdgegenError as exc:
+        sys.exit(f"error: {exc}")
     decoder = pipe.decoder
     channels = decoder.config.latent_dim
     with tempfile.TemporaryDirectory() as tmp:
-        for backend in args.backends.split(","):
+        for backend in backends:
             if backend == "executorch":
                 sd = StatefulDecoder(decoder, window=args.window, layout="nc1l")
             else:
@@ -112,11 +122,9 @@ def main() -> None:
                 for dynamic in (False, True):
                     r = executorch_case(module, example, args.window, dynamic, Path(tmp), args.time)
                     print(f"executorch, {'dynamic 1..' if dynamic else 'static '}{args.window}: {r}", flush=True)
-            elif backend == "litert":
+            else:
                 print(f"litert, dynamic 1..{args.window}: {litert_case(module, example, args.window, Path(tmp))}",
                       flush=True)
-            else:
-                sys.exit(f"error: unknown backend {backend!r} (executorch, litert)")
 
 
 if __name__ == "__main__":

@@ -29,13 +29,15 @@ def interleave(bundle: Path, arm: Path, *, rounds: int, seconds: float | None, t
     from arm_recipe import artifact_paths, exported, load_generation
     from bare_dit import alternate, harness_generation
 
+    from edgegen.bundle import read_manifest
     from edgegen.bundle_pipeline import BundlePipeline
     from edgegen.errors import EdgegenError
     from edgegen.weight_cache import WeightCache
 
-    m = json.loads((bundle / "manifest.json").read_text())  # what it is, before loading anything
+    m = read_manifest(bundle)  # what it is, before loading anything
     if m["backend"] != "litert":
-        raise EdgegenError(f"{bundle} is a {m['backend']} bundle; Arm's recipe is built for LiteRT here")
+        raise EdgegenError(f"{bundle}: an {m['backend']} bundle; Arm's recipe is built for LiteRT here, so pass a "
+                           "LiteRT bundle")
     if not (arm / "source.json").is_file():
         raise EdgegenError(f"{arm} holds no export of Arm's recipe (no source.json); make one with "
                            f"benchmarks/arm_recipe.py --out {arm}")
