@@ -20,7 +20,7 @@ sampling follows `Pipeline.generate` (same VAE noise for the same seed, same tru
 
 `BundlePipeline.open(path, low_memory=True)` keeps no artifact resident: `generate` loads each one when its
 stage starts and drops it when the stage ends, so peak memory is the largest stage's, not the sum of all three
-(a full-size LiteRT int8 bundle: see benchmarks/RESULTS.md). Loading is then part of every generation's time.
+(a full-size LiteRT int8 bundle: see benchmarks/JOURNAL.md). Loading is then part of every generation's time.
 
 Everything here is numpy: generating from a LiteRT bundle never loads torch (about 230 MB of a process' memory;
 audio-to-audio's resampler and ExecuTorch's runtime load it). LiteRT artifacts load through XNNPACK's weight cache

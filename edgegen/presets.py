@@ -122,7 +122,8 @@ def randomize_(module: nn.Module, *, seed: int) -> None:
         if isinstance(m, T5Attention):
             # T5 attention has no 1/sqrt(d_kv) on its logits; trained T5 (and Hugging Face's T5 init, q std
             # (d_model * d_kv)^-0.5) folds it into q. Without it random logits have std ~sqrt(d_kv) = 8, softmax
-            # is near one-hot, and int8 T5 parity collapses (measured 16 vs 35 dB: benchmarks/t5_int8_scaling.py).
+            # is near one-hot, and int8 T5 parity collapses (measured 16 vs 35 dB:
+            # benchmarks/quantization/t5_int8_scaling.py).
             m.q.weight.mul_(1.0 / math.sqrt(m.d_kv))
     for name, p in module.named_parameters():
         leaf = name.rsplit(".", 1)[-1]

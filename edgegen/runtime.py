@@ -52,7 +52,7 @@ class Artifact:
 def _executorch_bindings():
     """ExecuTorch's C++ bindings alone. Its `executorch.runtime` wrapper imports them through `portable_lib`, which
     also imports `executorch.exir` (the exporter, 139 MB resident) to issue a warning; the bindings need only torch,
-    whose tensors they take (`benchmarks/memory_stages.py`)."""
+    whose tensors they take (`benchmarks/memory/memory_stages.py`)."""
     import torch  # noqa: F401  (loads libtorch, which the bindings link against)
     from executorch.extension.pybindings import _C
 

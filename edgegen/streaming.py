@@ -200,7 +200,7 @@ def default_stateful_window(decoder: OobleckDecoder | OobleckConfig, *, length: 
     needs wastes none); ties go to the larger window (fewer calls, each reading the weights once).
 
     Below 8 frames the coarse layers become matrix-vector products that re-read the decoder's weights on every call
-    (measured: benchmarks/RESULTS.md, "stateful streaming decoder"); above 32 the first audio comes later."""
+    (measured: benchmarks/JOURNAL.md, "stateful streaming decoder"); above 32 the first audio comes later."""
     from edgegen.components.oobleck import OobleckConfig
 
     cfg = decoder if isinstance(decoder, OobleckConfig) else decoder.config

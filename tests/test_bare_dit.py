@@ -1,14 +1,9 @@
-"""benchmarks/bare_dit.py --against-harness: the harness's DiT step and bare runtime calls, interleaved in one
+"""benchmarks/speed/bare_dit.py --against-harness: the harness's DiT step and bare runtime calls, interleaved in one
 process (the suite's check of issue 14's "harness DiT step within 10% of the bare call")."""
-
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # the scripts import each other by name
-
-import bare_dit  # noqa: E402
+from benchmarks.speed import bare_dit
 
 
 @pytest.mark.parametrize("backend", ["litert", "executorch"])

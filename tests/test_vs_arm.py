@@ -1,18 +1,12 @@
-"""benchmarks/vs_arm.py: an edgegen bundle against Arm's recipe built Arm's way, generations interleaved in one
+"""benchmarks/speed/vs_arm.py: an edgegen bundle against Arm's recipe built Arm's way, generations interleaved in one
 process (the suite's verdict on issue 14's "x Arm" targets)."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
+from benchmarks.speed import arm_recipe, vs_arm
 from edgegen.errors import EdgegenError
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # the scripts import each other by name
-
-import arm_recipe  # noqa: E402
-import vs_arm  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 8 Euler steps and reach the base at 50, with the checkpoint chosen on a validation split and every row measured on a
 held-out set with two sampling seeds? And what does dropping the contrastive term (lambda = 0) do to adherence?
 
-    .venv/bin/python benchmarks/arc/evidence.py --work /tmp/arc_evidence      (2 worker processes; see RESULTS)
+    .venv/bin/python -m benchmarks.arc.evidence --work /tmp/arc_evidence      (2 worker processes; see arc/JOURNAL.md)
 
 --jobs 2 (default) runs the stages as tasks in two worker processes of one torch thread each (two threads of one
 process spin-wait badly on a shared 2-core machine): the validation and held-out caches and the classifier while the

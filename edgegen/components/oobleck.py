@@ -140,7 +140,7 @@ class Decoder2D(nn.Module):
     does not do for 1-D ones. A ConvTranspose1d (kernel 2s, stride s) becomes its polyphase form, a kernel-2
     convolution to s x O channels whose outputs interleave into time (`ConvTransposePoly`): XNNPACK's own
     transposed convolution made the decoder's five ConvTransposes cost 0.29 s more per window in fp32. Measured on
-    one 60-frame window of the full-size decoder (benchmarks/RESULTS.md, 2 cores with VNNI): fp32 0.99 s vs 1.17 s
+    one 60-frame window of the full-size decoder (benchmarks/JOURNAL.md, 2 cores with VNNI): fp32 0.99 s vs 1.17 s
     for the GEMM form this replaced, every layer int8 0.42 vs 0.88 s, `fast` 0.61 vs 0.99 s. Module paths are the
     reference decoder's, so recipe rules and sensitivity names match them as they are.
     """

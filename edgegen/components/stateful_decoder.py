@@ -257,7 +257,7 @@ class StatefulDecoder(nn.Module):
       "nc1l"  every convolution a 2-D one on [B, C, 1, L] (ExecuTorch: XNNPACK keeps the whole chain channels-last
               and quantizes only 2-D convolutions dynamically, see oobleck.Decoder2D)
       "nlc"   every convolution an im2col GEMM on [B, L, C] (ExecuTorch's form before "nc1l"; kept for the
-              benchmarks that compare the two, benchmarks/decoder_int8.py)"""
+              benchmarks that compare the two, benchmarks/quantization/decoder_int8.py)"""
 
     def __init__(self, decoder: OobleckDecoder, *, window: int, layout: str = "ncl",
                  gemm_layers: set[str] | None = None):

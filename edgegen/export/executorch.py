@@ -136,7 +136,7 @@ def _count_ops(graph_module) -> tuple[int, int, dict[str, int]]:
 
 
 # False lowers decoders in the order the other components take (one delegate per convolution): the order before
-# 2026-12-05, which benchmarks/decoder_stateful.py --et-partition per-op sets for its comparison
+# 2026-12-05, which benchmarks/speed/decoder_stateful.py --et-partition per-op sets for its comparison
 DECODER_FLOAT_FIRST = True
 
 
@@ -193,7 +193,7 @@ def _forget_written_program() -> None:
     module-level `WhyNoPartition` with the last node they refused, ExecuTorch's unbounded lru caches (e.g.
     `exir.backend.utils.is_same_node`) are keyed by graph nodes, and torch's fake-tensor cache by the lowered
     modules. Through any of them the program's graph, constants and delegate blobs stay resident (~1.6 GB after the
-    full-size DiT, benchmarks/export_memory.py). Drop all three once a program is written."""
+    full-size DiT, benchmarks/memory/export_memory.py). Drop all three once a program is written."""
     import sys
 
     from torch._subclasses.fake_tensor import FakeTensorMode

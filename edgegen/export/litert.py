@@ -145,7 +145,7 @@ def _label(rule: Rule | None) -> str:
 def _flatbuffer(model, out_path: Path) -> bytes:
     """The converted model's flatbuffer, written by the converter to a file beside `out_path` and read back:
     `model_content()` holds the converter's serialized copy and the Python bytes of it at once (full-size DiT
-    conversion peak 6295 vs 5470 MB this way, benchmarks/RESULTS.md)."""
+    conversion peak 6295 vs 5470 MB this way, benchmarks/JOURNAL.md)."""
     tmp = out_path.with_name(f".{out_path.stem}.float.tflite")
     try:
         model.export(str(tmp))
@@ -155,8 +155,8 @@ def _flatbuffer(model, out_path: Path) -> bytes:
 
 
 # litert-torch's `lightweight_conversion`: constants over 1 MB become MLIR resources on the tensors' own memory
-# instead of copies inside the module. Full-size DiT (benchmarks/litert_convert_memory.py): conversion peak 6149 vs
-# 8876 MB, same ops, outputs identical (max |diff| 0), same DiT step time (0.131 s both)
+# instead of copies inside the module. Full-size DiT (benchmarks/memory/litert_convert_memory.py): conversion peak
+# 6149 vs 8876 MB, same ops, outputs identical (max |diff| 0), same DiT step time (0.131 s both)
 LIGHTWEIGHT_CONVERSION = True
 
 
@@ -252,7 +252,7 @@ CONV_SCHEMES = ("fp32", "fp16", "int8", "int8w")
 def decoder_gemm_layers(decoder: nn.Module, rules: tuple[Rule, ...]) -> set[str]:
     """The convolutions of `decoder` a LiteRT decoder computes as a GEMM under `rules`: every ConvTranspose1d
     (ai-edge-quantizer cannot quantize CONV_2D_TRANSPOSE, and in fp32 the GEMM form ran faster: a 60-frame
-    full-size window 0.877 vs 1.042 s, benchmarks/RESULTS.md) and a Conv1d whose scheme CONV_2D does not take.
+    full-size window 0.877 vs 1.042 s, benchmarks/JOURNAL.md) and a Conv1d whose scheme CONV_2D does not take.
     Every other convolution stays a convolution (fp32 or LiteRT's own dynamic-range CONV_2D)."""
     out = set()
     for name, m in decoder.named_modules():

@@ -28,7 +28,8 @@ checks that D's loss fell below `disc_warmup_max_loss` (one error line when it d
 
 Self-forcing (`chain_steps`, off by default as upstream's ARC): on a share `chain_fraction` of the steps G's input
 is a state of its own N-step ping-pong chain instead of a noised real latent (`chain_input`), so the calls after
-the first in a sampled chain are trained too; measured to keep the 8-step result from drifting (RESULTS_arc.md).
+the first in a sampled chain are trained too; measured to keep the 8-step result from drifting
+(benchmarks/arc/JOURNAL.md).
 
 Latent scale: the DiT works on cached latents divided by the model's stored `pretransform.scale`
 (`RFConfig.latent_scale` sets it for a base trained here), so x ~ unit scale as the logSNR window and the
@@ -66,7 +67,8 @@ class ARCConfig(SharedSettings):
     """AdamW for G and D with the shared settings (EMA of G, updated on G steps), no CFG dropout.
 
     The author's SAO-small ARC config uses lr 1e-6 for both and betas (0.9, 0.95); on the synthetic task that D
-    never leaves chance (issue 12). The defaults below are the balance measured to engage (RESULTS_arc.md)."""
+    never leaves chance (issue 12). The defaults below are the balance measured to engage
+    (benchmarks/arc/JOURNAL.md)."""
     lr_generator: float = 1e-5              # G: constant, or halving every `lr_generator_half_life` G steps
     lr_discriminator: float = 1e-4          # D: 10x G, so the critic leads
     betas: tuple[float, float] = (0.5, 0.99)  # GAN Adam betas for G and D (upstream config: (0.9, 0.95))
@@ -271,8 +273,8 @@ def chain_input(G, shape, cross, glob, cfg: ARCConfig, g: torch.Generator, devic
     G's input at an inner level of its own ping-pong chain, (x_t [B, 64, T], t [B, 1, 1]).
 
     Plain ARC trains G only on noised *real* latents, but in an N-step ping-pong chain every call after the first
-    sees a re-noised G output; the excess energy of the 8-step chain builds up there (RESULTS_arc.md). Here N is
-    drawn from `chain_steps` and k from 1..N-1, G runs the first k steps of the sampler's own schedule without
+    sees a re-noised G output; the excess energy of the 8-step chain builds up there (benchmarks/arc/JOURNAL.md).
+    Here N is drawn from `chain_steps` and k from 1..N-1, G runs the first k steps of the sampler's own schedule without
     gradients from fresh noise, and the step's fake is G's jump from level t_k (backward simulation, as DMD2 and
     upstream's self-forcing ARC train multi-step generators). D sees the same kind of fakes on its steps."""
     if not cfg.chain_steps or float(loop.rand((1,), g, device)) >= cfg.chain_fraction:

@@ -1,6 +1,5 @@
 import sys, time, statistics, numpy as np, gc
-sys.path.insert(0, "benchmarks")
-import bare_dit
+from benchmarks.speed import bare_dit  # run from the repository root
 from pathlib import Path
 from edgegen.bundle import open_bundle
 b = Path(sys.argv[1])

@@ -1,15 +1,15 @@
 """A bundle's DiT artifact timed as bare runtime calls: the yardstick for the harness's DiT step (issue 14, item 2).
 
-    .venv/bin/python benchmarks/bare_dit.py out/sao-litert-int8 --threads 2 --calls 16 --json
+    .venv/bin/python -m benchmarks.speed.bare_dit out/sao-litert-int8 --threads 2 --calls 16 --json
 
 Loads only `dit.*` with the runtime's own Python API (ai_edge_litert's `Interpreter` + signature runner, or
 ExecuTorch's `Runtime` + method), feeds it arrays of the manifest's shapes and dtypes, and reports the median of
 `--calls` calls after two warm-up calls (the first packs XNNPACK's weights). Nothing of edgegen's runtime layer is
 on the path: no input checks, no tensor conversion, no page release. The DiT does the same work whatever the values
-(no data-dependent branches), so random inputs time what the sampler's calls cost. `benchmarks/suite.py` runs it
+(no data-dependent branches), so random inputs time what the sampler's calls cost. `benchmarks/speed/suite.py` runs it
 right after each bundle's `edgegen bench`, so the two are back to back.
 
-    .venv/bin/python benchmarks/bare_dit.py out/sao-litert-int8 --against-harness --rounds 4 --seconds 10 --json
+    .venv/bin/python -m benchmarks.speed.bare_dit out/sao-litert-int8 --against-harness --rounds 4 --seconds 10 --json
 
 `--against-harness` interleaves the two in one process: each round runs one generation through edgegen's harness
 (`BundlePipeline`, as `edgegen bench` opens it: the default weight cache) and `--calls` bare calls of a second,
@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.common import alternate, harness_generation
 
 _DTYPES = {"float32": np.float32, "int32": np.int32}
 
@@ -89,28 +91,6 @@ def _time_calls(call, named, n: int) -> list[float]:
         call(named)
         times.append(time.perf_counter() - t0)
     return times
-
-
-def alternate(first, second, rounds: int) -> tuple[list, list]:
-    """`rounds` x (first(), second()), the order swapped every other round (so neither always runs in the other's
-    wake); the results of each, in round order."""
-    a, b = [], []
-    for r in range(rounds):
-        if r % 2:
-            b.append(second())
-            a.append(first())
-        else:
-            a.append(first())
-            b.append(second())
-    return a, b
-
-
-def harness_generation(bp, seconds: float):
-    """One generation through edgegen's harness, timed as `edgegen bench` times it: an edgegen.bench.Iteration."""
-    from edgegen.bench import PROMPT, _measure
-
-    return _measure(lambda t: bp.generate(PROMPT, seconds_total=seconds, seed=0, timings=t),
-                    sample_rate=bp.sample_rate, iters=1, warmup=0)[0]
 
 
 def against_harness(bundle: Path, *, threads: int, calls: int, rounds: int, seconds: float | None) -> dict:

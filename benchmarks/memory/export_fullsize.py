@@ -1,6 +1,6 @@
 """Full-size exports: random:sao-small x {executorch, litert} x {int8, mobile}; time and peak memory each.
 
-    .venv/bin/python benchmarks/export_fullsize.py --out out/fullsize [--recipes int8,mobile] [--backends ...]
+    .venv/bin/python -m benchmarks.memory.export_fullsize --out out/fullsize [--recipes int8,mobile] [--backends ...]
 
 Each export runs in its own process (`edgegen export`), so its peak RSS (ru_maxrss, printed by the CLI) is
 that export's alone. Writes a Markdown table to stdout and `export_fullsize.json` into --out; the bundles

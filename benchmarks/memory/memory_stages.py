@@ -1,9 +1,9 @@
 """Where a bundle generation's memory goes: RSS split into anonymous and file pages at each stage, and the peak.
 
-    .venv/bin/python benchmarks/memory_stages.py out/sao-litert-int8                 # artifacts resident
-    .venv/bin/python benchmarks/memory_stages.py out/sao-litert-int8 --low-memory    # each stage loads its own
-    .venv/bin/python benchmarks/memory_stages.py out/sao-litert-int8 --weight-cache DIR   # LiteRT: XNNPACK cache
-    .venv/bin/python benchmarks/memory_stages.py out/sao-litert-int8 --import-torch  # what torch alone adds
+    .venv/bin/python -m benchmarks.memory.memory_stages out/sao-litert-int8                 # artifacts resident
+    .venv/bin/python -m benchmarks.memory.memory_stages out/sao-litert-int8 --low-memory    # each stage loads its own
+    .venv/bin/python -m benchmarks.memory.memory_stages out/sao-litert-int8 --weight-cache DIR   # LiteRT: XNNPACK cache
+    .venv/bin/python -m benchmarks.memory.memory_stages out/sao-litert-int8 --import-torch  # what torch alone adds
 
 A thread samples /proc/self/status every 20 ms (VmRSS, RssAnon, RssFile, VmHWM) and keeps the sample with the
 highest RSS and the stage it fell in; the stage marks come from wrapping BundlePipeline's DiT and decoder calls.
@@ -19,22 +19,7 @@ import argparse
 import threading
 import time
 
-FIELDS = ("VmRSS", "RssAnon", "RssFile", "VmHWM")
-
-
-def status(pid: int | str = "self") -> dict[str, int]:
-    """MB of each of FIELDS for this process, or for process `pid` ({} once it has gone; export_memory.py samples a
-    child with it)."""
-    out = {}
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                key, value = line.split(":", 1)
-                if key in FIELDS:
-                    out[key] = int(value.split()[0]) // 1024
-    except (FileNotFoundError, ProcessLookupError):
-        return {}
-    return out
+from benchmarks.common import FIELDS, status
 
 
 def main() -> None:

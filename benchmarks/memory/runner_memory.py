@@ -1,7 +1,7 @@
 """Peak memory of the native runner (android_demo/runner) on one bundle: without the XNNPACK weight cache, on the run
 that builds it, and on a run that maps it, with the audio checked byte-identical across the three.
 
-    .venv/bin/python benchmarks/runner_memory.py out/sao-litert-int8 --runner build/runner-host/edgegen-runner \
+    .venv/bin/python -m benchmarks.memory.runner_memory out/sao-litert-int8 --runner build/runner-host/edgegen-runner \
         [--runner OTHER/edgegen-runner ...]       (several runners: side by side, one after the other)
 
 Peak RSS is the runner's JSON `peak_rss_mb` (its own VmHWM; runners built before 2026-11-30 report getrusage's

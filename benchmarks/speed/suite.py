@@ -1,8 +1,8 @@
 """The benchmark suite: eager PyTorch vs every backend x recipe, side by side on the same weights, one session.
 
-    .venv/bin/python benchmarks/suite.py --model random:sao-small --out out/suite \
+    .venv/bin/python -m benchmarks.speed.suite --model random:sao-small --out out/suite \
         --configs executorch:int8,executorch:mobile,litert:int8,litert:mobile --size-configs litert:fp32 --iters 3
-    .venv/bin/python benchmarks/suite.py --model random:tiny --out out/suite-tiny      # a quick smoke run
+    .venv/bin/python -m benchmarks.speed.suite --model random:tiny --out out/suite-tiny      # a quick smoke run
 
 For each configuration it exports a bundle (or reuses `--out/<model>-<backend>-<recipe>` when its manifest
 matches), then, each in its own process so peak RSS is that run's alone: `edgegen bench` (per-stage medians,
@@ -12,15 +12,15 @@ reference is timed the same way (`edgegen bench --model`). "arm" is Arm's config
 A configuration `backend:recipe:low-memory` times the same bundle with `edgegen bench --low-memory` (each
 artifact loaded for its stage only); its parity is the resident row's (same files), so it is not re-run (nor is
 any parity report newer than its bundle's manifest). Right after each resident bench,
-`benchmarks/bare_dit.py --against-harness` checks the harness's DiT step against bare runtime calls of the same
+`benchmarks/speed/bare_dit.py --against-harness` checks the harness's DiT step against bare runtime calls of the same
 artifact (no edgegen code on the path; target <= 1.10x), interleaved in one process round by round (one generation
 through the harness, then 8 bare calls, alternating), so this VM's minute-to-minute drift does not enter the ratio
 as it does between two processes. Before a LiteRT bundle's bench, one short `edgegen run` fills
 XNNPACK's weight cache (default folder), so its row is the steady state of every run after the first.
-`--arm litert` adds the row of Arm's recipe built with Arm's own conversion calls (`benchmarks/arm_recipe.py`:
+`--arm litert` adds the row of Arm's recipe built with Arm's own conversion calls (`benchmarks/speed/arm_recipe.py`:
 T5 fp32, DiT int8 via litert-torch's dynamic recipe, the WHOLE-sequence fp32 decoder) timed as bare runtime calls
 in its own process, in the same session as edgegen's rows; then each LiteRT bundle is timed against it again with
-generations interleaved in one process (`benchmarks/vs_arm.py`), which gives the verdict of the "x Arm" targets
+generations interleaved in one process (`benchmarks/speed/vs_arm.py`), which gives the verdict of the "x Arm" targets
 (rows timed minutes apart carry the VM's drift into their ratio).
 Each row carries decoder time, end to end, bundle size, per-stage SQNR and the multi-resolution STFT distance of the
 decoder and of the end-to-end audio; the machine line names the CPU's int8 features (VNNI / AVX-512 / dotprod /
@@ -79,14 +79,14 @@ def _say(text: str) -> None:
 
 
 def _arm_row(model: str, backend: str, out: Path, iters: int) -> dict:
-    """Arm's recipe (benchmarks/arm_recipe.py) in its own process: exported once into out/arm-<backend>, timed as
+    """Arm's recipe (benchmarks/speed/arm_recipe.py) in its own process: exported once into out/arm-<backend>, timed as
     bare runtime calls; returned in the shape of a bench row."""
     if backend != "litert":
         raise SystemExit(f"--arm {backend}: only litert is built the way Arm builds it here")
     _say(f"arm recipe ({backend}): export (or reuse) and time")
-    script = Path(__file__).with_name("arm_recipe.py")
-    res = subprocess.run([sys.executable, str(script), "--model", model, "--out", str(out / f"arm-{backend}"),
-                          "--iters", str(iters), "--json"], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "benchmarks.speed.arm_recipe", "--model", model,
+                          "--out", str(out / f"arm-{backend}"), "--iters", str(iters), "--json"],
+                         capture_output=True, text=True)
     if res.returncode != 0:
         raise SystemExit(f"arm recipe failed: {res.stderr[-500:]}")
     a = _last_json(res.stdout)
@@ -127,7 +127,7 @@ def measure(model: str, configs: list[tuple[str, str]], out: Path, iters: int, w
         bare = None
         if not low:  # right after the bench: the harness's DiT step against bare calls, interleaved
             _say(f"{backend} {recipe}: harness vs bare DiT calls, interleaved")
-            bres = subprocess.run([sys.executable, str(Path(__file__).with_name("bare_dit.py")), str(path),
+            bres = subprocess.run([sys.executable, "-m", "benchmarks.speed.bare_dit", str(path),
                                    "--threads", str(bench["threads"]), "--calls", "8", "--against-harness",
                                    "--rounds", str(max(iters, 2)), *(["--seconds", str(seconds)] if seconds else []),
                                    "--json"], capture_output=True, text=True)
@@ -150,7 +150,7 @@ def measure(model: str, configs: list[tuple[str, str]], out: Path, iters: int, w
         for r in rows:  # the ratio to Arm's recipe again, generations interleaved in one process (vs_arm.py)
             if r["config"].startswith(f"{backend} ") and r.get("bare_dit") and "(arm)" not in r["config"]:
                 _say(f"{r['config']}: against Arm's recipe, interleaved")
-                vres = subprocess.run([sys.executable, str(Path(__file__).with_name("vs_arm.py")), r["bundle"],
+                vres = subprocess.run([sys.executable, "-m", "benchmarks.speed.vs_arm", r["bundle"],
                                        "--arm", str(out / f"arm-{backend}"), "--rounds", str(max(iters, 2)),
                                        "--threads", str(r["bench"]["threads"]),
                                        *(["--seconds", str(seconds)] if seconds else []), "--json"],

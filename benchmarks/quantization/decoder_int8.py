@@ -1,8 +1,10 @@
 """The decoder per recipe and backend: speed, size and quality of one decoder window, exported as `edgegen export` does.
 
-    .venv/bin/python benchmarks/decoder_int8.py                      # fp32, int8-all and fast on both backends
-    .venv/bin/python benchmarks/decoder_int8.py --variants executorch-fp32,executorch-fast --window 32
-    .venv/bin/python benchmarks/decoder_int8.py --floors 25,30,35 --variants executorch-fp32,litert-fp32
+    .venv/bin/python -m benchmarks.quantization.decoder_int8 --out out/dec.json   # fp32, int8-all, fast; both backends
+    .venv/bin/python -m benchmarks.quantization.decoder_int8 --out out/dec.json --window 32 \
+        --variants executorch-fp32,executorch-fast
+    .venv/bin/python -m benchmarks.quantization.decoder_int8 --out out/dec.json --floors 25,30,35 \
+        --variants executorch-fp32,litert-fp32
 
 One `random:sao-small` decoder window (latents the reference sampled from a caption, `--window` frames, default 60)
 goes through each backend's own `export_component` (the code `edgegen export` runs: ExecuTorch with 2-D
@@ -60,9 +62,10 @@ def main() -> None:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--window", type=int, default=60)
     ap.add_argument("--model", default="random:sao-small")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/decoder_int8.json"))
+    ap.add_argument("--out", type=Path, required=True, help="JSON file to write")
     ap.add_argument("--floors", default="", help="comma-separated SQNR floors (dB): add a floorN variant per backend")
     args = ap.parse_args()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(2)
     _set_executorch_threads(2)
     print(f"cpu: {describe_cpu(host_machine())}", flush=True)

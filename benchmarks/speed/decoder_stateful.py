@@ -1,8 +1,8 @@
 """The decoder three ways, as bare runtime calls, for `--seconds` of audio (issue 14, item 1).
 
-    .venv/bin/python benchmarks/decoder_stateful.py --backends litert,executorch --windows 8,19,32 --out out/dec
-    .venv/bin/python benchmarks/decoder_stateful.py ... --export-only     # export (slow, any time), time later
-    .venv/bin/python benchmarks/decoder_stateful.py --backends executorch --windows 19 --kinds stateful \
+    .venv/bin/python -m benchmarks.speed.decoder_stateful --backends litert,executorch --windows 8,19,32 --out out/dec
+    .venv/bin/python -m benchmarks.speed.decoder_stateful ... --export-only     # export (slow, any time), time later
+    .venv/bin/python -m benchmarks.speed.decoder_stateful --backends executorch --windows 19 --kinds stateful \
         --recipe fast --et-partition per-op      # ExecuTorch's partitioner order before 2026-12-05 (comparison)
 
 For each backend, the full-size `random:sao-small` decoder is exported (fp32, or --recipe's decoder rules; into

@@ -1,6 +1,6 @@
 """How fast can SAO-small go on this machine? Measured work and measured kernel rates -> a floor per stage.
 
-    .venv/bin/python benchmarks/roofline.py            # ~3 min on 2 cores; prints a table, writes --out json
+    .venv/bin/python -m benchmarks.speed.roofline --eager-s 20.48 --out out/roofline.json   # ~3 min on 2 cores
 
 1. Work: FLOPs of one DiT step and of the decoder per latent frame, counted by torch's FlopCounterMode on the
    eager random:sao-small modules (matmuls and convolutions; elementwise ops are left out, so floors are low).
@@ -12,8 +12,8 @@
    sequence with no window overlap). Elementwise work, layout copies and the text encoder are left out, so the
    floors are optimistic. Time to first audio can never be below the 8 DiT steps, so its share of an end to
    end at the target has a floor too.
-The eager end to end to compare with comes from `--eager-s` (benchmarks/suite.py measures it; default: the
-suite's figure in benchmarks/suite_results.json).
+The eager end to end to compare with is `--eager-s` (the suite's eager row in the same session, e.g.
+`results.json`'s rows[0].bench.e2e_s from `benchmarks/speed/suite.py`). Prints a table and writes --out as JSON.
 """
 
 from __future__ import annotations
@@ -64,9 +64,10 @@ def litert_rate(module: nn.Module, example: torch.Tensor, flops: int, *, int8: b
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--eager-s", type=float, default=None, help="eager end to end (s) measured in the same session")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/roofline.json"))
+    ap.add_argument("--eager-s", type=float, required=True, help="eager end to end (s) measured in the same session")
+    ap.add_argument("--out", type=Path, required=True, help="JSON file to write")
     args = ap.parse_args()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(2)
     from edgegen.pipeline import load_pipeline
 
@@ -92,9 +93,6 @@ def main() -> None:
     dit_floor = 8 * dit_flops / best_rate
     dec_floor = dec_flops / best_rate
     eager = args.eager_s
-    if eager is None:
-        suite = json.loads(Path("benchmarks/suite_results.json").read_text())
-        eager = suite["rows"][0]["bench"]["e2e_s"]
     floor = dit_floor + dec_floor
     result = {"dit_gflop_per_step": dit_flops / 1e9, "decoder_gflop": dec_flops / 1e9,
               "decoder_gflop_per_frame": dec_flops_per_frame / 1e9, "rates_gflops": rates,

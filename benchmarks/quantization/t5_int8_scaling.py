@@ -1,6 +1,6 @@
 """Why random T5 weights must scale q by 1/sqrt(d_kv): int8 dynamic T5 parity with and without it.
 
-    .venv/bin/python benchmarks/t5_int8_scaling.py
+    .venv/bin/python -m benchmarks.quantization.t5_int8_scaling
 
 T5-base architecture, `edgegen.presets.randomize_` weights (seed 3), two real prompts; torchao's int8 dynamic
 activation / int8 per-channel weight config (the `int8` recipe's ExecuTorch scheme) applied in eager PyTorch.

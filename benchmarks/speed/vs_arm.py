@@ -1,19 +1,18 @@
 """An edgegen bundle against Arm's recipe, generations interleaved in one process (issue 14's "x Arm" targets).
 
-    .venv/bin/python benchmarks/vs_arm.py out/suite/random-sao-small-litert-fast --arm out/suite/arm-litert \
+    .venv/bin/python -m benchmarks.speed.vs_arm out/suite/random-sao-small-litert-fast --arm out/suite/arm-litert \
         --rounds 4 --seconds 10 --json
 
-`--arm` is a folder `benchmarks/arm_recipe.py` exported (Arm's recipe built Arm's way, on the bundle's weights; the
-suite makes it). One process loads both: the bundle through edgegen's harness (`BundlePipeline`, as `edgegen
+`--arm` is a folder `benchmarks/speed/arm_recipe.py` exported (Arm's recipe built Arm's way, on the bundle's weights;
+the suite makes it). One process loads both: the bundle through edgegen's harness (`BundlePipeline`, as `edgegen
 bench` opens it: the default weight cache) and Arm's three files in ai_edge_litert's Interpreter, timed as Arm's app
 runs them (`arm_recipe.load_generation`). After one warm-up generation of each, every round runs one generation of
 each, the order alternating between rounds. This VM's speed drifts by up to 30% between minutes; two rows timed
 minutes apart carry that drift into their ratio (the suite's `fast` row measured 0.49x and 0.53x of Arm's recipe in
-two runs of the same bundles), rounds a few seconds apart do not. Reported: each side's median end to end and
-stages, the ratio of the medians and each round's ratio. Memory is not measured here: both models are resident in
-this process (the suite's rows measure each alone). edgegen's end to end is `edgegen bench`'s (prompt tokenised and
-noise drawn in each generation); Arm's recipe tokenises once at load, as its app does: a few milliseconds in
-Arm's favour.
+two runs of the same bundles), rounds a few seconds apart do not. Reported: each side's median end to end and stages,
+the ratio of the medians and each round's ratio. Memory is not measured here: both models are resident in this process
+(the suite's rows measure each alone). edgegen's end to end is `edgegen bench`'s (prompt tokenised and noise drawn in
+each generation); Arm's recipe tokenises once at load, as its app does: a few milliseconds in Arm's favour.
 """
 
 from __future__ import annotations
@@ -24,11 +23,11 @@ import statistics
 import sys
 from pathlib import Path
 
+from benchmarks.common import alternate, harness_generation
+
 
 def interleave(bundle: Path, arm: Path, *, rounds: int, seconds: float | None, threads: int) -> dict:
-    from arm_recipe import artifact_paths, exported, load_generation
-    from bare_dit import alternate, harness_generation
-
+    from benchmarks.speed import arm_recipe  # imports torch: only once the arguments are checked
     from edgegen.bundle import read_manifest
     from edgegen.bundle_pipeline import BundlePipeline
     from edgegen.errors import EdgegenError
@@ -40,15 +39,16 @@ def interleave(bundle: Path, arm: Path, *, rounds: int, seconds: float | None, t
                            "LiteRT bundle")
     if not (arm / "source.json").is_file():
         raise EdgegenError(f"{arm} holds no export of Arm's recipe (no source.json); make one with "
-                           f"benchmarks/arm_recipe.py --out {arm}")
-    info = exported(arm, {"checkpoint_sha256": m["source"].get("checkpoint_sha256")})
+                           f"python -m benchmarks.speed.arm_recipe --out {arm}")
+    info = arm_recipe.exported(arm, {"checkpoint_sha256": m["source"].get("checkpoint_sha256")})
     if info is None:
         raise EdgegenError(f"{arm} holds Arm's recipe of another checkpoint than {bundle} ({m['source']['model']}), "
-                           "or an unfinished export: compare the same weights (benchmarks/arm_recipe.py --model ...)")
+                           "or an unfinished export: compare the same weights "
+                           "(python -m benchmarks.speed.arm_recipe --model ...)")
     with BundlePipeline.open(bundle, threads=threads, weight_cache=WeightCache.resolve(None)) as bp:
         seconds = bp.max_seconds if seconds is None else seconds
         bp.check_seconds(seconds)
-        _, arm_generate = load_generation(artifact_paths(arm), info, threads=threads)
+        _, arm_generate = arm_recipe.load_generation(arm_recipe.artifact_paths(arm), info, threads=threads)
 
         def ours() -> dict:
             it = harness_generation(bp, seconds)
@@ -68,7 +68,7 @@ def interleave(bundle: Path, arm: Path, *, rounds: int, seconds: float | None, t
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bundle", type=Path, help="a LiteRT bundle folder written by `edgegen export`")
-    ap.add_argument("--arm", type=Path, required=True, help="the folder benchmarks/arm_recipe.py exported into")
+    ap.add_argument("--arm", type=Path, required=True, help="the folder benchmarks/speed/arm_recipe.py exported into")
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=None,
                     help="edgegen's generation length (default: the bundle's maximum; Arm's recipe decodes the whole "

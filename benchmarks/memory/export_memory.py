@@ -1,6 +1,7 @@
 """Where a full-size export's memory goes: resident memory of one `edgegen export` per stage it reports.
 
-    .venv/bin/python benchmarks/export_memory.py --backend executorch --recipe int8 --out out/exportmem [-- EXTRA]
+    .venv/bin/python -m benchmarks.memory.export_memory --backend executorch --recipe int8 --out out/exportmem \
+        [-- EXTRA]
 
 Runs `edgegen export` as a child process, reads the stage lines it prints ("[  12.3s] dit  quantize"), and
 samples the child's resident memory (VmRSS, split into anonymous and file pages from /proc/PID/status) every
@@ -22,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from memory_stages import status  # this folder's sampler of /proc/<pid>/status (run as a script)
+from benchmarks.common import status
 
 STAGE = re.compile(r"^\[\s*[\d.]+s\]\s+(\S+)\s+(.*)$")
 

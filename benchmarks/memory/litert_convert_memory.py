@@ -1,7 +1,7 @@
 """One full-size component through the LiteRT export, standard and `lightweight_conversion`: peak memory, time,
 and whether the two files compute the same thing.
 
-    .venv/bin/python benchmarks/litert_convert_memory.py --component dit --recipe int8 --out out/convertmem
+    .venv/bin/python -m benchmarks.memory.litert_convert_memory --component dit --recipe int8 --out out/convertmem
 
 Each mode runs in its own process (`--mode`, VmHWM is that process' own peak), on random:sao-small with the
 export's weight-sharing copy, as `edgegen export` does. Then, in this process: file sizes, op counts, byte
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from memory_stages import status  # this folder's reader of /proc/self/status (run as a script)
+from benchmarks.common import status
 
 
 def child(args) -> None:
@@ -71,7 +71,8 @@ def main() -> None:
     rows, paths = [], {}
     for mode in ("standard", "lightweight"):
         paths[mode] = args.out / f"{args.component}-{args.recipe}-{mode}.tflite"
-        res = subprocess.run([sys.executable, __file__, "--component", args.component, "--recipe", args.recipe,
+        res = subprocess.run([sys.executable, "-m", "benchmarks.memory.litert_convert_memory",
+                              "--component", args.component, "--recipe", args.recipe,
                               "--model", args.model, "--mode", mode, "--path", str(paths[mode])],
                              capture_output=True, text=True)
         if res.returncode != 0:  # nothing to compare: the converter's last line, and the child's exit code

@@ -1,6 +1,6 @@
 """Where an int8 decoder's time goes: representative GEMMs of the decoder's GEMM form, fp32 vs dynamic int8, alone.
 
-    .venv/bin/python benchmarks/decoder_layers.py [--backends executorch,litert] [--out benchmarks/decoder_layers.json]
+    .venv/bin/python -m benchmarks.quantization.decoder_layers --out out/layers.json [--backends executorch,litert]
 
 Each row is one convolution of SAO-small's decoder as the GEMM form runs it for one 60-frame window (rows = the
 window's frames at that layer's rate; in = kernel taps x input channels; out = output channels, x 2 stride for a
@@ -56,8 +56,9 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backends", default="executorch,litert")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/decoder_layers.json"))
+    ap.add_argument("--out", type=Path, required=True, help="JSON file to write")
     args = ap.parse_args()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(2)
     _set_executorch_threads(2)
     print(f"cpu: {describe_cpu(host_machine())}", flush=True)

@@ -1,7 +1,7 @@
 """Can the stateful decoder artifact take a shorter last window? (issue 14: decoded frames <= needed + receptive field)
 
-    .venv/bin/python benchmarks/dynamic_window.py                          # random:tiny, window 8
-    .venv/bin/python benchmarks/dynamic_window.py --model random:sao-small --window 19 --time
+    .venv/bin/python -m benchmarks.speed.dynamic_window                          # random:tiny, window 8
+    .venv/bin/python -m benchmarks.speed.dynamic_window --model random:sao-small --window 19 --time
 
 A stream of W-frame windows pads its last window with zeros: 10 s of SAO-small decode 12 x 19 = 228 latent frames,
 where the stream needs 225 (the audio's frames plus the decoder's delay) and issue 14 allows 226. A decoder artifact whose window dimension is dynamic

@@ -1,7 +1,7 @@
 """Arm's recipe, built with Arm's conversion calls and timed as bare runtime calls (issue 14, item 4).
 
-    .venv/bin/python benchmarks/arm_recipe.py --out out/arm-litert            # export once (cached), then time
-    .venv/bin/python benchmarks/arm_recipe.py --out out/arm-litert --json     # last stdout line: one JSON object
+    .venv/bin/python -m benchmarks.speed.arm_recipe --out out/arm-litert            # export once (cached), then time
+    .venv/bin/python -m benchmarks.speed.arm_recipe --out out/arm-litert --json     # last stdout line: one JSON object
 
 What Arm's `kleidiai-examples/audiogen/scripts/export_sao.py` does (litert-torch; see
 ../shared/reference/edge-deployment.md, sections 1.2-1.5), applied to the same weights edgegen exports:
@@ -16,7 +16,7 @@ stable-audio-tools numerically (tests/test_upstream_parity.py), wrapped with the
 differ in I/O details (int64 token ids, planar [2, N] audio), not in the work the runtime does. What differs from
 edgegen's bundles is the recipe: litert-torch's own quantizer for the DiT and one whole-sequence decoder call.
 
-Timing, as Arm's app and `benchmarks/decoder_stateful.py` do: load the three models in ai_edge_litert's
+Timing, as Arm's app and `benchmarks/speed/decoder_stateful.py` do: load the three models in ai_edge_litert's
 Interpreter (XNNPACK, --threads), then per generation: the conditioners once, `steps` DiT calls with the ping-pong
 update in numpy between them, one decoder call; medians of --iters after one warm-up. Peak RSS is this process's,
 which never holds the torch model: an export runs in a child process (`--export-only`) and the timing needs only
@@ -181,8 +181,8 @@ def main() -> None:
     source = source_of(args.model)  # hashes a checkpoint file: once
     info = exported(args.out, source)
     if info is None:  # export in a child, so this process's peak RSS is the runtime's, not the torch model's
-        subprocess.run([sys.executable, __file__, "--model", args.model, "--out", str(args.out), "--threads",
-                        str(args.threads), "--export-only"], check=True)
+        subprocess.run([sys.executable, "-m", "benchmarks.speed.arm_recipe", "--model", args.model,
+                        "--out", str(args.out), "--threads", str(args.threads), "--export-only"], check=True)
         info = exported(args.out, source)
     r = time_generation(paths, info, threads=args.threads, iters=args.iters)
     st = r["stages"]

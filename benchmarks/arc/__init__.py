@@ -1,0 +1,1 @@
+"""ARC post-training evidence on the synthetic latent task (issue 12)."""

@@ -1,0 +1,1 @@
+"""Quantization: the decoder per recipe and layer (speed, size, SQNR), and the T5 scaling check."""
