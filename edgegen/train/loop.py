@@ -12,13 +12,14 @@ A run folder holds:
                        (edgegen.train.store: tensors + JSON, never a pickle; an old state.pt is refused)
     log.jsonl          one {"step", losses..., "sec"} object per logged step
     snapshots/         step_NNNNNN.safetensors weights kept every `snapshot_every` steps (when asked for)
-    model/             model_config.json + model.safetensors (official layout, EMA weights): `edgegen export` input
+    model/             model_config.json + model.safetensors (official layout; RF / ARC: the EMA DiT, VAE: the
+                       source model with the trained VAE): `edgegen export` and `edgegen train cache` input
     t5/                Hugging Face T5 folder (written when the source is a built-in random:* model)
 
 Randomness is a pure function of (seed, rank, step): every step draws from its own generator, so a resumed run
 repeats the straight run exactly; the global torch RNG state is saved too, for any code that uses it.
 
-A run checks everything it can (settings, the folder, the state to resume, model, cache) before it creates the
+A run checks everything it can (settings, the folder, the state to resume, model, data) before it creates the
 folder, and `new_folder` removes the folders it created when the run fails before writing anything into them.
 """
 
@@ -246,8 +247,8 @@ class Trainer:
     kind      "rf", "arc", "vae": the saved state's kind (a run resumes only as its own kind)
     settings  everything that must not change across --resume (saved in the state, compared on resume)
     objects   name -> module / optimizer / scheduler: saved in state.safetensors, restored on resume
-    step      step(i) runs optimisation step i (0-based) and returns its numbers {name: float}; each is checked
-              to be finite before anything else happens
+    step      step(i) runs optimisation step i (0-based) and returns its numbers {name: float}; a non-finite
+              one stops the run before that step is logged or saved
     record    record(done, numbers) -> the log record after `done` steps (fit adds "sec"); `numbers` are the
               last step's
     finish    writes the run's product (out/model ...) after the last step, on the main process

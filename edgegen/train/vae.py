@@ -12,8 +12,9 @@ Per step, B random crops x [B, 2, crop] of the clips (zero-padded when a clip is
 
 MRSTFT (auraloss's MultiResolutionSTFTLoss without perceptual weighting) averages, over FFT sizes 2048 ... 32 (hop
 1/4, Hann window), spectral convergence ||S - S_hat||_F / ||S||_F plus the L1 distance of log magnitudes; each
-stereo channel is its own signal. Upstream scores the sum and difference (mid / side) channels instead, which
-divides by ~0 on a centred mono source. KL = mean over the batch of sum over channels of mean^2 + var - log var - 1
+stereo channel is its own signal. Upstream's stereo VAE adds the sum and difference (mid / side) channels, with
+perceptual weighting; left / right alone is kept here because the side channel of a centred source is ~0, and
+spectral convergence divides by it. KL = mean over the batch of sum over channels of mean^2 + var - log var - 1
 (upstream's VAEBottleneck). Convolutions train weight-normed as upstream's WNConv1d; the written model folds them
 (g = ||w||, v = w). No adversarial term yet (issue 33 asks for one only where measured to help), no EMA.
 
@@ -63,7 +64,7 @@ class VAEConfig:
     inv_gamma: float = 2e5                  # upstream warms up with 0.999 (1000s of steps), too slow for a CPU run
     clip_grad_norm: float = 1.0             # 0 disables
     weight_stft: float = 1.0                # upstream: mrstft 1.0
-    weight_l1: float = 0.1                  # upstream: 0.0 (with a discriminator); here the waveform term helps
+    weight_l1: float = 0.1                  # upstream: 0.0 (it has a discriminator); below the spectral term, untuned
     weight_kl: float = 1e-4                 # upstream: kl 1e-4
     seed: int = 0
 
