@@ -39,6 +39,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
 from edgegen.components.oobleck import OobleckConfig, OobleckDecoder, OobleckEncoder
+from edgegen.config import ModelConfig
 from edgegen.errors import EdgegenError
 from edgegen.train import loop
 from edgegen.train.checks import SEED_MAX, check_number
@@ -220,7 +221,6 @@ def model_config(source_raw: dict, cfg: VAEConfig) -> dict:
 def write_model(source, ae: Autoencoder, cfg: VAEConfig, out_dir: Path) -> Path:
     """Official layout: `source`'s T5, conditioner and DiT with `ae` as the VAE (weight norm as weight_g/_v);
     the T5 folder beside it as ../t5 when `source` is a built-in random:* model."""
-    from edgegen.config import ModelConfig
     from edgegen.pipeline import Pipeline
 
     raw = model_config(source.raw_config, cfg)
@@ -254,8 +254,6 @@ def train_vae(*, model: str | Path, t5: str | Path | None, captions: Path, out: 
         settings = {**asdict(cfg), "model": str(model), "captions": str(captions), "world": run.world}
         state = loop.check_run_dir(out, resume=resume, kind="vae", config=settings)
         source = loop.source_pipeline(model, t5=t5)
-        from edgegen.config import ModelConfig
-
         ModelConfig.from_dict(model_config(source.raw_config, cfg), source=f"the VAE config with {model}")
         clips = Clips.load(captions, sample_rate=source.sample_rate)
         with torch.random.fork_rng():  # the init is a function of the seed; the global RNG is untouched
