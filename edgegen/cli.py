@@ -671,6 +671,19 @@ class _StepCounts(click.ParamType):
         return tuple(int(p) for p in parts)
 
 
+class _Ints(click.ParamType):
+    """Comma-separated positive integers, e.g. 2,4,4,8,8."""
+    name = "N,N..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        parts = [p.strip() for p in str(value).split(",")]
+        if not all(p.isdigit() and int(p) >= 1 for p in parts):
+            raise EdgegenError(f"{param.opts[0]} {value}: expected integers >= 1 separated by commas, e.g. 2,4,4,8,8")
+        return tuple(int(p) for p in parts)
+
+
 def _options(*options):
     """Several click options as one decorator (listed in this order by --help)."""
     def apply(f):
@@ -708,16 +721,18 @@ def _distributed() -> bool:
 
 @main.group()
 def train():
-    """Train base models (rectified flow) and post-train them with ARC for few-step sampling.
+    """Train a model's VAE and base DiT (rectified flow), and post-train it with ARC for few-step sampling.
 
     \b
     edgegen train synth --model random:tiny --out data --count 400
+    edgegen train vae --model random:tiny --captions data/captions.jsonl --out runs/vae --steps 2000
     edgegen train cache --model random:tiny --captions data/captions.jsonl --out runs/cache.safetensors
     edgegen train rf  --model random:tiny --cache runs/cache.safetensors --out runs/base --steps 600 --lr 1e-3
     edgegen train arc --model runs/base/model --t5 runs/base/t5 --cache runs/cache.safetensors \\
                       --out runs/arc --steps 300 --disc-warmup-steps 100 --head-channels 32
 
-    Under `torchrun --nproc_per_node N -m edgegen.cli train rf|arc ...` they train with DistributedDataParallel
+    (then `train cache` / `rf` with --model runs/vae/model --t5 runs/vae/t5 train on the new VAE's latents)
+    Under `torchrun --nproc_per_node N -m edgegen.cli train vae|rf|arc ...` they train with DistributedDataParallel
     (nccl on GPUs, else gloo). --resume continues a run from its last saved state up to --steps in total.
     """
 
@@ -807,6 +822,31 @@ def train_arc_cmd(model, t5, cache, out, steps, batch_size, ema_beta, lr, lr_dis
     path = train_arc(model=model, t5=t5, cache=cache, out=out, cfg=cfg, steps=steps, resume=resume,
                      distributed=_distributed(), save_every=save_every, log=_log_record)
     click.echo(f"ARC model: {path} (sample with 8 ping-pong steps)")
+
+
+@train.command("vae")
+@_model
+@_t5
+@click.option("--captions", required=True, type=click.Path(path_type=Path),
+              help="CSV or JSONL with path, caption (paths relative to this file): the clips to train on.")
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
+              help="Run folder: state.safetensors, log.jsonl, model/ (MODEL with this VAE), t5/ for random:* models.")
+@click.option("--steps", type=_COUNT, required=True, help="Total steps (also when resuming).")
+@click.option("--batch-size", type=_COUNT, default=4, show_default=True, help="Crops per step, per process.")
+@click.option("--crop", type=_COUNT, default=32768, show_default=True, help="Samples per crop (a multiple of 2048).")
+@click.option("--channels", type=_COUNT, default=16, show_default=True, help="VAE width (SAO-small: 128).")
+@click.option("--strides", type=_Ints(), default="2,4,4,8,8", show_default=True,
+              help="Encoder strides (product 2048); the decoder mirrors them.")
+@click.option("--lr", type=_Number(0, lo_open=True), default=1.5e-4, show_default=True, help="Learning rate (> 0).")
+@_train_tail
+def train_vae_cmd(model, t5, captions, out, steps, batch_size, crop, channels, strides, lr, seed, resume, save_every):
+    """Train an Oobleck VAE of the SAO family (64-channel latents, 2048x downsampling) on audio clips."""
+    from edgegen.train.vae import VAEConfig, train_vae
+
+    cfg = VAEConfig(channels=channels, strides=strides, crop=crop, batch_size=batch_size, lr=lr, seed=seed)
+    path = train_vae(model=model, t5=t5, captions=captions, out=out, cfg=cfg, steps=steps, resume=resume,
+                     distributed=_distributed(), save_every=save_every, log=_log_record)
+    click.echo(f"model with the trained VAE: {path}")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -54,7 +53,6 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from edgegen.common import atomic_path
 from edgegen.errors import EdgegenError
 from edgegen.sampler import schedule
 from edgegen.train import loop
@@ -387,19 +385,6 @@ def check_warmup(d_losses: list[float], cfg: ARCConfig, run: loop.Run) -> float:
     return mean
 
 
-def save_snapshot(out: Path, step: int, G: nn.Module, ema: nn.Module) -> Path:
-    """out/snapshots/step_NNNNNN.safetensors: G's and the EMA's weights ("G/<name>", "ema/<name>"), atomically."""
-    from safetensors.torch import save_file
-
-    path = Path(out) / "snapshots" / f"step_{step:06d}.safetensors"
-    path.parent.mkdir(exist_ok=True)
-    tensors = {f"G/{k}": v.detach().cpu().contiguous().clone() for k, v in G.state_dict().items()}
-    tensors.update({f"ema/{k}": v.detach().cpu().contiguous().clone() for k, v in ema.state_dict().items()})
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp))
-    return path
-
-
 def train_arc(*, model: str | Path, t5: str | Path | None, cache: Path, out: Path, cfg: ARCConfig, steps: int,
               resume: bool = False, distributed: bool = False, save_every: int = 500, log_every: int = 50,
               snapshot_every: int = 0, log: loop.Log | None = None) -> Path:
@@ -428,66 +413,65 @@ def train_arc(*, model: str | Path, t5: str | Path | None, cache: Path, out: Pat
         D = D.to(run.device).train().requires_grad_(True)
         ema = loop.frozen_copy(G)
         opt_g, opt_d, sched_g = optimizers(G, D, cfg)
-        start = 0
-        if state is not None:
-            start = loop.restore(state, {"G": G, "D": D, "ema": ema, "opt_g": opt_g, "opt_d": opt_d,
-                                         "sched_g": sched_g}, run_dir=out)
         G_ddp, D_ddp = loop.wrap(G, run), loop.wrap(D, run)
-        with loop.new_folder(out):  # the run's folder; removed again if nothing is written into it
-            clock, sums, counts, warm_d = time.perf_counter(), defaultdict(float), defaultdict(int), []
-            for step in range(start, steps):
-                g = loop.step_generator(cfg.seed, run.rank, step)
-                idx = torch.randint(len(data), (cfg.batch_size,), generator=g)
-                x0, cross, glob = data.batch(idx)
-                batch = (x0 / scale, cross, glob, data.groups(idx, by=cfg.contrastive_skip))
-                batch = tuple(v.to(run.device) for v in batch)
-                train_generator = is_generator_step(step, cfg)
-                if train_generator:  # D's raw module: its parameters are frozen for this step, no DDP sync
-                    D.requires_grad_(False)
-                    losses = arc_losses(G_ddp, D, batch, cfg, train_generator=True, g=g, device=run.device)
-                    losses["total"].backward()
-                    D.requires_grad_(True)
-                    k = generator_steps(step, cfg)
-                    if cfg.ema_before_step:
-                        loop.ema_update(ema, G, step=k, beta=cfg.ema_beta, power=cfg.ema_power)
-                    losses["lr_g"] = sched_g.get_last_lr()[0]
-                    losses["g_grad_norm"] = loop.clip_and_step(G.parameters(), opt_g, cfg.clip_grad_norm)
-                    sched_g.step()
-                    if not cfg.ema_before_step:
-                        loop.ema_update(ema, G, step=k, beta=cfg.ema_beta, power=cfg.ema_power)
-                else:
-                    losses = arc_losses(G, D_ddp, batch, cfg, train_generator=False, g=g, device=run.device)
-                    losses["total"].backward()
-                    losses["d_grad_norm"] = loop.clip_and_step(D.parameters(), opt_d, cfg.clip_grad_norm)
-                    if step < cfg.disc_warmup_steps:
-                        warm_d.append(float(losses["d"]))
-                for key, value in losses.items():
-                    if key != "total":
-                        sums[key] += float(value)
-                        counts[key] += 1
-                done = step + 1
-                if done == cfg.disc_warmup_steps and warm_d:
-                    warm = check_warmup(warm_d[-50:], cfg, run)
-                    if run.main:
-                        loop.append_log(out, {"step": done, "warmup_d": round(warm, 5)})
-                if run.main and (done % log_every == 0 or done == steps):
-                    record = {k: round(sums[k] / counts[k], 5) for k in sums}
-                    record.update(step=done, phase="warmup" if done <= cfg.disc_warmup_steps else "gan",
-                                  sec=round(time.perf_counter() - clock, 2))
-                    sums.clear()
-                    counts.clear()
-                    loop.append_log(out, record)
-                    if log:
-                        log(dict(record))
-                if run.main and snapshot_every and done > cfg.disc_warmup_steps \
-                        and (done - cfg.disc_warmup_steps) % snapshot_every == 0:
-                    save_snapshot(out, done, G, ema)
-                if run.main and (done % save_every == 0 or done == steps):
-                    loop.save_state(out, {"kind": "arc", "config": settings, "step": done, "G": G.state_dict(),
-                                          "D": D.state_dict(), "ema": ema.state_dict(), "opt_g": opt_g.state_dict(),
-                                          "opt_d": opt_d.state_dict(), "sched_g": sched_g.state_dict()})
-            if run.main:
-                loop.write_model(pipe, ema.state_dict(), Path(out) / "model", objective="rf_denoiser")
+        sums, counts, warm_d = defaultdict(float), defaultdict(int), []
+
+        def step(i: int) -> dict:
+            g = loop.step_generator(cfg.seed, run.rank, i)
+            idx = torch.randint(len(data), (cfg.batch_size,), generator=g)
+            x0, cross, glob = data.batch(idx)
+            batch = (x0 / scale, cross, glob, data.groups(idx, by=cfg.contrastive_skip))
+            batch = tuple(v.to(run.device) for v in batch)
+            if is_generator_step(i, cfg):  # D's raw module: its parameters are frozen for this step, no DDP sync
+                D.requires_grad_(False)
+                losses = arc_losses(G_ddp, D, batch, cfg, train_generator=True, g=g, device=run.device)
+                losses["total"].backward()
+                D.requires_grad_(True)
+                k = generator_steps(i, cfg)
+                if cfg.ema_before_step:
+                    loop.ema_update(ema, G, step=k, beta=cfg.ema_beta, power=cfg.ema_power)
+                losses["lr_g"] = sched_g.get_last_lr()[0]
+                losses["g_grad_norm"] = loop.clip_and_step(G.parameters(), opt_g, cfg.clip_grad_norm)
+                sched_g.step()
+                if not cfg.ema_before_step:
+                    loop.ema_update(ema, G, step=k, beta=cfg.ema_beta, power=cfg.ema_power)
+            else:
+                losses = arc_losses(G, D_ddp, batch, cfg, train_generator=False, g=g, device=run.device)
+                losses["total"].backward()
+                losses["d_grad_norm"] = loop.clip_and_step(D.parameters(), opt_d, cfg.clip_grad_norm)
+                if i < cfg.disc_warmup_steps:
+                    warm_d.append(float(losses["d"]))
+            numbers = {k: float(v) for k, v in losses.items() if k != "total"}
+            for key, value in numbers.items():
+                sums[key] += value
+                counts[key] += 1
+            if i + 1 == cfg.disc_warmup_steps and warm_d:
+                warm = check_warmup(warm_d[-50:], cfg, run)
+                if run.main:
+                    loop.append_log(out, {"step": i + 1, "warmup_d": round(warm, 5)})
+            return numbers
+
+        def record(done: int, last: dict) -> dict:
+            """The means over the window since the last record."""
+            rec = {k: round(sums[k] / counts[k], 5) for k in sums}
+            rec.update(step=done, phase="warmup" if done <= cfg.disc_warmup_steps else "gan")
+            sums.clear()
+            counts.clear()
+            return rec
+
+        def snapshot() -> dict:
+            """G's and the EMA's weights ("G/<name>", "ema/<name>"), for choosing a checkpoint."""
+            return {**{f"G/{k}": v for k, v in G.state_dict().items()},
+                    **{f"ema/{k}": v for k, v in ema.state_dict().items()}}
+
+        def finish() -> None:
+            loop.write_model(pipe, ema.state_dict(), Path(out) / "model", objective="rf_denoiser")
+
+        objects = {"G": G, "D": D, "ema": ema, "opt_g": opt_g, "opt_d": opt_d, "sched_g": sched_g}
+        trainer = loop.Trainer(kind="arc", settings=settings, objects=objects, step=step, record=record,
+                               finish=finish, snapshot=snapshot, snapshot_start=cfg.disc_warmup_steps)
+        loop.fit(trainer, run=run, out=out, state=state, steps=steps, save_every=save_every, log_every=log_every,
+                 snapshot_every=snapshot_every, log=log)
         return Path(out) / "model"
     finally:
         loop.finish(run)

@@ -122,8 +122,8 @@ def resample(audio: np.ndarray, src: int, dst: int) -> np.ndarray:
     return (np.fft.irfft(out, n=m, axis=-1) * (m / n)).astype(np.float32)
 
 
-def load_clip(path: Path, *, sample_rate: int, length: int) -> tuple[np.ndarray | None, str]:
-    """(stereo float32 [2, length], "") or (None, reason) for an unreadable, empty or silent file."""
+def read_clip(path: Path, *, sample_rate: int) -> tuple[np.ndarray | None, str]:
+    """(stereo float32 [2, n] at `sample_rate`, "") or (None, reason) for an unreadable or empty file."""
     import soundfile as sf
 
     try:
@@ -134,12 +134,26 @@ def load_clip(path: Path, *, sample_rate: int, length: int) -> tuple[np.ndarray 
         return None, "empty"
     audio = data.T
     audio = np.repeat(audio, 2, axis=0) if audio.shape[0] == 1 else audio[:2]
-    audio = resample(audio, sr, sample_rate)
-    audio = audio[:, :length] if audio.shape[1] >= length else np.pad(audio, ((0, 0), (0, length - audio.shape[1])))
+    return resample(audio, sr, sample_rate), ""
+
+
+def unusable(audio: np.ndarray) -> str:
+    """Why `audio` cannot be trained on (non-finite or silent), or ""."""
     if not np.isfinite(audio).all():
-        return None, "non-finite samples"
+        return "non-finite samples"
     if float(np.abs(audio).max()) < SILENCE_PEAK:
-        return None, f"silent (peak < {SILENCE_PEAK:g})"
+        return f"silent (peak < {SILENCE_PEAK:g})"
+    return ""
+
+
+def load_clip(path: Path, *, sample_rate: int, length: int) -> tuple[np.ndarray | None, str]:
+    """(stereo float32 [2, length], "") or (None, reason) for an unreadable, empty or silent file."""
+    audio, why = read_clip(path, sample_rate=sample_rate)
+    if audio is None:
+        return None, why
+    audio = audio[:, :length] if audio.shape[1] >= length else np.pad(audio, ((0, 0), (0, length - audio.shape[1])))
+    if why := unusable(audio):
+        return None, why
     return np.ascontiguousarray(audio, dtype=np.float32), ""
 
 

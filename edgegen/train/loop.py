@@ -1,18 +1,25 @@
-"""What RF and ARC training share: process setup (single CPU process or torchrun + DDP), EMA, per-step
-randomness, resumable state, and writing the trained generator in the official layout.
+"""What the trainers (RF, ARC, VAE) share: process setup (single CPU process or torchrun + DDP), EMA, per-step
+randomness, resumable state, writing the trained model in the official layout, and THE training loop (`fit`).
+
+A trainer builds its models and optimizers and hands `fit` a `Trainer`: what to save and restore (`objects`),
+one step (`step`, returning that step's numbers), the log record of a window (`record`), optional snapshots and
+what to write at the end (`finish`). `fit` restores a saved state, runs the steps, stops on a non-finite number,
+writes log.jsonl, reports progress and an ETA through `log`, snapshots, saves the state and finishes.
 
 A run folder holds:
 
     state.safetensors  everything needed to resume: models, optimizers, schedulers, EMA, step, RNG state
                        (edgegen.train.store: tensors + JSON, never a pickle; an old state.pt is refused)
     log.jsonl          one {"step", losses..., "sec"} object per logged step
-    model/             model_config.json + model.safetensors (official layout, EMA weights): `edgegen export` input
+    snapshots/         step_NNNNNN.safetensors weights kept every `snapshot_every` steps (when asked for)
+    model/             model_config.json + model.safetensors (official layout; RF / ARC: the EMA DiT, VAE: the
+                       source model with the trained VAE): `edgegen export` and `edgegen train cache` input
     t5/                Hugging Face T5 folder (written when the source is a built-in random:* model)
 
 Randomness is a pure function of (seed, rank, step): every step draws from its own generator, so a resumed run
 repeats the straight run exactly; the global torch RNG state is saved too, for any code that uses it.
 
-A run checks everything it can (settings, the folder, the state to resume, model, cache) before it creates the
+A run checks everything it can (settings, the folder, the state to resume, model, data) before it creates the
 folder, and `new_folder` removes the folders it created when the run fails before writing anything into them.
 """
 
@@ -21,7 +28,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -30,6 +39,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from edgegen.common import atomic_path
 from edgegen.errors import EdgegenError
 from edgegen.train import store
 from edgegen.train.checks import check_dit
@@ -215,6 +225,94 @@ def restore(state: dict, objects: dict, *, run_dir: Path) -> int:
 def append_log(run_dir: Path, record: dict) -> None:
     with open(Path(run_dir) / "log.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
+
+
+def save_snapshot(run_dir: Path, step: int, tensors: dict[str, torch.Tensor]) -> Path:
+    """run_dir/snapshots/step_NNNNNN.safetensors holding `tensors`, atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(run_dir) / "snapshots" / f"step_{step:06d}.safetensors"
+    path.parent.mkdir(exist_ok=True)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp))
+    return path
+
+
+# --- the loop --------------------------------------------------------------------------------------------
+
+@dataclass
+class Trainer:
+    """What one kind of training supplies to `fit`.
+
+    kind      "rf", "arc", "vae": the saved state's kind (a run resumes only as its own kind)
+    settings  everything that must not change across --resume (saved in the state, compared on resume)
+    objects   name -> module / optimizer / scheduler: saved in state.safetensors, restored on resume
+    step      step(i) runs optimisation step i (0-based) and returns its numbers {name: float}; a non-finite
+              one stops the run before that step is logged or saved
+    record    record(done, numbers) -> the log record after `done` steps (fit adds "sec"); `numbers` are the
+              last step's
+    finish    writes the run's product (out/model ...) after the last step, on the main process
+    snapshot  () -> {name: tensor} kept every `snapshot_every` steps after `snapshot_start` (None: never)
+    """
+    kind: str
+    settings: dict
+    objects: dict
+    step: Callable[[int], dict]
+    record: Callable[[int, dict], dict]
+    finish: Callable[[], None]
+    snapshot: Callable[[], dict] | None = None
+    snapshot_start: int = 0
+
+
+def fit(trainer: Trainer, *, run: Run, out: Path, state: dict | None, steps: int, save_every: int,
+        log_every: int, snapshot_every: int = 0, log: Log | None = None) -> None:
+    """Run `trainer` from its saved `state` (None: from step 0) up to `steps` in total, in the run folder `out`.
+
+    Every `log_every` steps (and the last) the record goes to out/log.jsonl and, with "progress" and "eta"
+    added, to `log` (the CLI prints it on stderr); every `save_every` steps (and the last) the state is saved
+    atomically. A non-finite number is one error line: that step is never saved, the last saved state stays
+    resumable, and a run that wrote nothing yet leaves no folder (`new_folder`)."""
+    start = restore(state, trainer.objects, run_dir=out) if state is not None else 0
+    with new_folder(out):  # the run's folder; removed again if nothing is written into it
+        clock = time.perf_counter()
+        for step in range(start, steps):
+            numbers = trainer.step(step)
+            done = step + 1
+            check_finite(numbers, step=done, run_dir=out)
+            if run.main and (done % log_every == 0 or done == steps):
+                record = {**trainer.record(done, numbers), "sec": round(time.perf_counter() - clock, 2)}
+                append_log(out, record)
+                if log:
+                    eta = record["sec"] / (done - start) * (steps - done)
+                    log({**record, "progress": f"{done}/{steps}", "eta": clock_time(eta)})
+            if run.main and trainer.snapshot and snapshot_every and done > trainer.snapshot_start \
+                    and (done - trainer.snapshot_start) % snapshot_every == 0:
+                save_snapshot(out, done, trainer.snapshot())
+            if run.main and (done % save_every == 0 or done == steps):
+                save_state(out, {"kind": trainer.kind, "config": trainer.settings, "step": done,
+                                 **{k: obj.state_dict() for k, obj in trainer.objects.items()}})
+        if run.main:
+            trainer.finish()
+
+
+def check_finite(numbers: dict, *, step: int, run_dir: Path) -> None:
+    """One error line when a step's loss or gradient norm is NaN or inf (the run has diverged)."""
+    bad = [k for k, v in numbers.items() if not math.isfinite(float(v))]
+    if bad:
+        saved = Path(run_dir) / STATE_FILE
+        kept = f"{saved} (the last saved step) is kept" if saved.is_file() else "no state was saved"
+        raise EdgegenError(f"training diverged at step {step}: {', '.join(f'{k} {float(numbers[k])}' for k in bad)}"
+                           f"; {kept}: lower the learning rate or check the data")
+
+
+def clock_time(seconds: float) -> str:
+    """12s, 3m05s, 2h07m."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def write_model(pipe, dit_state: dict, out_dir: Path, *, objective: str, scale: float | None = None) -> Path:

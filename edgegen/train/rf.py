@@ -13,7 +13,6 @@ is written to out/model in the official layout with diffusion_objective "rectifi
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -100,32 +99,28 @@ def train_rf(*, model: str | Path, t5: str | Path | None, cache: Path, out: Path
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
                                 weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, inverse_lr(cfg))
-        start = 0
-        if state is not None:
-            start = loop.restore(state, {"dit": net, "ema": ema, "opt": opt, "sched": sched}, run_dir=out)
         ddp = loop.wrap(net, run)
-        with loop.new_folder(out):  # the run's folder; removed again if nothing is written into it
-            clock = time.perf_counter()
-            for step in range(start, steps):
-                loss = rf_step(ddp, data, cfg, step=step, run=run, scale=scale)
-                loss.backward()
-                norm = loop.clip_and_step(net.parameters(), opt, cfg.clip_grad_norm)
-                sched.step()
-                loop.ema_update(ema, net, step=step, beta=cfg.ema_beta, power=cfg.ema_power)
-                done = step + 1
-                if run.main and (done % log_every == 0 or done == steps):
-                    record = {"step": done, "loss": round(float(loss.detach()), 6), "grad_norm": round(norm, 4),
-                              "lr": sched.get_last_lr()[0], "sec": round(time.perf_counter() - clock, 2)}
-                    loop.append_log(out, record)
-                    if log:
-                        log(record)
-                if run.main and (done % save_every == 0 or done == steps):
-                    loop.save_state(out, {"kind": "rf", "config": settings, "step": done, "dit": net.state_dict(),
-                                          "ema": ema.state_dict(), "opt": opt.state_dict(),
-                                          "sched": sched.state_dict()})
-            if run.main:
-                loop.write_model(pipe, ema.state_dict(), Path(out) / "model", objective="rectified_flow",
-                                 scale=scale)
+
+        def step(i: int) -> dict:
+            loss = rf_step(ddp, data, cfg, step=i, run=run, scale=scale)
+            loss.backward()
+            norm = loop.clip_and_step(net.parameters(), opt, cfg.clip_grad_norm)
+            sched.step()
+            loop.ema_update(ema, net, step=i, beta=cfg.ema_beta, power=cfg.ema_power)
+            return {"loss": float(loss.detach()), "grad_norm": norm}
+
+        def record(done: int, last: dict) -> dict:
+            return {"step": done, "loss": round(last["loss"], 6), "grad_norm": round(last["grad_norm"], 4),
+                    "lr": sched.get_last_lr()[0]}
+
+        def finish() -> None:
+            loop.write_model(pipe, ema.state_dict(), Path(out) / "model", objective="rectified_flow", scale=scale)
+
+        trainer = loop.Trainer(kind="rf", settings=settings, objects={"dit": net, "ema": ema, "opt": opt,
+                                                                       "sched": sched},
+                               step=step, record=record, finish=finish)
+        loop.fit(trainer, run=run, out=out, state=state, steps=steps, save_every=save_every, log_every=log_every,
+                 log=log)
         return Path(out) / "model"
     finally:
         loop.finish(run)
