@@ -11,12 +11,13 @@ Layout of the state folder (default ~/.cache/edgegen/corpus/seed-N):
     SHA256SUMS                        sha256 of every file above (sha256sum -c format), written last
     .rendered.jsonl, render-log.jsonl resume ledger and wall times (not checksummed)
 
-A clip whose file exists with the checksum its ledger line records is skipped, so an interrupted render resumes.
+A clip whose file exists with the checksum and parameters its ledger line records is skipped, so an interrupted render resumes.
 Every file is written to a temporary name and renamed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
@@ -145,6 +146,11 @@ def summary(items: list[Item], clip_seconds: float) -> dict:
             "pieces_per_split": {s: len({i.source for i in items if i.split == s}) for s in SPLITS}}
 
 
+def _fingerprint(item: Item) -> str:
+    """A digest of what the clip is made from: a ledger line with another one is rendered again."""
+    return hashlib.sha256(json.dumps([item.kind, item.params], sort_keys=True).encode()).hexdigest()[:16]
+
+
 def render_corpus(out: Path | None = None, *, seed: int = 0, counts: dict | None = None,
                   clip_samples: int = DEFAULT_CLIP_SAMPLES, soundfont: Path | None = None,
                   only: list[str] | None = None, progress_every: float = 5.0) -> Path:
@@ -183,7 +189,7 @@ def render_corpus(out: Path | None = None, *, seed: int = 0, counts: dict | None
         for line in ledger_path.read_text().splitlines():
             try:
                 row = json.loads(line)
-                ledger[row["id"]] = row["sha256"]
+                ledger[row["id"]] = (row["sha256"], row["params"])
             except (json.JSONDecodeError, KeyError, TypeError):
                 continue  # a torn last line from an interrupted run
     clip_seconds = clip_samples / SAMPLE_RATE
@@ -192,12 +198,13 @@ def render_corpus(out: Path | None = None, *, seed: int = 0, counts: dict | None
     with open(ledger_path, "a") as led:
         for item in items_to_render:
             path = root / item.path
-            if path.is_file() and ledger.get(item.id) == sha256_file(path):
+            fingerprint = _fingerprint(item)
+            if path.is_file() and ledger.get(item.id) == (sha256_file(path), fingerprint):
                 prog.step(skipped=True)
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
             write_wav(path, render_item(tools, item, clip_samples))
-            led.write(json.dumps({"id": item.id, "sha256": sha256_file(path)}) + "\n")
+            led.write(json.dumps({"id": item.id, "sha256": sha256_file(path), "params": fingerprint}) + "\n")
             led.flush()
             rendered += 1
             prog.step(skipped=False)

@@ -124,8 +124,8 @@ def windows(piece: Piece, *, bpm: float, seconds: float, count: int) -> list[flo
 
 def piece_notes(piece: Piece, *, start: float, bpm: float, seconds: float, programs: list[int], velocity: int,
                 pitch_shift: list[int] | None = None, rng: np.random.Generator) -> tuple[list[Note], list[Channel]]:
-    """The notes with onsets in [start, start + window) on one channel per part (instrument `programs[i]`), the
-    parts panned across the stereo field."""
+    """The notes sounding in [start, start + window) (one begun earlier enters at 0) on one channel per part
+    (instrument `programs[i]`), the parts panned across the stereo field."""
     q = 60.0 / bpm
     end = start + seconds / q
     n = len(piece.parts)
@@ -139,9 +139,10 @@ def piece_notes(piece: Piece, *, start: float, bpm: float, seconds: float, progr
         shift = pitch_shift[i] if pitch_shift else 0
         part_vel = velocity + int(rng.integers(-4, 5))
         for o, d, p in part:
-            if start <= o < end:
+            if o < end and o + d > start + 0.25:  # a note still sounding at the window's start enters at 0
                 v = int(np.clip(part_vel + rng.normal(0, 4), 1, 127))
-                notes.append(Note((o - start) * q, max(d * q * 0.98, 0.02), p + shift, v, ch))
+                t = max(o, start)
+                notes.append(Note((t - start) * q, max((o + d - t) * q * 0.98, 0.02), p + shift, v, ch))
     return notes, channels
 
 
