@@ -27,7 +27,7 @@ DEFAULT_CLIP_SAMPLES = 262144  # 5.94 s at 44.1 kHz: 128 latent frames of SAO's 
 DEFAULT_COUNTS = {"chorale": 260, "polyphony": 100, "quartet": 100, "fiddle tune": 200, "drum loop": 240,
                   "bass line": 120, "arpeggio": 120, "chords": 120, "single note": 140}
 KINDS = tuple(DEFAULT_COUNTS)
-WINDOWS = {"chorale": 2, "polyphony": 2, "quartet": 4, "fiddle tune": 1}
+WINDOWS = {"chorale": 2, "polyphony": 3, "quartet": 6, "fiddle tune": 1}
 BPM = {"chorale": (60, 100), "polyphony": (70, 110), "quartet": (70, 140), "fiddle tune": (96, 150),
        "bass line": (76, 132), "arpeggio": (66, 128), "chords": (60, 128)}
 ENSEMBLE_CHOICES = {"chorale": ("string_quartet", "piano", "organ", "brass_quartet", "woodwind_quartet", "choir"),

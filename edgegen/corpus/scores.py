@@ -51,10 +51,18 @@ class Piece:
 _CACHE: dict[str, Piece] = {}
 
 
+def _music21():
+    try:
+        import music21
+    except ImportError:
+        raise EdgegenError("the corpus reads scores with music21, which is not installed: pip install -e '.[corpus]' "
+                           "(scripts/setup.sh does)") from None
+    return music21
+
+
 def corpus_paths(kind: str) -> list[str]:
     """The sorted corpus paths (relative to music21's corpus folder) that `kind` draws from."""
-    from music21 import corpus
-
+    corpus = _music21().corpus
     out = []
     for folder, suffix in CORPUS_SOURCES[kind]:
         for p in corpus.getComposer(folder):
@@ -69,8 +77,8 @@ def load_piece(source: str | Path) -> Piece:
     key = str(source)
     if key in _CACHE:
         return _CACHE[key]
-    from music21 import converter, corpus, stream
-
+    m21 = _music21()
+    converter, corpus, stream = m21.converter, m21.corpus, m21.stream
     try:
         with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
