@@ -1,5 +1,6 @@
 """edgegen.corpus: tiny renders (~1 s clips), determinism, resume, splits, captions, held-out phrasings, bad input."""
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -9,8 +10,10 @@ import pytest
 
 from edgegen.errors import EdgegenError
 
-pytestmark = pytest.mark.skipif(shutil.which("fluidsynth") is None or not Path(
-    "/usr/share/sounds/sf2/FluidR3_GM.sf2").is_file(), reason="needs Debian fluidsynth + fluid-soundfont-gm")
+pytestmark = pytest.mark.skipif(
+    shutil.which("fluidsynth") is None or not Path("/usr/share/sounds/sf2/FluidR3_GM.sf2").is_file()
+    or importlib.util.find_spec("music21") is None,
+    reason="needs Debian fluidsynth + fluid-soundfont-gm and music21 (scripts/setup.sh installs them)")
 
 TINY = {"chorale": 2, "fiddle tune": 1, "drum loop": 1, "bass line": 1, "single note": 1}
 SAMPLES = 22 * 2048  # 1.02 s
@@ -146,7 +149,8 @@ def _cli(args, capsys):
 def test_missing_synthesizer_or_soundfont_is_one_line(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("EDGEGEN_FLUIDSYNTH_LIB", str(tmp_path / "libfluidsynth.so.3"))
     code, err = _cli(["render", "--out", str(tmp_path / "x"), "--clips-per-kind", "1"], capsys)
-    assert code == 2 and len(err) == 1 and err[0].startswith("edgegen: error:") and "apt-get install fluidsynth" in err[0]
+    assert code == 2 and len(err) == 1 and err[0].startswith("edgegen: error:")
+    assert "apt-get install fluidsynth" in err[0]
     monkeypatch.undo()
     code, err = _cli(["render", "--out", str(tmp_path / "x"), "--soundfont", str(tmp_path / "no.sf2")], capsys)
     assert code == 2 and len(err) == 1 and "fluid-soundfont-gm" in err[0]

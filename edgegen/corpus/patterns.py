@@ -172,7 +172,8 @@ def arpeggio(*, instrument: str, key_root: int, mode: str, progression: tuple[st
 
 
 def chord_progression(*, instrument: str, key_root: int, mode: str, progression: tuple[str, ...], rhythm: str,
-                      bpm: float, dyn: str, length: float, rng: np.random.Generator) -> tuple[list[Note], list[Channel]]:
+                      bpm: float, dyn: str, length: float, rng: np.random.Generator
+                      ) -> tuple[list[Note], list[Channel]]:
     """Block chords (close triad over the root an octave below) in `rhythm`, one chord per bar."""
     inst = INSTRUMENTS[instrument]
     chords = chords_of(key_root, mode, progression)

@@ -11,8 +11,8 @@ Layout of the state folder (default ~/.cache/edgegen/corpus/seed-N):
     SHA256SUMS                        sha256 of every file above (sha256sum -c format), written last
     .rendered.jsonl, render-log.jsonl resume ledger and wall times (not checksummed)
 
-A clip whose file exists with the checksum and parameters its ledger line records is skipped, so an interrupted render resumes.
-Every file is written to a temporary name and renamed.
+A clip whose file exists with the checksum and parameters its ledger line records is skipped, so an interrupted
+render resumes. Every file is written to a temporary name and renamed.
 """
 
 from __future__ import annotations
