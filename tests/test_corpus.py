@@ -78,7 +78,7 @@ def test_same_seed_is_byte_identical_and_resumes(tiny, corpus, tmp_path, capsys)
 def test_verify_sample_rerenders_in_a_fresh_folder(tiny, corpus):
     names, bad = corpus.verify_sample(seed=3, sample=2, counts=TINY, clip_samples=SAMPLES,
                                       against=tiny / "SHA256SUMS")
-    assert len(names) == 3 and bad == []
+    assert len(names) == 2 + 1 + 8 + 1 and bad == []  # 2 clips, config, 8 captions/labels tables, summary
 
 
 def test_other_settings_in_the_same_folder_are_refused(tiny, corpus):

@@ -112,7 +112,7 @@ def _jsonl(rows: list[dict]) -> str:
     return "".join(json.dumps(r, sort_keys=False) + "\n" for r in rows)
 
 
-def _write_tables(root: Path, items: list[Item], clip_seconds: float) -> list[str]:
+def write_tables(root: Path, items: list[Item], clip_seconds: float) -> list[str]:
     """captions / labels per split and summary.json; returns the paths written (relative to root)."""
     written = []
     for split in SPLITS:
@@ -213,7 +213,7 @@ def render_corpus(out: Path | None = None, *, seed: int = 0, counts: dict | None
     with open(root / "render-log.jsonl", "a") as f:
         f.write(json.dumps(log) + "\n")
     if only is None:
-        files = [i.path for i in items] + _write_tables(root, items, round(clip_seconds, 6))
+        files = [i.path for i in items] + write_tables(root, items, round(clip_seconds, 6))
         write_checksums(root, ["config.json"] + files)
     return root
 
