@@ -77,8 +77,10 @@ def verify(seed, clip_seconds, clips_per_kind, soundfont, sample, against, out):
     names, bad = verify_sample(seed=seed, sample=sample, against=against, counts=_counts(clips_per_kind),
                                clip_samples=samples, soundfont=soundfont, out=out)
     if bad:
-        raise EdgegenError(f"{len(bad)} of {len(names)} re-rendered file(s) differ, first: {bad[0]}")
-    click.echo(f"verified: {len(names)} re-rendered files match the checksum list byte for byte")
+        raise EdgegenError(f"{len(bad)} of {len(names)} re-made file(s) differ from the checksum list, first: {bad[0]}")
+    clips = sum(n.endswith(".wav") for n in names)
+    click.echo(f"verified: {clips} re-rendered clips and {len(names) - clips} re-written tables / config match the "
+               "checksum list byte for byte")
 
 
 def main(argv=None) -> int:

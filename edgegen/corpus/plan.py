@@ -11,7 +11,7 @@ seeded by (seed, kind, index), so one clip's parameters never depend on another'
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -73,8 +73,6 @@ class Item:
     labels: dict                # family, kind, tempo_band, dynamics, instrument, bpm, key, ...
     caption: str                # training phrasing
     held_out_caption: str       # a held-out phrasing of the same attributes
-    window: int = 0
-    extra: dict = field(default_factory=dict)
 
     @property
     def label(self) -> str:
