@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv/ in the repository root and install edgegen with its pinned dependencies (idempotent).
-# Also installs, with apt when run as root, the native toolchain the runner tests need.
+# Also installs, with apt when run as root, the native toolchain the runner tests need and the synthesizer and
+# SoundFont the corpus renders with (fluidsynth, fluid-soundfont-gm: `python -m edgegen.corpus render`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
@@ -12,16 +13,17 @@ stamp=.venv/.edgegen-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[test,bench]"
+  .venv/bin/python -m pip install -q -e ".[test,bench,corpus]"
   echo "$want" > "$stamp"
 fi
 if [ "${EDGEGEN_SKIP_APT:-0}" != 1 ] && [ "$(id -u)" = 0 ]; then
   need=()
-  for pkg in cmake g++ g++-aarch64-linux-gnu qemu-user libsentencepiece-dev openjdk-17-jdk-headless; do
+  for pkg in cmake g++ g++-aarch64-linux-gnu qemu-user libsentencepiece-dev openjdk-17-jdk-headless \
+             fluidsynth fluid-soundfont-gm; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
   done
   if [ ${#need[@]} -gt 0 ]; then
-    echo "installing ${need[*]} (native runner build and aarch64 emulation)"
+    echo "installing ${need[*]} (native runner build, aarch64 emulation, corpus synthesizer and SoundFont)"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   fi
 fi
