@@ -167,7 +167,7 @@ def test_parity_adb_passes_on_fp32_bundle(arm64_phone, portable_runner, bundle_f
     report = json.loads((tmp_path / "r.json").read_text())
     assert set(report) == {"schema", "bundle", "backend", "recipe", "target", "model", "tokens_match", "passed",
                            "components", "end_to_end"}
-    assert report["schema"] == "edgegen.parity/1" and report["tokens_match"] and report["end_to_end"]["gated"]
+    assert report["schema"] == "edgegen.parity/2" and report["tokens_match"] and report["end_to_end"]["gated"]
     assert report["backend"] == backend
     assert set(report["components"]) == {"text_encoder", "dit", "decoder"}
     assert len(report["components"]["dit"]["cases"]) == 8 and len(report["components"]["text_encoder"]["cases"]) == 6
