@@ -8,7 +8,7 @@ Names of files mean nothing: the manifest says which file is which artifact, its
 target, source checkpoint and sampler settings.
 
 Reading is strict, and everything is checked before any artifact is opened:
-- `manifest.json` is read into a `Manifest` (edgegen/manifest.py, `MANIFEST_SCHEMA`; unknown keys refused): every error names the
+- `manifest.json` is read into a `Manifest` (edgegen/manifest.py; unknown keys refused): every error names the
   manifest, the field path (`artifacts.dit.inputs[0].shape`), the bad value and what is allowed.
 - Files stay inside the bundle. An artifact's or the tokenizer's `file` must be a plain file name in the bundle
   folder: no `/` or `\\`, not `.` or `..`, so no absolute path and no subfolder; and that file must not be a
@@ -40,7 +40,7 @@ from pathlib import Path, PurePosixPath
 
 from edgegen.common import sha256_file
 from edgegen.errors import EdgegenError
-from edgegen.manifest import SCHEMA_VERSIONS, Manifest, TensorSpec, plain_file_name  # noqa: F401  (re-exported)
+from edgegen.manifest import Manifest, TensorSpec, plain_file_name
 
 MANIFEST = "manifest.json"
 UNPACK_PREFIX = "edgegen-bundle-"

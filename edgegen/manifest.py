@@ -9,10 +9,11 @@ the attribute names are the keys. `target` and `recipe` are the `Target` and `Re
 
 Schema (edgegen.schema: a trailing `?` marks an optional key). Unknown keys are refused, naming the key and the
 manifest: edgegen writes every manifest itself, so a key this reader does not declare comes from a newer edgegen or
-a hand edit, and ignoring it would drop what it means silently. The format evolves through `schema_version` (a
-reader refuses a version it does not know); keys that bundles written by earlier edgegen versions of the same
-version lack are optional (`index` of an input, `source.t5_precision`, a rule's `backend`, `verification`,
-`delegated_fraction`), so those bundles still open.
+a hand edit, and ignoring it would drop what it means silently. The format evolves through `schema_version`: a
+reader refuses a version it does not know, so a new key comes with a new version (which exporters write only for
+bundles that use it). Keys that earlier edgegen versions did not write under the same version are optional
+(`index` of an input, `source.t5_precision`, a rule's `backend`, `verification`, `delegated_fraction`), so the
+bundles they exported still open.
 
 `schema_version` 1: the decoder takes the whole latent sequence. 2: adds `decoder_stream` (window, overlap, hop,
 receptive_field): the decoder artifact takes [1, 64, window] and is run over overlapping windows. 3:
@@ -95,8 +96,7 @@ MANIFEST_SCHEMA = {
 
 
 def _json(value):
-    """A dataclass (its `to_json`, or its fields; optional ones, default None, left out when None), tuple or dict
-    as JSON data."""
+    """An object with `to_json`, a tuple or a dict as JSON data (tuples as lists)."""
     if hasattr(value, "to_json"):
         return value.to_json()
     if isinstance(value, (tuple, list)):
