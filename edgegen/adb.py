@@ -95,7 +95,7 @@ class Device:
 
 def _bundle_files(bundle: Bundle) -> list[Path]:
     m = bundle.manifest
-    names = [MANIFEST, m["tokenizer"]["file"], *(a["file"] for a in m["artifacts"].values())]
+    names = [MANIFEST, m.tokenizer.file, *(a.file for a in m.artifacts.values())]
     return [bundle.root / n for n in names]
 
 
@@ -267,10 +267,10 @@ def _push_init_audio(device: Device, r: "_Remote", bundle: Bundle, init_audio: t
 
     m = bundle.manifest
     _, channels, length = init_audio_shape(m, bundle.root)
-    prepared, _ = prepare_init_audio(*init_audio, sample_rate=m["sample_rate"], length=length, channels=channels)
+    prepared, _ = prepare_init_audio(*init_audio, sample_rate=m.sample_rate, length=length, channels=channels)
     with tempfile.TemporaryDirectory(prefix="edgegen-adb-") as tmp:
         path = Path(tmp) / "init.wav"
-        write_wav(path, prepared[0].numpy(), m["sample_rate"])
+        write_wav(path, prepared[0].numpy(), m.sample_rate)
         sync(device.adb, [path], r.work)
     return f"{r.work}/init.wav"
 
@@ -282,9 +282,9 @@ def device_bench(bundle: Bundle, *, device: Device, runner_dir: Path, iters: int
     """`bench_bundle`'s result (edgegen.bench/1, kind "device") for runs on the phone; `seconds` and the init
     audio (audio-to-audio, encoder stage timed) as there."""
     m = bundle.manifest
-    seconds = m["max_seconds"] if seconds is None else seconds
-    check_seconds(seconds, max_seconds=m["max_seconds"], sample_rate=m["sample_rate"], owner="this bundle")
-    threads = threads or m["target"].get("threads")
+    seconds = m.max_seconds if seconds is None else seconds
+    check_seconds(seconds, max_seconds=m.max_seconds, sample_rate=m.sample_rate, owner="this bundle")
+    threads = threads or m.target.threads
     r = _install(device, bundle, runner_dir)
     extra = ["--seed", "0"]
     if init_audio is not None:
@@ -302,8 +302,8 @@ def device_bench(bundle: Bundle, *, device: Device, runner_dir: Path, iters: int
     a2a = {"init_noise_level": init_noise_level} if init_audio is not None else {}
     if "decoded_latent_frames" in runs[0]:  # runners from before schema 3 do not report it
         a2a["decoded_latent_frames"] = runs[0]["decoded_latent_frames"]
-    return bench_result([_iteration(x) for x in runs], warmup=warmup, kind="device", backend=m["backend"],
-                        recipe=m["recipe"]["name"], target=m["target"]["name"], bundle=str(bundle.root),
+    return bench_result([_iteration(x) for x in runs], warmup=warmup, kind="device", backend=m.backend,
+                        recipe=m.recipe.name, target=m.target.name, bundle=str(bundle.root),
                         threads=runs[0]["threads"], **a2a, machine=device.abi, processor=model,
                         cpus=int(cpus) if cpus.isdigit() else None, int8_features=features,
                         device={"serial": device.serial, "abi": device.abi, "model": model})
@@ -338,8 +338,8 @@ def device_parity(bundle: Bundle, pipe, *, device: Device, runner_dir: Path, see
     m = bundle.manifest
     check_source(m, pipe)
     seconds = parity_seconds(seconds, pipe=pipe, manifest=m)
-    steps = m["sampler"]["steps"]
-    latent_shape = tuple(next(i for i in m["artifacts"]["dit"]["inputs"] if i["name"] == "x")["shape"][1:])  # (64, T)
+    steps = m.sampler.steps
+    latent_shape = m.latent_shape  # (64, T)
     noise = gaussian_noise(seed, (steps, *latent_shape))  # (steps, 64, T)
     r = _install(device, bundle, runner_dir)
     cond_names = ["token_ids", "attention_mask", "cross_attn_cond", "global_cond"]
@@ -354,7 +354,7 @@ def device_parity(bundle: Bundle, pipe, *, device: Device, runner_dir: Path, see
             names = cond_names + ([f"latents_step{k}" for k in range(steps)] + ["audio"] if i == 0 else [])
             dumps.append(_pull_dump(device, f"{r.work}/dump{i}", names, Path(tmp) / f"dump{i}"))
         encoder = _device_audio_to_audio(device, r, bundle, Path(tmp), prompt=PROMPTS[0], seconds=seconds, seed=seed,
-                                         threads=threads, on_stage=on_stage) if "encoder" in m["artifacts"] else None
+                                         threads=threads, on_stage=on_stage) if "encoder" in m.artifacts else None
     on_stage("eager reference")
     d = dumps[0]
     outputs = StageOutputs(
@@ -373,12 +373,12 @@ def _device_audio_to_audio(device: Device, r: _Remote, bundle: Bundle, tmp: Path
     from edgegen.sampler import init_vae_noise
 
     m = bundle.manifest
-    init = parity_init_audio(m["sample_rate"], init_audio_shape(m, bundle.root)[-1])
-    steps, (channels, length) = m["sampler"]["steps"], _latent_shape(m)
+    init = parity_init_audio(m.sample_rate, init_audio_shape(m, bundle.root)[-1])
+    steps, (channels, length) = m.sampler.steps, m.latent_shape
     vae = init_vae_noise(None, seed=seed, steps=steps, channels=channels, length=length)
     np.save(tmp / "vae_noise.npy", vae)
     on_stage("device run: audio-to-audio")
-    wav = _push_init_audio(device, r, bundle, (m["sample_rate"], init))
+    wav = _push_init_audio(device, r, bundle, (m.sample_rate, init))
     sync(device.adb, [tmp / "vae_noise.npy"], r.work)
     _run_runner(device, r, prompt=prompt, seconds=seconds, threads=threads,
                 extra=["--noise", f"{r.work}/noise.npy", "--vae-noise", f"{r.work}/vae_noise.npy", "--init-audio", wav,
@@ -386,8 +386,3 @@ def _device_audio_to_audio(device: Device, r: _Remote, bundle: Bundle, tmp: Path
     d = _pull_dump(device, f"{r.work}/dump_a2a", ["init_latents", "audio"], tmp / "dump_a2a")
     return EncoderOutputs(init_audio=init[None], vae_noise=vae, init_latents=d["init_latents"], level=A2A_NOISE_LEVEL,
                           audio=d["audio"])
-
-
-def _latent_shape(m: dict) -> tuple[int, int]:
-    """(64, T) from the DiT's declared x input."""
-    return tuple(next(i for i in m["artifacts"]["dit"]["inputs"] if i["name"] == "x")["shape"][1:])

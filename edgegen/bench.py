@@ -143,9 +143,9 @@ def bench_bundle(path, *, iters: int = 3, warmup: int = 1, threads: int | None =
     extra = {"init_noise_level": init_noise_level} if init_audio is not None else {}
     extra["decoded_latent_frames"] = bp.decoded_latent_frames(runs[0].frames)
     extra["weight_cache"], extra["weight_cache_components"] = bp.weight_cache_use, dict(bp.cache_uses)
-    return bench_result(runs, warmup=warmup, load_s=bp.load_s, kind="bundle", backend=m["backend"],
-                        recipe=m["recipe"]["name"], target=m["target"]["name"], bundle=str(path),
-                        threads=threads or m["target"].get("threads"), low_memory=low_memory, **extra,
+    return bench_result(runs, warmup=warmup, load_s=bp.load_s, kind="bundle", backend=m.backend,
+                        recipe=m.recipe.name, target=m.target.name, bundle=str(path),
+                        threads=threads or m.target.threads, low_memory=low_memory, **extra,
                         **host_machine())
 
 

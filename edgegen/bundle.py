@@ -8,7 +8,7 @@ Names of files mean nothing: the manifest says which file is which artifact, its
 target, source checkpoint and sampler settings.
 
 Reading is strict, and everything is checked before any artifact is opened:
-- `manifest.json` is validated against `MANIFEST_SCHEMA` (one declared table, one place): every error names the
+- `manifest.json` is read into a `Manifest` (edgegen/manifest.py; unknown keys refused): every error names the
   manifest, the field path (`artifacts.dit.inputs[0].shape`), the bad value and what is allowed.
 - Files stay inside the bundle. An artifact's or the tokenizer's `file` must be a plain file name in the bundle
   folder: no `/` or `\\`, not `.` or `..`, so no absolute path and no subfolder; and that file must not be a
@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import re
 import shutil
@@ -39,140 +38,24 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from edgegen.common import ARTIFACTS, BACKENDS, sha256_file
+from edgegen.common import sha256_file
 from edgegen.errors import EdgegenError
+from edgegen.manifest import Manifest, TensorSpec, plain_file_name
 
-# 1: the decoder takes the whole latent sequence. 2: adds `decoder_stream` (window, overlap, hop, receptive_field):
-# the decoder artifact takes [1, 64, window] and is run over overlapping windows. 3: `decoder_stream` is stateful
-# (mode "stateful", window, hop, delay, state_size): the decoder also takes `position` [2] and `state` [1, S] and
-# returns `next_state`, windows follow back to back and the audio runs `delay` samples behind (see
-# components/stateful_decoder.py); tools that read only 1 and 2 refuse it by its version. An exporter writes the
-# lowest version that describes the bundle, so a whole-sequence bundle stays readable by version-1 tools.
-SCHEMA_VERSIONS = (1, 2, 3)
 MANIFEST = "manifest.json"
 UNPACK_PREFIX = "edgegen-bundle-"
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return (isinstance(v, float) or _is_int(v)) and math.isfinite(v)
-
-
-def plain_file_name(name) -> bool:
-    """A file directly inside the bundle folder: no separators, not `.`/`..`, no NUL."""
-    return (isinstance(name, str) and name not in ("", ".", "..") and not any(c in name for c in "/\\\0"))
-
-
-# The manifest schema. A leaf is (what is allowed, check); a dict lists an object's fields (a trailing `?` marks an
-# optional one; fields not listed are allowed and ignored); [spec] is a non-empty list of spec; _Components is the
-# `artifacts` object. `schema_version` is checked first, on its own (its message says which versions are read).
-_POS_INT = ("a positive integer", lambda v: _is_int(v) and v > 0)
-_NONNEG_INT = ("an integer >= 0", lambda v: _is_int(v) and v >= 0)
-_NUMBER = ("a finite number", _is_number)
-_TEXT = ("a string", lambda v: isinstance(v, str))
-_OBJECT = ("an object", lambda v: isinstance(v, dict))
-_SHA256 = ("64 lowercase hex digits", lambda v: isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) is not None)
-_FILE_NAME = ("a plain file name inside the bundle folder (no '/', '\\', '..' or absolute path)", plain_file_name)
-_DTYPE = ("one of float32, int32", lambda v: isinstance(v, str) and v in ("float32", "int32"))
-_SHAPE = ("a non-empty list of positive integers",
-          lambda v: isinstance(v, list) and len(v) > 0 and all(_is_int(d) and d > 0 for d in v))
-_TENSOR = {"name": _TEXT, "dtype": _DTYPE, "shape": _SHAPE, "index?": _NONNEG_INT}
-_FILE = {"file": _FILE_NAME, "sha256": _SHA256, "size": _NONNEG_INT}
-
-
-@dataclass(frozen=True)
-class _Components:
-    """An object keyed by artifact names (a subset of ARTIFACTS, at least one), each value matching `entry`."""
-
-    entry: dict
-
-
-MANIFEST_SCHEMA = {
-    "edgegen_version": _TEXT,
-    "backend": (f"one of {', '.join(BACKENDS)}", lambda v: isinstance(v, str) and v in BACKENDS),
-    "runtime_version": _TEXT,
-    "target": {"name": _TEXT, "threads": _POS_INT},
-    "recipe": {"name": _TEXT, "components": _OBJECT},
-    "source": {"model": _TEXT},
-    "sample_rate": _POS_INT,
-    "channels": _POS_INT,
-    "latent_length": _POS_INT,
-    "max_seconds": ("a positive number", lambda v: _is_number(v) and v > 0),
-    "sampler": {"type": ("pingpong", lambda v: v == "pingpong"), "steps": _POS_INT, "logsnr_max": _NUMBER,
-                "logsnr_min": _NUMBER},
-    "tokenizer": {**_FILE, "max_length": _POS_INT, "eos_id": _NONNEG_INT, "pad_id": _NONNEG_INT},
-    "artifacts": _Components({**_FILE, "inputs": [_TENSOR], "outputs": [_TENSOR], "schemes?": _OBJECT,
-                              "delegated_fraction?": ("a number in [0, 1]", lambda v: _is_number(v) and 0 <= v <= 1)}),
-    "decoder_stream?": {"window": _POS_INT, "hop": _POS_INT, "overlap?": _NONNEG_INT, "receptive_field?": _NONNEG_INT,
-                        "mode?": ("stateful", lambda v: v == "stateful"), "delay?": _NONNEG_INT,
-                        "state_size?": _POS_INT},
-    # written by `edgegen export` (export/verify.py): the parity figures it checked, or why it did not check
-    "verification?": {"verified": ("true or false", lambda v: isinstance(v, bool))},
-}
-
-
-def _describe(spec) -> str:
-    if isinstance(spec, dict):
-        return "an object with " + ", ".join(k.rstrip("?") for k in spec if not k.endswith("?"))
-    if isinstance(spec, list):
-        return "a non-empty list of " + _describe(spec[0])
-    if isinstance(spec, _Components):
-        return f"an object keyed by one or more of {', '.join(ARTIFACTS)}"
-    return spec[0]
-
-
-def _shown(value) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _validate(value, spec, where: str, path: Path) -> None:
-    """Raise one line naming `path`, the field path `where`, the value and what `spec` allows."""
-    def bad(what: str):
-        raise EdgegenError(f"{path}: {where} is {_shown(value)}; expected {what} (re-export the bundle)")
-
-    if isinstance(spec, dict):
-        if not isinstance(value, dict):
-            bad(_describe(spec))
-        for key, sub in spec.items():
-            name = key.rstrip("?")
-            field_path = f"{where}.{name}" if where else name
-            if name not in value:
-                if not key.endswith("?"):
-                    raise EdgegenError(f"{path}: {field_path} is missing; expected {_describe(sub)} "
-                                       "(re-export the bundle)")
-                continue
-            _validate(value[name], sub, field_path, path)
-    elif isinstance(spec, list):
-        if not isinstance(value, list) or not value:
-            bad(_describe(spec))
-        for i, item in enumerate(value):
-            _validate(item, spec[0], f"{where}[{i}]", path)
-    elif isinstance(spec, _Components):
-        if not isinstance(value, dict) or not value:
-            bad(_describe(spec))
-        for comp, entry in value.items():
-            if comp not in ARTIFACTS:
-                raise EdgegenError(f"{path}: {where} has unknown component {comp!r}; expected one of "
-                                   f"{', '.join(ARTIFACTS)} (re-export the bundle)")
-            _validate(entry, spec.entry, f"{where}.{comp}", path)
-    elif not spec[1](value):
-        bad(spec[0])
 
 
 NO_ENCODER = ("{root} has no encoder artifact, so it cannot start from init audio; re-export it with "
               "`edgegen export --audio-to-audio`")
 
 
-def init_audio_shape(manifest: dict, root: Path | str) -> list[int]:
+def init_audio_shape(manifest: Manifest, root: Path | str) -> list[int]:
     """The encoder artifact's `audio` input shape [1, channels, N] (what init audio is prepared to); a bundle
     without an encoder (`root` names it) is one EdgegenError naming the export flag."""
-    if "encoder" not in manifest["artifacts"]:
+    if "encoder" not in manifest.artifacts:
         raise EdgegenError(NO_ENCODER.format(root=root))
-    return next(i for i in manifest["artifacts"]["encoder"]["inputs"] if i["name"] == "audio")["shape"]
+    return list(manifest.artifacts["encoder"].input("audio").shape)
 
 
 def file_entry(path: Path) -> dict:
@@ -185,7 +68,7 @@ class Bundle:
     Bundle owns it, `close()` (or leaving `with bundle:`) removes it, and so does garbage collection or exit."""
 
     root: Path
-    manifest: dict
+    manifest: Manifest
     unpacked: Path | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
@@ -205,29 +88,30 @@ class Bundle:
         self.close()
 
     def path(self, component: str) -> Path:
-        return self.root / self.manifest["artifacts"][component]["file"]
+        return self.root / self.manifest.artifacts[component].file
 
     @property
     def tokenizer_path(self) -> Path:
-        return self.root / self.manifest["tokenizer"]["file"]
+        return self.root / self.manifest.tokenizer.file
 
     @property
     def backend(self) -> str:
-        return self.manifest["backend"]
+        return self.manifest.backend
 
     @property
     def components(self) -> list[str]:
         """The artifacts this bundle holds, in pipeline order (the encoder last, when exported)."""
-        return [c for c in ARTIFACTS if c in self.manifest["artifacts"]]
+        return self.manifest.components
 
     @property
     def digest(self) -> str:
         """A short content id: the manifest's sha256 (it names every artifact's sha256)."""
-        return hashlib.sha256(json.dumps(self.manifest, sort_keys=True).encode()).hexdigest()[:16]
+        return hashlib.sha256(json.dumps(self.manifest.to_json(), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def read_manifest(root: Path) -> dict:
-    """The manifest in `root`, validated against MANIFEST_SCHEMA (and decoder_stream against the decoder's input)."""
+def read_manifest(root: Path) -> Manifest:
+    """The manifest in `root`, validated against MANIFEST_SCHEMA (edgegen.manifest), the inputs' call order, and
+    decoder_stream against the decoder's inputs."""
     path = root / MANIFEST
     if path.is_symlink():
         raise EdgegenError(f"{path} is a symlink; a bundle's files must be inside its folder: re-export the bundle")
@@ -239,97 +123,91 @@ def read_manifest(root: Path) -> dict:
         raise EdgegenError(f"{path} is not valid JSON ({exc}); re-export the bundle") from None
     except OSError as exc:
         raise EdgegenError(f"cannot read {path}: {exc}") from None
-    if not isinstance(manifest, dict):
-        raise EdgegenError(f"{path}: expected a JSON object")
-    version = manifest.get("schema_version")
-    if not _is_int(version) or version not in SCHEMA_VERSIONS:
-        raise EdgegenError(f"{path}: schema_version {version!r} is not supported by this edgegen "
-                           f"(reads {', '.join(map(str, SCHEMA_VERSIONS))}); re-export with this version")
-    _validate(manifest, MANIFEST_SCHEMA, "", path)
-    for comp, spec in manifest["artifacts"].items():
-        call_order(spec["inputs"], where=f"{path}: artifacts.{comp}.inputs")
+    manifest = Manifest.from_json(manifest, path=path)
+    for comp, spec in manifest.artifacts.items():
+        call_order(spec.inputs, where=f"{path}: artifacts.{comp}.inputs")
     _check_stream(path, manifest)
     return manifest
 
 
-def call_order(inputs: list[dict], *, where: str = "manifest inputs") -> list[dict]:
+def call_order(inputs: tuple[TensorSpec, ...], *, where: str = "manifest inputs") -> list[TensorSpec]:
     """An artifact's inputs in the order its call takes them: by each input's `index` (written at export), else in
     list order (manifests from before `index`). The native runner (android_demo/runner/src/bundle.cpp) does the same."""
-    names = [i["name"] for i in inputs]
+    names = [i.name for i in inputs]
     if len(set(names)) != len(names):
         raise EdgegenError(f"{where} {names} repeat a name; re-export the bundle")
-    if not any("index" in i for i in inputs):
+    idx = [i.index for i in inputs]
+    if all(k is None for k in idx):
         return list(inputs)
-    idx = [i.get("index") for i in inputs]
     if not all(type(k) is int for k in idx) or sorted(idx) != list(range(len(inputs))):
         raise EdgegenError(f"{where} {names} have index {idx}: every input needs one, numbering them "
                            f"0..{len(inputs) - 1}; re-export the bundle")
-    return sorted(inputs, key=lambda i: i["index"])
+    return sorted(inputs, key=lambda i: i.index)
 
 
-def _check_stream(path: Path, manifest: dict) -> None:
+def _check_stream(path: Path, manifest: Manifest) -> None:
     """`decoder_stream` appears exactly in version-2 and -3 manifests (overlapped windows in 2, stateful in 3) and
     agrees with the decoder's declared inputs."""
-    stream, version = manifest.get("decoder_stream"), manifest["schema_version"]
+    stream, version = manifest.decoder_stream, manifest.schema_version
     if (stream is not None) != (version >= 2):
         raise EdgegenError(f"{path}: decoder_stream must be present exactly when schema_version >= 2; re-export")
     if stream is None:
         return
-    window, hop = stream["window"], stream["hop"]
-    dec = manifest["artifacts"].get("decoder")
+    window, hop = stream.window, stream.hop
+    dec = manifest.artifacts.get("decoder")
     if version == 3:
-        missing = [k for k in ("mode", "delay", "state_size") if k not in stream]
+        missing = [k for k in ("mode", "delay", "state_size") if getattr(stream, k) is None]
         if missing:
             raise EdgegenError(f"{path}: a schema-3 decoder_stream needs mode \"stateful\", delay and state_size "
                                f"(missing {', '.join(missing)}); re-export")
         if dec is not None:
-            want = {"latents": [1, None, window], "position": [2], "state": [1, stream["state_size"]]}
-            got = {i["name"]: i["shape"] for i in dec["inputs"]}
+            want = {"latents": [1, None, window], "position": [2], "state": [1, stream.state_size]}
+            got = {i.name: list(i.shape) for i in dec.inputs}
             for name, shape in want.items():
                 if name not in got or any(w is not None and w != g for w, g in zip(shape, got[name])) \
                         or len(shape) != len(got[name]):
                     raise EdgegenError(f"{path}: the stateful decoder needs input {name} of shape "
                                        f"{[d if d is not None else 'C' for d in shape]} (decoder_stream: window "
-                                       f"{window}, state_size {stream['state_size']}), the manifest lists "
+                                       f"{window}, state_size {stream.state_size}), the manifest lists "
                                        f"{got.get(name, 'none')}; re-export the bundle")
-            outs = {o["name"]: o["shape"] for o in dec["outputs"]}
-            if outs.get("next_state") != [1, stream["state_size"]] or "audio" not in outs:
+            outs = {o.name: list(o.shape) for o in dec.outputs}
+            if outs.get("next_state") != [1, stream.state_size] or "audio" not in outs:
                 raise EdgegenError(f"{path}: the stateful decoder needs outputs audio and next_state [1, "
-                                   f"{stream['state_size']}], the manifest lists {sorted(outs)}; re-export the bundle")
+                                   f"{stream.state_size}], the manifest lists {sorted(outs)}; re-export the bundle")
         return
-    if "overlap" not in stream or "mode" in stream:
+    if stream.overlap is None or stream.mode is not None:
         raise EdgegenError(f"{path}: a schema-2 decoder_stream has window, overlap and hop (a stateful one needs "
                            "schema_version 3); re-export")
-    overlap = stream["overlap"]
+    overlap = stream.overlap
     if window <= 2 * overlap or hop < 1:
         raise EdgegenError(f"{path}: decoder_stream window {window} must exceed 2 x overlap {overlap}; re-export")
-    if dec is not None and dec["inputs"][0]["shape"][-1] != window:
-        raise EdgegenError(f"{path}: the decoder takes {dec['inputs'][0]['shape'][-1]} latent frames but "
+    if dec is not None and dec.inputs[0].shape[-1] != window:
+        raise EdgegenError(f"{path}: the decoder takes {dec.inputs[0].shape[-1]} latent frames but "
                            f"decoder_stream.window is {window}; re-export the bundle")
 
 
-def verify(root: Path, manifest: dict) -> None:
+def verify(root: Path, manifest: Manifest) -> None:
     """Every artifact and the tokenizer exist with the size and sha256 the manifest records.
 
     Their names were checked by read_manifest (plain file names); a symlink that leads out of the bundle is refused
     before it is followed (one to another file of the bundle is fine, as in the native runner)."""
-    entries = [(f"artifact {c}", e) for c, e in manifest["artifacts"].items()] + [("tokenizer", manifest["tokenizer"])]
+    entries = [(f"artifact {c}", e) for c, e in manifest.artifacts.items()] + [("tokenizer", manifest.tokenizer)]
     for what, entry in entries:
-        if not plain_file_name(entry["file"]):  # read_manifest refuses these; never follow one out of the bundle
-            raise EdgegenError(f"{root}: {what} file {entry['file']!r} is not a plain file name in the bundle")
-        path = root / entry["file"]
+        if not plain_file_name(entry.file):  # read_manifest refuses these; never follow one out of the bundle
+            raise EdgegenError(f"{root}: {what} file {entry.file!r} is not a plain file name in the bundle")
+        path = root / entry.file
         if path.is_symlink() and not path.resolve().is_relative_to(root.resolve()):
-            raise EdgegenError(f"{root}: {what} file {entry['file']} is a symlink out of the bundle; a bundle's files "
+            raise EdgegenError(f"{root}: {what} file {entry.file} is a symlink out of the bundle; a bundle's files "
                                "must be inside its folder: copy the file in (or re-export the bundle)")
         if not path.exists():
-            raise EdgegenError(f"{root}: {what} file {entry['file']} is missing")
+            raise EdgegenError(f"{root}: {what} file {entry.file} is missing")
         if not path.is_file():
-            raise EdgegenError(f"{root}: {what} file {entry['file']} is not a regular file")
-        if path.stat().st_size != entry["size"]:
-            raise EdgegenError(f"{root}: {what} {entry['file']} is {path.stat().st_size} bytes, manifest says "
-                               f"{entry['size']}: the bundle is corrupt; re-export it")
-        if sha256_file(path) != entry["sha256"]:
-            raise EdgegenError(f"{root}: {what} {entry['file']} fails its sha256 check: the bundle is corrupt; "
+            raise EdgegenError(f"{root}: {what} file {entry.file} is not a regular file")
+        if path.stat().st_size != entry.size:
+            raise EdgegenError(f"{root}: {what} {entry.file} is {path.stat().st_size} bytes, manifest says "
+                               f"{entry.size}: the bundle is corrupt; re-export it")
+        if sha256_file(path) != entry.sha256:
+            raise EdgegenError(f"{root}: {what} {entry.file} fails its sha256 check: the bundle is corrupt; "
                                "re-export it")
 
 
@@ -406,33 +284,32 @@ def open_bundle(path: Path, *, check: bool = True) -> Bundle:
     return Bundle(root=root, manifest=manifest, unpacked=tmp)
 
 
-def _describe_stream(stream: dict | None) -> str:
+def _describe_stream(stream) -> str:
     if stream is None:
         return "whole sequence"
-    if stream.get("mode") == "stateful":
-        return (f"streamed, stateful: windows of {stream['window']} latent frames back to back, each frame decoded "
-                f"once; audio {stream['delay']} samples behind, state {stream['state_size']} floats")
-    return f"streamed: windows of {stream['window']} latent frames, overlap {stream['overlap']}"
+    if stream.stateful:
+        return (f"streamed, stateful: windows of {stream.window} latent frames back to back, each frame decoded "
+                f"once; audio {stream.delay} samples behind, state {stream.state_size} floats")
+    return f"streamed: windows of {stream.window} latent frames, overlap {stream.overlap}"
 
 
 def describe_bundle(path: Path) -> str:
     with open_bundle(path) as b:  # a zip's unpacked copy is removed again right away
         m = b.manifest
     lines = [f"bundle          {path}  (checksums OK)",
-             f"backend         {m['backend']} {m['runtime_version']}  target {m['target'].get('name')}",
-             f"recipe          {m['recipe'].get('name')}: {m['recipe'].get('description', '')}",
-             f"source          {m['source'].get('model')}",
-             f"audio           {m['sample_rate']} Hz, {m['channels']} ch, up to {m['max_seconds']:.2f} s "
-             f"({m['latent_length']} latents)",
-             f"sampler         {m['sampler']['type']}, {m['sampler']['steps']} steps, logSNR "
-             f"{m['sampler']['logsnr_max']} -> {m['sampler']['logsnr_min']}",
-             "decoder         " + _describe_stream(m.get("decoder_stream")),
-             f"edgegen         {m['edgegen_version']}", "artifacts:"]
-    for comp, a in m["artifacts"].items():
-        ins = ", ".join(f"{i['name']} {i['dtype']}{i['shape']}" for i in a["inputs"])
-        outs = ", ".join(f"{o['name']} {o['dtype']}{o['shape']}" for o in a["outputs"])
-        extra = f"  delegated {a['delegated_fraction']:.0%}" if "delegated_fraction" in a else ""
-        lines.append(f"  {comp:<13}{a['file']:<22}{a['size'] / 1e6:>9.2f} MB{extra}")
+             f"backend         {m.backend} {m.runtime_version}  target {m.target.name}",
+             f"recipe          {m.recipe.name}: {m.recipe.description}",
+             f"source          {m.source.model}",
+             f"audio           {m.sample_rate} Hz, {m.channels} ch, up to {m.max_seconds:.2f} s "
+             f"({m.latent_length} latents)",
+             f"sampler         {m.sampler.type}, {m.sampler.steps} steps, logSNR "
+             f"{m.sampler.logsnr_max} -> {m.sampler.logsnr_min}",
+             "decoder         " + _describe_stream(m.decoder_stream),
+             f"edgegen         {m.edgegen_version}", "artifacts:"]
+    for comp, a in m.artifacts.items():
+        ins = ", ".join(f"{i.name} {i.dtype}{list(i.shape)}" for i in a.inputs)
+        outs = ", ".join(f"{o.name} {o.dtype}{list(o.shape)}" for o in a.outputs)
+        extra = f"  delegated {a.delegated_fraction:.0%}" if a.delegated_fraction is not None else ""
+        lines.append(f"  {comp:<13}{a.file:<22}{a.size / 1e6:>9.2f} MB{extra}")
         lines.append(f"  {'':<13}({ins}) -> ({outs})")
     return "\n".join(lines)
-

@@ -56,15 +56,15 @@ class BundlePipeline:
         missing = [c for c in COMPONENTS if c not in bundle.components]
         if missing:
             raise EdgegenError(f"{bundle.root}: bundle lacks {', '.join(missing)}; export all three components to run it")
-        tok = m["tokenizer"]
-        self.tokenizer = Tokenizer(bundle.tokenizer_path, max_length=tok["max_length"], eos_id=tok["eos_id"],
-                                   pad_id=tok["pad_id"])
-        self.sample_rate, self.max_seconds = m["sample_rate"], m["max_seconds"]
-        x = next((i for i in m["artifacts"]["dit"]["inputs"] if i["name"] == "x"), None)
-        if x is None or len(x["shape"]) != 3:
+        tok = m.tokenizer
+        self.tokenizer = Tokenizer(bundle.tokenizer_path, max_length=tok.max_length, eos_id=tok.eos_id,
+                                   pad_id=tok.pad_id)
+        self.sample_rate, self.max_seconds = m.sample_rate, m.max_seconds
+        x = m.artifacts["dit"].input("x")
+        if x is None or len(x.shape) != 3:
             raise EdgegenError(f"{bundle.root}: the dit artifact declares no [1, 64, T] input named x; re-export it")
-        self.latent_shape = tuple(x["shape"][1:])  # (64, T)
-        self.stream = m.get("decoder_stream")  # None: the decoder takes the whole sequence
+        self.latent_shape = tuple(x.shape[1:])  # (64, T)
+        self.stream = m.decoder_stream  # None: the decoder takes the whole sequence
 
     @classmethod
     def open(cls, path: Path, *, threads: int | None = None, low_memory: bool = False,
@@ -78,7 +78,7 @@ class BundlePipeline:
         try:
             if audio_to_audio and ENCODER not in bundle.components:
                 raise EdgegenError(NO_ENCODER.format(root=bundle.root))
-            threads = threads or bundle.manifest["target"].get("threads")
+            threads = threads or bundle.manifest.target.threads
             arts = {} if low_memory else load_artifacts(bundle, threads=threads, components=COMPONENTS,
                                                         weight_cache=weight_cache)
             return cls(bundle, arts, time.perf_counter() - start, threads=threads, weight_cache=weight_cache)
@@ -105,7 +105,7 @@ class BundlePipeline:
         from edgegen.components.oobleck import OOBLECK_CONFIGS
         from edgegen.streaming import default_stateful_window
 
-        frames = self.bundle.manifest["latent_length"]
+        frames = self.bundle.manifest.latent_length
         window = default_stateful_window(OOBLECK_CONFIGS["sao-small"], length=frames)
         if frames > window:
             return ("its decoder takes the whole sequence, so there is nothing to stream; "
@@ -145,15 +145,15 @@ class BundlePipeline:
     @property
     def backend_label(self) -> str:
         m = self.bundle.manifest
-        return f"{m['backend']} ({m['runtime_version']}), recipe {m['recipe']['name']}"
+        return f"{m.backend} ({m.runtime_version}), recipe {m.recipe.name}"
 
     @property
     def steps(self) -> int:
-        return self.bundle.manifest["sampler"]["steps"]
+        return self.bundle.manifest.sampler.steps
 
     def schedule(self, steps: int | None = None, init_noise_level: float = 1.0) -> np.ndarray:
-        s = self.bundle.manifest["sampler"]
-        return schedule(steps or s["steps"], logsnr_max=s["logsnr_max"], logsnr_min=s["logsnr_min"],
+        s = self.bundle.manifest.sampler
+        return schedule(steps or s.steps, logsnr_max=s.logsnr_max, logsnr_min=s.logsnr_min,
                         init_noise_level=init_noise_level)
 
     @property
@@ -196,20 +196,20 @@ class BundlePipeline:
             yield self._artifact("decoder")(latents=latents)[0][:, :, :samples]
             return
         s = self.stream
-        if s.get("mode") == "stateful":
+        if s.stateful:
             from edgegen.streaming import decode_stateful
 
             def step(x, position, state):
                 audio, next_state = self._artifact("decoder")(latents=x, position=position, state=state)
                 return audio, next_state
 
-            yield from decode_stateful(step, latents, window=s["window"], hop=s["hop"], delay=s["delay"],
-                                       state_size=s["state_size"], samples=samples)
+            yield from decode_stateful(step, latents, window=s.window, hop=s.hop, delay=s.delay,
+                                       state_size=s.state_size, samples=samples)
             return
         from edgegen.streaming import decode_stream
 
-        yield from decode_stream(lambda x: self._artifact("decoder")(latents=x)[0], latents, window=s["window"],
-                                 overlap=s["overlap"], hop=s["hop"], samples=samples)
+        yield from decode_stream(lambda x: self._artifact("decoder")(latents=x)[0], latents, window=s.window,
+                                 overlap=s.overlap, hop=s.hop, samples=samples)
 
     def decoded_latent_frames(self, samples: int) -> int:
         """Latent frames the decoder runs on for the first `samples` output samples (zero frames past the sequence
@@ -219,11 +219,10 @@ class BundlePipeline:
         s, T = self.stream, self.latent_shape[1]
         if s is None:
             return T
-        if s.get("mode") == "stateful":
-            return s["window"] * stateful_calls(min(samples, T * s["hop"]), window=s["window"], hop=s["hop"],
-                                                delay=s["delay"])
-        n = frames_to_decode(samples, length=T, window=s["window"], overlap=s["overlap"], hop=s["hop"])
-        return sum(w.end - w.start for w in plan_windows(n, window=s["window"], overlap=s["overlap"]))
+        if s.stateful:
+            return s.window * stateful_calls(min(samples, T * s.hop), window=s.window, hop=s.hop, delay=s.delay)
+        n = frames_to_decode(samples, length=T, window=s.window, overlap=s.overlap, hop=s.hop)
+        return sum(w.end - w.start for w in plan_windows(n, window=s.window, overlap=s.overlap))
 
     def decode(self, latents) -> np.ndarray:
         return np.concatenate(list(self.decode_chunks(latents)), axis=-1)

@@ -466,7 +466,7 @@ def parity(bundle, model, t5, t5_precision, seed, json_path, threads, use_adb, s
     click.echo(format_report(report))
     if json_path:
         write_report(json_path, report)
-    sys.exit(0 if report["passed"] else 1)
+    sys.exit(0 if report.passed else 1)
 
 
 @main.command()

@@ -11,12 +11,12 @@ for training (`training`, `distribution_shift_options`, `requires_grad`, `iterat
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from edgegen.components.dit import DiTConfig
 from edgegen.components.oobleck import OobleckConfig
 from edgegen.errors import EdgegenError
+from edgegen.schema import is_int, is_number
 
 
 @dataclass(frozen=True)
@@ -106,21 +106,13 @@ def _invalid(src: str, path: str, value, expected: str) -> None:
     raise EdgegenError(f"{src}: invalid {path}={value!r}: expected {expected}")
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
-
-
 def _check_value(src: str, path: str, value, kind: str, lo: float, hi: float) -> None:
     num = lambda x: f"{x:g}" if x != int(x) else str(int(x))  # noqa: E731
     expected = f"{_KINDS[kind]} in {num(lo)}..{num(hi)}"
     if kind == "ints":
-        ok = isinstance(value, list) and 1 <= len(value) <= 8 and all(_is_int(v) and lo <= v <= hi for v in value)
+        ok = isinstance(value, list) and 1 <= len(value) <= 8 and all(is_int(v) and lo <= v <= hi for v in value)
     else:
-        ok = (_is_int(value) if kind == "int" else _is_number(value)) and lo <= value <= hi
+        ok = (is_int(value) if kind == "int" else is_number(value)) and lo <= value <= hi
     if not ok:
         _invalid(src, path, value, expected)
 
@@ -160,7 +152,7 @@ def _validate(raw, src: str) -> None:
         elif c["id"] == "seconds_total":  # seconds_total is scaled into [min_val, max_val]: SAO-small 0..256
             lo, hi = conf.get("min_val", 0), conf.get("max_val", 1)
             _check_value(src, f"{where}.min_val", lo, "number", 0, 3600)
-            if not (_is_number(hi) and lo < hi <= 3600):
+            if not (is_number(hi) and lo < hi <= 3600):
                 _invalid(src, f"{where}.max_val", hi, f"a finite number above min_val {lo!r} and at most 3600")
 
 

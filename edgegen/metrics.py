@@ -1,10 +1,13 @@
 """One metric vocabulary for parity: SQNR, relative error, max abs error, cosine, multi-resolution STFT.
 
     compare(ref, got) -> Metrics(sqnr_db, rel_err, max_abs, cosine)
+    sqnr_db(ref, got), rel_err(ref, got) -> float    (the same figures alone)
     mrstft_distance(ref_audio, got_audio) -> float   (0 = identical spectra)
 
-All computed in float64. SQNR = 10 log10(|ref|^2 / |ref - got|^2); identical tensors give +inf, which JSON
-reports carry as the string "inf" (and a NaN, from a non-finite output, as "nan": the JSON stays strict).
+All computed in float64 over every element. SQNR = 10 log10(|ref|^2 / |ref - got|^2); relative error =
+|ref - got| / |ref| (|ref - got| when ref is all zeros). Identical tensors give SQNR +inf, which JSON reports carry as
+the string "inf" (and a NaN, from a non-finite output, as "nan": the JSON stays strict; `json_number`). Every SQNR
+and relative error in edgegen and its tests comes from here.
 """
 
 from __future__ import annotations
@@ -23,8 +26,12 @@ class Metrics:
     cosine: float
 
     def to_json(self) -> dict:
-        return {k: (v if math.isfinite(v) else "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
-                for k, v in asdict(self).items()}
+        return {k: json_number(v) for k, v in asdict(self).items()}
+
+
+def json_number(v: float) -> float | str:
+    """`v` for a strict JSON report: itself when finite, else "inf", "-inf" or "nan"."""
+    return v if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
 
 
 def _f64(x) -> np.ndarray:
@@ -33,15 +40,39 @@ def _f64(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64).ravel()
 
 
-def compare(ref, got) -> Metrics:
+def _pair(ref, got) -> tuple[np.ndarray, np.ndarray]:
     r, g = _f64(ref), _f64(got)
     if r.shape != g.shape:
         raise ValueError(f"shape mismatch: {r.shape} vs {g.shape}")
+    return r, g
+
+
+def _sqnr(power: float, err: float) -> float:
+    return math.inf if err == 0 else (10 * math.log10(power / err) if power > 0 else -math.inf)
+
+
+def _rel(power: float, err: float) -> float:
+    return math.sqrt(err / power) if power > 0 else math.sqrt(err)
+
+
+def sqnr_db(ref, got) -> float:
+    """10 log10(|ref|^2 / |ref - got|^2) in dB (+inf when identical)."""
+    r, g = _pair(ref, got)
+    return _sqnr(float(np.sum(r ** 2)), float(np.sum((r - g) ** 2)))
+
+
+def rel_err(ref, got) -> float:
+    """|ref - got| / |ref| (the L2 norms over every element)."""
+    r, g = _pair(ref, got)
+    return _rel(float(np.sum(r ** 2)), float(np.sum((r - g) ** 2)))
+
+
+def compare(ref, got) -> Metrics:
+    r, g = _pair(ref, got)
     err = float(np.sum((r - g) ** 2))
     power = float(np.sum(r ** 2))
-    sqnr = math.inf if err == 0 else (10 * math.log10(power / err) if power > 0 else -math.inf)
     denom = math.sqrt(power * float(np.sum(g ** 2)))
-    return Metrics(sqnr_db=sqnr, rel_err=math.sqrt(err / power) if power > 0 else math.sqrt(err),
+    return Metrics(sqnr_db=_sqnr(power, err), rel_err=_rel(power, err),
                    max_abs=float(np.max(np.abs(r - g))) if r.size else 0.0,
                    cosine=float(np.dot(r, g) / denom) if denom > 0 else 1.0)
 

@@ -1,11 +1,16 @@
 """Parity of a bundle against the PyTorch reference it came from, stage by stage, on representative inputs.
 
-    report = check_parity(BundlePipeline.open(path), load_pipeline(model))
-    report["passed"], report["components"]["dit"]["metrics"]["sqnr_db"]
+    report = check_parity(BundlePipeline.open(path), load_pipeline(model))     # a frozen ParityReport
+    report.passed, report.row("dit").metrics.sqnr_db, report.to_json()        # the JSON: schema edgegen.parity/2
 
 Two halves, so every runtime gets the same report: a bundle's outputs at each stage are captured into
 `StageOutputs` (`capture_bundle` here, from the Python runtime; `edgegen.adb` from the native runner's --dump
 files on a phone), and `build_report(outputs, pipe, manifest)` runs the reference on the same inputs and gates.
+
+A report is one `Row` per stage (text_encoder, dit, decoder[, encoder], end_to_end[, audio_to_audio]), each with the
+stage's worst-case `Metrics`, its `Gate` (or None) and `passed`: True or False where the stage is gated, None where it
+is only reported (the end-to-end row of a quantized bundle; "not gated" in the table, `null` in the JSON). A
+non-finite output fails its row gated or not. The report passes when the tokenizers agree and no row failed.
 
 Inputs are real, never random: real prompts through the bundle's tokenizer (one short, one empty, one over-long;
 the ids must equal the reference tokenizer's); the DiT at each of the 8 schedule points along the bundle's own
@@ -31,20 +36,21 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from edgegen.common import check_seconds, num_samples, write_text_atomic
+from edgegen.common import ARTIFACTS, check_seconds, num_samples, write_text_atomic
 from edgegen.errors import EdgegenError
-from edgegen.metrics import Metrics, compare, mrstft_distance
+from edgegen.manifest import Manifest
+from edgegen.metrics import Metrics, compare, json_number, mrstft_distance
 from edgegen.noise import gaussian_noise
 from edgegen.recipes import FP32_REL_TOL
 from edgegen.sampler import pingpong, schedule
 
-REPORT_SCHEMA = "edgegen.parity/1"
+REPORT_SCHEMA = "edgegen.parity/2"  # 2: an ungated row's `passed` is null (1 wrote true)
 E2E_REL_TOL = 1e-3
 A2A_NOISE_LEVEL = 0.5
 PROMPTS = ("warm lo-fi piano loop with soft drums, 90 BPM", "",
@@ -114,34 +120,30 @@ class StageOutputs:
 
 # --- checks before any work ---------------------------------------------------------------------------------------
 
-def check_source(manifest: dict, pipe) -> None:
+def check_source(manifest: Manifest, pipe) -> None:
     """Refuse (one line naming both) a bundle exported from another model config or latent shape than `pipe`'s;
     warn when only the checkpoint file differs (the same weights re-saved hash differently: the gates decide)."""
-    src, here = manifest.get("source") or {}, pipe.source
-    theirs = src.get("model", "an unknown model")
-    inputs = manifest.get("artifacts", {}).get("dit", {}).get("inputs") or [{}]
-    dit_x = next((i for i in inputs if i.get("name") == "x"), inputs[0]).get("shape")
-    shape_b = tuple(dit_x[1:]) if dit_x else None
-    shape_m = (pipe.config.dit.io_channels, pipe.latent_length)
+    src, here = manifest.source, pipe.source
+    shape_b, shape_m = manifest.latent_shape, (pipe.config.dit.io_channels, pipe.latent_length)
     fmt = lambda s: "x".join(map(str, s))  # noqa: E731
-    config_differs = src.get("config_sha256") not in (None, here.config_sha256)
-    if config_differs or (shape_b and shape_b != shape_m) or manifest.get("sample_rate") not in (None, pipe.sample_rate):
-        what = (f"config sha256 {str(src.get('config_sha256'))[:12]} vs {here.config_sha256[:12]}" if config_differs
-                else f"latents {fmt(shape_b)} at {manifest.get('sample_rate')} Hz vs {fmt(shape_m)} at {pipe.sample_rate} Hz")
-        raise EdgegenError(f"the bundle was exported from {theirs}, not from {here.model} ({what}); "
+    config_differs = src.config_sha256 not in (None, here.config_sha256)
+    if config_differs or (shape_b and shape_b != shape_m) or manifest.sample_rate != pipe.sample_rate:
+        what = (f"config sha256 {str(src.config_sha256)[:12]} vs {here.config_sha256[:12]}" if config_differs
+                else f"latents {fmt(shape_b)} at {manifest.sample_rate} Hz vs {fmt(shape_m)} at {pipe.sample_rate} Hz")
+        raise EdgegenError(f"the bundle was exported from {src.model}, not from {here.model} ({what}); "
                            "run parity with the --model the bundle was exported from")
-    if src.get("checkpoint_sha256") not in (None, here.checkpoint_sha256):
-        warnings.warn(f"the bundle's checkpoint ({theirs}, sha256 {str(src['checkpoint_sha256'])[:12]}) is not the "
+    if src.checkpoint_sha256 not in (None, here.checkpoint_sha256):
+        warnings.warn(f"the bundle's checkpoint ({src.model}, sha256 {src.checkpoint_sha256[:12]}) is not the "
                       f"file {here.model} loads (sha256 {here.checkpoint_sha256[:12]}); comparing anyway: the same "
                       "config, and the same weights re-saved hash differently", UserWarning, stacklevel=2)
 
 
-def parity_seconds(seconds: float | None, *, pipe, manifest: dict) -> float:
+def parity_seconds(seconds: float | None, *, pipe, manifest: Manifest) -> float:
     """The clip length parity compares: the longest both make, or `seconds` when it is in range."""
-    top = min(pipe.max_seconds, manifest["max_seconds"])
+    top = min(pipe.max_seconds, manifest.max_seconds)
     if seconds is None:
         return top
-    check_seconds(seconds, max_seconds=top, sample_rate=manifest["sample_rate"], owner="this bundle and model")
+    check_seconds(seconds, max_seconds=top, sample_rate=manifest.sample_rate, owner="this bundle and model")
     return seconds
 
 
@@ -152,9 +154,9 @@ def check_report_path(path: Path, *, inputs: dict) -> None:
     check_output(Path(path), inputs=inputs)
 
 
-def write_report(path: Path, report: dict) -> None:
+def write_report(path: Path, report: "ParityReport") -> None:
     """The report as JSON at `path`, atomically (never a half-written file)."""
-    write_text_atomic(path, json.dumps(report, indent=2, allow_nan=False) + "\n")
+    write_text_atomic(path, json.dumps(report.to_json(), indent=2, allow_nan=False) + "\n")
 
 
 # --- capture from the Python runtime ------------------------------------------------------------------------------
@@ -192,7 +194,8 @@ def capture_bundle(bp, *, prompts: tuple[str, ...], seconds: float, noise: np.nd
         audio = whole[:, :n] if bp.stream is None else np.concatenate(list(bp.decode_chunks(final, samples=n)), -1)[0]
     encoder = _capture_encoder(bp, prompts[0], seconds=seconds, noise=noise, seed=seed) if bp.audio_to_audio else None
     return StageOutputs(seconds=seconds, seed=seed, noise=noise, prompts=outs, latents=latents, audio=audio,
-                        dit_steps=dit_steps, decoder_audio=whole, decoder_info={"streamed": bp.stream}, encoder=encoder)
+                        dit_steps=dit_steps, decoder_audio=whole,
+                        decoder_info={"streamed": None if bp.stream is None else bp.stream.to_json()}, encoder=encoder)
 
 
 def _capture_encoder(bp, prompt: str, *, seconds: float, noise: np.ndarray, seed: int) -> EncoderOutputs:
@@ -211,15 +214,105 @@ def _capture_encoder(bp, prompt: str, *, seconds: float, noise: np.ndarray, seed
 
 # --- the report ---------------------------------------------------------------------------------------------------
 
-def gate_for(manifest: dict, component: str) -> dict:
-    """{"metric": "rel_err", "threshold": 1e-4} for fp32 components, else the recipe's SQNR floor."""
-    comp = manifest["recipe"]["components"][component]
-    fp16_ok = manifest["target"].get("fp16_compute", False)
-    schemes = {(r["fallback"] or "fp32") if (r["scheme"] == "fp16" and not fp16_ok) else r["scheme"]
-               for r in comp["rules"]}
+@dataclass(frozen=True)
+class Gate:
+    """What a stage must meet: `metric` "rel_err" (at most `threshold`) or "sqnr_db" (at least `threshold` dB)."""
+    metric: str
+    threshold: float
+
+    def passes(self, m: Metrics) -> bool:
+        return m.rel_err <= self.threshold if self.metric == "rel_err" else m.sqnr_db >= self.threshold
+
+    def to_json(self) -> dict:
+        return {"metric": self.metric, "threshold": self.threshold}
+
+    def __str__(self) -> str:
+        return f"rel <= {self.threshold:g}" if self.metric == "rel_err" else f"SQNR >= {self.threshold:g} dB"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One stage: its worst-case `metrics`, its `gate` (None: reported only) and whether it passed (None exactly when
+    not gated and nothing non-finite came out; a `reason`, a non-finite output, fails it gated or not). `mrstft`
+    (MR-STFT distance) is carried where the stage's output is audio (`audio`); `cases` are a component's inputs one
+    by one; `info` holds the stage's other JSON fields (decoder: streamed; DiT: gated_on; end to end: seconds, seed)."""
+    name: str
+    metrics: Metrics
+    gate: Gate | None
+    passed: bool | None
+    reason: str | None = None
+    audio: bool = False
+    mrstft: float | None = None
+    cases: tuple[dict, ...] = ()
+    info: dict = field(default_factory=dict)
+
+    @classmethod
+    def judged(cls, name: str, metrics: Metrics, gate: Gate | None, *, reason: str | None = None, **kw) -> "Row":
+        """The row with `passed` decided: False with a reason, else the gate's verdict, else None (not gated)."""
+        passed = False if reason is not None else (None if gate is None else gate.passes(metrics))
+        return cls(name=name, metrics=metrics, gate=gate, passed=passed, reason=reason, **kw)
+
+    @property
+    def component(self) -> bool:
+        return self.name in ARTIFACTS
+
+    def to_json(self) -> dict:
+        """A component's entry {gate, passed, metrics, cases, ...} or a whole-chain row {gated, threshold_rel_err,
+        passed, metrics, mrstft, ...} (the layout edgegen.parity/1 had; `passed` null where not gated)."""
+        if self.component:
+            out = {"gate": self.gate.to_json(), "passed": self.passed, "metrics": self.metrics.to_json(),
+                   "cases": list(self.cases)}
+        else:
+            out = {"gated": self.gate is not None, "threshold_rel_err": None if self.gate is None else self.gate.threshold,
+                   "passed": self.passed, "metrics": self.metrics.to_json()}
+        if self.audio:
+            out["mrstft"] = None if self.mrstft is None else json_number(self.mrstft)
+        out.update(self.info)
+        return out if self.reason is None else {**out, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """Parity of `bundle` against the reference `model`: one Row per stage, in pipeline order (components first)."""
+    bundle: str
+    backend: str
+    recipe: str
+    target: str
+    model: str
+    tokens_match: bool
+    rows: tuple[Row, ...]
+
+    @property
+    def passed(self) -> bool:
+        return self.tokens_match and all(r.passed is not False for r in self.rows)
+
+    def row(self, name: str) -> Row:
+        return next(r for r in self.rows if r.name == name)
+
+    @property
+    def components(self) -> dict[str, Row]:
+        return {r.name: r for r in self.rows if r.component}
+
+    def without(self, names) -> "ParityReport":
+        """The report without the rows `names` (stages a reference stood in for)."""
+        return replace(self, rows=tuple(r for r in self.rows if r.name not in names))
+
+    def to_json(self) -> dict:
+        out = {"schema": REPORT_SCHEMA, "bundle": self.bundle, "backend": self.backend, "recipe": self.recipe,
+               "target": self.target, "model": self.model, "tokens_match": self.tokens_match, "passed": self.passed,
+               "components": {r.name: r.to_json() for r in self.rows if r.component}}
+        out.update({r.name: r.to_json() for r in self.rows if not r.component})
+        return out
+
+
+def gate_for(manifest: Manifest, component: str) -> Gate:
+    """rel_err <= 1e-4 for an fp32 component, else the recipe's SQNR floor."""
+    comp = manifest.recipe.components[component]
+    fp16_ok = manifest.target.fp16_compute
+    schemes = {(r.fallback or "fp32") if (r.scheme == "fp16" and not fp16_ok) else r.scheme for r in comp.rules}
     if schemes == {"fp32"}:
-        return {"metric": "rel_err", "threshold": FP32_REL_TOL}
-    return {"metric": "sqnr_db", "threshold": float(comp["sqnr_floor_db"])}
+        return Gate("rel_err", FP32_REL_TOL)
+    return Gate("sqnr_db", float(comp.sqnr_floor_db))
 
 
 def worst_case(items: list[Metrics]) -> Metrics:
@@ -229,17 +322,6 @@ def worst_case(items: list[Metrics]) -> Metrics:
 
     return Metrics(sqnr_db=pick([m.sqnr_db for m in items], min), rel_err=pick([m.rel_err for m in items], max),
                    max_abs=pick([m.max_abs for m in items], max), cosine=pick([m.cosine for m in items], min))
-
-
-def _passes(m: Metrics, gate: dict) -> bool:
-    return m.rel_err <= gate["threshold"] if gate["metric"] == "rel_err" else m.sqnr_db >= gate["threshold"]
-
-
-def gated_entry(gate: dict, cases: list[dict], worst: Metrics, *, reason: str | None = None, **extra) -> dict:
-    """One component's report entry; a `reason` (a non-finite output) fails it whatever the metrics say."""
-    entry = {"gate": gate, "passed": reason is None and _passes(worst, gate), "metrics": worst.to_json(),
-             "cases": cases, **extra}
-    return entry if reason is None else {**entry, "reason": reason}
 
 
 def _nonfinite(x) -> int:
@@ -272,18 +354,14 @@ def _metrics_or_nan(ref, got) -> Metrics:
     return _NAN if _nonfinite(got) else compare(ref, got)
 
 
-def _json_num(v: float):
-    return v if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
-
-
 @torch.no_grad()
-def build_report(out: StageOutputs, pipe, manifest: dict, *, bundle: str) -> dict:
-    """The edgegen.parity/1 report for a bundle's captured stage outputs against the reference `pipe`."""
+def build_report(out: StageOutputs, pipe, manifest: Manifest, *, bundle: str) -> ParityReport:
+    """The report for a bundle's captured stage outputs against the reference `pipe`."""
     ref = _Reference(pipe)
-    smp = manifest["sampler"]
-    ts = schedule(smp["steps"], logsnr_max=smp["logsnr_max"], logsnr_min=smp["logsnr_min"])
+    smp = manifest.sampler
+    ts = schedule(smp.steps, logsnr_max=smp.logsnr_max, logsnr_min=smp.logsnr_min)
     secs = torch.tensor([out.seconds], dtype=torch.float32)
-    comps: dict[str, dict] = {}
+    rows: list[Row] = []
 
     # text encoder: each prompt, on the ids the bundle's tokenizer gave (those must equal the reference's)
     tokens_match, cases, metrics, reasons = True, [], [], []
@@ -302,15 +380,15 @@ def build_report(out: StageOutputs, pipe, manifest: dict, *, bundle: str) -> dic
             mt = _metrics_or_nan(r, got)
             metrics.append(mt)
             cases.append({"prompt": p.prompt[:60], "output": name, **mt.to_json()})
-    comps["text_encoder"] = gated_entry(gate_for(manifest, "text_encoder"), cases, worst_case(metrics),
-                                        reason="; ".join(reasons) or None)
+    rows.append(Row.judged("text_encoder", worst_case(metrics), gate_for(manifest, "text_encoder"),
+                           reason="; ".join(reasons) or None, cases=tuple(cases)))
 
     # DiT, with the bundle's own conditioning for the first prompt (same input on both sides)
     p0 = out.prompts[0]
     cond_bad = _nonfinite(p0.cross_attn_cond) + _nonfinite(p0.global_cond)
     cross, glob = torch.from_numpy(p0.cross_attn_cond), torch.from_numpy(p0.global_cond)
-    comps["dit"] = (_dit_steps(out, pipe, ref, cross, glob, manifest, cond_bad) if out.dit_steps is not None
-                    else _dit_chain(out, pipe, ref, cross, glob, manifest, ts, cond_bad))
+    rows.append(_dit_steps(out, pipe, ref, cross, glob, manifest, cond_bad) if out.dit_steps is not None
+                else _dit_chain(out, pipe, ref, cross, glob, manifest, ts, cond_bad))
 
     # decoder on the latents the bundle's chain ended in
     latents, dec = out.latents[-1], out.audio if out.decoder_audio is None else out.decoder_audio
@@ -320,40 +398,36 @@ def build_report(out: StageOutputs, pipe, manifest: dict, *, bundle: str) -> dic
     else:
         r = ref.check(pipe.decoder(torch.from_numpy(latents))[0, :, :dec.shape[-1]], dec, "the decoder's audio")
         reason, mt, mrstft = None, compare(r, dec), mrstft_distance(r, dec)
-    comps["decoder"] = gated_entry(gate_for(manifest, "decoder"), [mt.to_json()], mt, reason=reason,
-                                   mrstft=None if mrstft is None else _json_num(mrstft), **out.decoder_info)
+    rows.append(Row.judged("decoder", mt, gate_for(manifest, "decoder"), reason=reason, audio=True, mrstft=mrstft,
+                           cases=(mt.to_json(),), info=dict(out.decoder_info)))
 
-    # end to end from the same injected noise
-    all_fp32 = all(c["gate"]["metric"] == "rel_err" for c in comps.values())
+    # end to end from the same injected noise: gated only when every component is fp32
+    all_fp32 = all(r.gate.metric == "rel_err" for r in rows)
     e2e_reason = None
     if n := _nonfinite(out.audio):
         e2e_reason, e2e, mrstft = _bad("end-to-end audio", n), _NAN, None
     else:
         try:
-            ref_wav = pipe.generate(p0.prompt, seconds_total=out.seconds, noise=out.noise, steps=smp["steps"],
-                                    logsnr_max=smp["logsnr_max"], logsnr_min=smp["logsnr_min"])
+            ref_wav = pipe.generate(p0.prompt, seconds_total=out.seconds, noise=out.noise, steps=smp.steps,
+                                    logsnr_max=smp.logsnr_max, logsnr_min=smp.logsnr_min)
         except EdgegenError as exc:
             raise EdgegenError(f"the reference {pipe.source.model} fails end to end: {exc}") from None
         ref_wav = ref.check(ref_wav, out.audio, "the end-to-end audio")
         e2e, mrstft = compare(ref_wav, out.audio), mrstft_distance(ref_wav, out.audio)
-    end_to_end = {"gated": all_fp32, "threshold_rel_err": E2E_REL_TOL if all_fp32 else None,
-                  "passed": e2e_reason is None and ((e2e.rel_err <= E2E_REL_TOL) if all_fp32 else True),
-                  "metrics": e2e.to_json(), "mrstft": None if mrstft is None else _json_num(mrstft),
-                  "seconds": out.seconds, "seed": out.seed}
-    if e2e_reason:
-        end_to_end["reason"] = e2e_reason
-    extra = {}
+    end_to_end = Row.judged("end_to_end", e2e, Gate("rel_err", E2E_REL_TOL) if all_fp32 else None, reason=e2e_reason,
+                            audio=True, mrstft=mrstft, info={"seconds": out.seconds, "seed": out.seed})
     if out.encoder is not None:
-        comps["encoder"], extra["audio_to_audio"] = _audio_to_audio(out, pipe, ref, manifest, comps)
-    passed = (tokens_match and all(c["passed"] for c in comps.values()) and end_to_end["passed"]
-              and all(e["passed"] for e in extra.values()))
-    return {"schema": REPORT_SCHEMA, "bundle": bundle, "backend": manifest["backend"],
-            "recipe": manifest["recipe"]["name"], "target": manifest["target"]["name"], "model": pipe.source.model,
-            "tokens_match": tokens_match, "passed": passed, "components": comps, "end_to_end": end_to_end, **extra}
+        encoder, a2a = _audio_to_audio(out, pipe, ref, manifest, rows)
+        rows += [encoder, end_to_end, a2a]
+    else:
+        rows.append(end_to_end)
+    return ParityReport(bundle=bundle, backend=manifest.backend, recipe=manifest.recipe.name,
+                        target=manifest.target.name, model=pipe.source.model, tokens_match=tokens_match,
+                        rows=tuple(rows))
 
 
-def _audio_to_audio(out: StageOutputs, pipe, ref: _Reference, manifest: dict, comps: dict) -> tuple[dict, dict]:
-    """(the encoder's entry, the audio_to_audio row): the init latents against the reference encoder's on the same
+def _audio_to_audio(out: StageOutputs, pipe, ref: _Reference, manifest: Manifest, rows: list[Row]) -> tuple[Row, Row]:
+    """(the encoder's row, the audio_to_audio row): the init latents against the reference encoder's on the same
     prepared audio and VAE noise, and the audio-to-audio generation against the reference's from the same noise."""
     from edgegen.components.oobleck import vae_bottleneck
 
@@ -364,21 +438,21 @@ def _audio_to_audio(out: StageOutputs, pipe, ref: _Reference, manifest: dict, co
         r = ref.check(vae_bottleneck(pipe.encoder(torch.from_numpy(enc.init_audio)), torch.from_numpy(enc.vae_noise)),
                       enc.init_latents, "the encoder's init latents")
         reason, mt = None, compare(r, enc.init_latents)
-    encoder = gated_entry(gate_for(manifest, "encoder"), [mt.to_json()], mt, reason=reason)
-    gated = all(c["gate"]["metric"] == "rel_err" for c in comps.values()) and encoder["gate"]["metric"] == "rel_err"
-    row = {"gated": gated, "threshold_rel_err": E2E_REL_TOL if gated else None, "init_noise_level": enc.level,
-           "seconds": out.seconds, "seed": out.seed}
+    encoder = Row.judged("encoder", mt, gate_for(manifest, "encoder"), reason=reason, cases=(mt.to_json(),))
+    gated = all(r.gate.metric == "rel_err" for r in (*rows, encoder))
+    gate = Gate("rel_err", E2E_REL_TOL) if gated else None
+    info = {"init_noise_level": enc.level, "seconds": out.seconds, "seed": out.seed}
     if n := _nonfinite(enc.audio):
-        return encoder, {**row, "passed": False, "metrics": _NAN.to_json(), "mrstft": None,
-                         "reason": _bad("audio-to-audio output", n)}
+        return encoder, Row.judged("audio_to_audio", _NAN, gate, reason=_bad("audio-to-audio output", n), audio=True,
+                                   info=info)
+    smp = manifest.sampler
     want = pipe.generate(out.prompts[0].prompt, seconds_total=out.seconds, noise=out.noise, truncate_prompt=True,
-                         steps=manifest["sampler"]["steps"], logsnr_max=manifest["sampler"]["logsnr_max"],
-                         logsnr_min=manifest["sampler"]["logsnr_min"], init_audio=(pipe.sample_rate, enc.init_audio[0]),
-                         init_noise_level=enc.level, vae_noise=enc.vae_noise)
+                         steps=smp.steps, logsnr_max=smp.logsnr_max, logsnr_min=smp.logsnr_min,
+                         init_audio=(pipe.sample_rate, enc.init_audio[0]), init_noise_level=enc.level,
+                         vae_noise=enc.vae_noise)
     want = ref.check(want, enc.audio, "the audio-to-audio output")
-    m = compare(want, enc.audio)
-    return encoder, {**row, "passed": (m.rel_err <= E2E_REL_TOL) if gated else True, "metrics": m.to_json(),
-                     "mrstft": _json_num(mrstft_distance(want, enc.audio))}
+    return encoder, Row.judged("audio_to_audio", compare(want, enc.audio), gate, audio=True,
+                               mrstft=mrstft_distance(want, enc.audio), info=info)
 
 
 def _steps_reason(what: str, bad: list[tuple[int, int]], cond_bad: int) -> str | None:
@@ -391,7 +465,7 @@ def _steps_reason(what: str, bad: list[tuple[int, int]], cond_bad: int) -> str |
     return _bad(f"{what} at step {k}", n) + (f" (and at the later step(s) {', '.join(later)})" if later else "")
 
 
-def _dit_steps(out, pipe, ref, cross, glob, manifest, cond_bad) -> dict:
+def _dit_steps(out, pipe, ref, cross, glob, manifest, cond_bad) -> Row:
     """Each step's bundle velocity vs the reference DiT on the same input: all steps gated (each is isolated)."""
     cases, metrics, bad = [], [], []
     for k, s in enumerate(out.dit_steps):
@@ -406,11 +480,11 @@ def _dit_steps(out, pipe, ref, cross, glob, manifest, cond_bad) -> dict:
             mt = compare(r, s.velocity)
         metrics.append(mt)
         cases.append({"t": round(s.t, 6), **mt.to_json()})
-    return gated_entry(gate_for(manifest, "dit"), cases, worst_case(metrics),
-                       reason=_steps_reason("DiT output", bad, cond_bad))
+    return Row.judged("dit", worst_case(metrics), gate_for(manifest, "dit"),
+                      reason=_steps_reason("DiT output", bad, cond_bad), cases=tuple(cases))
 
 
-def _dit_chain(out, pipe, ref, cross, glob, manifest, ts, cond_bad) -> dict:
+def _dit_chain(out, pipe, ref, cross, glob, manifest, ts, cond_bad) -> Row:
     """Only the latents after each step are known (the native runner's dumps): the bundle's chain vs the reference
     chain from the same noise and the bundle's conditioning, compared as denoised estimates.
 
@@ -441,14 +515,14 @@ def _dit_chain(out, pipe, ref, cross, glob, manifest, ts, cond_bad) -> dict:
             mt, lat_err = compare(denoised(k, r), denoised(k, got)), compare(r, got).rel_err
         step_metrics.append(mt)
         cases.append({"step": k, "t": round(float(ts[k]), 6), "gated": k == 0, **mt.to_json(),
-                      "latents_rel_err": _json_num(lat_err)})
-    return gated_entry(gate_for(manifest, "dit"), cases, step_metrics[0],
-                       reason=_steps_reason("latents after the DiT", bad, cond_bad),
-                       gated_on="step 0 denoised estimate; later steps compound and are reported only")
+                      "latents_rel_err": json_number(lat_err)})
+    return Row.judged("dit", step_metrics[0], gate_for(manifest, "dit"),
+                      reason=_steps_reason("latents after the DiT", bad, cond_bad), cases=tuple(cases),
+                      info={"gated_on": "step 0 denoised estimate; later steps compound and are reported only"})
 
 
 def check_parity(bp, pipe, *, seed: int = 0, seconds: float | None = None, prompts: tuple[str, ...] = PROMPTS,
-                 threads: int | None = None) -> dict:
+                 threads: int | None = None) -> ParityReport:
     """The report for `bp` run here against the reference `pipe`. `bp` is a BundlePipeline, or a bundle folder
     or .zip: then its source is checked before its artifacts load, and what it unpacked is removed after."""
     from edgegen.bundle_pipeline import BundlePipeline
@@ -461,12 +535,12 @@ def check_parity(bp, pipe, *, seed: int = 0, seconds: float | None = None, promp
 
     with open_bundle(bp) as bundle:
         check_source(bundle.manifest, pipe)
-        threads = threads or bundle.manifest["target"].get("threads")
+        threads = threads or bundle.manifest.target.threads
         loaded = BundlePipeline(bundle, load_artifacts(bundle, threads=threads), 0.0, threads=threads)
         return _check_parity(loaded, pipe, seed=seed, seconds=seconds, prompts=prompts, label=str(bp))
 
 
-def _check_parity(bp, pipe, *, seed, seconds, prompts, label: str) -> dict:
+def _check_parity(bp, pipe, *, seed, seconds, prompts, label: str) -> ParityReport:
     m = bp.bundle.manifest
     seconds = parity_seconds(seconds, pipe=pipe, manifest=m)
     noise = gaussian_noise(seed, (bp.steps, *bp.latent_shape))
@@ -474,32 +548,25 @@ def _check_parity(bp, pipe, *, seed, seconds, prompts, label: str) -> dict:
     return build_report(outputs, pipe, m, bundle=label)
 
 
-def format_report(report: dict) -> str:
+def format_report(report: ParityReport) -> str:
     """The per-stage table (MR-STFT distance, 0 = identical spectra, where the stage's output is audio)."""
     def num(v, fmt):
         return v if isinstance(v, str) else format(v, fmt)
 
-    lines = [f"parity  {report['bundle']}  ({report['backend']}, recipe {report['recipe']}) vs {report['model']}",
+    lines = [f"parity  {report.bundle}  ({report.backend}, recipe {report.recipe}) vs {report.model}",
              f"{'stage':<14}{'SQNR dB':>9}{'rel err':>11}{'max abs':>11}{'cosine':>10}{'MR-STFT':>9}  {'gate':<18}"
              "result"]
-    rows = list(report["components"].items()) + [("end_to_end", report["end_to_end"])]
-    if "audio_to_audio" in report:
-        rows.append(("audio_to_audio", report["audio_to_audio"]))
-    for name, c in rows:
-        mt = c["metrics"]
-        if name in ("end_to_end", "audio_to_audio"):
-            gate = f"rel <= {E2E_REL_TOL:g}" if c["gated"] else "report only"
-        else:
-            g = c["gate"]
-            gate = f"rel <= {g['threshold']:g}" if g["metric"] == "rel_err" else f"SQNR >= {g['threshold']:g} dB"
-        lines.append(f"{name:<14}{num(mt['sqnr_db'], '9.1f'):>9}{num(mt['rel_err'], '11.2e'):>11}"
+    for r in report.rows:
+        mt = r.metrics.to_json()
+        mrstft = "-" if r.mrstft is None else num(json_number(r.mrstft), "9.4f")
+        result = "not gated" if r.passed is None else ("PASS" if r.passed else "FAIL")
+        lines.append(f"{r.name:<14}{num(mt['sqnr_db'], '9.1f'):>9}{num(mt['rel_err'], '11.2e'):>11}"
                      f"{num(mt['max_abs'], '11.2e'):>11}{num(mt['cosine'], '10.6f'):>10}"
-                     f"{'-' if c.get('mrstft') is None else num(c['mrstft'], '9.4f'):>9}  {gate:<18}"
-                     f"{'PASS' if c['passed'] else 'FAIL'}")
-    for name, c in rows:
-        if c.get("reason"):
-            lines.append(f"{name:<14}{c['reason']}: FAIL")
-    if not report["tokens_match"]:
+                     f"{mrstft:>9}  {'report only' if r.gate is None else str(r.gate):<18}{result}")
+    for r in report.rows:
+        if r.reason:
+            lines.append(f"{r.name:<14}{r.reason}: FAIL")
+    if not report.tokens_match:
         lines.append("tokenizer     the bundle's tokenizer gives different ids than the model's: FAIL")
-    lines.append(f"overall: {'PASS' if report['passed'] else 'FAIL'}")
+    lines.append(f"overall: {'PASS' if report.passed else 'FAIL'}")
     return "\n".join(lines)

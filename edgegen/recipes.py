@@ -21,16 +21,14 @@ naming the file, the field, the value and what is allowed, before anything uses 
 from __future__ import annotations
 
 import fnmatch
-import json
-import math
 import re
 import tomllib
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgegen.common import ARTIFACTS, BACKENDS, COMPONENTS
 from edgegen.errors import EdgegenError
+from edgegen.schema import Field, SchemaProblem, UnknownKeys, check_table, is_int, is_number, is_text, show
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE_DIR = ROOT / "quantize"
@@ -102,70 +100,51 @@ class Target:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class Field:
-    """One key of a TOML table: `allowed` says in words what it must be (shown in errors), `ok` tests it."""
-    allowed: str
-    ok: Callable[[object], bool]
-    required: bool = False
+def _is_table(v) -> bool:
+    return isinstance(v, dict)
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_text(v) -> bool:
-    return isinstance(v, str) and v.strip() != ""
-
-
-_NAME = Field("a non-empty string", _is_text)
+_NAME = Field("a non-empty string", is_text)
 _DESCRIPTION = Field("a string", lambda v: isinstance(v, str))
 
+# the keys each table may hold (see edgegen.schema: a trailing `?` marks an optional one, any other key is refused)
 RECIPE_SCHEMA = {
-    "name": _NAME,
-    "description": _DESCRIPTION,
+    "name?": _NAME,
+    "description?": _DESCRIPTION,
     "components": Field("a [components] table with [components.text_encoder], [components.dit] and "
-                        "[components.decoder]", lambda v: isinstance(v, dict), required=True),
+                        "[components.decoder]", _is_table),
 }
 COMPONENT_SCHEMA = {
     "rules": Field('a non-empty array of rule tables such as [{ pattern = "*", scheme = "int8" }]',
-                   lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(r, dict) for r in v),
-                   required=True),
-    "sqnr_floor_db": Field("a number of dB above 0 and at most 200",
-                           lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                           and 0 < v <= 200),
+                   lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(r, dict) for r in v)),
+    "sqnr_floor_db?": Field("a number of dB above 0 and at most 200", lambda v: is_number(v) and 0 < v <= 200),
 }
 RULE_SCHEMA = {
-    "pattern": Field("a non-empty module-path glob such as \"*\" or \"*.ff.*\"", _is_text, required=True),
-    "scheme": Field(f"one of {', '.join(SCHEMES)}", lambda v: v in SCHEMES, required=True),
-    "group_size": Field("a positive integer (the int4 groups supported: 32, 64, 128, 256)",
-                        lambda v: _is_int(v) and v >= 1),
-    "fallback": Field("one of fp32, int8, int4 (used where the target has no fp16 compute)",
-                      lambda v: v in ("fp32", "int8", "int4")),
-    "backend": Field(f"one of {', '.join(BACKENDS)} (the rule then applies only to that backend's exports)",
-                     lambda v: v in BACKENDS),
+    "pattern": Field("a non-empty module-path glob such as \"*\" or \"*.ff.*\"", is_text),
+    "scheme": Field(f"one of {', '.join(SCHEMES)}", lambda v: v in SCHEMES),
+    "group_size?": Field("a positive integer (the int4 groups supported: 32, 64, 128, 256)",
+                         lambda v: is_int(v) and v >= 1),
+    "fallback?": Field("one of fp32, int8, int4 (used where the target has no fp16 compute)",
+                       lambda v: v in ("fp32", "int8", "int4")),
+    "backend?": Field(f"one of {', '.join(BACKENDS)} (the rule then applies only to that backend's exports)",
+                      lambda v: v in BACKENDS),
 }
 TARGET_SCHEMA = {
-    "name": _NAME,
-    "description": _DESCRIPTION,
-    "backend": Field(f"one of {', '.join(BACKENDS)}", lambda v: v in BACKENDS, required=True),
-    "abi": Field("a non-empty string such as \"arm64-v8a\" or \"x86_64\"", _is_text, required=True),
-    "threads": Field("an integer from 1 to 256", lambda v: _is_int(v) and 1 <= v <= 256, required=True),
-    "fp16_compute": Field("true or false", lambda v: isinstance(v, bool), required=True),
-    "xnnpack_flags": Field('an array of flag names such as ["QS8", "DYNAMIC_FULLY_CONNECTED"]',
-                           lambda v: isinstance(v, list) and all(isinstance(f, str) and re.fullmatch(r"[A-Z0-9_]+", f)
-                                                                 for f in v)),
-    "min_api_level": Field("an integer from 1 to 100", lambda v: _is_int(v) and 1 <= v <= 100),
+    "name?": _NAME,
+    "description?": _DESCRIPTION,
+    "backend": Field(f"one of {', '.join(BACKENDS)}", lambda v: v in BACKENDS),
+    "abi": Field("a non-empty string such as \"arm64-v8a\" or \"x86_64\"", is_text),
+    "threads": Field("an integer from 1 to 256", lambda v: is_int(v) and 1 <= v <= 256),
+    "fp16_compute": Field("true or false", lambda v: isinstance(v, bool)),
+    "xnnpack_flags?": Field('an array of flag names such as ["QS8", "DYNAMIC_FULLY_CONNECTED"]',
+                            lambda v: isinstance(v, list) and all(isinstance(f, str) and re.fullmatch(r"[A-Z0-9_]+", f)
+                                                                  for f in v)),
+    "min_api_level?": Field("an integer from 1 to 100", lambda v: is_int(v) and 1 <= v <= 100),
 }
-
-
-def _show(value) -> str:
-    text = json.dumps(value, default=str) if not isinstance(value, bool) else str(value).lower()
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class _Reader:
-    """Checks the tables of one file against their schemas; every error names the file and the field."""
+    """Checks the tables of one TOML file against their schemas; every error names the file and the field."""
 
     def __init__(self, path: Path, kind: str):
         self.path, self.kind = path, kind
@@ -174,18 +153,14 @@ class _Reader:
         return EdgegenError(f"{self.kind} {self.path}: {what}")
 
     def table(self, table: dict, schema: dict[str, Field], where: str = "") -> dict:
-        prefix = f"{where}." if where else ""
-        extra = [k for k in table if k not in schema]
-        if extra:
-            raise self.error(f"unknown key(s) {', '.join(prefix + k for k in extra)} "
-                             f"(allowed{' in ' + where if where else ''}: {', '.join(schema)})")
-        for key, f in schema.items():
-            if key not in table:
-                if f.required:
-                    raise self.error(f"{prefix}{key} is missing: expected {f.allowed}")
-            elif not f.ok(table[key]):
-                raise self.error(f"{prefix}{key} = {_show(table[key])} is not allowed: expected {f.allowed}")
-        return table
+        try:
+            return check_table(table, schema, where=where)
+        except UnknownKeys as exc:
+            raise self.error(str(exc)) from None
+        except SchemaProblem as p:
+            if p.missing:
+                raise self.error(f"{p.where} is missing: expected {p.allowed}") from None
+            raise self.error(f"{p.where} = {show(p.value)} is not allowed: expected {p.allowed}") from None
 
     def read(self) -> dict:
         try:
@@ -214,13 +189,13 @@ def _read_rule(rd: _Reader, raw: dict, where: str) -> Rule:
     rule = Rule(pattern=raw["pattern"], scheme=raw["scheme"], group_size=raw.get("group_size", 32),
                 fallback=raw.get("fallback"), backend=raw.get("backend"))
     if rule.fallback is not None and rule.scheme != "fp16":
-        raise rd.error(f"{where}.fallback = {_show(rule.fallback)} is not allowed: a fallback applies only to an "
+        raise rd.error(f"{where}.fallback = {show(rule.fallback)} is not allowed: a fallback applies only to an "
                        "fp16 rule")
     if "group_size" in raw and "int4" not in (rule.scheme, rule.fallback):
-        raise rd.error(f"{where}.group_size = {_show(rule.group_size)} is not allowed: group_size applies only to "
+        raise rd.error(f"{where}.group_size = {show(rule.group_size)} is not allowed: group_size applies only to "
                        "int4 rules")
     if rule.scheme == "fp16" and rule.pattern != "*":
-        raise rd.error(f"{where}.pattern = {_show(rule.pattern)} is not allowed: fp16 applies to a whole component; "
+        raise rd.error(f"{where}.pattern = {show(rule.pattern)} is not allowed: fp16 applies to a whole component; "
                        "use pattern \"*\"")
     return rule
 
@@ -229,9 +204,8 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     path = _resolve(name_or_path, RECIPE_DIR, "recipe")
     rd = _Reader(path, "recipe")
     raw = rd.table(rd.read(), RECIPE_SCHEMA)
-    comps = rd.table(raw["components"], {c: Field(f"a [components.{c}] table with rules = [...]",
-                                                  lambda v: isinstance(v, dict), required=c in COMPONENTS)
-                                         for c in ARTIFACTS}, "components")
+    comps = rd.table(raw["components"], {c + ("" if c in COMPONENTS else "?"): Field(
+        f"a [components.{c}] table with rules = [...]", _is_table) for c in ARTIFACTS}, "components")
     parsed = {}
     for comp in ARTIFACTS:
         where = f"components.{comp}"

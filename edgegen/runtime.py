@@ -24,27 +24,28 @@ import numpy as np
 
 from edgegen.bundle import Bundle, call_order
 from edgegen.errors import EdgegenError
+from edgegen.manifest import ArtifactEntry
 from edgegen.weight_cache import WeightCache, load_with_cache
 
 _NP = {"float32": np.float32, "int32": np.int32}
 
 
 class Artifact:
-    def __init__(self, spec: dict, call, *, load_s: float, weight_cache: str = "off"):
+    def __init__(self, spec: ArtifactEntry, call, *, load_s: float, weight_cache: str = "off"):
         self.spec, self._call, self.load_s, self.weight_cache = spec, call, load_s, weight_cache
-        self.inputs = call_order(spec["inputs"])
-        self.input_names = [i["name"] for i in self.inputs]
+        self.inputs = call_order(spec.inputs)
+        self.input_names = [i.name for i in self.inputs]
 
     def __call__(self, **inputs) -> tuple[np.ndarray, ...]:
         if sorted(inputs) != sorted(self.input_names):
             raise EdgegenError(f"inputs {sorted(inputs)} do not match the artifact's {self.input_names}")
         arrays = []
         for i in self.inputs:
-            a = inputs[i["name"]]
+            a = inputs[i.name]
             a = a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)  # a torch tensor, or any array
-            a = np.ascontiguousarray(a, dtype=_NP[i["dtype"]])
-            if list(a.shape) != list(i["shape"]):
-                raise EdgegenError(f"input {i['name']} has shape {list(a.shape)}, the artifact takes {i['shape']}")
+            a = np.ascontiguousarray(a, dtype=_NP[i.dtype])
+            if list(a.shape) != list(i.shape):
+                raise EdgegenError(f"input {i.name} has shape {list(a.shape)}, the artifact takes {list(i.shape)}")
             arrays.append(a)
         return tuple(np.asarray(o) for o in self._call(arrays))
 
@@ -59,7 +60,7 @@ def _executorch_bindings():
     return _C
 
 
-def _executorch(path: Path, spec: dict, threads: int | None, component: str, cache: WeightCache):
+def _executorch(path: Path, spec: ArtifactEntry, threads: int | None, component: str, cache: WeightCache):
     import torch
 
     bindings = _executorch_bindings()
@@ -123,7 +124,7 @@ def _litert_error(log: list[str]) -> str:
     return errors[-1].strip()[:200] if errors else ""
 
 
-def _litert(path: Path, spec: dict, threads: int | None, component: str, cache: WeightCache):
+def _litert(path: Path, spec: ArtifactEntry, threads: int | None, component: str, cache: WeightCache):
     import ai_edge_litert
     from ai_edge_litert.compiled_model import CompiledModel
     from ai_edge_litert.environment import Environment, EnvironmentOptions
@@ -148,7 +149,7 @@ def _litert(path: Path, spec: dict, threads: int | None, component: str, cache: 
                 detail = _litert_error(log) or str(exc).splitlines()[0][:200]
                 raise EdgegenError(f"{path}: the litert runtime cannot load it ({detail})") from None
 
-    model, use = load_with_cache(compile_model, cache.file(component, spec.get("sha256", "")))
+    model, use = load_with_cache(compile_model, cache.file(component, spec.sha256))
     # the file pages XNNPACK read while packing are dropped at once, so the next artifact loads beside packed
     # weights only (with a cache hit it read none)
     release_file_pages(path)
@@ -156,17 +157,17 @@ def _litert(path: Path, spec: dict, threads: int | None, component: str, cache: 
     if len(signatures) != 1:
         raise EdgegenError(f"{path}: has {len(signatures)} signatures, edgegen's artifacts have one; re-export it")
     key, sig = next(iter(signatures.items()))
-    names = [i["name"] for i in call_order(spec["inputs"])]
+    names = [i.name for i in call_order(spec.inputs)]
     if sorted(sig["inputs"]) != sorted(names):
         raise EdgegenError(f"{path}: its inputs {sorted(sig['inputs'])} are not the manifest's {sorted(names)}")
-    out_keys = litert_output_keys(dict.fromkeys(sig["outputs"]), [o["name"] for o in spec["outputs"]])
+    out_keys = litert_output_keys(dict.fromkeys(sig["outputs"]), [o.name for o in spec.outputs])
     details = model.get_output_tensor_details(key)
     outs = [(k, np.dtype(details[k]["dtype"]), tuple(details[k]["shape"])) for k in out_keys]
     in_buffers = {n: model.create_input_buffer_by_name(key, n) for n in names}
     out_buffers = {k: model.create_output_buffer_by_name(key, k) for k in out_keys}
     with _quiet_stderr(log):  # the wheel's first buffer write makes (and logs) an environment of its own
-        for i in call_order(spec["inputs"]):
-            in_buffers[i["name"]].write(np.zeros(i["shape"], dtype=_NP[i["dtype"]]))
+        for i in call_order(spec.inputs):
+            in_buffers[i.name].write(np.zeros(i.shape, dtype=_NP[i.dtype]))
     called = []
 
     def call(arrays):
@@ -229,8 +230,8 @@ def load_artifacts(bundle: Bundle, *, threads: int | None = None, components: tu
     out = {}
     # largest file first: while an artifact loads, its file's pages sit beside the weights already packed, so the
     # smallest file last gives the lowest peak (LiteRT drops each file's pages once its weights are packed)
-    for comp in sorted(wanted, key=lambda c: -bundle.manifest["artifacts"][c]["size"]):  # checked at open
-        spec = bundle.manifest["artifacts"][comp]
+    for comp in sorted(wanted, key=lambda c: -bundle.manifest.artifacts[c].size):  # checked at open
+        spec = bundle.manifest.artifacts[comp]
         start = time.perf_counter()
         try:
             call, use = loader(bundle.path(comp), spec, threads, comp, weight_cache)

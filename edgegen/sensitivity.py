@@ -42,6 +42,7 @@ from torch import nn
 
 from edgegen.common import BACKENDS
 from edgegen.errors import EdgegenError
+from edgegen.metrics import sqnr_db
 
 SCHEMA = "edgegen.sensitivity/1"
 SENSITIVITY_SCHEMES = ("int8", "int8w")
@@ -232,11 +233,6 @@ class _Runs:
         return torch.cat(outs).double()
 
 
-def _sqnr(ref: torch.Tensor, got: torch.Tensor) -> float:
-    err = float(((ref - got) ** 2).sum())
-    return math.inf if err == 0 else 10 * math.log10(float((ref ** 2).sum()) / err)
-
-
 def _profile(module: nn.Module, layers: list[tuple[str, nn.Module]], inputs: list[tuple]):
     """The float outputs, and each layer's (MACs, eager seconds) over all inputs."""
     macs = {name: 0 for name, _ in layers}
@@ -292,14 +288,14 @@ def measure(pipe, component: str, *, scheme: str = "int8", prompts: int = 2, sec
     out = []
     for i, (name, m) in enumerate(layers):
         with simulated_int8([(name, m)], scheme, backend):
-            sqnr = _sqnr(ref, run([name]))
+            sqnr = sqnr_db(ref, run([name]))
         out.append(Layer(name=name, kind=type(m).__name__, params=m.weight.numel(),
                          macs_share=macs[name] / all_macs, time_share=secs[name] / total if total else 0.0,
                          sqnr_db=sqnr))
         progress(f"{component}: layer {i + 1}/{len(layers)} {name}: {sqnr:.1f} dB "
                  f"({time.perf_counter() - clock:.0f} s)")
     with simulated_int8(layers, scheme, backend):
-        all_sqnr = _sqnr(ref, run([name for name, _ in layers]))
+        all_sqnr = sqnr_db(ref, run([name for name, _ in layers]))
     progress(f"{component}: all {len(layers)} layers quantized: {all_sqnr:.1f} dB")
     out.sort(key=lambda layer: (layer.sqnr_db, layer.name))
     return Result(model=pipe.source.model, component=component, scheme=scheme, description=what, layers=out,
@@ -327,7 +323,7 @@ def choose_float_layers(result: Result, pipe, *, floor_db: float, margin_db: flo
 
     def sqnr_keeping(k: int) -> float:
         with simulated_int8([(n, by_name[n]) for n in order[k:]], result.scheme, result.backend):
-            return _sqnr(ref, run(order[k:]))
+            return sqnr_db(ref, run(order[k:]))
 
     lo, hi = 0, len(order)  # invariant: keeping `hi` float meets the floor (all float: inf)
     measured = {len(order): math.inf}

@@ -18,7 +18,7 @@ that looks valid but that the runtime does not map (another XNNPACK build) is re
 a cache; a load that fails with the cache is retried without it. Generation always goes on.
 
     cache = WeightCache.resolve(None)                    # the default folder, created; EdgegenError if unusable
-    file = cache.file("dit", spec["sha256"])             # None when the cache is off
+    file = cache.file("dit", spec.sha256)                # None when the cache is off
 """
 
 from __future__ import annotations

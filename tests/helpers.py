@@ -13,11 +13,6 @@ import edgegen
 from edgegen.train.loop import write_t5_folder  # noqa: F401  (the one implementation, re-exported)
 
 
-def rel_err(ref, got) -> float:
-    ref, got = np.asarray(ref, dtype=np.float64), np.asarray(got, dtype=np.float64)
-    return float(np.linalg.norm(ref - got) / max(np.linalg.norm(ref), 1e-30))
-
-
 def write_official(pipe: edgegen.Pipeline, out: Path) -> Path:
     pipe.save_official(out, raw_config=pipe.raw_config)
     return out

@@ -57,7 +57,11 @@ def _dummy_bundle(root: Path, backend: str = "executorch") -> Path:
         p.write_bytes(b"x" * 1000)
     tensor = [{"name": "x", "dtype": "float32", "shape": [1, 64, 16]}]
     manifest = {"schema_version": 1, "edgegen_version": "0", "backend": backend, "runtime_version": "x",
-                "target": {"name": "t", "threads": 2}, "recipe": {"name": "fp32", "components": {}},
+                "target": {"name": "t", "description": "", "backend": backend, "abi": "arm64-v8a", "threads": 2,
+                           "fp16_compute": False, "xnnpack_flags": [], "min_api_level": None},
+                "recipe": {"name": "fp32", "description": "", "components": {
+                    c: {"rules": [{"pattern": "*", "scheme": "fp32", "group_size": 32, "fallback": None, "backend": None}],
+                        "sqnr_floor_db": None} for c in ("text_encoder", "dit", "decoder")}},
                 "source": {"model": "/models/other", "config_sha256": "ab" * 32}, "sample_rate": 44100,
                 "channels": 2, "latent_length": 16, "max_seconds": 0.7,
                 "sampler": {"type": "pingpong", "steps": 8, "logsnr_max": -6.0, "logsnr_min": 2.0},
@@ -163,7 +167,7 @@ def test_parity_adb_passes_on_fp32_bundle(arm64_phone, portable_runner, bundle_f
     report = json.loads((tmp_path / "r.json").read_text())
     assert set(report) == {"schema", "bundle", "backend", "recipe", "target", "model", "tokens_match", "passed",
                            "components", "end_to_end"}
-    assert report["schema"] == "edgegen.parity/1" and report["tokens_match"] and report["end_to_end"]["gated"]
+    assert report["schema"] == "edgegen.parity/2" and report["tokens_match"] and report["end_to_end"]["gated"]
     assert report["backend"] == backend
     assert set(report["components"]) == {"text_encoder", "dit", "decoder"}
     assert len(report["components"]["dit"]["cases"]) == 8 and len(report["components"]["text_encoder"]["cases"]) == 6

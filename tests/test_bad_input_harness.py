@@ -25,6 +25,7 @@ import edgegen.pipeline
 import edgegen.runtime
 from edgegen.cli import main
 from edgegen.errors import EdgegenError
+from edgegen.manifest import Manifest
 
 pytestmark = pytest.mark.executorch
 
@@ -113,11 +114,11 @@ def test_a_different_checkpoint_file_of_the_same_config_is_a_warning(tiny, bundl
     m = json.loads((bundle / "manifest.json").read_text())
     m["source"]["checkpoint_sha256"] = "cd" * 32
     with pytest.warns(UserWarning, match="checkpoint .*cdcdcdcdcdcd.* comparing anyway"):
-        edgegen.parity.check_source(m, tiny)
+        edgegen.parity.check_source(Manifest.from_json(m), tiny)
     m["artifacts"]["dit"]["inputs"][0]["shape"][-1] += 1  # a latent length the model does not make
     m["source"].pop("config_sha256")
     with pytest.raises(EdgegenError, match=r"latents 64x\d+ at 44100 Hz vs 64x\d+ at 44100 Hz"):
-        edgegen.parity.check_source(m, tiny)
+        edgegen.parity.check_source(Manifest.from_json(m), tiny)
 
 
 # --- 17.6: non-finite outputs -----------------------------------------------------------------------------------
@@ -209,10 +210,12 @@ def test_bench_default_seconds_is_the_maximum(bundle):
 def test_a_reason_fails_the_gate_whatever_the_metrics():
     """The device's DiT is gated on step 0 only: a NaN at a later step must still fail it (through its reason)."""
     from edgegen.metrics import Metrics
-    from edgegen.parity import gated_entry
+    from edgegen.parity import Gate, Row
 
     good = Metrics(sqnr_db=120.0, rel_err=1e-6, max_abs=1e-6, cosine=1.0)
-    gate = {"metric": "rel_err", "threshold": 1e-4}
-    assert gated_entry(gate, [], good)["passed"]
-    entry = gated_entry(gate, [], good, reason="the bundle's latents after the DiT at step 3 holds 1 non-finite value(s)")
-    assert not entry["passed"] and "step 3" in entry["reason"]
+    gate = Gate("rel_err", 1e-4)
+    assert Row.judged("dit", good, gate).passed
+    row = Row.judged("dit", good, gate, reason="the bundle's latents after the DiT at step 3 holds 1 non-finite value(s)")
+    assert row.passed is False and "step 3" in row.to_json()["reason"]
+    # not gated: a non-finite output still fails the row
+    assert Row.judged("end_to_end", good, None, reason="NaN").passed is False

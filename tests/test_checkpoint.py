@@ -11,7 +11,7 @@ import edgegen
 from edgegen.checkpoint import find_t5
 from edgegen.common import sha256_file
 from edgegen.errors import EdgegenError
-from tests.helpers import rel_err
+from edgegen.metrics import rel_err
 
 
 def _outputs(pipe):

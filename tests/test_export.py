@@ -16,7 +16,7 @@ from edgegen.export.wrappers import example_inputs, io_spec
 from edgegen.metrics import compare
 from edgegen.recipes import load_recipe, load_target
 from edgegen.runtime import load_artifacts
-from tests.helpers import rel_err
+from edgegen.metrics import rel_err
 
 BACKENDS = ["executorch", "litert"]
 
@@ -44,12 +44,12 @@ def _check_against_eager(tiny, bundle_path, *, floors=None):
 def test_fp32_bundle_matches_eager_tightly(tiny, bundle_factory, backend):
     bundle = _check_against_eager(tiny, bundle_factory(backend, "fp32"))
     m = bundle.manifest
-    assert m["schema_version"] == 1 and m["backend"] == backend and m["latent_length"] == tiny.latent_length
-    assert m["sampler"] == {"type": "pingpong", "steps": 8, "logsnr_max": -6.0, "logsnr_min": 2.0}
-    assert [i["name"] for i in m["artifacts"]["dit"]["inputs"]] == ["x", "t", "cross_attn_cond", "global_cond"]
-    assert m["artifacts"]["decoder"]["outputs"][0]["shape"] == [1, 2, tiny.latent_length * 2048]
+    assert m.schema_version == 1 and m.backend == backend and m.latent_length == tiny.latent_length
+    assert m.to_json()["sampler"] == {"type": "pingpong", "steps": 8, "logsnr_max": -6.0, "logsnr_min": 2.0}
+    assert [i.name for i in m.artifacts["dit"].inputs] == ["x", "t", "cross_attn_cond", "global_cond"]
+    assert m.artifacts["decoder"].outputs[0].shape == (1, 2, tiny.latent_length * 2048)
     if backend == "executorch":
-        assert all(0 < a["delegated_fraction"] <= 1 for a in m["artifacts"].values())
+        assert all(0 < a.delegated_fraction <= 1 for a in m.artifacts.values())
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -61,14 +61,14 @@ def test_quantized_bundles_above_recipe_floors(tiny, bundle_factory, backend, re
     bundle = _check_against_eager(tiny, path, floors=floors)
     fp32 = open_bundle(bundle_factory(backend, "fp32"))
     assert bundle.path("dit").stat().st_size < 0.6 * fp32.path("dit").stat().st_size
-    assert "int" in json.dumps(bundle.manifest["artifacts"]["dit"]["schemes"])
+    assert "int" in json.dumps(bundle.manifest.artifacts["dit"].schemes)
 
 
 def test_fp16_decoder_for_arm_target(tiny, bundle_factory):
     """The mobile recipe on an fp16-capable target casts the decoder to half; it still runs here."""
     path = bundle_factory("executorch", "mobile", components=("decoder",), target="android-arm64-executorch")
     _check_against_eager(tiny, path, floors={"decoder": load_recipe("mobile").components["decoder"].sqnr_floor_db})
-    assert open_bundle(path).manifest["artifacts"]["decoder"]["schemes"] == {"fp16": 1}
+    assert open_bundle(path).manifest.artifacts["decoder"].schemes == {"fp16": 1}
 
 
 def test_fp16_text_encoder_takes_fp32_seconds(tiny):
@@ -95,7 +95,7 @@ def test_fp16_text_encoder_bundle(tiny, tmp_path):
     export_bundle(tiny, target=load_target("android-arm64-executorch"), recipe=load_recipe(recipe), out=out,
                   components=("text_encoder",))
     _check_against_eager(tiny, out, floors={"text_encoder": 40.0})
-    assert open_bundle(out).manifest["artifacts"]["text_encoder"]["schemes"] == {"fp16": 1}
+    assert open_bundle(out).manifest.artifacts["text_encoder"].schemes == {"fp16": 1}
 
 
 def test_backends_share_one_entry_point():
@@ -146,7 +146,7 @@ def test_export_leaves_the_reference_bit_identical(tiny, tmp_path, backend):
                   else ("text_encoder", "dit", "decoder", "encoder"))
     report = export_bundle(pipe, target=target, recipe=load_recipe(recipe), out=tmp_path / "b", verify=False,
                            components=components, decoder_window=5)
-    assert open_bundle(report.out).manifest["decoder_stream"]["mode"] == "stateful"
+    assert open_bundle(report.out).manifest.decoder_stream.mode == "stateful"
     for comp, m in pipe.modules().items():
         after = m.state_dict()
         assert after.keys() == before[comp].keys()

@@ -524,15 +524,18 @@ def test_inputs_bind_by_name_whatever_the_manifest_order(host_runner, toy_bundle
 
 def test_call_order_rule_in_python(tiny):
     """The rule edgegen/runtime.py shares with bundle.cpp: `index` when given (io_spec writes it), else list order."""
-    from edgegen.export.wrappers import io_spec
+    from dataclasses import replace
 
-    ins = io_spec(tiny, "dit")["inputs"]
-    assert [i["index"] for i in ins] == [0, 1, 2, 3]
-    assert [i["name"] for i in call_order(ins[::-1])] == ["x", "t", "cross_attn_cond", "global_cond"]
-    legacy = [{k: v for k, v in i.items() if k != "index"} for i in ins[::-1]]
-    assert [i["name"] for i in call_order(legacy)] == ["global_cond", "cross_attn_cond", "t", "x"]
-    for bad in ([dict(ins[0]), {k: v for k, v in ins[1].items() if k != "index"}], [ins[0], {**ins[1], "index": 0}],
-                [ins[0], {**ins[1], "index": 2}], [ins[0], {**ins[1], "index": 1.0}]):
+    from edgegen.export.wrappers import io_spec
+    from edgegen.manifest import TensorSpec
+
+    ins = [TensorSpec.from_json(i) for i in io_spec(tiny, "dit")["inputs"]]
+    assert [i.index for i in ins] == [0, 1, 2, 3]
+    assert [i.name for i in call_order(ins[::-1])] == ["x", "t", "cross_attn_cond", "global_cond"]
+    legacy = [replace(i, index=None) for i in ins[::-1]]
+    assert [i.name for i in call_order(legacy)] == ["global_cond", "cross_attn_cond", "t", "x"]
+    for bad in ([ins[0], replace(ins[1], index=None)], [ins[0], replace(ins[1], index=0)],
+                [ins[0], replace(ins[1], index=2)], [ins[0], replace(ins[1], index=1.0)]):
         with pytest.raises(EdgegenError, match="index"):
             call_order(bad)
 

@@ -21,7 +21,8 @@ import torch
 from edgegen.bundle_pipeline import BundlePipeline
 from edgegen.common import num_samples
 from edgegen.streaming import stateful_calls
-from tests.helpers import no_sysroot_env, portable_command, read_float_wav, rel_err, runner_report
+from edgegen.metrics import rel_err
+from tests.helpers import no_sysroot_env, portable_command, read_float_wav, runner_report
 
 pytestmark = [pytest.mark.litert, pytest.mark.executorch]
 

@@ -12,7 +12,7 @@ import torch
 
 from edgegen import sensitivity as sens
 from edgegen.components.oobleck import OobleckConfig, OobleckDecoder
-from edgegen.metrics import compare
+from edgegen.metrics import compare, sqnr_db
 from edgegen.presets import condition_decoder_, randomize_
 from edgegen.recipes import load_recipe
 
@@ -22,15 +22,15 @@ def _weight_noise(decoder, x):
     with torch.no_grad():
         ref = decoder(x)
         layers = sens.quantizable("decoder", decoder)
-        power = sum(float((m.weight.double() ** 2).sum()) for _, m in layers)
-        noise = sum(float(((m.weight - sens._int8_weight(m, "litert")).double() ** 2).sum()) for _, m in layers)
+        weights = torch.cat([m.weight.detach().reshape(-1) for _, m in layers])
+        rounded = torch.cat([sens._int8_weight(m, "litert").detach().reshape(-1) for _, m in layers])
         saved = [(m, m.weight.data) for _, m in layers]
         for m, _ in saved:
             m.weight.data = sens._int8_weight(m, "litert")
         got = decoder(x)
         for m, w in saved:
             m.weight.data = w
-    return 10 * math.log10(power / noise), compare(ref, got).sqnr_db, len(layers)
+    return sqnr_db(weights, rounded), sqnr_db(ref, got), len(layers)
 
 
 @pytest.mark.parametrize("channels", [8, 32])

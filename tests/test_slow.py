@@ -36,11 +36,11 @@ def test_full_size_export_passes_parity(sao_small, tmp_path, backend, recipe):
     export_bundle(sao_small, target=load_target(f"host-{backend}"), recipe=load_recipe(recipe), out=out)
     bp = BundlePipeline.open(out)
     m = bp.bundle.manifest
-    assert m["latent_length"] == 256 and m["decoder_stream"]["mode"] == "stateful"  # full size, streamed by default
-    assert m["decoder_stream"]["window"] == 19 and m["decoder_stream"]["state_size"] == 244736
-    assert m["artifacts"]["dit"]["inputs"][0]["shape"] == [1, 64, 256]
+    assert m.latent_length == 256 and m.decoder_stream.mode == "stateful"  # full size, streamed by default
+    assert m.decoder_stream.window == 19 and m.decoder_stream.state_size == 244736
+    assert m.artifacts["dit"].inputs[0].shape == (1, 64, 256)
 
-    report = check_parity(bp, sao_small)
+    report = check_parity(bp, sao_small).to_json()
     assert report["passed"], json.dumps(report, indent=1)[:4000]
     gates = {c: report["components"][c]["gate"]["metric"] for c in ("text_encoder", "dit", "decoder")}
     if recipe == "fp32":  # fp32 everywhere: every stage within 1e-4 and the 8-step chain within 1e-3

@@ -5,7 +5,7 @@ import torch
 
 from edgegen.components.t5_encoder import T5Config, T5Encoder, relative_position_buckets
 from edgegen.errors import EdgegenError
-from tests.helpers import rel_err
+from edgegen.metrics import rel_err
 
 transformers = pytest.importorskip("transformers")
 

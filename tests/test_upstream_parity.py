@@ -22,8 +22,8 @@ import pytest
 import torch
 
 import edgegen
+from edgegen.metrics import rel_err, sqnr_db
 from edgegen.sampler import pingpong, schedule
-from tests.helpers import rel_err
 
 # EDGEGEN_UPSTREAM_FIXTURE points the module at another make_reference.py output, e.g. the full-width decoder of
 # `--vae-channels 128` (tools/upstream/README.md); the default is the committed one
@@ -147,7 +147,7 @@ def bundle(request, pipe, tmp_path_factory):
 
 @torch.no_grad()
 def test_bundle_components(bundle, ref):
-    assert bundle.bundle.manifest["source"]["t5_precision"] == "fp16"
+    assert bundle.bundle.manifest.source.t5_precision == "fp16"
     te = bundle._artifact("text_encoder")
     one = lambda k, i: ref[k][i:i + 1]  # noqa: E731  (the artifacts take batch 1)
     crosses, globs = zip(*(te(token_ids=one("prompt_input_ids", i), attention_mask=one("prompt_attention_mask", i),
@@ -187,7 +187,7 @@ def test_native_runner_reproduces_upstream_generation(bundle, ref, where, reques
 
     from tests.helpers import no_sysroot_env, portable_command
 
-    backend = bundle.bundle.manifest["backend"]
+    backend = bundle.bundle.manifest.backend
     if where == "host":
         cmd = [str(request.getfixturevalue("host_runner"))]
     else:
@@ -232,18 +232,12 @@ def fast_bundle(request, pipe, tmp_path_factory):
         yield bp
 
 
-def _sqnr(ref, got) -> float:
-    from edgegen.metrics import compare
-
-    return compare(torch.as_tensor(np.asarray(ref)), torch.as_tensor(got)).sqnr_db
-
-
 @torch.no_grad()
 def test_fast_bundle_int8_decoder_clears_25_db_against_upstream(fast_bundle, ref):
     manifest = fast_bundle.bundle.manifest
-    schemes = manifest["artifacts"]["decoder"]["schemes"]
+    schemes = manifest.artifacts["decoder"].schemes
     assert schemes.get("int8", 0) > 0 and schemes.get("fp32", 0) > 0, schemes  # a mixed decoder, int8 in it
-    assert manifest["verification"]["verified"] is True
+    assert manifest.verification["verified"] is True
     te = fast_bundle._artifact("text_encoder")
     one = lambda k, i: ref[k][i:i + 1]  # noqa: E731
     crosses, globs = zip(*(te(token_ids=one("prompt_input_ids", i), attention_mask=one("prompt_attention_mask", i),
@@ -252,11 +246,11 @@ def test_fast_bundle_int8_decoder_clears_25_db_against_upstream(fast_bundle, ref
     v = np.concatenate([fast_bundle.velocity(_t(ref, "dit_x")[i:i + 1], _t(ref, "dit_t")[i:i + 1].float(),
                                         _t(ref, "cross_attn_cond")[i:i + 1], _t(ref, "global_cond")[i:i + 1])
                    for i in range(len(ref["dit_t"]))])
-    figures = {"text_encoder": _sqnr(ref["cross_attn_cond"], np.concatenate(crosses)),
-               "dit": _sqnr(ref["dit_v"], v),
-               "decoder": _sqnr(ref["dec_audio"], fast_bundle.decode(_t(ref, "dec_latents")))}
-    print(f"\n{manifest['backend']} fast vs upstream ({FIX}): " + ", ".join(f"{k} {v:.1f} dB" for k, v in figures.items())
-          + f"; decoder layers {schemes}; export verification {manifest['verification'].get('components')}")
+    figures = {"text_encoder": sqnr_db(ref["cross_attn_cond"], np.concatenate(crosses)),
+               "dit": sqnr_db(ref["dit_v"], v),
+               "decoder": sqnr_db(ref["dec_audio"], fast_bundle.decode(_t(ref, "dec_latents")))}
+    print(f"\n{manifest.backend} fast vs upstream ({FIX}): " + ", ".join(f"{k} {v:.1f} dB" for k, v in figures.items())
+          + f"; decoder layers {schemes}; export verification {manifest.verification.get('components')}")
     assert all(db >= UPSTREAM_FAST_FLOOR_DB for db in figures.values()), figures
 
 

@@ -21,6 +21,7 @@ VerificationError before the rename, so nothing is published. The manifest recor
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import shutil
@@ -42,6 +43,7 @@ from edgegen.export.staging import LOG_NAME, ConverterLog, check_bundle_output, 
 from edgegen.export.staging import staging as _staging
 from edgegen.export.support import check_supported
 from edgegen.export.wrappers import example_inputs, io_spec
+from edgegen.manifest import ArtifactEntry, DecoderStream, Manifest, SamplerSpec, Source, TokenizerEntry
 from edgegen.recipes import QUANTIZED_SCHEMES, Recipe, Target
 from edgegen.runtime import release_memory
 
@@ -271,12 +273,12 @@ def export_bundle(pipe, *, target: Target, recipe: Recipe, out: Path, components
             entry = {**file_entry(path), **io_spec(pipe, comp, stream=stream), "schemes": rep.schemes}
             if rep.delegated_fraction is not None:
                 entry["delegated_fraction"] = round(rep.delegated_fraction, 4)
-            artifacts[comp] = entry
+            artifacts[comp] = ArtifactEntry.from_json(entry)
         (tmp / LOG_NAME).unlink(missing_ok=True)  # the bundle holds what the manifest lists, nothing else
         shutil.copy(pipe.tokenizer.path, tmp / "spiece.model")
         manifest = build_manifest(pipe, target=target, recipe=recipe, artifacts=artifacts,
                                   tokenizer=file_entry(tmp / "spiece.model"), stream=stream)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        write_manifest(tmp, manifest)
         if verify:  # the bundle as written (a reader's checks included); the manifest is rewritten with the figures
             from edgegen.export.verify import verify_bundle
 
@@ -286,15 +288,19 @@ def export_bundle(pipe, *, target: Target, recipe: Recipe, out: Path, components
             (tmp / LOG_NAME).unlink(missing_ok=True)
         else:
             verification = {"verified": False, "reason": "--no-verify"}
-        (tmp / MANIFEST).write_text(json.dumps({**manifest, "verification": verification}, indent=2) + "\n")
+        write_manifest(tmp, dataclasses.replace(manifest, verification=verification))
         if make_zip:  # written before the folder is renamed: a failure here leaves neither
             zip_bundle(tmp, out.with_suffix(".zip"))
     return ExportReport(out=out, components=reports, peak_rss_mb=peak_rss_mb(),
                         seconds=time.perf_counter() - start, verification=verification)
 
 
-def build_manifest(pipe, *, target: Target, recipe: Recipe, artifacts: dict, tokenizer: dict,
-                   stream: dict | None = None) -> dict:
+def write_manifest(folder: Path, manifest: Manifest) -> None:
+    (folder / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
+
+
+def build_manifest(pipe, *, target: Target, recipe: Recipe, artifacts: dict[str, ArtifactEntry], tokenizer: dict,
+                   stream: dict | None = None) -> Manifest:
     from edgegen.sampler import LOGSNR_MAX, LOGSNR_MIN
 
     if target.backend == "executorch":
@@ -302,25 +308,23 @@ def build_manifest(pipe, *, target: Target, recipe: Recipe, artifacts: dict, tok
     else:
         from edgegen.export.litert import runtime_version
     src = pipe.source
-    manifest = {
-        # the lowest version that describes this bundle (see bundle.py): 3 stateful stream, 2 overlapped, 1 whole
-        "schema_version": (3 if stream.get("mode") == "stateful" else 2) if stream else 1,
-        "edgegen_version": edgegen.__version__,
-        "backend": target.backend,
-        "runtime_version": runtime_version(),
-        "target": target.to_json(),
-        "recipe": recipe.to_json(),
-        "source": {"model": src.model, "config_sha256": src.config_sha256, "checkpoint_sha256": src.checkpoint_sha256,
-                   "t5": src.t5, "t5_precision": src.t5_precision},
-        "sample_rate": pipe.sample_rate,
-        "channels": 2,
-        "latent_length": pipe.latent_length,
-        "max_seconds": math.floor(pipe.max_seconds * 1e4) / 1e4,  # rounded down: never past the decoder's output
-        "sampler": {"type": "pingpong", "steps": 8, "logsnr_max": LOGSNR_MAX, "logsnr_min": LOGSNR_MIN},
-        "tokenizer": {**tokenizer, "max_length": pipe.config.max_length, "eos_id": pipe.tokenizer.eos_id,
-                      "pad_id": pipe.tokenizer.pad_id},
-        "artifacts": artifacts,
-    }
-    if stream:
-        manifest["decoder_stream"] = dict(stream)
-    return manifest
+    return Manifest(
+        # the lowest version that describes this bundle (see manifest.py): 3 stateful stream, 2 overlapped, 1 whole
+        schema_version=(3 if stream.get("mode") == "stateful" else 2) if stream else 1,
+        edgegen_version=edgegen.__version__,
+        backend=target.backend,
+        runtime_version=runtime_version(),
+        target=target,
+        recipe=recipe,
+        source=Source(model=src.model, config_sha256=src.config_sha256, checkpoint_sha256=src.checkpoint_sha256,
+                      t5=src.t5, t5_precision=src.t5_precision),
+        sample_rate=pipe.sample_rate,
+        channels=2,
+        latent_length=pipe.latent_length,
+        max_seconds=math.floor(pipe.max_seconds * 1e4) / 1e4,  # rounded down: never past the decoder's output
+        sampler=SamplerSpec(type="pingpong", steps=8, logsnr_max=LOGSNR_MAX, logsnr_min=LOGSNR_MIN),
+        tokenizer=TokenizerEntry(**tokenizer, max_length=pipe.config.max_length, eos_id=pipe.tokenizer.eos_id,
+                                 pad_id=pipe.tokenizer.pad_id),
+        artifacts=artifacts,
+        decoder_stream=DecoderStream(**stream) if stream else None,
+    )

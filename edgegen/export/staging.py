@@ -32,7 +32,10 @@ _MARKERS = ("schema_version", "edgegen_version", "artifacts", "tokenizer")
 
 
 def _manifest_files(text: str) -> set[str] | None:
-    """The files an edgegen manifest names (itself included), or None when `text` is not an edgegen manifest."""
+    """The files an edgegen manifest names (itself included), or None when `text` is not an edgegen manifest.
+
+    Read as plain JSON, not through `Manifest`: --force may replace a bundle that `Manifest` refuses (one from
+    another edgegen version, or a hand-edited one), so only the marker keys and the file names are looked at."""
     try:
         m = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError):

@@ -17,6 +17,7 @@ inputs; only the exported components' rows are kept (`end_to_end.reference_compo
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Callable
@@ -28,7 +29,8 @@ from edgegen.bundle import Bundle, open_bundle
 from edgegen.common import COMPONENTS
 from edgegen.errors import EdgegenError
 from edgegen.noise import gaussian_noise
-from edgegen.parity import PROMPTS, build_report, capture_bundle, format_report, parity_seconds
+from edgegen.manifest import ArtifactEntry, TensorSpec
+from edgegen.parity import PROMPTS, ParityReport, Row, build_report, capture_bundle, format_report, parity_seconds
 
 METHOD = ("edgegen parity: each artifact in its runtime vs its reference component on real prompts, the DiT "
           "along the bundle's own trajectory, the decoder on the latents it ended in")
@@ -38,7 +40,7 @@ _FIGURES = ("sqnr_db", "rel_err", "max_abs", "cosine")
 class VerificationError(EdgegenError):
     """The staged bundle missed a gate; `table` is parity's per-stage table, `report` the whole parity report."""
 
-    def __init__(self, message: str, *, table: str, report: dict):
+    def __init__(self, message: str, *, table: str, report: ParityReport):
         super().__init__(message)
         self.table, self.report = table, report
 
@@ -49,13 +51,17 @@ def _reference_artifact(pipe, component: str):
     from edgegen.runtime import Artifact
 
     module = wrap(component, getattr(pipe, component))
+    io = io_spec(pipe, component)
+    # the artifact's contract without a file: nothing reads file, sha256 or size of a stand-in
+    spec = ArtifactEntry(file="", sha256="", size=0, inputs=tuple(TensorSpec.from_json(i) for i in io["inputs"]),
+                         outputs=tuple(TensorSpec.from_json(o) for o in io["outputs"]))
 
     @torch.no_grad()
     def call(arrays: list[np.ndarray]) -> tuple[torch.Tensor, ...]:
         out = module(*(torch.from_numpy(a) for a in arrays))
         return out if isinstance(out, tuple) else (out,)
 
-    return Artifact(io_spec(pipe, component), call, load_s=0.0)
+    return Artifact(spec, call, load_s=0.0)
 
 
 def _open(root: Path, pipe):
@@ -64,43 +70,46 @@ def _open(root: Path, pipe):
     from edgegen.runtime import load_artifacts
 
     bundle = open_bundle(root)  # the manifest's schema and every checksum, as a reader will check them
-    threads = bundle.manifest["target"].get("threads")
+    threads = bundle.manifest.target.threads
     artifacts = load_artifacts(bundle, threads=threads)
     missing = [c for c in COMPONENTS if c not in bundle.components]
     if missing:
         stand_ins = {c: _reference_artifact(pipe, c) for c in missing}
-        manifest = {**bundle.manifest, "artifacts": {**bundle.manifest["artifacts"],
-                                                      **{c: a.spec for c, a in stand_ins.items()}}}
+        manifest = dataclasses.replace(bundle.manifest, artifacts={**bundle.manifest.artifacts,
+                                                                   **{c: a.spec for c, a in stand_ins.items()}})
         bundle, artifacts = Bundle(root=bundle.root, manifest=manifest), {**artifacts, **stand_ins}
     return BundlePipeline(bundle, artifacts, 0.0, threads=threads), missing
 
 
-def _figures(entry: dict) -> dict:
-    out = {"gate": entry["gate"], **{k: entry["metrics"][k] for k in _FIGURES}, "passed": entry["passed"]}
-    if "mrstft" in entry:
+def _figures(row: Row) -> dict:
+    """A component's line in the manifest's `verification`: its gate, the four figures, passed (and MR-STFT, why)."""
+    entry = row.to_json()
+    out = {"gate": entry["gate"], **{k: entry["metrics"][k] for k in _FIGURES}, "passed": row.passed}
+    if row.audio:
         out["mrstft"] = entry["mrstft"]
-    return {**out, "reason": entry["reason"]} if "reason" in entry else out
+    return {**out, "reason": row.reason} if row.reason else out
 
 
-def _row(entry: dict) -> dict:
+def _row(row: Row) -> dict:
+    """A whole-chain row in `verification` (`passed` null where it is not gated)."""
+    entry = row.to_json()
     out = {"gated": entry["gated"], **{k: entry["metrics"][k] for k in _FIGURES}, "mrstft": entry["mrstft"],
-           "passed": entry["passed"]}
-    return {**out, "reason": entry["reason"]} if "reason" in entry else out
+           "passed": row.passed}
+    return {**out, "reason": row.reason} if row.reason else out
 
 
-def _failure(name: str, entry: dict) -> str:
+def _failure(row: Row) -> str:
     """One clause: which stage missed what, by how much."""
-    if "reason" in entry:
-        return f"{name}: {entry['reason']}"
-    m = {k: float(v) for k, v in entry["metrics"].items()}  # the report's "inf" / "-inf" strings back to floats
-    if name in ("end_to_end", "audio_to_audio"):
-        return f"{name}: relative error {m['rel_err']:.2e} > {entry['threshold_rel_err']:g} (all components fp32)"
-    gate = entry["gate"]
-    if gate["metric"] == "rel_err":
-        return (f"{name}: relative error {m['rel_err']:.2e} > {gate['threshold']:g} "
-                f"({m['rel_err'] / gate['threshold']:.0f}x the fp32 tolerance)")
-    return (f"{name}: SQNR {m['sqnr_db']:.1f} dB < the recipe's floor {gate['threshold']:g} dB "
-            f"({gate['threshold'] - m['sqnr_db']:.1f} dB short)")
+    if row.reason:
+        return f"{row.name}: {row.reason}"
+    m, gate = row.metrics, row.gate
+    if not row.component:
+        return f"{row.name}: relative error {m.rel_err:.2e} > {gate.threshold:g} (all components fp32)"
+    if gate.metric == "rel_err":
+        return (f"{row.name}: relative error {m.rel_err:.2e} > {gate.threshold:g} "
+                f"({m.rel_err / gate.threshold:.0f}x the fp32 tolerance)")
+    return (f"{row.name}: SQNR {m.sqnr_db:.1f} dB < the recipe's floor {gate.threshold:g} dB "
+            f"({gate.threshold - m.sqnr_db:.1f} dB short)")
 
 
 @torch.no_grad()
@@ -126,15 +135,13 @@ def verify_bundle(root: Path, pipe, *, seed: int = 0, seconds: float | None = No
     finally:
         del bp
         release_memory()
-    report["components"] = {c: e for c, e in report["components"].items() if c not in stand_ins}
-    rows = {name: report[name] for name in ("end_to_end", "audio_to_audio") if name in report}
-    failed = [_failure(c, e) for c, e in {**report["components"], **rows}.items() if not e["passed"]]
-    if not report["tokens_match"]:
+    report = report.without(stand_ins)
+    failed = [_failure(r) for r in report.rows if r.passed is False]
+    if not report.tokens_match:
         failed.append("tokenizer: the bundle's spiece.model gives different ids than the model's")
-    report["passed"] = not failed
     if failed:
-        below_floor = any(e["gate"]["metric"] == "sqnr_db" and not e["passed"] and "reason" not in e
-                          for e in report["components"].values())
+        below_floor = any(r.gate.metric == "sqnr_db" and r.passed is False and not r.reason
+                          for r in report.components.values())
         advice = ("keep more layers in float (rules with scheme fp32 in the recipe), use a recipe with a lower floor"
                   if below_floor else "the converted model no longer computes what the reference does: check the "
                   "target and recipe, or report it with the per-stage table")
@@ -143,8 +150,8 @@ def verify_bundle(root: Path, pipe, *, seed: int = 0, seconds: float | None = No
                                 table=format_report(report), report=report)
     verification = {"verified": True, "method": METHOD, "reference": pipe.source.model, "seed": seed,
                     "seconds": seconds, "prompts": len(prompts), "tokens_match": True,
-                    "components": {c: _figures(e) for c, e in report["components"].items()},
-                    **{name: _row(e) for name, e in rows.items()}}
+                    "components": {c: _figures(r) for c, r in report.components.items()},
+                    **{r.name: _row(r) for r in report.rows if not r.component}}
     if stand_ins:
         verification["end_to_end"]["reference_components"] = stand_ins
     verification["seconds_taken"] = round(time.perf_counter() - start, 2)
