@@ -35,17 +35,17 @@ from benchmarks.common import alternate, harness_generation
 _DTYPES = {"float32": np.float32, "int32": np.int32}
 
 
-def _inputs(spec: dict, rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
+def _inputs(spec, rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
     from edgegen.bundle import call_order  # the call's input order, as the harness and the native runner read it
 
     out = []
-    for i in call_order(spec["inputs"]):
-        shape, dtype = i["shape"], _DTYPES[i["dtype"]]
-        if i["name"] == "t":  # a noise level in (0, 1), as the sampler passes
+    for i in call_order(spec.inputs):
+        shape, dtype = i.shape, _DTYPES[i.dtype]
+        if i.name == "t":  # a noise level in (0, 1), as the sampler passes
             a = np.full(shape, 0.5, dtype)
         else:
             a = rng.standard_normal(shape).astype(dtype)
-        out.append((i["name"], a))
+        out.append((i.name, a))
     return out
 
 
@@ -71,8 +71,8 @@ def time_dit(bundle: Path, *, threads: int, calls: int) -> dict:
 
     with open_bundle(bundle) as b:  # the manifest read and every artifact's sha256 checked, as `edgegen bench` does
         manifest, dit_path = b.manifest, b.path("dit")
-    spec = manifest["artifacts"]["dit"]
-    load = _litert if manifest["backend"] == "litert" else _executorch
+    spec = manifest.artifacts["dit"]
+    load = _litert if manifest.backend == "litert" else _executorch
     start = time.perf_counter()
     call = load(dit_path, threads)
     load_s = time.perf_counter() - start
@@ -80,7 +80,7 @@ def time_dit(bundle: Path, *, threads: int, calls: int) -> dict:
     for _ in range(2):
         call(named)
     times = _time_calls(call, named, calls)
-    return {"bundle": str(bundle), "backend": manifest["backend"], "threads": threads, "calls": calls,
+    return {"bundle": str(bundle), "backend": manifest.backend, "threads": threads, "calls": calls,
             "load_s": load_s, "dit_step_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
 
 
@@ -100,8 +100,8 @@ def against_harness(bundle: Path, *, threads: int, calls: int, rounds: int, seco
     from edgegen.weight_cache import WeightCache
 
     with BundlePipeline.open(bundle, threads=threads, weight_cache=WeightCache.resolve(None)) as bp:
-        backend = bp.bundle.manifest["backend"]
-        spec, dit_path = bp.bundle.manifest["artifacts"]["dit"], bp.bundle.path("dit")
+        backend = bp.bundle.manifest.backend
+        spec, dit_path = bp.bundle.manifest.artifacts["dit"], bp.bundle.path("dit")
         seconds = bp.max_seconds if seconds is None else seconds
         bp.check_seconds(seconds)  # before the second copy of the DiT loads
         call = (_litert if backend == "litert" else _executorch)(dit_path, threads)

@@ -34,15 +34,15 @@ def interleave(bundle: Path, arm: Path, *, rounds: int, seconds: float | None, t
     from edgegen.weight_cache import WeightCache
 
     m = read_manifest(bundle)  # what it is, before loading anything
-    if m["backend"] != "litert":
-        raise EdgegenError(f"{bundle}: an {m['backend']} bundle; Arm's recipe is built for LiteRT here, so pass a "
+    if m.backend != "litert":
+        raise EdgegenError(f"{bundle}: an {m.backend} bundle; Arm's recipe is built for LiteRT here, so pass a "
                            "LiteRT bundle")
     if not (arm / "source.json").is_file():
         raise EdgegenError(f"{arm} holds no export of Arm's recipe (no source.json); make one with "
                            f"python -m benchmarks.speed.arm_recipe --out {arm}")
-    info = arm_recipe.exported(arm, {"checkpoint_sha256": m["source"].get("checkpoint_sha256")})
+    info = arm_recipe.exported(arm, {"checkpoint_sha256": m.source.checkpoint_sha256})
     if info is None:
-        raise EdgegenError(f"{arm} holds Arm's recipe of another checkpoint than {bundle} ({m['source']['model']}), "
+        raise EdgegenError(f"{arm} holds Arm's recipe of another checkpoint than {bundle} ({m.source.model}), "
                            "or an unfinished export: compare the same weights "
                            "(python -m benchmarks.speed.arm_recipe --model ...)")
     with BundlePipeline.open(bundle, threads=threads, weight_cache=WeightCache.resolve(None)) as bp:
@@ -59,7 +59,7 @@ def interleave(bundle: Path, arm: Path, *, rounds: int, seconds: float | None, t
         mine, theirs = alternate(ours, arm_generate, rounds)
     med = lambda runs: {k: statistics.median(x[k] for x in runs) for k in runs[0]}  # noqa: E731
     e, arm_med = med(mine), med(theirs)
-    return {"schema": "edgegen.vs-arm/1", "bundle": str(bundle), "recipe": m["recipe"]["name"], "arm": str(arm),
+    return {"schema": "edgegen.vs-arm/1", "bundle": str(bundle), "recipe": m.recipe.name, "arm": str(arm),
             "threads": threads, "rounds": rounds, "seconds": seconds, "edgegen": e, "arm_recipe": arm_med,
             "edgegen_e2e_runs_s": [x["e2e"] for x in mine], "arm_e2e_runs_s": [x["e2e"] for x in theirs],
             "ratio": e["e2e"] / arm_med["e2e"], "round_ratios": [a["e2e"] / b["e2e"] for a, b in zip(mine, theirs)]}

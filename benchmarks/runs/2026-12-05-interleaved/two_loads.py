@@ -4,8 +4,8 @@ from pathlib import Path
 from edgegen.bundle import open_bundle
 b = Path(sys.argv[1])
 with open_bundle(b) as bb: man, p = bb.manifest, bb.path("dit")
-named = bare_dit._inputs(man["artifacts"]["dit"], np.random.default_rng(0))
-load = bare_dit._litert if man["backend"] == "litert" else bare_dit._executorch
+named = bare_dit._inputs(man.artifacts["dit"], np.random.default_rng(0))
+load = bare_dit._litert if man.backend == "litert" else bare_dit._executorch
 def t(call, n=6):
     ts=[]
     for _ in range(n):
