@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from edgegen.cli import main
 from edgegen.presets import PRESETS
+from edgegen.request import GenerateRequest
 
 LONG_PROMPT = "warm piano " * 80  # 161 tokens with EOS; random:tiny and the bundles take 64
 
@@ -262,7 +263,7 @@ def test_truncate_prompt_says_so(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "edgegen: warning: prompt is 161 tokens; truncated to 64" in res.stderr
     assert "prompt truncated from 161 to 64 tokens" in res.stdout.splitlines()[0]
-    ref = edgegen.load_pipeline("random:tiny").generate(LONG_PROMPT, seconds_total=0.3, truncate_prompt=True)
+    ref = edgegen.load_pipeline("random:tiny").generate(GenerateRequest(LONG_PROMPT, seconds=0.3, truncate_prompt=True))
     np.testing.assert_allclose(sf.read(out, dtype="float32")[0].T, ref, atol=1e-6)
 
 
