@@ -45,6 +45,7 @@ def harness_generation(bp, seconds: float):
     """One generation through edgegen's harness (an open `BundlePipeline`), timed as `edgegen bench` times it: an
     edgegen.bench.Iteration."""
     from edgegen.bench import PROMPT, _measure
+    from edgegen.request import GenerateRequest
 
-    return _measure(lambda t: bp.generate(PROMPT, seconds_total=seconds, seed=0, timings=t),
+    return _measure(lambda t: bp.generate(GenerateRequest(PROMPT, seconds=seconds, seed=0), timings=t),
                     sample_rate=bp.sample_rate, iters=1, warmup=0)[0]

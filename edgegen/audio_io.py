@@ -4,14 +4,16 @@
     write_wav(path, audio, sample_rate)                                       # temp file + rename
     with StreamingWav(path, sample_rate, channels=2) as wav: wav.write(chunk) # likewise, chunk by chunk
     read_noise(path, shape)                                                   # float32, exact shape, finite
+    with wav_out(path, sr, pcm16=False, stream=True, log=print) as (on_chunk, finish): ...   # whole or streamed
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +145,27 @@ class StreamingWav:
                 raise EdgegenError(f"cannot write {self.path}: {err}; nothing was written") from None
         finally:
             self.partial.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def wav_out(path: Path, sample_rate: int, *, pcm16: bool, stream: bool,
+            log: Callable[[str], None] = lambda line: None) -> Iterator[tuple[Callable | None, Callable]]:
+    """(on_chunk, finish): streamed, chunks go to a partial file beside `path` as they arrive (each one `log`ged),
+    renamed onto `path` when the block ends (removed if it raises) and `finish` does nothing; otherwise `on_chunk`
+    is None and `finish(wav)` writes the whole file atomically. Callers run `check_output` before loading
+    anything; this checks again just before writing."""
+    check_writable(path)
+    if not stream:
+        yield None, lambda wav: write_wav(path, wav, sample_rate, pcm16=pcm16)
+        return
+    with StreamingWav(path, sample_rate, channels=2, pcm16=pcm16) as out:
+        log(f"  streaming into {out.partial} (renamed to {path} when complete)")
+
+        def on_chunk(chunk):
+            out.write(chunk)
+            log(f"  chunk: {out.frames / sample_rate:6.2f} s of audio written")
+
+        yield on_chunk, lambda wav: None
 
 
 def read_noise(path: Path, shape: tuple[int, ...]) -> np.ndarray:

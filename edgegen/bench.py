@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgegen.common import Timings, peak_rss_mb
+from edgegen.request import GenerateRequest
 
 BENCH_SCHEMA = "edgegen.bench/1"
 STAGES = ("text_encoder", "dit", "decoder")
@@ -136,8 +137,8 @@ def bench_bundle(path, *, iters: int = 3, warmup: int = 1, threads: int | None =
                              weight_cache=weight_cache) as bp:  # removes a zip's unpacked copy
         seconds = bp.max_seconds if seconds is None else seconds
         bp.check_seconds(seconds)
-        runs = _measure(lambda t: bp.generate(prompt, seconds_total=seconds, seed=0, timings=t, init_audio=init_audio,
-                                              init_noise_level=init_noise_level),
+        request = GenerateRequest(prompt, seconds=seconds, init_audio=init_audio, init_noise_level=init_noise_level)
+        runs = _measure(lambda t: bp.generate(request, timings=t),
                         sample_rate=bp.sample_rate, iters=iters, warmup=warmup, on_iter=on_iter)
     m = bp.bundle.manifest
     extra = {"init_noise_level": init_noise_level} if init_audio is not None else {}
@@ -162,7 +163,7 @@ def bench_model(model, *, t5=None, t5_precision: str = "fp16", iters: int = 3, w
     load_s = time.perf_counter() - start
     seconds = pipe.max_seconds if seconds is None else seconds
     pipe.check_seconds(seconds)
-    runs = _measure(lambda t: pipe.generate(prompt, seconds_total=seconds, seed=0, timings=t),
+    runs = _measure(lambda t: pipe.generate(GenerateRequest(prompt, seconds=seconds), timings=t),
                     sample_rate=pipe.sample_rate, iters=iters, warmup=warmup, on_iter=on_iter)
     return bench_result(runs, warmup=warmup, load_s=load_s, kind="eager", backend="pytorch-eager", recipe="fp32",
                         target="host", model=str(model), decoded_latent_frames=pipe.latent_length,

@@ -1,7 +1,7 @@
 """Generate audio from a bundle: the bundle's tokenizer and runtime, the shared ping-pong sampler.
 
     bp = BundlePipeline.open("bundle_dir", threads=2)
-    wav = bp.generate("a dog barking", seconds_total=5.0, seed=0)        # np.float32 [2, n]
+    wav = bp.generate(GenerateRequest("a dog barking", seconds=5.0, seed=0))   # np.float32 [2, n]
 
 Same contract as `Pipeline.generate` (and the same noise for the same seed), so a bundle and the
 PyTorch reference can be compared sample for sample. A bundle whose manifest has `decoder_stream` decodes in
@@ -14,7 +14,7 @@ A .zip bundle is unpacked into a temporary folder that the pipeline owns: use it
 Non-finite values stop a generation at the stage that made them: the text encoder's outputs and every DiT step's
 velocity are checked here, the decoded audio in `collect_audio`, so an error names the artifact (and step).
 
-Audio-to-audio (`generate(..., init_audio=(sr, audio), init_noise_level=S)`) needs a bundle exported with
+Audio-to-audio (`GenerateRequest(..., init_audio=(sr, audio), init_noise_level=S)`) needs a bundle exported with
 `--audio-to-audio`: its encoder artifact is loaded for that stage only and released before sampling, and the
 sampling follows `Pipeline.generate` (same VAE noise for the same seed, same truncated schedule).
 
@@ -40,7 +40,8 @@ from edgegen.bundle import NO_ENCODER, Bundle, init_audio_shape, open_bundle
 from edgegen.errors import EdgegenError
 from edgegen.common import COMPONENTS, ENCODER, Timings, check_finite, check_seconds, collect_audio, num_samples
 from edgegen.runtime import Artifact, load_artifacts, release_memory
-from edgegen.sampler import chain_noise, init_vae_noise, pingpong, schedule, start_from_init
+from edgegen.request import GenerateRequest, Plan, plan
+from edgegen.sampler import pingpong, schedule, start_from_init
 from edgegen.tokenizer import Tokenizer
 from edgegen.weight_cache import WeightCache
 
@@ -227,32 +228,34 @@ class BundlePipeline:
     def decode(self, latents) -> np.ndarray:
         return np.concatenate(list(self.decode_chunks(latents)), axis=-1)
 
-    def generate(self, prompt: str, *, seconds_total: float, steps: int | None = None, seed: int = 0,
-                 noise: np.ndarray | None = None, on_step: Callable[[int, np.ndarray], None] | None = None,
-                 timings: Timings | None = None, on_chunk: Callable[[np.ndarray], None] | None = None,
-                 truncate_prompt: bool = False, init_audio: tuple[int, np.ndarray] | None = None,
-                 init_noise_level: float = 1.0, vae_noise: np.ndarray | None = None) -> np.ndarray:
-        from edgegen.init_audio import audio_to_audio_level
+    def plan(self, request: GenerateRequest) -> Plan:
+        """`request` checked against this bundle (`edgegen.request.plan`): its steps, noise, schedule and tokens.
+        The bundle's DiT runs one branch: a cfg_scale other than 1 is refused."""
+        if request.cfg_scale != 1.0:
+            raise EdgegenError(f"cfg_scale {request.cfg_scale}: a bundle's DiT runs without classifier-free "
+                               "guidance; give 1 (or generate with the PyTorch reference)")
+        return plan(request, tokenizer=self.tokenizer, max_seconds=self.max_seconds, sample_rate=self.sample_rate,
+                    latent_shape=self.latent_shape, steps=self.steps, schedule=self.schedule, owner="this bundle")
 
-        self.check_seconds(seconds_total)
-        self.tokenizer.fit(prompt, truncate=truncate_prompt)  # over-long: refused unless asked for (Pipeline too)
-        level = audio_to_audio_level(init_noise_level, init_audio)
-        steps = steps or self.steps
-        channels, length = self.latent_shape
-        noise = chain_noise(noise, seed=seed, steps=steps, channels=channels, length=length, owner="this bundle")
+    def generate(self, request: GenerateRequest, *, on_step: Callable[[int, np.ndarray], None] | None = None,
+                 timings: Timings | None = None, on_chunk: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
+        """Audio np.float32 [2, num_samples(request.seconds, sample_rate)] for one `GenerateRequest`, as
+        `Pipeline.generate` makes it (same noise, schedule and audio-to-audio steps) with the bundle's artifacts."""
+        p = self.plan(request)
+        noise = p.noise
         timings = timings if timings is not None else Timings()
         start = clock = time.perf_counter()
-        if init_audio is not None:
-            vae = init_vae_noise(vae_noise, seed=seed, steps=steps, channels=channels, length=length, owner="this bundle")
-            noise = start_from_init(noise, self.init_latents(init_audio, vae), level)
+        if request.init_audio is not None:
+            noise = start_from_init(noise, self.init_latents(request.init_audio, p.vae_noise), p.level)
             timings.stages["encoder"] = time.perf_counter() - clock  # its load and release included
             clock = time.perf_counter()
         with self.resident("text_encoder"):
-            cross, glob = self.encode_text(prompt, seconds_total)
+            cross, glob = self.encode_text(request.prompt, request.seconds)
         check_finite(cross, "the text_encoder artifact's cross_attn_cond output")
         check_finite(glob, "the text_encoder artifact's global_cond output")
         timings.stages["text_encoder"] = time.perf_counter() - clock
 
+        steps = p.steps
         step = iter(range(1, steps + 1))
 
         def velocity(x, t):
@@ -264,11 +267,11 @@ class BundlePipeline:
 
         clock = time.perf_counter()
         with self.resident("dit"):
-            latents = pingpong(velocity, noise, self.schedule(steps, level), on_step=on_step)
+            latents = pingpong(velocity, noise, p.sigmas, on_step=on_step)
         timings.stages["dit"] = time.perf_counter() - clock  # with low_memory: its load and release included
         clock = time.perf_counter()
         with self.resident("decoder"):
-            chunks = self.decode_chunks(latents, samples=num_samples(seconds_total, self.sample_rate))
+            chunks = self.decode_chunks(latents, samples=num_samples(request.seconds, self.sample_rate))
             wav = collect_audio(chunks, timings=timings, start=start, on_chunk=on_chunk)
         timings.stages["decoder"] = time.perf_counter() - clock  # as for the DiT: a low_memory load counts
         return wav

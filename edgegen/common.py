@@ -5,9 +5,11 @@
     check_seconds(s, max_seconds=, sample_rate=, owner=)   # one sample to max, or one EdgegenError line
     check_finite(x, what)                 # NaN / inf is an error naming `what`, never a file
     sha256_file(path), peak_rss_mb()
+    hf_hub_cache()                        # where T5 is searched when no --t5 is given
     with atomic_path(out) as tmp: ...     # write `tmp`; renamed onto `out` on success, removed on failure
     write_text_atomic(out, text)
     Timings, collect_audio(chunks, ...)   # per-stage wall times of one generation
+    with sigterm_unwinds() as check: ...  # SIGTERM cleans up (partial files, staging folders) as Ctrl-C does
 """
 
 from __future__ import annotations
@@ -87,6 +89,15 @@ def write_text_atomic(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def hf_hub_cache() -> Path:
+    """The Hugging Face hub cache searched (offline, `checkpoint.find_t5`) when no --t5 is given: $HF_HUB_CACHE,
+    else $HF_HOME/hub, else ~/.cache/huggingface/hub. Here rather than in checkpoint.py: --t5's default is computed
+    for every command that has the option, and this module loads no torch."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    return Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface") / "hub"
+
+
 def peak_rss_mb() -> float:
     """The process' resident-memory high-water mark (Linux `ru_maxrss` is in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -115,3 +126,35 @@ def collect_audio(chunks: Iterator, *, timings: Timings, start: float,
             on_chunk(parts[-1])
     timings.stages["decoder"] = time.perf_counter() - clock
     return np.concatenate(parts, axis=-1)
+
+
+@contextlib.contextmanager
+def sigterm_unwinds() -> Iterator[Callable[[], None]]:
+    """SIGTERM raises SystemExit(143) while the block runs, so cleanup (a staging folder, a partial WAV) runs as on
+    Ctrl-C; the previous handler is back afterwards.
+
+    Python drops an exception raised while a garbage-collection callback runs (jax registers one), so the block
+    also gets `check()`: it raises again once SIGTERM has arrived (call it between stages), and leaving the block
+    calls it too."""
+    import signal
+
+    received: list[int] = []
+
+    def check():
+        if received:
+            raise SystemExit(128 + received[0])
+
+    def terminated(signum, frame):
+        received.append(signum)
+        check()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = terminated
+    try:
+        yield check
+        check()
+    finally:
+        if previous is not terminated:
+            signal.signal(signal.SIGTERM, previous)

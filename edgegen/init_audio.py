@@ -1,6 +1,7 @@
 """Init audio for audio-to-audio: read a file, bring it to the model's rate, channels and length.
 
     sr, audio = read_init_audio(Path("take.wav"))                    # [channels, n] float32, one clear error if bad
+    init, level = read_init(Path("take.wav"), 0.4)                    # the CLI's --init-audio / --init-noise-level
     prepared, notes = prepare_init_audio(sr, audio, sample_rate=44100, length=524288)   # [1, 2, length]
     for note in notes: print("note:", note)                           # resampled / mono duplicated / cropped / padded
 
@@ -44,6 +45,18 @@ def read_init_audio(path: Path) -> tuple[int, np.ndarray]:
         bad = int((~np.isfinite(data)).sum())
         raise EdgegenError(f"--init-audio {path} holds {bad} non-finite sample(s) (NaN or inf)")
     return int(sr), np.ascontiguousarray(data.T)
+
+
+def read_init(path: Path | None, level: float | None) -> tuple[tuple[int, np.ndarray] | None, float]:
+    """--init-audio and --init-noise-level as given: (sample_rate, audio) of the file (None without one) and the
+    checked S (0.5 when not given; 1, text-to-audio, without a file). One error line for a bad file or S, or for S
+    alone."""
+    if path is None:
+        if level is not None:
+            raise EdgegenError("--init-noise-level applies to audio-to-audio: give --init-audio FILE too")
+        return None, 1.0
+    level = check_init_noise_level(0.5 if level is None else level)
+    return read_init_audio(path), level
 
 
 def check_init_noise_level(level: float) -> float:

@@ -48,6 +48,7 @@ from edgegen.manifest import Manifest
 from edgegen.metrics import Metrics, compare, json_number, mrstft_distance
 from edgegen.noise import gaussian_noise
 from edgegen.recipes import FP32_REL_TOL
+from edgegen.request import GenerateRequest
 from edgegen.sampler import pingpong, schedule
 
 REPORT_SCHEMA = "edgegen.parity/2"  # 2: an ungated row's `passed` is null (1 wrote true)
@@ -206,8 +207,8 @@ def _capture_encoder(bp, prompt: str, *, seconds: float, noise: np.ndarray, seed
     init = parity_init_audio(bp.sample_rate, init_audio_shape(bp.bundle.manifest, bp.bundle.root)[-1])
     vae = init_vae_noise(None, seed=seed, steps=bp.steps, channels=bp.latent_shape[0], length=bp.latent_shape[1])
     latents = bp.init_latents((bp.sample_rate, init), vae)
-    audio = bp.generate(prompt, seconds_total=seconds, noise=noise, truncate_prompt=True,
-                        init_audio=(bp.sample_rate, init), init_noise_level=A2A_NOISE_LEVEL, vae_noise=vae)
+    audio = bp.generate(GenerateRequest(prompt, seconds=seconds, noise=noise, truncate_prompt=True, vae_noise=vae,
+                                        init_audio=(bp.sample_rate, init), init_noise_level=A2A_NOISE_LEVEL))
     return EncoderOutputs(init_audio=init[None], vae_noise=_np(vae), init_latents=_np(latents), level=A2A_NOISE_LEVEL,
                           audio=audio)
 
@@ -408,8 +409,8 @@ def build_report(out: StageOutputs, pipe, manifest: Manifest, *, bundle: str) ->
         e2e_reason, e2e, mrstft = _bad("end-to-end audio", n), _NAN, None
     else:
         try:
-            ref_wav = pipe.generate(p0.prompt, seconds_total=out.seconds, noise=out.noise, steps=smp.steps,
-                                    logsnr_max=smp.logsnr_max, logsnr_min=smp.logsnr_min)
+            ref_wav = pipe.generate(GenerateRequest(p0.prompt, seconds=out.seconds, noise=out.noise, steps=smp.steps,
+                                                    sigmas=ts))
         except EdgegenError as exc:
             raise EdgegenError(f"the reference {pipe.source.model} fails end to end: {exc}") from None
         ref_wav = ref.check(ref_wav, out.audio, "the end-to-end audio")
@@ -446,10 +447,11 @@ def _audio_to_audio(out: StageOutputs, pipe, ref: _Reference, manifest: Manifest
         return encoder, Row.judged("audio_to_audio", _NAN, gate, reason=_bad("audio-to-audio output", n), audio=True,
                                    info=info)
     smp = manifest.sampler
-    want = pipe.generate(out.prompts[0].prompt, seconds_total=out.seconds, noise=out.noise, truncate_prompt=True,
-                         steps=smp.steps, logsnr_max=smp.logsnr_max, logsnr_min=smp.logsnr_min,
-                         init_audio=(pipe.sample_rate, enc.init_audio[0]), init_noise_level=enc.level,
-                         vae_noise=enc.vae_noise)
+    want = pipe.generate(GenerateRequest(
+        out.prompts[0].prompt, seconds=out.seconds, noise=out.noise, truncate_prompt=True, steps=smp.steps,
+        sigmas=schedule(smp.steps, logsnr_max=smp.logsnr_max, logsnr_min=smp.logsnr_min,
+                        init_noise_level=enc.level),
+        init_audio=(pipe.sample_rate, enc.init_audio[0]), init_noise_level=enc.level, vae_noise=enc.vae_noise))
     want = ref.check(want, enc.audio, "the audio-to-audio output")
     return encoder, Row.judged("audio_to_audio", compare(want, enc.audio), gate, audio=True,
                                mrstft=mrstft_distance(want, enc.audio), info=info)

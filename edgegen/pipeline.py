@@ -5,7 +5,7 @@
     cross, glob = pipe.text_encoder(ids, mask, seconds_total)          # [B, 65, C], [B, C]
     v = pipe.dit(x, t, cross, glob)                                    # [B, 64, T] -> [B, 64, T]
     audio = pipe.decoder(latents)                                      # [B, 64, T] -> [B, 2, T * 2048]
-    wav = pipe.generate("prompt", seconds_total=10.0, steps=8, seed=0) # np.float32 [2, n]
+    wav = pipe.generate(GenerateRequest("prompt", seconds=10.0, steps=8, seed=0))   # np.float32 [2, n]
 
 Everything runs in fp32 on the CPU whatever the config's `model_half` says; T5's weights are rounded to fp16 first
 (`t5_precision="fp16"`, as upstream loads them) unless `t5_precision="fp32"`.
@@ -24,14 +24,15 @@ import numpy as np
 import torch
 
 from edgegen import checkpoint as ckpt
-from edgegen.common import Timings, check_finite, check_seconds, collect_audio, num_samples, sha256_file
+from edgegen.common import Timings, check_seconds, collect_audio, num_samples, sha256_file
 from edgegen.components.conditioners import NumberConditioner, TextEncoder
 from edgegen.components.dit import DiT
 from edgegen.components.oobleck import OobleckConfig, OobleckDecoder, OobleckEncoder, vae_bottleneck
 from edgegen.components.t5_encoder import T5Config, T5Encoder, check_t5_precision
 from edgegen.config import ModelConfig
 from edgegen.errors import EdgegenError
-from edgegen.sampler import LOGSNR_MAX, LOGSNR_MIN, chain_noise, init_vae_noise, pingpong, schedule, start_from_init
+from edgegen.request import GenerateRequest, Plan, plan
+from edgegen.sampler import pingpong, schedule, start_from_init
 from edgegen.tokenizer import Tokenizer
 
 ASSETS = Path(__file__).parent / "assets"
@@ -57,6 +58,8 @@ class Source:
 
 
 class Pipeline:
+    steps = 8  # sampling steps when a request names none (SAO-small's)
+
     def __init__(self, config: ModelConfig, t5_config: T5Config, tokenizer: Tokenizer, source: Source):
         self.config, self.tokenizer, self.source = config, tokenizer, source
         t5 = T5Encoder(t5_config, max_length=config.max_length)
@@ -90,6 +93,11 @@ class Pipeline:
     @property
     def latent_length(self) -> int:
         return self.config.latent_length
+
+    @property
+    def latent_shape(self) -> tuple[int, int]:
+        """(64, T): one latent sequence, the chain noise's shape after its steps."""
+        return self.config.dit.io_channels, self.config.latent_length
 
     @property
     def max_seconds(self) -> float:
@@ -150,50 +158,43 @@ class Pipeline:
     def check_seconds(self, seconds_total: float) -> None:
         check_seconds(seconds_total, max_seconds=self.max_seconds, sample_rate=self.sample_rate, owner="this model")
 
+    def plan(self, request: GenerateRequest) -> Plan:
+        """`request` checked against this model (`edgegen.request.plan`): its steps, noise, schedule and tokens."""
+        return plan(request, tokenizer=self.tokenizer, max_seconds=self.max_seconds, sample_rate=self.sample_rate,
+                    latent_shape=self.latent_shape, steps=self.steps, owner="this model",
+                    schedule=lambda steps, level: schedule(steps, init_noise_level=level))
+
     @torch.no_grad()
-    def generate(self, prompt: str, *, seconds_total: float = 10.0, steps: int = 8, seed: int = 0,
-                 noise: np.ndarray | torch.Tensor | None = None, cfg_scale: float = 1.0,
-                 logsnr_max: float = LOGSNR_MAX, logsnr_min: float = LOGSNR_MIN,
-                 on_step: Callable[[int, torch.Tensor], None] | None = None,
+    def generate(self, request: GenerateRequest, *, on_step: Callable[[int, torch.Tensor], None] | None = None,
                  timings: Timings | None = None, stream: bool = False,
-                 on_chunk: Callable[[np.ndarray], None] | None = None,
-                 truncate_prompt: bool = False, init_audio: tuple[int, np.ndarray] | None = None,
-                 init_noise_level: float = 1.0, vae_noise: np.ndarray | torch.Tensor | None = None,
-                 sigmas: np.ndarray | None = None) -> np.ndarray:
-        """Audio np.float32 [2, num_samples(seconds_total, sample_rate)] for one prompt. `stream=True` decodes in
-        overlapping windows (`decode_stream`), handing each chunk to `on_chunk` as soon as it is ready. A prompt
-        longer than the tokenizer's max_length is refused unless `truncate_prompt`.
+                 on_chunk: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
+        """Audio np.float32 [2, num_samples(request.seconds, sample_rate)] for one `GenerateRequest`, checked by
+        `plan`. `stream=True` decodes in windows (`decode_stream`), handing each chunk to `on_chunk` as soon as it
+        is ready; `on_step(i, x)` sees the chain after each step, `timings` collects the stage times.
 
-        Audio-to-audio: `init_audio=(sample_rate, [channels, n])` is prepared (`edgegen.init_audio`), encoded by the
-        VAE encoder, sampled through the VAE bottleneck with `vae_noise` [1, 64, T] (default: slice `steps` of
-        gaussian_noise(seed, (steps + 1, 64, T)), whose first `steps` slices are the chain noise), and sampling
-        starts from (1 - S) * init_latents + S * noise[0] at S = `init_noise_level` on the truncated schedule, as
-        upstream's generate_diffusion_cond does for rectified-flow models. S = 1 is text-to-audio, sample for sample.
+        Audio-to-audio: `request.init_audio=(sample_rate, [channels, n])` is prepared (`edgegen.init_audio`),
+        encoded by the VAE encoder, sampled through the VAE bottleneck with `vae_noise` [1, 64, T] (default: slice
+        `steps` of gaussian_noise(seed, (steps + 1, 64, T)), whose first `steps` slices are the chain noise), and
+        sampling starts from (1 - S) * init_latents + S * noise[0] at S = `init_noise_level` on the truncated
+        schedule, as upstream's generate_diffusion_cond does for rectified-flow models. S = 1 is text-to-audio,
+        sample for sample. `request.sigmas` ([steps + 1] noise levels from S to 0) replaces the schedule
+        (`edgegen.sampler.schedule`), e.g. to reproduce another sampler's or a bundle's."""
+        from edgegen.init_audio import prepare_init_audio
 
-        `sigmas` ([steps + 1] noise levels) replaces the schedule (`edgegen.sampler.schedule`), e.g. to reproduce
-        another sampler's; it must start at S and end at 0."""
-        from edgegen.init_audio import audio_to_audio_level, prepare_init_audio
-
-        self.check_seconds(seconds_total)
-        self.tokenizer.fit(prompt, truncate=truncate_prompt)
-        level = audio_to_audio_level(init_noise_level, init_audio)
-        channels = self.config.dit.io_channels
-        noise = torch.from_numpy(chain_noise(noise, seed=seed, steps=steps, channels=channels,
-                                             length=self.latent_length))
+        p = self.plan(request)
+        noise = torch.from_numpy(p.noise)
         timings = timings if timings is not None else Timings()
         start = clock = time.perf_counter()
-        if init_audio is not None:
-            prepared, _ = prepare_init_audio(*init_audio, sample_rate=self.sample_rate,
+        if request.init_audio is not None:
+            prepared, _ = prepare_init_audio(*request.init_audio, sample_rate=self.sample_rate,
                                              length=self.latent_length * self.config.vae.hop)
-            init = self.encode_audio(prepared, torch.from_numpy(init_vae_noise(vae_noise, seed=seed, steps=steps,
-                                                                               channels=channels,
-                                                                               length=self.latent_length)))
-            noise = start_from_init(noise, init, level)
+            noise = start_from_init(noise, self.encode_audio(prepared, torch.from_numpy(p.vae_noise)), p.level)
             timings.stages["encoder"] = time.perf_counter() - clock
             clock = time.perf_counter()
-        ids, mask = self.tokenize([prompt])
-        cross, glob = self.text_encoder(ids, mask, torch.tensor([seconds_total], dtype=torch.float32))
+        ids, mask = self.tokenize([request.prompt])
+        cross, glob = self.text_encoder(ids, mask, torch.tensor([request.seconds], dtype=torch.float32))
         timings.stages["text_encoder"] = time.perf_counter() - clock
+        cfg_scale = request.cfg_scale
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             start = time.perf_counter()
@@ -207,15 +208,9 @@ class Pipeline:
             timings.dit_steps.append(time.perf_counter() - start)
             return v
 
-        ts = schedule(steps, logsnr_max=logsnr_max, logsnr_min=logsnr_min, init_noise_level=level)
-        if sigmas is not None:
-            ts = np.asarray(sigmas, dtype=np.float32)
-            if ts.shape != (steps + 1,) or not np.isfinite(ts).all() or ts[0] != np.float32(level) or ts[-1] != 0:
-                raise EdgegenError(f"sigmas must be {steps + 1} finite noise levels from init_noise_level {level} "
-                                   f"down to 0, got {np.array2string(ts, precision=4)}")
-        latents = pingpong(velocity, noise, ts, on_step=on_step)
+        latents = pingpong(velocity, noise, p.sigmas, on_step=on_step)
         timings.stages["dit"] = sum(timings.dit_steps)
-        n = num_samples(seconds_total, self.sample_rate)
+        n = num_samples(request.seconds, self.sample_rate)
         chunks = self.decode_stream(latents, samples=n) if stream else (self.decoder(x)[:, :, :n] for x in [latents])
         return collect_audio(chunks, timings=timings, start=start, on_chunk=on_chunk)
 

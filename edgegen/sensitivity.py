@@ -437,3 +437,37 @@ def tuned_recipe(base, pipe, *, floor_db: float, backend: str, components: tuple
         comps[comp] = ComponentRecipe(rules=float_rules(chosen["float_layers"], scheme), sqnr_floor_db=float(floor_db))
         results[comp] = result
     return replace(base, components=comps, name=f"{base.name}+sensitivity{floor_db:g}"), results
+
+
+def sensitivity_report(*, model: str, t5: Path | None = None, t5_precision: str = "fp16", component: str,
+                       scheme: str = "int8", prompts: int = 2, seconds: float | None = None, frames: int = 32,
+                       backend: str = "litert", floor_db: float | None = None, write_recipe: Path | None = None,
+                       recipe: str = "fast", json_path: Path | None = None,
+                       log: Callable[[str], None] = lambda line: None,
+                       show: Callable[[str], None] = lambda text: None) -> Result:
+    """`edgegen sensitivity`: `measure` `component` of `model` (and `choose_float_layers` for `floor_db`), `show`
+    the table, and write the figures as JSON (`json_path`) and the mixed recipe built on `recipe` (`write_recipe`,
+    read back under the recipe schema), each write `show`n. `log` gets the progress lines."""
+    import json
+
+    from edgegen.common import write_text_atomic
+    from edgegen.pipeline import load_pipeline
+    from edgegen.recipes import load_recipe
+
+    if write_recipe is not None and floor_db is None:
+        raise EdgegenError("--write-recipe needs --floor DB (the SQNR the written recipe must keep)")
+    base = load_recipe(recipe) if write_recipe is not None else None  # a bad name fails before minutes of work
+    pipe = load_pipeline(model, t5=t5, t5_precision=t5_precision)
+    result = measure(pipe, component, scheme=scheme, backend=backend, progress=log, prompts=prompts, seconds=seconds,
+                     frames=frames)
+    if floor_db is not None:
+        choose_float_layers(result, pipe, floor_db=floor_db, progress=log)
+    show(format_table(result))
+    if json_path is not None:
+        write_text_atomic(json_path, json.dumps(result.to_json(), indent=2) + "\n")
+        show(f"wrote {json_path}")
+    if write_recipe is not None:
+        write_text_atomic(write_recipe, recipe_toml(base, component, result, name=write_recipe.stem))
+        load_recipe(write_recipe)  # what was written reads back under the recipe schema
+        show(f"wrote {write_recipe}")
+    return result

@@ -92,6 +92,13 @@ class WeightCache:
             raise EdgegenError(f"the weight cache folder {path} ({where}) is not writable{_FIX}")
         return cls(path)
 
+    @classmethod
+    def from_options(cls, folder: Path | str | None, *, off: bool) -> "WeightCache":
+        """--weight-cache DIR / --no-weight-cache: `resolve(folder)`, off, or one error line when both are given."""
+        if folder is not None and off:
+            raise EdgegenError("give --weight-cache DIR or --no-weight-cache, not both")
+        return cls.resolve(folder, enabled=not off)
+
     def file(self, component: str, sha256: str) -> Path | None:
         if self.dir is None or len(sha256) < 16:
             return None

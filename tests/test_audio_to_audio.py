@@ -15,6 +15,7 @@ from edgegen.cli import main
 from edgegen.errors import EdgegenError
 from edgegen.init_audio import check_init_noise_level, prepare_init_audio, resample
 from edgegen.metrics import sqnr_db
+from edgegen.request import GenerateRequest
 from edgegen.sampler import init_vae_noise, schedule
 
 PROMPT = "a dog barking"
@@ -30,8 +31,9 @@ def _init(pipe, seconds: float | None = None, seed: int = 0) -> np.ndarray:
 
 
 def test_noise_level_one_is_text_to_audio(tiny):
-    t2a = tiny.generate(PROMPT, seconds_total=0.5, seed=3)
-    a2a = tiny.generate(PROMPT, seconds_total=0.5, seed=3, init_audio=(tiny.sample_rate, _init(tiny)), init_noise_level=1.0)
+    t2a = tiny.generate(GenerateRequest(PROMPT, seconds=0.5, seed=3))
+    a2a = tiny.generate(GenerateRequest(PROMPT, seconds=0.5, seed=3, init_audio=(tiny.sample_rate, _init(tiny)),
+                                        init_noise_level=1.0))
     assert np.array_equal(t2a, a2a)
 
 
@@ -47,8 +49,9 @@ def test_low_noise_level_stays_closer_to_the_init_audio(tiny):
     def dist(wav):
         return float(np.sqrt(((wav - rec[:, : wav.shape[1]]) ** 2).mean()))
 
-    t2a = dist(tiny.generate(PROMPT, seconds_total=0.5, seed=3))
-    low = dist(tiny.generate(PROMPT, seconds_total=0.5, seed=3, init_audio=(tiny.sample_rate, init), init_noise_level=0.05))
+    t2a = dist(tiny.generate(GenerateRequest(PROMPT, seconds=0.5, seed=3)))
+    low = dist(tiny.generate(GenerateRequest(PROMPT, seconds=0.5, seed=3, init_audio=(tiny.sample_rate, init),
+                                             init_noise_level=0.05)))
     assert low < 0.9 * t2a, (low, t2a)
 
 
@@ -60,12 +63,15 @@ def test_vae_noise_is_the_slice_after_the_chain_noise_and_injectable(tiny):
     assert np.array_equal(default, gaussian_noise(5, (9, 64, T))[8:])
     assert np.array_equal(gaussian_noise(5, (9, 64, T))[:8], gaussian_noise(5, (8, 64, T)))  # chain noise unchanged
     init = (tiny.sample_rate, _init(tiny))
-    a = tiny.generate(PROMPT, seconds_total=0.5, seed=5, init_audio=init, init_noise_level=0.4)
-    b = tiny.generate(PROMPT, seconds_total=0.5, seed=5, init_audio=init, init_noise_level=0.4, vae_noise=default)
-    c = tiny.generate(PROMPT, seconds_total=0.5, seed=5, init_audio=init, init_noise_level=0.4, vae_noise=-default)
+    a = tiny.generate(GenerateRequest(PROMPT, seconds=0.5, seed=5, init_audio=init, init_noise_level=0.4))
+    b = tiny.generate(GenerateRequest(PROMPT, seconds=0.5, seed=5, init_audio=init, init_noise_level=0.4,
+                                      vae_noise=default))
+    c = tiny.generate(GenerateRequest(PROMPT, seconds=0.5, seed=5, init_audio=init, init_noise_level=0.4,
+                                      vae_noise=-default))
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     with pytest.raises(EdgegenError, match=r"VAE noise has shape \[1, 64, 3\]"):
-        tiny.generate(PROMPT, seconds_total=0.5, init_audio=init, init_noise_level=0.4, vae_noise=np.zeros((1, 64, 3)))
+        tiny.generate(GenerateRequest(PROMPT, seconds=0.5, init_audio=init, init_noise_level=0.4,
+                                      vae_noise=np.zeros((1, 64, 3))))
 
 
 def test_truncated_schedule():
@@ -178,10 +184,10 @@ def test_bundle_audio_to_audio_matches_reference_and_parity_gates_it(tiny, bundl
     with BundlePipeline.open(bundle) as bp:
         assert "encoder" not in bp.artifacts  # loaded only for the generations that start from init audio
         for level in (0.3, 1.0):
-            got = bp.generate(PROMPT, seconds_total=0.5, seed=2, init_audio=init, init_noise_level=level)
-            want = tiny.generate(PROMPT, seconds_total=0.5, seed=2, init_audio=init, init_noise_level=level)
+            got = bp.generate(GenerateRequest(PROMPT, seconds=0.5, seed=2, init_audio=init, init_noise_level=level))
+            want = tiny.generate(GenerateRequest(PROMPT, seconds=0.5, seed=2, init_audio=init, init_noise_level=level))
             assert rel_err(want, got) <= 1e-4
-        assert np.array_equal(got, bp.generate(PROMPT, seconds_total=0.5, seed=2))  # S = 1 is text-to-audio
+        assert np.array_equal(got, bp.generate(GenerateRequest(PROMPT, seconds=0.5, seed=2)))  # S = 1 is text-to-audio
         assert "encoder" not in bp.artifacts  # released after its stage
         report = check_parity(bp, tiny).to_json()
     assert report["passed"] and report["components"]["encoder"]["passed"]

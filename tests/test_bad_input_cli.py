@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from edgegen.cli import main
 from edgegen.presets import PRESETS
+from edgegen.request import GenerateRequest
 
 LONG_PROMPT = "warm piano " * 80  # 161 tokens with EOS; random:tiny and the bundles take 64
 
@@ -228,10 +229,11 @@ def test_streaming_wav_removes_its_partial_file_on_error(tmp_path):
 def test_run_non_finite_audio_is_an_error(bundle_factory, tmp_path, monkeypatch):
     from edgegen.bundle_pipeline import BundlePipeline
 
+    bundle = bundle_factory("executorch", "fp32")  # exported (and verified) before decoding is broken
     decode_chunks = BundlePipeline.decode_chunks
     monkeypatch.setattr(BundlePipeline, "decode_chunks", lambda self, *a, **k: _nan_after(decode_chunks(self, *a, **k), 0))
     out = tmp_path / "a.wav"
-    _fails(["run", "-b", bundle_factory("executorch", "fp32"), "-p", "x", "-s", "0.5", "-o", out],
+    _fails(["run", "-b", bundle, "-p", "x", "-s", "0.5", "-o", out],
            "the decoded audio holds", other_lines=("sampling", "["))  # "[": the runtime's own log lines
     assert list(tmp_path.iterdir()) == []
 
@@ -262,7 +264,7 @@ def test_truncate_prompt_says_so(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "edgegen: warning: prompt is 161 tokens; truncated to 64" in res.stderr
     assert "prompt truncated from 161 to 64 tokens" in res.stdout.splitlines()[0]
-    ref = edgegen.load_pipeline("random:tiny").generate(LONG_PROMPT, seconds_total=0.3, truncate_prompt=True)
+    ref = edgegen.load_pipeline("random:tiny").generate(GenerateRequest(LONG_PROMPT, seconds=0.3, truncate_prompt=True))
     np.testing.assert_allclose(sf.read(out, dtype="float32")[0].T, ref, atol=1e-6)
 
 

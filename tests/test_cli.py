@@ -8,6 +8,7 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from edgegen.cli import main
+from edgegen.request import GenerateRequest
 
 
 def test_generate_writes_wav(tmp_path):
@@ -28,7 +29,7 @@ def test_generate_pcm16_and_noise(tmp_path, tiny):
                                     str(tmp_path / "n.npy"), "--pcm16", "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert sf.info(out).subtype == "PCM_16"
-    ref = tiny.generate("x", seconds_total=0.3, noise=noise)
+    ref = tiny.generate(GenerateRequest("x", seconds=0.3, noise=noise))
     np.testing.assert_allclose(sf.read(out, dtype="float32")[0].T, np.clip(ref, -1, 1), atol=1 / 32767)
 
 

@@ -15,6 +15,7 @@ from edgegen.export import export_bundle
 from edgegen.metrics import rel_err
 from edgegen.parity import check_parity, format_report
 from edgegen.recipes import load_recipe, load_target
+from edgegen.request import GenerateRequest
 from tests.helpers import perturb_
 
 BACKENDS = ["executorch", "litert"]
@@ -33,12 +34,13 @@ def test_run_matches_reference_with_injected_noise(tiny, bundle_factory, backend
                "--noise", str(tmp_path / "noise.npy"), "-o", str(out))
     assert res.returncode == 0, res.stderr
     wav, sr = sf.read(out, dtype="float32")
-    ref = tiny.generate("a dog barking", seconds_total=0.6, noise=noise)
+    ref = tiny.generate(GenerateRequest("a dog barking", seconds=0.6, noise=noise))
     assert sr == 44100 and wav.shape == (ref.shape[1], 2)
     assert rel_err(ref, wav.T) <= 1e-4
     # the same seed gives the same noise as the reference pipeline
     bp = BundlePipeline.open(bundle_factory(backend, "fp32"))
-    assert rel_err(tiny.generate("x", seconds_total=0.3, seed=5), bp.generate("x", seconds_total=0.3, seed=5)) <= 1e-4
+    assert rel_err(tiny.generate(GenerateRequest("x", seconds=0.3, seed=5)), bp.generate(GenerateRequest("x",
+                                                 seconds=0.3, seed=5))) <= 1e-4
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -147,7 +149,7 @@ def test_run_bad_input(bundle_factory, tmp_path):
 def test_low_memory_loads_each_stage_and_matches(bundle_factory, backend, monkeypatch):
     """--low-memory: nothing resident between stages, one load per stage per generation, same audio."""
     path = bundle_factory(backend, "int8")
-    resident = BundlePipeline.open(path).generate("rain on a tin roof", seconds_total=0.5, seed=3)
+    resident = BundlePipeline.open(path).generate(GenerateRequest("rain on a tin roof", seconds=0.5, seed=3))
     bp = BundlePipeline.open(path, low_memory=True)
     assert bp.artifacts == {}
     loaded = []
@@ -159,7 +161,7 @@ def test_low_memory_loads_each_stage_and_matches(bundle_factory, backend, monkey
 
     monkeypatch.setattr(edgegen.bundle_pipeline, "load_artifacts", spy)
     for _ in range(2):
-        wav = bp.generate("rain on a tin roof", seconds_total=0.5, seed=3)
+        wav = bp.generate(GenerateRequest("rain on a tin roof", seconds=0.5, seed=3))
         np.testing.assert_array_equal(wav, resident)
     monkeypatch.undo()
     stage_loads = [(("text_encoder",), []), (("dit",), []), (("decoder",), [])]

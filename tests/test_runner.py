@@ -26,6 +26,7 @@ from edgegen.bundle_pipeline import BundlePipeline
 from edgegen.common import num_samples
 from edgegen.errors import EdgegenError
 from edgegen.noise import gaussian_noise
+from edgegen.request import GenerateRequest
 from edgegen.runner_build import RUNNER_SOURCE, RunnerBuildError, build_runner, executorch_sdk_root, needed_libraries
 from edgegen.runtime import call_order
 from edgegen.tokenizer import Tokenizer
@@ -269,7 +270,7 @@ def test_seed_uses_portable_noise(host_runner, toy_bundle, tmp_path):
 
 def test_host_runner_matches_edgegen_bundle_pipeline(host_runner, int8_bundle, tmp_path):
     """Same seed through `edgegen run`'s engine (BundlePipeline) and the native runner: same WAV samples."""
-    ref = BundlePipeline.open(int8_bundle, threads=2).generate(PROMPT, seconds_total=SECONDS, seed=11)
+    ref = BundlePipeline.open(int8_bundle, threads=2).generate(GenerateRequest(PROMPT, seconds=SECONDS, seed=11))
     proc = run_runner([str(host_runner)], int8_bundle, tmp_path / "out.wav", "--seed", "11", "--threads", "2")
     assert proc.returncode == 0, proc.stderr
     assert_rel_close(read_wav(tmp_path / "out.wav"), ref)
@@ -300,7 +301,8 @@ def test_streamed_decoder_matches_whole_decode_and_edgegen(host_runner, stream_b
         whole = decoder(torch.from_numpy(np.load(tmp_path / "d" / f"latents_step{STEPS - 1}.npy")))[0, :, :n].numpy()
     got = read_wav(tmp_path / "out.wav")
     assert_rel_close(got, whole)
-    assert_rel_close(got, BundlePipeline.open(bundle, threads=2).generate(PROMPT, seconds_total=seconds, seed=7))
+    assert_rel_close(got, BundlePipeline.open(bundle, threads=2).generate(GenerateRequest(PROMPT, seconds=seconds,
+                                                                                          seed=7)))
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     frames = frames_to_decode(n, length=T, window=WINDOW, overlap=OVERLAP, hop=HOP)
     assert report["decoder_calls"] == len(plan_windows(frames, window=WINDOW, overlap=OVERLAP)) == calls
@@ -517,7 +519,8 @@ def test_inputs_bind_by_name_whatever_the_manifest_order(host_runner, toy_bundle
         for dump in ("token_ids", "cross_attn_cond", "global_cond", f"latents_step{STEPS - 1}"):
             np.testing.assert_array_equal(np.load(tmp_path / name / f"{dump}.npy"), np.load(tmp_path / "original" / f"{dump}.npy"))
     assert runs["reordered"] == runs["original"]
-    py = [BundlePipeline.open(b, threads=2).generate(PROMPT, seconds_total=SECONDS, noise=noise) for b in (toy_bundle, bundle)]
+    py = [BundlePipeline.open(b, threads=2).generate(GenerateRequest(PROMPT, seconds=SECONDS,
+                                                                     noise=noise)) for b in (toy_bundle, bundle)]
     np.testing.assert_array_equal(py[1], py[0])
     assert_rel_close(read_wav(tmp_path / "reordered.wav"), py[1])
 
@@ -582,7 +585,8 @@ def test_seconds_give_the_nearest_sample(host_runner, toy_bundle, long_bundle, t
     assert proc.returncode == 0, proc.stderr
     assert read_wav(tmp_path / "out.wav").shape == (2, frames)
     assert json.loads(proc.stdout.strip().splitlines()[-1])["frames"] == frames
-    assert BundlePipeline.open(bundle, threads=2).generate(PROMPT, seconds_total=seconds, seed=4).shape == (2, frames)
+    assert BundlePipeline.open(bundle, threads=2).generate(GenerateRequest(PROMPT, seconds=seconds,
+                                                                           seed=4)).shape == (2, frames)
 
 
 @pytest.mark.parametrize("value", [3e38, -3e38])

@@ -1,6 +1,6 @@
 """Audio-to-audio in the native runner (issue 16): --init-audio FILE.wav, --init-noise-level S, --vae-noise FILE.npy.
 
-The runner must give what edgegen's BundlePipeline gives (`generate(..., init_audio=(sr, audio), init_noise_level=S)`)
+The runner must give what edgegen's BundlePipeline gives (`GenerateRequest(..., init_audio=(sr, audio), init_noise_level=S)`)
 on the same bundle: the init audio read like soundfile and prepared like edgegen.init_audio.prepare_init_audio
 (resampled, cropped or padded, mono duplicated), encoded by the bundle's encoder artifact, noised with the seed's VAE
 noise (slice `steps` of gaussian_noise(seed, (steps + 1, 64, T))) and sampled from S on the truncated schedule. S = 1
@@ -26,6 +26,7 @@ from torch import nn
 from edgegen.bundle_pipeline import BundlePipeline
 from edgegen.init_audio import prepare_init_audio, read_init_audio
 from edgegen.noise import gaussian_noise
+from edgegen.request import GenerateRequest
 from tests.test_runner import (D, HOP, PROMPT, SECONDS, STEPS, T, _edit_manifest, _lower, _spec, read_wav, run_runner,
                                stream_bundle, toy_bundle)
 
@@ -120,8 +121,8 @@ def test_runner_equals_bundle_pipeline(host_runner, a2a_bundle, tmp_path, level)
                "--dump", str(tmp_path / "d"))
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "edgegen-runner: note: init audio (0.30 s) padded with silence to the model's 0.37 s\n"
-    ref = BundlePipeline.open(a2a_bundle, threads=2).generate(PROMPT, seconds_total=SECONDS, seed=7, init_audio=(44100, audio),
-                                                              init_noise_level=level)
+    ref = BundlePipeline.open(a2a_bundle, threads=2).generate(GenerateRequest(PROMPT, seconds=SECONDS, seed=7,
+                                                                              init_audio=(44100, audio), init_noise_level=level))
     np.testing.assert_array_equal(read_wav(tmp_path / "out.wav"), ref)
     d = tmp_path / "d"
     prepared, _ = python_prepared(init)
@@ -145,8 +146,8 @@ def test_streamed_bundle_equals_bundle_pipeline(host_runner, a2a_stream_bundle, 
     proc = a2a(host_runner, a2a_stream_bundle, tmp_path / "out.wav", init, "--seed", "2", "--init-noise-level", "0.6")
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stderr.splitlines()) == 2 and report(proc)["decoder_calls"] == 2
-    ref = BundlePipeline.open(a2a_stream_bundle, threads=2).generate(
-        PROMPT, seconds_total=SECONDS, seed=2, init_audio=read_init_audio(init), init_noise_level=0.6)
+    ref = BundlePipeline.open(a2a_stream_bundle, threads=2).generate(GenerateRequest(PROMPT, seconds=SECONDS, seed=2,
+                                                                                     init_audio=read_init_audio(init), init_noise_level=0.6))
     np.testing.assert_array_equal(read_wav(tmp_path / "out.wav"), ref)
 
 
@@ -182,14 +183,16 @@ def test_injected_noise(host_runner, a2a_bundle, tmp_path):
                str(tmp_path / "vae.npy"), "--init-noise-level", "0.7", "--dump", str(tmp_path / "a"))
     assert proc.returncode == 0, proc.stderr
     bp = BundlePipeline.open(a2a_bundle, threads=2)
-    ref = bp.generate(PROMPT, seconds_total=SECONDS, noise=noise, vae_noise=vae, init_audio=(44100, audio), init_noise_level=0.7)
+    ref = bp.generate(GenerateRequest(PROMPT, seconds=SECONDS, noise=noise, vae_noise=vae, init_audio=(44100, audio),
+                                      init_noise_level=0.7))
     np.testing.assert_array_equal(read_wav(tmp_path / "a.wav"), ref)
     np.testing.assert_array_equal(np.load(tmp_path / "a" / "vae_noise.npy"), vae)
     proc = a2a(host_runner, a2a_bundle, tmp_path / "b.wav", init, "--noise", str(tmp_path / "noise.npy"), "--seed", "9",
                "--dump", str(tmp_path / "b"))
     assert proc.returncode == 0, proc.stderr
     np.testing.assert_array_equal(np.load(tmp_path / "b" / "vae_noise.npy"), gaussian_noise(9, (STEPS + 1, D, T))[STEPS:])
-    ref = bp.generate(PROMPT, seconds_total=SECONDS, seed=9, noise=noise, init_audio=(44100, audio), init_noise_level=0.5)
+    ref = bp.generate(GenerateRequest(PROMPT, seconds=SECONDS, seed=9, noise=noise, init_audio=(44100, audio),
+                                      init_noise_level=0.5))
     np.testing.assert_array_equal(read_wav(tmp_path / "b.wav"), ref)
 
 
@@ -351,10 +354,11 @@ def test_exported_bundle_matches_bundle_pipeline(host_runner, bundle_factory, tm
     for level in ("0.4", "1"):
         proc = a2a(host_runner, bundle, tmp_path / "o.wav", init, "--seed", "3", "--init-noise-level", level, seconds=0.5)
         assert proc.returncode == 0, proc.stderr
-        ref = bp.generate(PROMPT, seconds_total=0.5, seed=3, init_audio=(sr, audio), init_noise_level=float(level))
+        ref = bp.generate(GenerateRequest(PROMPT, seconds=0.5, seed=3, init_audio=(sr, audio),
+                                          init_noise_level=float(level)))
         np.testing.assert_array_equal(read_wav(tmp_path / "o.wav"), ref)
         assert report(proc)["backend"] == backend and "encoder" in report(proc)["stages"]
-    np.testing.assert_array_equal(ref, bp.generate(PROMPT, seconds_total=0.5, seed=3))
+    np.testing.assert_array_equal(ref, bp.generate(GenerateRequest(PROMPT, seconds=0.5, seed=3)))
     take = write_wav(tmp_path / "take.wav", tone(48000 // 3, channels=1), sr=48000, subtype="PCM_16")
     proc = a2a(host_runner, bundle, tmp_path / "t.wav", str(take), "--dump", str(tmp_path / "d"), seconds=0.5)
     assert proc.returncode == 0, proc.stderr

@@ -20,6 +20,7 @@ import pytest
 from edgegen.bundle import file_entry
 from edgegen.bundle_pipeline import BundlePipeline
 from edgegen.noise import gaussian_noise
+from edgegen.request import GenerateRequest
 from tests.helpers import no_sysroot_env, portable_command, read_float_wav, runner_report
 
 pytestmark = [pytest.mark.litert, pytest.mark.executorch]
@@ -39,7 +40,7 @@ def test_runner_equals_edgegen_run_on_litert_bundle(host_runner, bundle_factory,
     """Bit-identical to BundlePipeline (what `edgegen run` runs), same seed and threads; stderr stays empty."""
     bundle = bundle_factory("litert", recipe)
     with BundlePipeline.open(bundle, threads=2) as bp:
-        ref = bp.generate(PROMPT, seconds_total=SECONDS, seed=11)
+        ref = bp.generate(GenerateRequest(PROMPT, seconds=SECONDS, seed=11))
     proc = _run([str(host_runner)], bundle, tmp_path / "out.wav", "--seed", "11", "--threads", "2", "--dump", str(tmp_path / "d"))
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""  # LiteRT's own info lines are kept off stderr unless --verbose
@@ -136,7 +137,7 @@ def test_streamed_litert_bundle_matches_edgegen_run(host_runner, streamed, tmp_p
     bundle = streamed("litert")
     seconds = json.loads((bundle / "manifest.json").read_text())["max_seconds"]
     with BundlePipeline.open(bundle, threads=2) as bp:
-        ref = bp.generate(PROMPT, seconds_total=seconds, seed=3)
+        ref = bp.generate(GenerateRequest(PROMPT, seconds=seconds, seed=3))
     proc = subprocess.run([str(host_runner), "--bundle", str(bundle), "--prompt", PROMPT, "--seconds", repr(seconds),
                            "--seed", "3", "--threads", "2", "-o", str(tmp_path / "out.wav")],
                           capture_output=True, text=True, timeout=600, cwd="/")

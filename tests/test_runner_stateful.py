@@ -20,6 +20,7 @@ import torch
 
 from edgegen.bundle_pipeline import BundlePipeline
 from edgegen.common import num_samples
+from edgegen.request import GenerateRequest
 from edgegen.streaming import stateful_calls
 from edgegen.metrics import rel_err
 from tests.helpers import no_sysroot_env, portable_command, read_float_wav, runner_report
@@ -47,7 +48,7 @@ def _check_against_edgegen_run(host_runner, bundle: Path, tmp_path: Path, second
     stream, T = m["decoder_stream"], m["latent_length"]
     assert m["schema_version"] == 3 and stream["mode"] == "stateful"
     with BundlePipeline.open(bundle, threads=2) as bp:
-        ref = bp.generate(PROMPT, seconds_total=seconds, seed=SEED)
+        ref = bp.generate(GenerateRequest(PROMPT, seconds=seconds, seed=SEED))
         frames_decoded = bp.decoded_latent_frames(ref.shape[1])
     proc = _run([str(host_runner)], bundle, tmp_path / "out.wav", seconds, "--dump", str(tmp_path / "d"))
     assert proc.returncode == 0, proc.stderr

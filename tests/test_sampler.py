@@ -5,6 +5,7 @@ import torch
 from edgegen.errors import EdgegenError
 from edgegen.noise import gaussian_noise
 from edgegen.common import num_samples
+from edgegen.request import GenerateRequest
 from edgegen.sampler import make_noise, pingpong, schedule
 
 
@@ -38,21 +39,21 @@ def test_pingpong_uses_noise_in_order():
 
 def test_generation_reproducible_and_seed_dependent(tiny):
     noise = gaussian_noise(3, (8, 64, tiny.latent_length))
-    a = tiny.generate("a dog barking", seconds_total=0.5, noise=noise)
-    b = tiny.generate("a dog barking", seconds_total=0.5, noise=noise)
+    a = tiny.generate(GenerateRequest("a dog barking", seconds=0.5, noise=noise))
+    b = tiny.generate(GenerateRequest("a dog barking", seconds=0.5, noise=noise))
     assert np.array_equal(a, b)
-    assert np.array_equal(a, tiny.generate("a dog barking", seconds_total=0.5, seed=3))
-    c = tiny.generate("a dog barking", seconds_total=0.5, seed=4)
+    assert np.array_equal(a, tiny.generate(GenerateRequest("a dog barking", seconds=0.5, seed=3)))
+    c = tiny.generate(GenerateRequest("a dog barking", seconds=0.5, seed=4))
     assert a.shape == c.shape == (2, num_samples(0.5, 44100)) and not np.allclose(a, c)
 
 
 def test_seconds_and_noise_validation(tiny):
     with pytest.raises(EdgegenError, match="out of range"):
-        tiny.generate("x", seconds_total=0.0)
+        tiny.generate(GenerateRequest("x", seconds=0.0))
     with pytest.raises(EdgegenError, match="out of range"):
-        tiny.generate("x", seconds_total=tiny.max_seconds + 0.5)
+        tiny.generate(GenerateRequest("x", seconds=tiny.max_seconds + 0.5))
     with pytest.raises(EdgegenError, match=r"noise has shape \[8, 64, 3\]"):
-        tiny.generate("x", seconds_total=0.5, noise=np.zeros((8, 64, 3), np.float32))
+        tiny.generate(GenerateRequest("x", seconds=0.5, noise=np.zeros((8, 64, 3), np.float32)))
 
 
 @pytest.mark.parametrize("cfg_scale", [1.0, 4.0])
@@ -70,17 +71,18 @@ def test_cfg_matches_its_definition(tiny, cfg_scale):
 
     n = num_samples(0.5, tiny.sample_rate)
     expected = tiny.decoder(pingpong(velocity, noise, schedule(8)))[0, :, :n].numpy()
-    got = tiny.generate("a dog barking", seconds_total=0.5, noise=noise, cfg_scale=cfg_scale)
+    got = tiny.generate(GenerateRequest("a dog barking", seconds=0.5, noise=noise, cfg_scale=cfg_scale))
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
     if cfg_scale != 1.0:
-        assert not np.allclose(got, tiny.generate("a dog barking", seconds_total=0.5, noise=noise), atol=1e-3)
+        assert not np.allclose(got, tiny.generate(GenerateRequest("a dog barking", seconds=0.5,
+                                                                  noise=noise)), atol=1e-3)
 
 
 @pytest.mark.parametrize("seconds", [0.7, 0.1, 0.3, 0.33])
 def test_audio_length_is_the_nearest_sample(tiny, seconds):
     """0.7 s at 44.1 kHz is 30870 samples (0.7 * 44100 = 30869.999... in floats): rounded, not truncated."""
     assert num_samples(0.7, 44100) == 30870 and num_samples(1.1, 44100) == 48510 and num_samples(2.3, 44100) == 101430
-    wav = tiny.generate("x", seconds_total=seconds, seed=0)
+    wav = tiny.generate(GenerateRequest("x", seconds=seconds, seed=0))
     assert wav.shape == (2, round(seconds * 44100))
     # the maximum: every latent frame's samples
-    assert tiny.generate("x", seconds_total=tiny.max_seconds, seed=0).shape == (2, tiny.latent_length * 2048)
+    assert tiny.generate(GenerateRequest("x", seconds=tiny.max_seconds, seed=0)).shape == (2, tiny.latent_length * 2048)

@@ -31,6 +31,7 @@ def test_full_size_export_passes_parity(sao_small, tmp_path, backend, recipe):
     from edgegen.export import export_bundle
     from edgegen.parity import check_parity
     from edgegen.recipes import load_recipe, load_target
+    from edgegen.request import GenerateRequest
 
     out = tmp_path / f"sao-small-{backend}-{recipe}"
     export_bundle(sao_small, target=load_target(f"host-{backend}"), recipe=load_recipe(recipe), out=out)
@@ -48,5 +49,5 @@ def test_full_size_export_passes_parity(sao_small, tmp_path, backend, recipe):
     else:  # int8 text encoder and DiT, fp32 decoder
         assert gates == {"text_encoder": "sqnr_db", "dit": "sqnr_db", "decoder": "rel_err"}
 
-    wav = bp.generate(PROMPT, seconds_total=0.7, seed=0)
+    wav = bp.generate(GenerateRequest(PROMPT, seconds=0.7, seed=0))
     assert wav.shape == (2, num_samples(0.7, 44100)) == (2, 30870)

@@ -21,6 +21,7 @@ from edgegen.components.stateful_decoder import StatefulDecoder
 from edgegen.errors import EdgegenError
 from edgegen.export import resolve_decoder_window
 from edgegen.parity import check_parity
+from edgegen.request import GenerateRequest
 from edgegen.streaming import decode_stateful, default_stateful_window, stateful_calls, stateful_layout
 from edgegen.metrics import rel_err, sqnr_db
 from tests.helpers import assert_edited_manifest_refused
@@ -110,8 +111,9 @@ def test_resolve_stateful_window(tiny, tiny_long):
 def test_eager_generate_stream_matches_whole(tiny_long, tmp_path):
     t = Timings()
     chunks = []
-    streamed = tiny_long.generate(PROMPT, seconds_total=2.9, seed=1, stream=True, timings=t, on_chunk=chunks.append)
-    whole = tiny_long.generate(PROMPT, seconds_total=2.9, seed=1)
+    streamed = tiny_long.generate(GenerateRequest(PROMPT, seconds=2.9,
+                                                  seed=1), stream=True, timings=t, on_chunk=chunks.append)
+    whole = tiny_long.generate(GenerateRequest(PROMPT, seconds=2.9, seed=1))
     assert len(chunks) == 3 and streamed.shape == whole.shape == (2, num_samples(2.9, 44100))
     assert rel_err(whole, streamed) <= 1e-5
     res = _cli("generate", "-m", "random:tiny-long", "-p", PROMPT, "-s", "1.5", "--stream", "-o", str(tmp_path / "g.wav"))
@@ -162,9 +164,9 @@ def test_parity_bench_and_short_clip(tiny_long, stateful, backend):
     art = bp.artifacts["decoder"]
     bp.artifacts["decoder"] = lambda **kw: calls.append(kw["position"].tolist()) or art(**kw)
     t = Timings()
-    wav = bp.generate(PROMPT, seconds_total=1.6, seed=2, timings=t)
+    wav = bp.generate(GenerateRequest(PROMPT, seconds=1.6, seed=2), timings=t)
     assert calls == [[0, 64], [25, 64]] and wav.shape == (2, num_samples(1.6, 44100))
-    assert rel_err(tiny_long.generate(PROMPT, seconds_total=1.6, seed=2), wav) <= 1e-4
+    assert rel_err(tiny_long.generate(GenerateRequest(PROMPT, seconds=1.6, seed=2)), wav) <= 1e-4
     assert 0 < t.stages["first_audio"] < t.stages["text_encoder"] + t.stages["dit"] + t.stages["decoder"]
     assert bp.decoded_latent_frames(num_samples(1.6, 44100)) == 50 and bp.decoded_latent_frames(64 * 2048) == 75
 
@@ -180,6 +182,6 @@ def test_run_stream_writes_the_whole_decode(tiny_long, stateful, tmp_path):
     assert res.returncode == 0, res.stderr
     assert res.stderr.count("chunk:") == 3 and "first_audio" in res.stdout  # ceil(ceil(129231 / 2048) / 25) = 3
     streamed_wav, sr = sf.read(tmp_path / "b.wav", dtype="float32")
-    reference = tiny_long.generate(PROMPT, seconds_total=2.5, seed=4)
+    reference = tiny_long.generate(GenerateRequest(PROMPT, seconds=2.5, seed=4))
     assert sr == 44100 and streamed_wav.shape == (num_samples(2.5, 44100), 2) == reference.T.shape
     assert rel_err(reference.T, streamed_wav) <= 1e-4

@@ -21,6 +21,7 @@ from edgegen.export import resolve_decoder_window
 from edgegen.parity import check_parity
 from edgegen.common import num_samples
 from edgegen.metrics import rel_err
+from edgegen.request import GenerateRequest
 from tests.helpers import assert_edited_manifest_refused
 
 PROMPT = "a dog barking"
@@ -82,9 +83,9 @@ def test_streamed_parity_and_whole_reference(tiny_long, streamed, backend="liter
     art = bp.artifacts["decoder"]
     bp.artifacts["decoder"] = lambda **kw: calls.append(1) or art(**kw)
     t = Timings()
-    wav = bp.generate(PROMPT, seconds_total=1.6, seed=2, timings=t)  # 35 frames + overlap 10: 45 of 64
+    wav = bp.generate(GenerateRequest(PROMPT, seconds=1.6, seed=2), timings=t)  # 35 frames + overlap 10: 45 of 64
     assert len(calls) == 2 and wav.shape == (2, num_samples(1.6, 44100))
-    assert rel_err(tiny_long.generate(PROMPT, seconds_total=1.6, seed=2), wav) <= 1e-4
+    assert rel_err(tiny_long.generate(GenerateRequest(PROMPT, seconds=1.6, seed=2)), wav) <= 1e-4
     assert 0 < t.stages["first_audio"] < t.stages["text_encoder"] + t.stages["dit"] + t.stages["decoder"]
 
 
@@ -97,7 +98,8 @@ def test_run_stream_writes_the_whole_decode(tiny_long, streamed, tmp_path):
     assert res.returncode == 0, res.stderr
     assert res.stderr.count("chunk:") == 3 and "first_audio" in res.stdout
     streamed_wav, sr = sf.read(tmp_path / "b.wav", dtype="float32")
-    reference = tiny_long.generate(PROMPT, seconds_total=2.5, seed=4)  # decoder(latents) in one call, no windows
+    reference = tiny_long.generate(GenerateRequest(PROMPT, seconds=2.5,
+                                                   seed=4))  # decoder(latents) in one call, no windows
     assert sr == 44100 and streamed_wav.shape == (num_samples(2.5, 44100), 2) == reference.T.shape
     assert rel_err(reference.T, streamed_wav) <= 1e-4
     whole = _cli("run", "-b", b, "-p", PROMPT, "-s", "2.5", "--seed", "4", "-o", str(tmp_path / "a.wav"))

@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 import edgegen
 from edgegen.errors import EdgegenError
+from edgegen.request import GenerateRequest
 from edgegen.train import arc, loop
 from edgegen.cli import main
 from edgegen.train.data import LatentData, build_cache, read_captions, write_synthetic
@@ -277,7 +278,8 @@ def test_rf_checkpoint_loads_and_is_official_layout(tiny, cache, tmp_path):
     ema = loop.load_state(tmp_path / "base")["ema"]
     for k, v in pipe.dit.state_dict().items():
         assert torch.equal(v, ema[k]), k
-    assert pipe.generate("a low sine tone", seconds_total=0.5, steps=2).shape == (2, int(0.5 * pipe.sample_rate))
+    assert pipe.generate(GenerateRequest("a low sine tone", seconds=0.5,
+                                         steps=2)).shape == (2, int(0.5 * pipe.sample_rate))
 
 
 def _arc_run(cache, out, steps, resume=False, **kw):

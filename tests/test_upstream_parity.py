@@ -23,6 +23,7 @@ import torch
 
 import edgegen
 from edgegen.metrics import rel_err, sqnr_db
+from edgegen.request import GenerateRequest
 from edgegen.sampler import pingpong, schedule
 
 # EDGEGEN_UPSTREAM_FIXTURE points the module at another make_reference.py output, e.g. the full-width decoder of
@@ -95,9 +96,10 @@ def test_eight_step_generation_from_injected_noise(pipe, ref):
     np.testing.assert_allclose(schedule(8, logsnr_max=UPSTREAM_020_LOGSNR_MAX), ref["gen_sigmas"], atol=1e-7)
     np.testing.assert_allclose(schedule(8), ref["gen_sigmas_legacy_schedule"], atol=1e-7)
     assert float(np.ravel(ref["gen_seconds_total"])[0]) == SECONDS
-    wav = pipe.generate(PROMPT, seconds_total=SECONDS, noise=ref["gen_noise"], logsnr_max=UPSTREAM_020_LOGSNR_MAX)
+    wav = pipe.generate(GenerateRequest(PROMPT, seconds=SECONDS, noise=ref["gen_noise"],
+                                        sigmas=schedule(8, logsnr_max=UPSTREAM_020_LOGSNR_MAX)))
     assert rel_err(ref["gen_audio"][0, :, : wav.shape[1]], wav) <= END_TO_END_TOL
-    wav = pipe.generate(PROMPT, seconds_total=SECONDS, noise=ref["gen_noise"])
+    wav = pipe.generate(GenerateRequest(PROMPT, seconds=SECONDS, noise=ref["gen_noise"]))
     assert rel_err(ref["gen_audio_legacy_schedule"][0, :, : wav.shape[1]], wav) <= END_TO_END_TOL
 
 
@@ -118,12 +120,12 @@ def test_audio_to_audio_matches_upstream(pipe, ref):
     assert np.array_equal(prepared.numpy(), ref["a2a_prepared_audio"]) and notes and "padded" in notes[0]
     latents = pipe.encode_audio(prepared, torch.from_numpy(ref["a2a_vae_noise"]))
     assert rel_err(ref["a2a_init_latents"], latents) <= COMPONENT_TOL
-    wav = pipe.generate(PROMPT, seconds_total=SECONDS, noise=ref["a2a_noise"], init_audio=(sr, ref["a2a_init_audio"]),
-                        init_noise_level=level, vae_noise=ref["a2a_vae_noise"], sigmas=ref["a2a_sigmas_legacy_schedule"])
+    wav = pipe.generate(GenerateRequest(PROMPT, seconds=SECONDS, noise=ref["a2a_noise"],
+                                        init_audio=(sr, ref["a2a_init_audio"]), init_noise_level=level, vae_noise=ref["a2a_vae_noise"], sigmas=ref["a2a_sigmas_legacy_schedule"]))
     assert rel_err(ref["a2a_audio_legacy_schedule"][0, :, : wav.shape[1]], wav) <= END_TO_END_TOL
     # S = 1 from init audio is upstream's text-to-audio (same injected chain noise)
-    wav1 = pipe.generate(PROMPT, seconds_total=SECONDS, noise=ref["a2a_noise"], init_audio=(sr, ref["a2a_init_audio"]),
-                         init_noise_level=1.0, vae_noise=ref["a2a_vae_noise"])
+    wav1 = pipe.generate(GenerateRequest(PROMPT, seconds=SECONDS, noise=ref["a2a_noise"],
+                                         init_audio=(sr, ref["a2a_init_audio"]), init_noise_level=1.0, vae_noise=ref["a2a_vae_noise"]))
     assert rel_err(ref["a2a_audio_s1_legacy_schedule"][0, :, : wav1.shape[1]], wav1) <= END_TO_END_TOL
 
 
@@ -166,7 +168,7 @@ def test_bundle_components(bundle, ref):
 def test_bundle_eight_step_generation(bundle, ref):
     noise = torch.from_numpy(ref["gen_noise"])
     # the bundle's own sampler settings (edgegen's schedule = upstream 0.0.19's, -6 .. 2)
-    wav = bundle.generate(PROMPT, seconds_total=SECONDS, noise=ref["gen_noise"])
+    wav = bundle.generate(GenerateRequest(PROMPT, seconds=SECONDS, noise=ref["gen_noise"]))
     assert rel_err(ref["gen_audio_legacy_schedule"][0, :, : wav.shape[1]], wav) <= END_TO_END_TOL
     # upstream 0.0.20's default schedule, driven through the bundle's artifacts
     cross, glob = bundle.encode_text(PROMPT, SECONDS)

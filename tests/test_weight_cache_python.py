@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from edgegen.bundle_pipeline import BundlePipeline
+from edgegen.request import GenerateRequest
 from edgegen.weight_cache import WeightCache, valid_litert_cache
 
 pytestmark = pytest.mark.litert
@@ -22,7 +23,7 @@ def litert_bundle(bundle_factory):
 
 def _generate(bundle, cache):
     bp = BundlePipeline.open(bundle, threads=1, weight_cache=cache)
-    return bp.generate(PROMPT, seconds_total=0.5, seed=3), dict(bp.cache_uses)
+    return bp.generate(GenerateRequest(PROMPT, seconds=0.5, seed=3)), dict(bp.cache_uses)
 
 
 def test_cache_is_built_then_hit_and_changes_nothing(litert_bundle, tmp_path):

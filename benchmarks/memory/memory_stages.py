@@ -54,6 +54,7 @@ def main() -> None:
     import sys
 
     from edgegen.bundle_pipeline import BundlePipeline
+    from edgegen.request import GenerateRequest
     from edgegen.weight_cache import WeightCache
 
     cache = WeightCache.resolve(args.weight_cache) if args.weight_cache else WeightCache.off()
@@ -71,7 +72,7 @@ def main() -> None:
         yield from decode_chunks(*a, **k)
 
     bp.velocity, bp.decode_chunks = timed_velocity, timed_decode
-    bp.generate("warm lo-fi piano loop with soft drums", seconds_total=args.seconds, seed=0)
+    bp.generate(GenerateRequest("warm lo-fi piano loop with soft drums", seconds=args.seconds, seed=0))
     mark("done")
     time.sleep(0.1)
     print(f"{args.bundle} ({'low memory' if args.low_memory else 'artifacts resident'}; weight cache "

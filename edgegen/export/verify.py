@@ -27,7 +27,7 @@ import torch
 
 from edgegen.bundle import Bundle, open_bundle
 from edgegen.common import COMPONENTS
-from edgegen.errors import EdgegenError
+from edgegen.errors import GateFailed
 from edgegen.noise import gaussian_noise
 from edgegen.manifest import ArtifactEntry, TensorSpec
 from edgegen.parity import PROMPTS, ParityReport, Row, build_report, capture_bundle, format_report, parity_seconds
@@ -37,12 +37,12 @@ METHOD = ("edgegen parity: each artifact in its runtime vs its reference compone
 _FIGURES = ("sqnr_db", "rel_err", "max_abs", "cosine")
 
 
-class VerificationError(EdgegenError):
+class VerificationError(GateFailed):
     """The staged bundle missed a gate; `table` is parity's per-stage table, `report` the whole parity report."""
 
     def __init__(self, message: str, *, table: str, report: ParityReport):
-        super().__init__(message)
-        self.table, self.report = table, report
+        super().__init__(message, table=table)
+        self.report = report
 
 
 def _reference_artifact(pipe, component: str):

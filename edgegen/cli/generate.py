@@ -1,0 +1,69 @@
+"""`edgegen generate` (the PyTorch reference) and `edgegen run` (a bundle): both write a WAV (edgegen.generate)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgegen.cli import (bundle_option, err, init_audio_options, low_memory_option, main, model_option,
+                         sampling_bar, t5_option, t5_precision_option, threads_option, truncate_prompt_option,
+                         weight_cache_options)
+
+
+@main.command()
+@model_option
+@t5_option
+@t5_precision_option
+@click.option("--prompt", "-p", required=True)
+@click.option("--seconds", "-s", type=float, default=10.0, show_default=True, help="Duration (seconds_total).")
+@click.option("--steps", type=click.IntRange(1, 1000), default=8, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--noise", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Inject noise: float32 .npy of shape [steps, 64, T].")
+@click.option("--cfg-scale", type=float, default=1.0, show_default=True,
+              help="Classifier-free guidance scale (a finite number; 1 = no guidance).")
+@click.option("--pcm16", is_flag=True, help="Write 16-bit PCM instead of float32.")
+@click.option("--stream", is_flag=True, help="Decode in overlapping windows and write each chunk as it is ready.")
+@truncate_prompt_option
+@init_audio_options
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def generate(model, t5, t5_precision, prompt, seconds, steps, seed, noise, cfg_scale, pcm16, stream, truncate_prompt,
+             init_audio, init_noise_level, output):
+    """Generate audio with the PyTorch reference pipeline (text-to-audio, or audio-to-audio with --init-audio)."""
+    from edgegen.generate import generate_wav
+
+    result = generate_wav(model=model, t5=t5, t5_precision=t5_precision, prompt=prompt, seconds=seconds, steps=steps,
+                          seed=seed, noise=noise, cfg_scale=cfg_scale, pcm16=pcm16, stream=stream,
+                          truncate_prompt=truncate_prompt, init_audio=init_audio, init_noise_level=init_noise_level,
+                          output=output, log=err, bar=sampling_bar)
+    click.echo("\n".join(result.lines))
+
+
+@main.command()
+@bundle_option
+@click.option("--prompt", "-p", required=True)
+@click.option("--seconds", "-s", type=float, default=10.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--noise", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Inject noise: float32 .npy of shape [steps, 64, T].")
+@threads_option
+@low_memory_option
+@weight_cache_options
+@click.option("--pcm16", is_flag=True)
+@click.option("--stream", is_flag=True, help="Write each decoded window to OUTPUT as soon as it is ready "
+                                             "(bundles exported with a decoder window).")
+@truncate_prompt_option
+@init_audio_options
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def run(bundle, prompt, seconds, seed, noise, threads, low_memory, weight_cache, no_weight_cache, pcm16, stream,
+        truncate_prompt, init_audio, init_noise_level, output):
+    """Generate audio by running a bundle's artifacts in its runtime (audio-to-audio with --init-audio: needs a
+    bundle exported with --audio-to-audio)."""
+    from edgegen.generate import run_wav
+
+    result = run_wav(bundle=bundle, prompt=prompt, seconds=seconds, seed=seed, noise=noise, threads=threads,
+                     low_memory=low_memory, weight_cache=weight_cache, no_weight_cache=no_weight_cache, pcm16=pcm16,
+                     stream=stream, truncate_prompt=truncate_prompt, init_audio=init_audio,
+                     init_noise_level=init_noise_level, output=output, log=err, bar=sampling_bar)
+    click.echo("\n".join(result.lines))

@@ -1,0 +1,141 @@
+"""Generate into a WAV file: what `edgegen generate` (the PyTorch reference) and `edgegen run` (a bundle) do.
+
+    result = generate_wav(model="random:tiny", prompt="rain on a tin roof", seconds=0.5, output=Path("out.wav"))
+    result = run_wav(bundle=Path("bundle"), prompt="rain on a tin roof", seconds=0.5, output=Path("out.wav"))
+    print("\\n".join(result.lines))       # "wrote out.wav (0.50 s, ...)" and the stage times
+
+Bad input is refused before anything loads where it can be (the output path, the noise and init-audio files, the
+request's own fields), and after the load before any work (seconds, prompt length, the noise's shape). The WAV is
+written whole, or streamed into a partial file renamed when complete; an error or SIGTERM leaves nothing behind.
+`log` gets the notes a user sees on stderr; `bar(steps)` is a context manager whose value has `update(1)` (a
+progress bar; none by default).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from edgegen.audio_io import check_output, read_noise, wav_out
+from edgegen.common import Timings, sigterm_unwinds
+from edgegen.errors import EdgegenError
+from edgegen.init_audio import read_init
+from edgegen.request import GenerateRequest
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+
+def no_bar(steps: int):
+    return contextlib.nullcontext(_NoBar())
+
+
+def _quiet(line: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Generated:
+    output: Path
+    seconds: float           # of audio written
+    lines: tuple[str, ...]   # what the command prints: the `wrote` line and the stage times
+
+
+def generate_wav(*, model: str, t5: Path | None = None, t5_precision: str = "fp16", prompt: str,
+                 seconds: float = 10.0, steps: int = 8, seed: int = 0, noise: Path | None = None,
+                 cfg_scale: float = 1.0, pcm16: bool = False, stream: bool = False, truncate_prompt: bool = False,
+                 init_audio: Path | None = None, init_noise_level: float | None = None, output: Path,
+                 log: Callable[[str], None] = _quiet, bar=no_bar) -> Generated:
+    """The PyTorch reference pipeline of `model` into `output` (`noise`: a .npy [steps, 64, T]; `init_audio`: a
+    recording for audio-to-audio at `init_noise_level`, 0.5 by default)."""
+    from edgegen.pipeline import load_pipeline
+
+    request = GenerateRequest(prompt, seconds=seconds, steps=steps, seed=seed, cfg_scale=cfg_scale,
+                              truncate_prompt=truncate_prompt)
+    check_output(output, inputs={"--noise": noise, "--model": model, "--t5": t5, "--init-audio": init_audio})
+    init, level = read_init(init_audio, init_noise_level)  # before the model loads
+    start = time.perf_counter()
+    pipe = load_pipeline(model, t5=t5, t5_precision=t5_precision)
+    load_s = time.perf_counter() - start
+    request, tokens = _prepare(pipe, replace(request, init_audio=init, init_noise_level=level), noise=noise,
+                               init_length=pipe.latent_length * pipe.config.vae.hop, log=log)
+    wav, timings = _write(lambda **hooks: pipe.generate(request, stream=stream, **hooks), steps=request.steps,
+                          output=output, sample_rate=pipe.sample_rate, pcm16=pcm16, stream=stream, log=log, bar=bar)
+    audio_s = wav.shape[1] / pipe.sample_rate
+    return Generated(output, audio_s, (
+        f"wrote {output} ({audio_s:.2f} s, {wav.shape[0]} ch, {pipe.sample_rate} Hz)"
+        + _truncated(tokens, pipe.tokenizer.max_length),
+        stage_line({"load": load_s, **timings.stages}) + f"  (dit {timings.stages['dit'] / steps:.3f}s/step)"))
+
+
+def run_wav(*, bundle: Path, prompt: str, seconds: float = 10.0, seed: int = 0, noise: Path | None = None,
+            threads: int | None = None, low_memory: bool = False, weight_cache: Path | None = None,
+            no_weight_cache: bool = False, pcm16: bool = False, stream: bool = False, truncate_prompt: bool = False,
+            init_audio: Path | None = None, init_noise_level: float | None = None, output: Path,
+            log: Callable[[str], None] = _quiet, bar=no_bar) -> Generated:
+    """A bundle's artifacts in their runtime into `output` (`stream`: write each decoded window as it is ready,
+    for bundles exported with a decoder window). No torch is loaded for a LiteRT bundle without init audio."""
+    from edgegen.bundle import init_audio_shape
+    from edgegen.bundle_pipeline import BundlePipeline
+    from edgegen.weight_cache import WeightCache
+
+    request = GenerateRequest(prompt, seconds=seconds, seed=seed, truncate_prompt=truncate_prompt)
+    check_output(output, inputs={"--bundle": bundle, "--noise": noise, "--init-audio": init_audio})
+    init, level = read_init(init_audio, init_noise_level)  # before the bundle loads
+    cache = WeightCache.from_options(weight_cache, off=no_weight_cache)
+    with BundlePipeline.open(bundle, threads=threads, low_memory=low_memory, audio_to_audio=init is not None,
+                             weight_cache=cache) as bp:  # leaving removes a .zip bundle's unpacked copy
+        if stream and bp.stream is None:
+            raise EdgegenError(f"{bundle}: {bp.stream_refusal()}")
+        length = init_audio_shape(bp.bundle.manifest, bundle)[-1] if init is not None else 0
+        request, tokens = _prepare(bp, replace(request, init_audio=init, init_noise_level=level), noise=noise,
+                                   init_length=length, log=log)
+        wav, timings = _write(lambda **hooks: bp.generate(request, **hooks), steps=bp.steps, output=output,
+                              sample_rate=bp.sample_rate, pcm16=pcm16, stream=stream, log=log, bar=bar)
+    audio_s = wav.shape[1] / bp.sample_rate
+    return Generated(output, audio_s, (
+        f"wrote {output} ({audio_s:.2f} s) with {bp.backend_label}" + _truncated(tokens, bp.tokenizer.max_length),
+        stage_line({"load": bp.load_s, **timings.stages})))
+
+
+def _prepare(pipe, request: GenerateRequest, *, noise: Path | None, init_length: int,
+             log: Callable[[str], None]) -> tuple[GenerateRequest, int]:
+    """`request` checked against the loaded model or bundle (`pipe.plan`), with the noise file read at its shape
+    and the init audio brought to its rate and length (each change noted in `log`); and the prompt's tokens."""
+    plan = pipe.plan(request)
+    injected = read_noise(noise, plan.noise.shape) if noise else None
+    init = request.init_audio
+    if init is not None:
+        from edgegen.init_audio import prepare_init_audio
+
+        prepared, notes = prepare_init_audio(*init, sample_rate=pipe.sample_rate, length=init_length)
+        for note in notes:
+            log(f"note: {note}")
+        init = pipe.sample_rate, prepared[0].numpy()
+    return replace(request, noise=injected, init_audio=init), plan.tokens
+
+
+def _write(generate: Callable, *, steps: int, output: Path, sample_rate: int, pcm16: bool, stream: bool,
+           log: Callable[[str], None], bar):
+    """Run `generate(on_step=, on_chunk=, timings=)` into `output`: (audio, timings)."""
+    timings = Timings()
+    # SIGTERM unwinds too, so a stream's partial file is removed as on an error or Ctrl-C
+    with sigterm_unwinds(), wav_out(output, sample_rate, pcm16=pcm16, stream=stream, log=log) as (on_chunk, finish):
+        with bar(steps) as b:
+            wav = generate(on_step=lambda i, x: b.update(1), on_chunk=on_chunk, timings=timings)
+        finish(wav)
+    return wav, timings
+
+
+def stage_line(stages: dict[str, float]) -> str:
+    return "  ".join(f"{k} {v:.3f}s" for k, v in stages.items())
+
+
+def _truncated(tokens: int, max_length: int) -> str:
+    """What the `wrote` line adds when truncate_prompt cut the prompt (a warning has said so too)."""
+    return f"; prompt truncated from {tokens} to {max_length} tokens" if tokens > max_length else ""
