@@ -136,4 +136,4 @@ def adb_options(verb: str):
 
 
 # the commands register themselves on `main` when imported (after the shared options above exist)
-from edgegen.cli import check, export, generate, train  # noqa: E402,F401
+from edgegen.cli import check, corpus, export, generate, train  # noqa: E402,F401
