@@ -86,7 +86,9 @@ def test_report_is_written_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(edgegen.common.os, "replace", full_disk)  # the one atomic_path every writer uses
     with pytest.raises(EdgegenError, match="No space left on device; nothing was written"):
-        edgegen.parity.write_report(dest, {"passed": True})
+        edgegen.parity.write_report(dest, edgegen.parity.ParityReport(
+            bundle="b", backend="litert", recipe="fp32", target="host-litert", model="random:tiny", tokens_match=True,
+            rows=()))
     assert dest.read_text() == '{"old": true}\n' and [p.name for p in tmp_path.iterdir()] == ["p.json"]
 
 
