@@ -112,12 +112,17 @@ def toy_bundle(tmp_path_factory) -> Path:
         artifacts[name] = {"file": f"{name}.pte", "sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "inputs": ins, "outputs": outs}
     manifest = {
         "schema_version": 1, "edgegen_version": "0.0.0", "backend": "executorch", "runtime_version": "1.5.1",
-        "target": {"name": "toy", "threads": 2}, "recipe": {"name": "fp32", "components": {}}, "source": {"model": "toy"},
+        "target": {"name": "toy", "description": "", "backend": "executorch", "abi": "x86_64", "threads": 2,
+                   "fp16_compute": False, "xnnpack_flags": [], "min_api_level": None},
+        "recipe": {"name": "fp32", "description": "", "components": {
+            c: {"rules": [{"pattern": "*", "scheme": "fp32", "group_size": 32, "fallback": None, "backend": None}],
+                "sqnr_floor_db": None} for c in ("text_encoder", "dit", "decoder")}},
+        "source": {"model": "toy"},
         "sample_rate": 44100, "channels": 2, "latent_length": T, "max_seconds": T * HOP / 44100,
         "sampler": {"type": "pingpong", "steps": STEPS, "logsnr_max": -6.0, "logsnr_min": 2.0},
         "tokenizer": {"file": "spiece.model", "max_length": L, "eos_id": 1, "pad_id": 0, "size": (out / "spiece.model").stat().st_size,
                       "sha256": hashlib.sha256((out / "spiece.model").read_bytes()).hexdigest()},
-        "artifacts": artifacts, "notes": {"made_by": "tests/test_runner.py"},  # unknown keys are ignored
+        "artifacts": artifacts,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return out
