@@ -19,17 +19,10 @@ from edgegen.errors import EdgegenError
 from edgegen.train import loop, vae
 from edgegen.train.vae import VAEConfig, train_vae
 from tests.test_bad_input_train import assert_one_error, fake_cache
+from tests.test_train import one_thread  # noqa: F401  (autouse, module scope: tiny models run fastest on one thread)
 
 TINY_VAE = dict(channels=4, crop=4096, batch_size=2)
 TINY_CLI = ["--channels", "4", "--crop", "4096", "--batch-size", "2"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
