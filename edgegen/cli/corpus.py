@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -52,7 +53,11 @@ def render(seed, out, clip_seconds, clips_per_kind, soundfont, verify):
 
     samples = DEFAULT_CLIP_SAMPLES if clip_seconds is None else clip_samples_for(clip_seconds)
     t0 = time.monotonic()
-    root = render_corpus(out, seed=seed, counts=_counts(clips_per_kind), clip_samples=samples, soundfont=soundfont)
+    try:
+        root = render_corpus(out, seed=seed, counts=_counts(clips_per_kind), clip_samples=samples, soundfont=soundfont)
+    except KeyboardInterrupt:  # every finished clip is kept (written whole, then renamed): say how to go on
+        click.echo("edgegen: error: interrupted; rerun the same command to resume", err=True)
+        sys.exit(130)
     s = json.loads((root / "summary.json").read_text())
     click.echo(f"{root}: {s['clips']} clips, {s['hours']:.2f} h "
                f"({', '.join(k + ' ' + str(v['clips']) for k, v in s['per_split'].items())}), "
