@@ -1,3 +1,6 @@
+import fcntl
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,39 @@ def _weight_cache_in_tmp(tmp_path_factory):
         os.environ["EDGEGEN_WEIGHT_CACHE"] = old
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (scripts/test.sh runs two workers) each worker computes on one thread: two workers on two
+    cores, not four threads fighting over them."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def shared_dir(tmp_path_factory) -> Path:
+    """A folder every xdist worker of this run sees (the base temp folder without one): where session fixtures put
+    what one worker made for all (`made_once`)."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared"
+    root.mkdir(exist_ok=True)
+    return root
+
+
+@contextmanager
+def made_once(path: Path):
+    """Hold `path`'s lock across workers; yields True when `path` is still to be made (the caller makes it, or
+    leaves nothing there on failure), False when another worker or an earlier call made it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(path.name + ".lock")
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield not path.exists()
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def tiny():
     return edgegen.load_pipeline("random:tiny")
@@ -34,41 +70,55 @@ def tiny_dirs(tiny, tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
-def bundle_factory(tiny, tmp_path_factory):
-    """export(backend, recipe, components=the three, target=None) -> bundle path; each combination is exported once
-    per session. components=AUDIO_TO_AUDIO adds the encoder (`export --audio-to-audio`)."""
+def bundle_factory(tiny, shared_dir):
+    """export(backend, recipe, components=the three, target=None) -> bundle path (read-only); each combination is
+    exported once per run, by whichever worker asks first. components=AUDIO_TO_AUDIO adds the encoder
+    (`export --audio-to-audio`)."""
     from edgegen.export import export_bundle
     from edgegen.recipes import load_recipe, load_target
 
-    cache: dict = {}
-    root = tmp_path_factory.mktemp("bundles")
+    root = shared_dir / "bundles"
+    root.mkdir(exist_ok=True)
 
     def export(backend: str, recipe: str, components=("text_encoder", "dit", "decoder"), target=None):
-        key = (backend, recipe, tuple(components), target)
-        if key not in cache:
-            out = root / f"{backend}-{recipe}-{len(cache)}"
-            export_bundle(tiny, target=load_target(target or f"host-{backend}"), recipe=load_recipe(recipe),
-                          out=out, components=tuple(components))
-            cache[key] = out
-        return cache[key]
+        target = target or f"host-{backend}"
+        out = root / f"{backend}-{recipe}-{'+'.join(components)}-{target}"
+        with made_once(out) as missing:
+            if missing:  # export_bundle writes beside and renames: a failed export leaves no folder
+                export_bundle(tiny, target=load_target(target), recipe=load_recipe(recipe), out=out,
+                              components=tuple(components))
+        return out
 
     return export
 
 
-@pytest.fixture(scope="session")
-def host_runner() -> Path:
-    """The host-built edgegen-runner (both backends; libLiteRt.so beside it), built once per session."""
+def _runner_once(shared_dir: Path, target: str, folder: str) -> Path:
+    """Build the runner for `target` into RUNNERS_DIR/`folder` once per run: a second worker waits for the first and
+    uses its binary (a second build would relink a binary the first may be running). One build at a time: the
+    targets share the SDK caches under ~/.cache/edgegen. Returns build_runner's path."""
     from edgegen.runner_build import build_runner
 
-    return build_runner(target="host", out_dir=RUNNERS_DIR / "host", log=lambda _: None)
+    done = shared_dir / f"runner-{folder}"
+    with made_once(done) as missing:
+        if missing:
+            with made_once(RUNNERS_DIR / "build"):
+                path = build_runner(target=target, out_dir=RUNNERS_DIR / folder, log=lambda _: None)
+            done.write_text(str(path))
+    return Path(done.read_text())
 
 
 @pytest.fixture(scope="session")
-def portable_runner() -> Path:
-    """The android-arm64-portable runner folder (launcher, bin/, lib/ with glibc's loader), built once per session."""
-    from edgegen.runner_build import PORTABLE, build_runner
+def host_runner(shared_dir) -> Path:
+    """The host-built edgegen-runner (both backends; libLiteRt.so beside it), built once per run."""
+    return _runner_once(shared_dir, "host", "host")
 
-    return build_runner(target=PORTABLE, out_dir=RUNNERS_DIR / "portable", log=lambda _: None).parent
+
+@pytest.fixture(scope="session")
+def portable_runner(shared_dir) -> Path:
+    """The android-arm64-portable runner folder (launcher, bin/, lib/ with glibc's loader), built once per run."""
+    from edgegen.runner_build import PORTABLE
+
+    return _runner_once(shared_dir, PORTABLE, "portable").parent
 
 
 @pytest.fixture(scope="session")
@@ -76,30 +126,50 @@ def tiny_long():
     return edgegen.load_pipeline("random:tiny-long")
 
 
-def _streamed_bundles(pipe, tmp_path_factory, mode: str):
+def _streamed_bundles(pipe, shared_dir, mode: str):
     from edgegen.export import export_bundle
     from edgegen.recipes import load_recipe, load_target
 
-    cache = {}
-
     def get(backend: str):
-        if backend not in cache:
-            out = tmp_path_factory.mktemp(f"streamed-{mode}") / backend
-            export_bundle(pipe, target=load_target(f"host-{backend}"), recipe=load_recipe("fp32"), out=out,
-                          decoder_stream=mode)
-            cache[backend] = out
-        return cache[backend]
+        out = shared_dir / f"streamed-{mode}-{backend}"
+        with made_once(out) as missing:
+            if missing:
+                export_bundle(pipe, target=load_target(f"host-{backend}"), recipe=load_recipe("fp32"), out=out,
+                              decoder_stream=mode)
+        return out
 
     return get
 
 
 @pytest.fixture(scope="session")
-def streamed(tiny_long, tmp_path_factory):
-    """backend -> an overlapped-window streamed (schema 2) fp32 bundle of random:tiny-long (exported once)."""
-    return _streamed_bundles(tiny_long, tmp_path_factory, "overlap")
+def streamed(tiny_long, shared_dir):
+    """backend -> an overlapped-window streamed (schema 2) fp32 bundle of random:tiny-long (exported once per run)."""
+    return _streamed_bundles(tiny_long, shared_dir, "overlap")
 
 
 @pytest.fixture(scope="session")
-def stateful(tiny_long, tmp_path_factory):
-    """backend -> a stateful streamed (schema 3, the default) fp32 bundle of random:tiny-long (exported once)."""
-    return _streamed_bundles(tiny_long, tmp_path_factory, "stateful")
+def stateful(tiny_long, shared_dir):
+    """backend -> a stateful streamed (schema 3, the default) fp32 bundle of random:tiny-long (exported once per
+    run)."""
+    return _streamed_bundles(tiny_long, shared_dir, "stateful")
+
+
+@pytest.fixture(scope="session")
+def int8_stateful_decoder(tiny_long, shared_dir) -> Path:
+    """A bundle holding only random:tiny-long's stateful ExecuTorch decoder with every layer int8 (XNNPACK's
+    dynamically quantized 2-D convolutions, the kernels `fast` uses), unverified; exported once per run (~1 s of
+    lowering per convolution)."""
+    from edgegen.export import export_bundle
+    from edgegen.recipes import load_recipe, load_target
+
+    out = shared_dir / "int8-stateful-decoder-executorch"
+    with made_once(out) as missing:
+        if missing:
+            recipe = shared_dir / "int8-decoder.toml"
+            recipe.write_text('name = "int8-decoder"\n' + "".join(
+                f'[components.{c}]\nsqnr_floor_db = 10.0\n'
+                f'rules = [{{ pattern = "*", scheme = "{"int8" if c == "decoder" else "fp32"}" }}]\n'
+                for c in ("text_encoder", "dit", "decoder")))
+            export_bundle(tiny_long, target=load_target("host-executorch"), recipe=load_recipe(recipe), out=out,
+                          components=("decoder",), verify=False)
+    return out

@@ -189,24 +189,16 @@ def test_portable_runner_on_stateful_litert_under_qemu(host_runner, portable_run
     assert ra["backend"] == "litert" and ra["decoder_calls"] > 1
 
 
-def test_int8_decoder_on_executorch_matches_edgegen_run(host_runner, stateful, tiny_long, tmp_path):
+def test_int8_decoder_on_executorch_matches_edgegen_run(host_runner, stateful, int8_stateful_decoder, tmp_path):
     """An ExecuTorch decoder whose 2-D convolutions are XNNPACK's dynamically quantized ones (every layer int8,
-    the kernels `fast` uses) runs in the native runner exactly as in `edgegen run`. Only the decoder is exported;
-    the text encoder and DiT are the fp32 `stateful` bundle's."""
+    the kernels `fast` uses) runs in the native runner exactly as in `edgegen run`. Only the decoder is exported
+    (the session's `int8_stateful_decoder`); the text encoder and DiT are the fp32 `stateful` bundle's."""
     from edgegen.bundle import file_entry
-    from edgegen.export import export_bundle
-    from edgegen.recipes import load_recipe, load_target
 
-    recipe_path = tmp_path / "int8-decoder.toml"
-    recipe_path.write_text('name = "int8-decoder"\n' + "".join(
-        f'[components.{c}]\nsqnr_floor_db = 10.0\nrules = [{{ pattern = "*", scheme = "{"int8" if c == "decoder" else "fp32"}" }}]\n'
-        for c in ("text_encoder", "dit", "decoder")))
-    export_bundle(tiny_long, target=load_target("host-executorch"), recipe=load_recipe(recipe_path),
-                  out=tmp_path / "decoder", components=("decoder",), verify=False)
     out = tmp_path / "bundle"
     shutil.copytree(stateful("executorch"), out)
-    shutil.copy(tmp_path / "decoder" / "decoder.pte", out / "decoder.pte")
-    m, dec = _manifest(out), _manifest(tmp_path / "decoder")
+    shutil.copy(int8_stateful_decoder / "decoder.pte", out / "decoder.pte")
+    m, dec = _manifest(out), _manifest(int8_stateful_decoder)
     assert dec["artifacts"]["decoder"]["schemes"] == {"int8": 37}
     m["artifacts"]["decoder"] = {**dec["artifacts"]["decoder"], **file_entry(out / "decoder.pte")}
     m["decoder_stream"] = dec["decoder_stream"]

@@ -16,6 +16,7 @@ module is cast to half (fp32 I/O via the wrapper). Lowering: see `partitioners`.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,7 +194,11 @@ def _forget_written_program() -> None:
     module-level `WhyNoPartition` with the last node they refused, ExecuTorch's unbounded lru caches (e.g.
     `exir.backend.utils.is_same_node`) are keyed by graph nodes, and torch's fake-tensor cache by the lowered
     modules. Through any of them the program's graph, constants and delegate blobs stay resident (~1.6 GB after the
-    full-size DiT, benchmarks/memory/export_memory.py). Drop all three once a program is written."""
+    full-size DiT, benchmarks/memory/export_memory.py). Drop all three once a program is written.
+
+    A cached function without arguments holds a constant, not a program: XNNPACK's SDPA and bilinear-upsample
+    pattern graphs (built by tracing, ~10 s on 2 cores) and the serializer's schema set-up. Those are kept, so the
+    next export does not rebuild them."""
     import sys
 
     from torch._subclasses.fake_tensor import FakeTensorMode
@@ -204,10 +209,19 @@ def _forget_written_program() -> None:
         for value in list(vars(module).values()):
             if type(value).__name__ == "WhyNoPartition" and hasattr(value, "node"):
                 value.node = None
-            elif callable(getattr(value, "cache_clear", None)) and getattr(value, "__module__", None) == name:
+            elif (callable(getattr(value, "cache_clear", None)) and getattr(value, "__module__", None) == name
+                  and _takes_arguments(value)):
                 value.cache_clear()
     if hasattr(FakeTensorMode, "cache_clear"):
         FakeTensorMode.cache_clear()
+
+
+def _takes_arguments(function) -> bool:
+    """Whether a cached function's results can depend on what it is called with (a program's nodes, say)."""
+    try:
+        return bool(inspect.signature(function).parameters)
+    except (TypeError, ValueError):
+        return True  # unknown: clear it
 
 
 def export_component(component: str, module: nn.Module, example_inputs: tuple[torch.Tensor, ...], out_path: Path, *,
