@@ -73,6 +73,8 @@ def test_tiny_judge_learns_sine_vs_noise(judge_dir, corpus):
     s = find_set(corpus / "held_out")
     pred, emb = judge.run(s.clips(sample_rate=SR))
     assert (pred["family"] == judge.encode(list(s.labels))["family"]).all() and emb.shape == (10, 8)
+    # a clip shorter than the blocks' pooling needs (4 frames here) is padded, not a crash
+    assert judge.run([np.zeros((2, 1000), np.float32), np.ones((1, 5), np.float32)])[1].shape == (2, 8)
     assert not [p for p in judge_dir.parent.iterdir() if ".partial" in p.name]
 
 
@@ -214,3 +216,15 @@ def test_train_bad_input(case, corpus, tmp_path):
     result = CliRunner().invoke(main, ["judge", "train", "--corpus", corpus_arg, "-o", str(out), *extra])
     assert_one_error(result, needle)
     assert out.exists() == (case == "exists") and not list(tmp_path.glob(".judge.partial*"))
+
+
+def test_train_interrupted(corpus, tmp_path, monkeypatch):
+    """Ctrl-C during training: one line, exit 130, no folder (the judge is written whole at the end)."""
+    def interrupt(**kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("edgegen.judge.train.train_judge", interrupt)
+    result = CliRunner().invoke(main, ["judge", "train", "--corpus", str(corpus), "-o", str(tmp_path / "j")])
+    assert result.exit_code == 130 and result.stderr.strip().splitlines() == [
+        f"edgegen: error: interrupted; nothing was written to {tmp_path / 'j'}"]
+    assert not (tmp_path / "j").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -36,7 +37,11 @@ def judge_train_cmd(corpus, out, steps, seed):
     from edgegen.judge.model import JudgeConfig
     from edgegen.judge.train import describe, train_judge
 
-    path = train_judge(corpus=corpus, out=out, cfg=JudgeConfig(steps=steps, seed=seed), log=err)
+    try:
+        path = train_judge(corpus=corpus, out=out, cfg=JudgeConfig(steps=steps, seed=seed), log=err)
+    except KeyboardInterrupt:  # the judge is written whole at the end, so there is nothing to resume or clean up
+        err(f"edgegen: error: interrupted; nothing was written to {out}")
+        sys.exit(130)
     click.echo(describe(path))
     click.echo(f"judge: {path}")
 

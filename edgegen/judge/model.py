@@ -41,6 +41,7 @@ from edgegen.train.checks import SEED_MAX, check_number
 FORMAT = "edgegen-judge/1"
 HEADS = ("family", "kind", "tempo_band")  # the corpus label "family/kind/tempo_band", one head per factor
 WEIGHTS, META = "judge.safetensors", "judge.json"
+FLOOR_DB = -100.0  # log_mel's floor, 10 log10(1e-10): what pads a crop or a clip shorter than the net needs
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,10 @@ class Judge:
     def run_mels(self, mels: Iterable[torch.Tensor]) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The same from log-mel dB [M, T] (one clip at a time: clips may differ in length)."""
         preds, embs = {h: [] for h in HEADS}, []
+        need = 2 ** len(self.net.cfg.channels)  # every block halves the frames
         for mel in mels:
+            if mel.shape[-1] < need:  # a clip under ~0.4 s: padded with silence
+                mel = nn.functional.pad(mel, (0, need - mel.shape[-1]), value=FLOOR_DB)
             logits, emb = self.net(mel[None])
             for h in HEADS:
                 preds[h].append(int(logits[h].argmax(1)))

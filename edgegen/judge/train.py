@@ -35,12 +35,11 @@ import torch.nn.functional as F
 from edgegen.audio_io import check_writable
 from edgegen.errors import EdgegenError
 from edgegen.judge.data import AudioSet, find_set
-from edgegen.judge.model import (HEADS, Judge, JudgeConfig, JudgeNet, encode_labels, log_mel, mel_filters,
-                                  save_judge, split_label)
+from edgegen.judge.model import (FLOOR_DB, HEADS, Judge, JudgeConfig, JudgeNet, encode_labels, log_mel,
+                                  mel_filters, save_judge, split_label)
 from edgegen.judge.scores import bootstrap_accuracy, chance, correct, fd_interval
 from edgegen.train.loop import clock_time, new_folder
 
-FLOOR_DB = -100.0  # log_mel's floor: 10 log10(1e-10)
 N_BOOT = 1000
 
 
