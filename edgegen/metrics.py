@@ -1,8 +1,10 @@
-"""One metric vocabulary for parity: SQNR, relative error, max abs error, cosine, multi-resolution STFT.
+"""One metric vocabulary for parity and the judges: SQNR, relative error, max abs error, cosine, multi-resolution
+STFT, SI-SDR.
 
     compare(ref, got) -> Metrics(sqnr_db, rel_err, max_abs, cosine)
     sqnr_db(ref, got), rel_err(ref, got) -> float    (the same figures alone)
     mrstft_distance(ref_audio, got_audio) -> float   (0 = identical spectra)
+    si_sdr_db(ref_audio, got_audio) -> float         (+inf = identical; a VAE's reconstruction of its clip)
 
 All computed in float64 over every element. SQNR = 10 log10(|ref|^2 / |ref - got|^2); relative error =
 |ref - got| / |ref| (|ref - got| when ref is all zeros). Identical tensors give SQNR +inf, which JSON reports carry as
@@ -75,6 +77,23 @@ def compare(ref, got) -> Metrics:
     return Metrics(sqnr_db=_sqnr(power, err), rel_err=_rel(power, err),
                    max_abs=float(np.max(np.abs(r - g))) if r.size else 0.0,
                    cosine=float(np.dot(r, g) / denom) if denom > 0 else 1.0)
+
+
+def si_sdr_db(ref, got) -> float:
+    """Scale-invariant SDR in dB of `got` against `ref`, both [..., N] (the last axis is time; each leading index,
+    e.g. a channel, is one signal). Per signal, both are made zero-mean and ref is scaled by
+    a = <got, ref> / |ref|^2 to best fit got; the target a ref and the error a ref - got have their energies summed
+    over the signals: 10 log10(sum |a ref|^2 / sum |a ref - got|^2). A gain change scores as identical (+inf);
+    noise unrelated to ref scores far below 0."""
+    r, g = (np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, np.float64) for x in (ref, got))
+    if r.shape != g.shape or r.ndim == 0:
+        raise ValueError(f"shape mismatch: {r.shape} vs {g.shape}")
+    r, g = r.reshape(-1, r.shape[-1]), g.reshape(-1, g.shape[-1])
+    r, g = r - r.mean(-1, keepdims=True), g - g.mean(-1, keepdims=True)
+    energy = np.sum(r * r, -1, keepdims=True)
+    a = np.divide(np.sum(g * r, -1, keepdims=True), energy, out=np.zeros_like(energy), where=energy > 0)
+    target = a * r
+    return _sqnr(float(np.sum(target ** 2)), float(np.sum((target - g) ** 2)))
 
 
 def _stft_mag(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:

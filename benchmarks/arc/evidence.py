@@ -36,9 +36,6 @@ import functools
 import json
 import multiprocessing
 import os
-import platform
-import re
-import subprocess
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -49,6 +46,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 import edgegen
+from benchmarks.common import cpu_line
+from edgegen.judge.scores import frechet
 from edgegen.sampler import pingpong, schedule
 from edgegen.train.arc import ARCConfig, train_arc
 from edgegen.train.data import SYNTH_CLASSES, LatentData, build_cache, read_captions, write_synthetic
@@ -62,19 +61,6 @@ SEEDS = (1234, 4321)                 # sampling seeds of every held-out row; val
 
 def stage(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def cpu_line() -> str:
-    """The CPU model and its int8 dot-product flags (lscpu), and the torch thread count."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        out = ""
-    model = re.search(r"Model name:\s*(.+)", out)
-    flags = set(re.search(r"Flags:\s*(.+)", out).group(1).split()) if "Flags:" in out else set()
-    vnni = [f for f in ("avx512_vnni", "avx_vnni") if f in flags]
-    return (f"{model.group(1).strip() if model else platform.processor() or 'unknown CPU'}; {os.cpu_count()} cores; "
-            f"int8 flags: {', '.join(vnni) or 'none of avx512_vnni/avx_vnni'}; torch threads {torch.get_num_threads()}")
 
 
 class Classifier(nn.Module):
@@ -106,16 +92,6 @@ def train_classifier(train: LatentData, real: LatentData, labels: list[str]) -> 
     clf.eval().requires_grad_(False)
     yr = torch.tensor([labels.index(lab) for lab in real.labels])
     return clf, float((clf(real.latents)[0].argmax(1) == yr).float().mean())
-
-
-def frechet(a: np.ndarray, b: np.ndarray) -> float:
-    """Frechet distance between Gaussians fitted to feature sets a [N, F], b [M, F] (float64, eigh sqrtm)."""
-    mu1, mu2 = a.mean(0), b.mean(0)
-    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    w, v = np.linalg.eigh(s1)
-    r1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    cross = np.linalg.eigvalsh(r1 @ s2 @ r1)
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(np.clip(cross, 0, None)).sum())
 
 
 @torch.no_grad()

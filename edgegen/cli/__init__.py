@@ -7,6 +7,8 @@ reach them without click.
     export.py     export, sensitivity, build-runner -> edgegen.export.run, edgegen.sensitivity, edgegen.runner_build
     check.py      info, parity, bench               -> edgegen.reports
     train.py      train synth | cache | rf | arc    -> edgegen.train
+    corpus.py     corpus render | verify            -> edgegen.corpus
+    judge.py      judge train | eval                -> edgegen.judge
 
 `edgegen` (the console script) is `main`; `python -m edgegen.cli` runs it too (torchrun uses that).
 """
@@ -136,4 +138,4 @@ def adb_options(verb: str):
 
 
 # the commands register themselves on `main` when imported (after the shared options above exist)
-from edgegen.cli import check, corpus, export, generate, train  # noqa: E402,F401
+from edgegen.cli import check, corpus, export, generate, judge, train  # noqa: E402,F401
