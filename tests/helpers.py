@@ -1,9 +1,13 @@
-"""Fixture builders shared by the tests: official-layout checkpoints and Hugging Face T5 folders on disk."""
+"""Fixture builders shared by the tests: official-layout checkpoints and Hugging Face T5 folders on disk; the edgegen
+CLI run as a process or in-process, and its one-line bad-input error checked."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +27,45 @@ def perturb_(module: torch.nn.Module, scale: float, seed: int = 123) -> None:
     with torch.no_grad():
         for p in module.parameters():
             p.add_(torch.randn(p.shape, generator=g) * scale * p.std().clamp(min=1e-3))
+
+
+EDGEGEN = [sys.executable, "-m", "edgegen.cli"]  # the `edgegen` command on this interpreter (run_cli, Popen)
+ANY_LINE = ("",)  # assert_one_error(..., after=ANY_LINE): whatever stderr printed before the error line
+
+
+def run_cli(*args, env: dict[str, str] | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """`edgegen ARGS` as a real process (text stdout and stderr captured), for what only a process shows: the entry
+    point itself, native libraries writing to fd 2, cleanup at exit. `env` is added to this process's environment."""
+    return subprocess.run([*EDGEGEN, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          env=None if env is None else {**os.environ, **env})
+
+
+def invoke_cli(*args):
+    """`edgegen ARGS` in this process through click's runner (a click.testing.Result): monkeypatching applies."""
+    from click.testing import CliRunner
+
+    from edgegen.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_one_error(result, *needles: str | re.Pattern, after: tuple[str, ...] = ()) -> str:
+    """Bad input as the CLI reports it (run_cli or invoke_cli): exit status 2, no traceback, nothing on stdout, and
+    stderr ending in its one `edgegen: error: ...` line, which holds every needle (a string it contains, a pattern it
+    matches); returns that line. Lines before it must start (indent stripped) with a prefix in `after`, such as a
+    run's progress or a runtime's own log lines; by default there are none."""
+    process = isinstance(result, subprocess.CompletedProcess)
+    code = result.returncode if process else result.exit_code
+    assert code == 2 and (process or isinstance(result.exception, SystemExit)), \
+        (code, result.stdout, result.stderr, None if process else result.exception)
+    assert "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
+    *before, line = result.stderr.strip().splitlines() or [""]
+    assert line.startswith("edgegen: error: "), result.stderr
+    assert all(b.strip().startswith(after) and not b.startswith("edgegen: error:") for b in before), result.stderr
+    for needle in needles:
+        assert needle.search(line) if isinstance(needle, re.Pattern) else needle in line, (needle, line)
+    assert result.stdout == "", result.stdout
+    return line
 
 
 AUDIO_TO_AUDIO = ("text_encoder", "dit", "decoder", "encoder")  # bundle_factory(..., components=AUDIO_TO_AUDIO)
@@ -74,8 +117,6 @@ def assert_edited_manifest_refused(source: Path, tmp_path: Path, edit, match: st
     """A copy of bundle `source` with `edit(manifest)` applied is refused by open_bundle (error matching `match`) and
     by `edgegen run` (exit 2, one stderr line, no WAV written)."""
     import json
-    import subprocess
-    import sys
 
     import pytest
 
@@ -89,6 +130,5 @@ def assert_edited_manifest_refused(source: Path, tmp_path: Path, edit, match: st
     (bundle / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(EdgegenError, match=match):
         open_bundle(bundle)
-    res = subprocess.run([sys.executable, "-m", "edgegen.cli", "run", "-b", str(bundle), "-p", "a dog barking", "-s",
-                          "1", "-o", str(tmp_path / "x.wav")], capture_output=True, text=True)
-    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.wav").exists()
+    assert_one_error(run_cli("run", "-b", bundle, "-p", "a dog barking", "-s", "1", "-o", tmp_path / "x.wav"))
+    assert not (tmp_path / "x.wav").exists()

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from edgegen.bundle import file_entry
 from edgegen.cli import main
 from tests import fake_adb
-from tests.helpers import ARM64_CPUINFO
+from tests.helpers import ANY_LINE, ARM64_CPUINFO, assert_one_error
 
 pytestmark = pytest.mark.executorch
 
@@ -113,9 +113,7 @@ def test_preflight_fails_with_one_line(phone, host_runner, portable_runner, tmp_
     bundle = _dummy_bundle(tmp_path / "bundle", "litert" if litert else "executorch")
     args = ["--adb", "--adb-path", str(phone[0]), "--runner", str(portable_runner), "-b", str(bundle), *extra]
     res = CliRunner().invoke(main, [command, *args, *(["-m", "random:tiny"] if command == "parity" else [])])
-    assert res.exit_code == 2, res.output
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("edgegen: error:") and needle in lines[0], res.stderr
+    assert_one_error(res, needle)
 
 
 def test_bench_adb_needs_a_bundle():
@@ -220,10 +218,8 @@ def test_adb_refuses_bad_seconds_or_model_before_pushing(phone, host_runner, tmp
     args = ["--adb", "--adb-path", str(adb), "--runner", str(host_runner.parent), "-b", str(bundle)]
     extra = ["-s", "10"] if command == "bench" else ["-m", "random:tiny"]
     res = CliRunner().invoke(main, [command, *args, *extra])
-    assert res.exit_code == 2, res.output
-    lines = res.stderr.strip().splitlines()
     needle = "--seconds 10 is out of range" if command == "bench" else "not from random:tiny"
-    assert lines[-1].startswith("edgegen: error:") and needle in lines[-1], res.stderr
+    assert_one_error(res, needle, after=ANY_LINE)
     assert not [line for line in log.read_text().splitlines() if '"push"' in line]
 
 

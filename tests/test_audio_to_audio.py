@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from click.testing import CliRunner
 
-from edgegen.cli import main
 from edgegen.errors import EdgegenError
 from edgegen.init_audio import check_init_noise_level, prepare_init_audio, resample
 from edgegen.metrics import sqnr_db
 from edgegen.request import GenerateRequest
 from edgegen.sampler import init_vae_noise, schedule
+from tests.helpers import assert_one_error, invoke_cli
 
 PROMPT = "a dog barking"
 
@@ -117,14 +116,14 @@ def test_noise_level_outside_zero_one_is_refused(level):
         check_init_noise_level(level)
 
 
-def _cli(args):
-    return CliRunner().invoke(main, ["generate", "-m", "random:tiny", "-p", PROMPT, "-s", "0.5", *args])
+def _generate(*args):
+    return invoke_cli("generate", "-m", "random:tiny", "-p", PROMPT, "-s", "0.5", *args)
 
 
 def test_cli_audio_to_audio_notes_each_change(tmp_path):
     n = int(0.3 * 22050)
     sf.write(tmp_path / "mono.wav", (0.5 * np.sin(np.arange(n) / 9.0)).astype(np.float32), 22050, subtype="FLOAT")
-    res = _cli(["--init-audio", str(tmp_path / "mono.wav"), "--init-noise-level", "0.3", "-o", str(tmp_path / "o.wav")])
+    res = _generate("--init-audio", tmp_path / "mono.wav", "--init-noise-level", "0.3", "-o", tmp_path / "o.wav")
     assert res.exit_code == 0, res.output
     for words in ("resampled from 22050 Hz", "padded with silence", "mono init audio duplicated"):
         assert f"note: init audio" in res.stderr and words in res.stderr, res.stderr
@@ -156,10 +155,7 @@ def test_cli_bad_init_audio_one_line_exit_2_nothing_written(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     args, needle = BAD[case]
     before = sorted(p.name for p in tmp_path.iterdir())
-    res = _cli([*args, *([] if "-o" in args else ["-o", "out.wav"])])
-    assert res.exit_code == 2, res.output
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("edgegen: error:") and needle in lines[0], res.stderr
+    assert_one_error(_generate(*args, *([] if "-o" in args else ["-o", "out.wav"])), needle)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
@@ -203,12 +199,12 @@ def test_run_and_bench_with_init_audio(bundle_factory, tmp_path):
 
     bundle = bundle_factory("executorch", "fp32", components=AUDIO_TO_AUDIO)
     sf.write(tmp_path / "in.wav", np.full((4410, 1), 0.25, np.float32), 44100, subtype="FLOAT")
-    res = CliRunner().invoke(main, ["run", "-b", str(bundle), "-p", PROMPT, "-s", "0.5", "--init-audio",
-                                    str(tmp_path / "in.wav"), "--init-noise-level", "0.4", "-o", str(tmp_path / "o.wav")])
+    res = invoke_cli("run", "-b", bundle, "-p", PROMPT, "-s", "0.5", "--init-audio", tmp_path / "in.wav",
+                     "--init-noise-level", "0.4", "-o", tmp_path / "o.wav")
     assert res.exit_code == 0, res.output
     assert "encoder" in res.stdout and "mono init audio duplicated" in res.stderr
-    res = CliRunner().invoke(main, ["bench", "-b", str(bundle), "--init-audio", str(tmp_path / "in.wav"), "--iters", "1",
-                                    "--warmup", "0", "-s", "0.5"])
+    res = invoke_cli("bench", "-b", bundle, "--init-audio", tmp_path / "in.wav", "--iters", "1", "--warmup", "0",
+                     "-s", "0.5")
     assert res.exit_code == 0, res.output
     result = json.loads(res.stdout.strip().splitlines()[-1])
     assert list(result["stages"]) == ["load", "encoder", "text_encoder", "dit", "decoder"]
@@ -217,9 +213,7 @@ def test_run_and_bench_with_init_audio(bundle_factory, tmp_path):
 
 def test_bundle_without_encoder_refuses_init_audio(bundle_factory, tmp_path):
     sf.write(tmp_path / "in.wav", np.zeros((100, 2), np.float32), 44100, subtype="FLOAT")
-    res = CliRunner().invoke(main, ["run", "-b", str(bundle_factory("executorch", "fp32")), "-p", PROMPT, "-s", "0.5",
-                                    "--init-audio", str(tmp_path / "in.wav"), "-o", str(tmp_path / "o.wav")])
-    assert res.exit_code == 2, res.output
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and "has no encoder artifact" in lines[0] and "--audio-to-audio" in lines[0]
+    res = invoke_cli("run", "-b", bundle_factory("executorch", "fp32"), "-p", PROMPT, "-s", "0.5", "--init-audio",
+                     tmp_path / "in.wav", "-o", tmp_path / "o.wav")
+    assert_one_error(res, "has no encoder artifact", "--audio-to-audio")
     assert not (tmp_path / "o.wav").exists()

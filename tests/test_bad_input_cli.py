@@ -6,34 +6,17 @@ import json
 import os
 import socket
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
-from edgegen.cli import main
 from edgegen.presets import PRESETS
 from edgegen.request import GenerateRequest
+from tests.helpers import assert_one_error, invoke_cli, run_cli
 
 LONG_PROMPT = "warm piano " * 80  # 161 tokens with EOS; random:tiny and the bundles take 64
-
-
-def _fails(args, needle: str, *, other_lines=()) -> str:
-    """Runs the CLI in-process; asserts exit 2 and one error line containing `needle`; returns that line."""
-    res = CliRunner().invoke(main, [str(a) for a in args])
-    assert res.exit_code == 2, (res.output, res.exception)
-    assert isinstance(res.exception, SystemExit) and "Traceback" not in res.output
-    lines = res.stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith("edgegen: error:")]
-    rest = [line for line in lines if not line.startswith("edgegen: error:")
-            and not any(line.strip().startswith(o) for o in other_lines)]
-    assert len(errors) == 1 and not rest, res.stderr
-    assert needle in errors[0], errors[0]
-    return errors[0]
 
 
 @pytest.fixture
@@ -95,8 +78,8 @@ def test_non_regular_output_is_refused_and_kept(tmp_path, no_load, kind, needle)
         out.symlink_to("/dev/null")
     before = out.lstat()
     for extra in ((), ("--stream",)):
-        _fails(_gen(out, *extra), needle)
-        _fails(["run", "-b", tmp_path / "b", "-p", "x", *extra, "-o", out], needle)
+        assert_one_error(invoke_cli(*_gen(out, *extra)), needle)
+        assert_one_error(invoke_cli("run", "-b", tmp_path / "b", "-p", "x", *extra, "-o", out), needle)
     after = out.lstat()
     assert (after.st_mode, after.st_ino, after.st_rdev) == (before.st_mode, before.st_ino, before.st_rdev)
     assert [p.name for p in tmp_path.iterdir()] == ["out.wav"]
@@ -105,7 +88,7 @@ def test_non_regular_output_is_refused_and_kept(tmp_path, no_load, kind, needle)
 
 
 def test_folder_output_is_refused(tmp_path, no_load):
-    _fails(_gen(tmp_path), "is a directory")
+    assert_one_error(invoke_cli(*_gen(tmp_path)), "is a directory")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -147,7 +130,7 @@ def test_output_that_is_an_input_is_refused(tmp_path, no_load, case):
     }[case]
     files = [p for p in tmp_path.rglob("*") if p.is_file() or p.is_symlink()]
     before = _snapshot(*files)
-    _fails(args, needle)
+    assert_one_error(invoke_cli(*args), needle)
     assert _snapshot(*[p for p in tmp_path.rglob("*") if p.is_file() or p.is_symlink()]) == before
 
 
@@ -160,8 +143,8 @@ def test_unwritable_output_is_found_before_loading(tmp_path, no_load, out, needl
     (tmp_path / "file").write_bytes(b"a file, not a folder")
     out, needle = (out if out.startswith("/") else tmp_path / out), needle.format(tmp=tmp_path)
     for extra in ((), ("--stream",)):
-        _fails(_gen(out, *extra), needle)
-        _fails(["run", "-b", tmp_path / "b", "-p", "x", *extra, "-o", out], needle)
+        assert_one_error(invoke_cli(*_gen(out, *extra)), needle)
+        assert_one_error(invoke_cli("run", "-b", tmp_path / "b", "-p", "x", *extra, "-o", out), needle)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
@@ -172,13 +155,13 @@ def test_non_finite_noise_is_refused(tmp_path, bad):
     noise = np.random.default_rng(0).standard_normal((8, 64, 16)).astype(np.float32)
     noise[3, 5, 7] = bad
     np.save(tmp_path / "n.npy", noise)
-    line = _fails(_gen(tmp_path / "a.wav", "--noise", tmp_path / "n.npy"), "non-finite")
+    line = assert_one_error(invoke_cli(*_gen(tmp_path / "a.wav", "--noise", tmp_path / "n.npy")), "non-finite")
     assert str(tmp_path / "n.npy") in line and not (tmp_path / "a.wav").exists()
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
 def test_non_finite_cfg_scale_is_refused_before_loading(tmp_path, no_load, value):
-    _fails(_gen(tmp_path / "a.wav", "--cfg-scale", value), "--cfg-scale")
+    assert_one_error(invoke_cli(*_gen(tmp_path / "a.wav", "--cfg-scale", value)), "--cfg-scale")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -203,7 +186,7 @@ def test_non_finite_audio_is_an_error_and_keeps_the_old_file(tmp_path, monkeypat
         monkeypatch.setattr(OobleckDecoder, "forward", lambda self, x: torch.full((1, 2, x.shape[-1] * 2048), float("nan")))
     args = ["generate", "-m", "random:tiny-long", "-p", "x", "-s", "1.5", *(["--stream"] if stream else []),
             "-o", out]
-    _fails(args, "the decoded audio holds", other_lines=("sampling", "streaming into", "chunk:"))
+    assert_one_error(invoke_cli(*args), "the decoded audio holds", after=("sampling", "streaming into", "chunk:"))
     assert out.read_bytes() == b"previous take" and [p.name for p in tmp_path.iterdir()] == ["a.wav"]
 
 
@@ -233,8 +216,8 @@ def test_run_non_finite_audio_is_an_error(bundle_factory, tmp_path, monkeypatch)
     decode_chunks = BundlePipeline.decode_chunks
     monkeypatch.setattr(BundlePipeline, "decode_chunks", lambda self, *a, **k: _nan_after(decode_chunks(self, *a, **k), 0))
     out = tmp_path / "a.wav"
-    _fails(["run", "-b", bundle, "-p", "x", "-s", "0.5", "-o", out],
-           "the decoded audio holds", other_lines=("sampling", "["))  # "[": the runtime's own log lines
+    assert_one_error(invoke_cli("run", "-b", bundle, "-p", "x", "-s", "0.5", "-o", out),
+                     "the decoded audio holds", after=("sampling", "["))  # "[": the runtime's own log lines
     assert list(tmp_path.iterdir()) == []
 
 
@@ -242,13 +225,14 @@ def test_run_non_finite_audio_is_an_error(bundle_factory, tmp_path, monkeypatch)
 
 @pytest.mark.parametrize("seconds", ["1e-9", "0", "-1", "nan", "inf", "5"])
 def test_seconds_out_of_range(tmp_path, seconds):
-    _fails(_gen(tmp_path / "a.wav")[:-2] + ["-s", seconds, "-o", tmp_path / "a.wav"], f"--seconds {float(seconds):g}")
+    assert_one_error(invoke_cli(*_gen(tmp_path / "a.wav")[:-2], "-s", seconds, "-o", tmp_path / "a.wav"),
+                     f"--seconds {float(seconds):g}")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_over_long_prompt_is_refused(tmp_path):
-    line = _fails(["generate", "-m", "random:tiny", "-p", LONG_PROMPT, "-s", "0.3", "-o", tmp_path / "a.wav"],
-                  "the prompt is 161 tokens and this model takes at most 64")
+    line = assert_one_error(invoke_cli("generate", "-m", "random:tiny", "-p", LONG_PROMPT, "-s", "0.3", "-o",
+                                       tmp_path / "a.wav"), "the prompt is 161 tokens and this model takes at most 64")
     assert "--truncate-prompt" in line and list(tmp_path.iterdir()) == []
 
 
@@ -259,8 +243,7 @@ def test_truncate_prompt_says_so(tmp_path):
     import soundfile as sf
 
     out = tmp_path / "a.wav"
-    res = subprocess.run([sys.executable, "-m", "edgegen.cli", "generate", "-m", "random:tiny", "-p", LONG_PROMPT,
-                          "-s", "0.3", "--truncate-prompt", "-o", str(out)], capture_output=True, text=True)
+    res = run_cli("generate", "-m", "random:tiny", "-p", LONG_PROMPT, "-s", "0.3", "--truncate-prompt", "-o", out)
     assert res.returncode == 0, res.stderr
     assert "edgegen: warning: prompt is 161 tokens; truncated to 64" in res.stderr
     assert "prompt truncated from 161 to 64 tokens" in res.stdout.splitlines()[0]
@@ -270,11 +253,12 @@ def test_truncate_prompt_says_so(tmp_path):
 
 @pytest.mark.executorch
 def test_run_over_long_prompt_is_refused(bundle_factory, tmp_path):
-    _fails(["run", "-b", bundle_factory("executorch", "fp32"), "-p", LONG_PROMPT, "-s", "0.3", "-o",
-            tmp_path / "a.wav"], "the prompt is 161 tokens and this model takes at most 64", other_lines=("[",))
+    assert_one_error(invoke_cli("run", "-b", bundle_factory("executorch", "fp32"), "-p", LONG_PROMPT, "-s", "0.3",
+                                "-o", tmp_path / "a.wav"), "the prompt is 161 tokens and this model takes at most 64",
+                     after=("[",))
     assert list(tmp_path.iterdir()) == []
-    res = CliRunner().invoke(main, ["run", "-b", str(bundle_factory("executorch", "fp32")), "-p", LONG_PROMPT, "-s",
-                                    "0.3", "--truncate-prompt", "-o", str(tmp_path / "a.wav")])
+    res = invoke_cli("run", "-b", bundle_factory("executorch", "fp32"), "-p", LONG_PROMPT, "-s", "0.3",
+                     "--truncate-prompt", "-o", tmp_path / "a.wav")
     assert res.exit_code == 0 and "prompt truncated from 161 to 64 tokens" in res.stdout, res.output
     assert [p.name for p in tmp_path.iterdir()] == ["a.wav"]
 
@@ -305,20 +289,20 @@ def test_model_config_schema(tmp_path, path, value, needle):
     model = tmp_path / "model"
     model.mkdir()
     (model / "model_config.json").write_text(json.dumps(raw))  # no weights: the config is refused before them
-    line = _fails(["generate", "-m", model, "-p", "x", "-o", tmp_path / "a.wav"], needle)
+    line = assert_one_error(invoke_cli("generate", "-m", model, "-p", "x", "-o", tmp_path / "a.wav"), needle)
     assert str(model / "model_config.json") in line
 
 
 # --- bad input vs bugs ---------------------------------------------------------------------------------------------------
 
 def test_usage_errors_are_one_line(tmp_path):
-    _fails(_gen(tmp_path / "a.wav", "--steps", "0"), "Invalid value for '--steps'")
-    _fails(["generate", "-m", "random:tiny", "-o", tmp_path / "a.wav"], "Missing option '--prompt'")
-    _fails(["generate", "--no-such-option"], "No such option")
+    assert_one_error(invoke_cli(*_gen(tmp_path / "a.wav", "--steps", "0")), "Invalid value for '--steps'")
+    assert_one_error(invoke_cli("generate", "-m", "random:tiny", "-o", tmp_path / "a.wav"), "Missing option '--prompt'")
+    assert_one_error(invoke_cli("generate", "--no-such-option"), "No such option")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_an_unexpected_exception_keeps_its_traceback(tmp_path, no_load):
     """A bug is not bad input: it must not be turned into a tidy `edgegen: error:` line."""
-    res = CliRunner().invoke(main, _gen(str(tmp_path / "a.wav")))
+    res = invoke_cli(*_gen(tmp_path / "a.wav"))
     assert res.exit_code == 1 and isinstance(res.exception, RuntimeError) and "edgegen: error" not in res.stderr

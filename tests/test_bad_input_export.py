@@ -20,12 +20,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 
-from edgegen.cli import main
-from tests.helpers import write_official, write_t5_folder
+from tests.helpers import EDGEGEN, assert_one_error, invoke_cli, run_cli, write_official, write_t5_folder
 
-EDGEGEN = [sys.executable, "-m", "edgegen.cli"]
 STAGE_LINE = re.compile(r"^\[\s*\d+\.\ds\] (text_encoder|dit|decoder)\s+(quantize|trace|lower|serialize)$")
 VERIFY_LINE = re.compile(r"^\[\s*\d+\.\ds\] verify\s+(parity of .+|passed in \d+\.\ds)$")
 
@@ -33,16 +30,6 @@ VERIFY_LINE = re.compile(r"^\[\s*\d+\.\ds\] verify\s+(parity of .+|passed in \d+
 def _snapshot(root: Path) -> dict[str, bytes | None]:
     """Every path under `root` (hidden ones included) with its bytes: equal snapshots = nothing written."""
     return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
-
-
-def _refused(res, needle: str) -> str:
-    """Exit 2, exactly one `edgegen: error:` line matching `needle`, no traceback; returns that line."""
-    errors = [line for line in res.stderr.splitlines() if line.startswith("edgegen: error:")]
-    assert res.exit_code == 2, (res.exit_code, res.output, res.exception)
-    assert len(errors) == 1, res.stderr
-    assert re.search(needle, errors[0]), errors[0]
-    assert "Traceback" not in res.output
-    return errors[0]
 
 
 @pytest.fixture
@@ -55,7 +42,7 @@ def no_model(monkeypatch):
 
 
 def _export(*args: str):
-    return CliRunner().invoke(main, ["export", "-m", "random:tiny", *args])
+    return invoke_cli("export", "-m", "random:tiny", *args)
 
 
 def _fake_bundle(root: Path, *, extra: str | None = None) -> Path:
@@ -109,15 +96,16 @@ def _plain_file(tmp_path):
 def test_force_replaces_only_an_edgegen_bundle(tmp_path, no_model, make, args, needle):
     make(tmp_path)
     before = _snapshot(tmp_path)
-    _refused(_export("-t", "host-litert", "-r", "fp32", "-o", str(tmp_path / "out"), *args), needle)
+    assert_one_error(_export("-t", "host-litert", "-r", "fp32", "-o", str(tmp_path / "out"), *args),
+                     re.compile(needle))
     assert _snapshot(tmp_path) == before
 
 
 def test_zip_is_not_overwritten_without_force(tmp_path, no_model):
     (tmp_path / "out.zip").write_bytes(b"someone's zip")
     before = _snapshot(tmp_path)
-    _refused(_export("-t", "host-litert", "-r", "fp32", "-o", str(tmp_path / "out"), "--zip"),
-             r"out\.zip already exists; pass --force to replace it")
+    assert_one_error(_export("-t", "host-litert", "-r", "fp32", "-o", str(tmp_path / "out"), "--zip"),
+                     re.compile(r"out\.zip already exists; pass --force to replace it"))
     assert _snapshot(tmp_path) == before
 
 
@@ -135,8 +123,8 @@ def test_force_replaces_only_an_edgegen_zip(tmp_path, no_model, content, needle)
         (tmp_path / "src" / "manifest.json").write_text('{"name": "my web app"}')
         _zip_of(tmp_path / "src", z)
     before = _snapshot(tmp_path)
-    _refused(_export("-t", "host-litert", "-r", "fp32", "-o", str(tmp_path / "out"), "--zip", "--force"),
-             rf"out\.zip exists and is {needle}; --force only replaces a bundle edgegen made")
+    assert_one_error(_export("-t", "host-litert", "-r", "fp32", "-o", str(tmp_path / "out"), "--zip", "--force"),
+                     re.compile(rf"out\.zip exists and is {needle}; --force only replaces a bundle edgegen made"))
     assert _snapshot(tmp_path) == before
 
 
@@ -148,18 +136,20 @@ def test_force_replaces_only_an_edgegen_zip(tmp_path, no_model, content, needle)
     ("big", r"decoder window must be auto, whole or a number of latent frames, got 'big'"),
 ])
 def test_decoder_window_refused_before_the_model_loads(tmp_path, no_model, window, needle):
-    _refused(_export("-t", "host-litert", "-r", "fp32", "-o", str(tmp_path / "out"), "--decoder-window", window),
-             needle)
+    assert_one_error(_export("-t", "host-litert", "-r", "fp32", "-o", str(tmp_path / "out"), "--decoder-window",
+                             window), re.compile(needle))
     assert list(tmp_path.iterdir()) == []
 
 
 def test_decoder_window_too_small_for_the_model(tmp_path):
     """An overlapped window must exceed twice the receptive field (random:tiny: 10 frames); a stateful one must be
     shorter than the sequence (16 frames). Both need the model, but no export work."""
-    _refused(_export("-t", "host-litert", "-r", "fp32", "-o", str(tmp_path / "out"), "--decoder-window", "12",
-                     "--decoder-stream", "overlap"), r"decoder window 12 is too small: .* >= 21")
-    _refused(_export("-t", "host-litert", "-r", "fp32", "-o", str(tmp_path / "out"), "--decoder-window", "16"),
-             r"decoder window 16 is not shorter than the 16-frame latent sequence")
+    assert_one_error(_export("-t", "host-litert", "-r", "fp32", "-o", str(tmp_path / "out"), "--decoder-window", "12",
+                             "--decoder-stream", "overlap"), re.compile(r"decoder window 12 is too small: .* >= 21"),
+                     after=("loading ",))
+    assert_one_error(_export("-t", "host-litert", "-r", "fp32", "-o", str(tmp_path / "out"), "--decoder-window", "16"),
+                     re.compile(r"decoder window 16 is not shorter than the 16-frame latent sequence"),
+                     after=("loading ",))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -199,8 +189,8 @@ def test_bad_recipe_or_target_file(tmp_path, no_model, kind, old, new, needle):
     files[kind] = files[kind].replace(old, new)
     for k, text in files.items():
         (tmp_path / f"{k}.toml").write_text(text)
-    line = _refused(_export("-t", str(tmp_path / "target.toml"), "-r", str(tmp_path / "recipe.toml"),
-                            "-o", str(tmp_path / "out")), needle)
+    line = assert_one_error(_export("-t", str(tmp_path / "target.toml"), "-r", str(tmp_path / "recipe.toml"),
+                                    "-o", str(tmp_path / "out")), re.compile(needle))
     assert f"{kind} {tmp_path / (kind + '.toml')}: " in line  # names the file
     assert not (tmp_path / "out").exists()
 
@@ -220,8 +210,9 @@ def test_nan_weight_in_a_python_built_pipeline(tiny, tmp_path, monkeypatch):
     with torch.no_grad():
         nan.dit.to_cond_embed[0].weight[0, 0] = float("nan")
     monkeypatch.setattr("edgegen.pipeline.load_pipeline", lambda *a, **k: nan)
-    _refused(_export("-t", "host-litert", "-r", "fp32", "-o", str(tmp_path / "out")),
-             r"dit weight 'to_cond_embed\.0\.weight' holds 1 non-finite value\(s\)")
+    assert_one_error(_export("-t", "host-litert", "-r", "fp32", "-o", str(tmp_path / "out")),
+                     re.compile(r"dit weight 'to_cond_embed\.0\.weight' holds 1 non-finite value\(s\)"),
+                     after=("loading ",))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -232,9 +223,9 @@ def test_inf_weight_in_a_checkpoint(tiny, tmp_path):
     model = write_official(bad, tmp_path / "model")
     t5 = write_t5_folder(bad, tmp_path / "t5")
     before = _snapshot(tmp_path)
-    res = CliRunner().invoke(main, ["export", "-m", str(model), "--t5", str(t5), "-t", "host-litert", "-r", "fp32",
-                                    "-o", str(tmp_path / "out")])
-    _refused(res, r"(?=.*transformer\.project_in\.weight)(?=.*(non-finite|NaN|inf))")
+    res = invoke_cli("export", "-m", model, "--t5", t5, "-t", "host-litert", "-r", "fp32", "-o", tmp_path / "out")
+    assert_one_error(res, re.compile(r"(?=.*transformer\.project_in\.weight)(?=.*(non-finite|NaN|inf))"),
+                     after=("loading ",))
     assert _snapshot(tmp_path) == before
 
 
@@ -262,8 +253,9 @@ CHATTER = ("LiteRT-Torch Convert chatter from Python", "absl chatter on stderr",
 def test_failed_conversion_shows_the_log_tail_and_keeps_the_log(tmp_path, monkeypatch, capfd):
     monkeypatch.setattr("edgegen.export.litert.export_component", _chatty(fail=True))
     res = _export("-t", "host-litert", "-r", "fp32", "-c", "dit", "-o", str(tmp_path / "out"))
-    line = _refused(res, r"dit: litert conversion failed \(RuntimeError: converter exploded\); the converter log is "
-                         r"kept at \S+\.log$")
+    line = assert_one_error(res, re.compile(r"dit: litert conversion failed \(RuntimeError: converter exploded\); "
+                                            r"the converter log is kept at \S+\.log$"),
+                            after=("loading ", "[", "| "))  # the stage lines, then the converter log's tail
     kept = Path(line.rsplit(" ", 1)[1])
     try:
         log = kept.read_text()
@@ -296,9 +288,8 @@ def test_converter_output_only_with_verbose(tmp_path, monkeypatch, capfd, verbos
 def test_real_export_prints_stage_lines_and_force_replaces_edgegen_bundle_and_zip(tmp_path):
     out = _fake_bundle(tmp_path / "out")
     _zip_of(out, tmp_path / "out.zip")
-    res = subprocess.run([*EDGEGEN, "export", "-m", "random:tiny", "-t", "host-litert", "-r", "int8",
-                          "-c", "text_encoder", "-o", str(out), "--force", "--zip"],
-                         capture_output=True, text=True, timeout=600)
+    res = run_cli("export", "-m", "random:tiny", "-t", "host-litert", "-r", "int8", "-c", "text_encoder", "-o", out,
+                  "--force", "--zip", timeout=600)
     assert res.returncode == 0, res.stderr
     lines = res.stderr.splitlines()
     assert lines[0] == "loading random:tiny" and all(STAGE_LINE.match(ln) for ln in lines[1:-2]), res.stderr
@@ -307,7 +298,7 @@ def test_real_export_prints_stage_lines_and_force_replaces_edgegen_bundle_and_zi
     assert "LiteRT-Torch Convert" not in res.stdout
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "spiece.model", "text_encoder.tflite"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "out.zip"]
-    res = subprocess.run([*EDGEGEN, "info", str(tmp_path / "out.zip")], capture_output=True, text=True, timeout=300)
+    res = run_cli("info", tmp_path / "out.zip", timeout=300)
     assert res.returncode == 0 and "checksums OK" in res.stdout, res.stderr
 
 

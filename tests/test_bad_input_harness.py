@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
 import edgegen
 import edgegen.common
@@ -23,9 +22,9 @@ import edgegen.bundle_pipeline
 import edgegen.parity
 import edgegen.pipeline
 import edgegen.runtime
-from edgegen.cli import main
 from edgegen.errors import EdgegenError
 from edgegen.manifest import Manifest
+from tests.helpers import assert_one_error, invoke_cli
 
 pytestmark = pytest.mark.executorch
 
@@ -33,22 +32,6 @@ pytestmark = pytest.mark.executorch
 @pytest.fixture
 def bundle(bundle_factory) -> Path:
     return bundle_factory("executorch", "fp32")
-
-
-def _invoke(*args) -> "click.testing.Result":  # noqa: F821
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def _bad_input(res, *needles: str) -> str:
-    """Exit 2, exactly one `edgegen: error:` line (the last; a runtime's own log lines may come before it) naming
-    every needle, no traceback anywhere."""
-    assert res.exit_code == 2, (res.exit_code, res.output, res.exception)
-    lines = res.stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith("edgegen: error:")]
-    assert len(errors) == 1 and lines[-1] == errors[0], res.stderr
-    assert all(n in errors[0] for n in needles), errors[0]
-    assert "Traceback" not in res.output
-    return errors[0]
 
 
 @pytest.fixture
@@ -71,7 +54,7 @@ def test_parity_json_unwritable_is_refused_before_work(bundle, tmp_path, no_work
     needle = {"missing_folder": "does not exist", "is_a_folder": "folder", "inside_the_bundle": "--bundle",
               "not_a_regular_file": "not a regular file"}[case]
     before = sorted(p.name for p in bundle.iterdir())
-    line = _bad_input(_invoke("parity", "-b", bundle, "-m", "random:tiny", "--json", dest), needle)
+    line = assert_one_error(invoke_cli("parity", "-b", bundle, "-m", "random:tiny", "--json", dest), needle)
     assert str(dest) in line
     assert sorted(p.name for p in bundle.iterdir()) == before and not (tmp_path / "missing").exists()
 
@@ -106,8 +89,8 @@ def test_parity_of_another_models_bundle_is_refused(bundle, tmp_path, monkeypatc
     other = _with_source(bundle, tmp_path / "other", model="/models/other-sao", config_sha256="ab" * 32)
     ran = []
     monkeypatch.setattr(edgegen.runtime, "load_artifacts", lambda *a, **k: ran.append(1))
-    res = _invoke("parity", "-b", other, "-m", "random:tiny", "--json", tmp_path / "p.json")
-    assert _bad_input(res, "/models/other-sao", "random:tiny", "config sha256 abababababab") == res.stderr.strip()
+    res = invoke_cli("parity", "-b", other, "-m", "random:tiny", "--json", tmp_path / "p.json")
+    assert assert_one_error(res, "/models/other-sao", "random:tiny", "config sha256 abababababab") == res.stderr.strip()
     assert not ran and not (tmp_path / "p.json").exists()
 
 
@@ -142,7 +125,7 @@ def test_nan_in_the_bundles_dit_is_a_failed_gate(bundle, tmp_path, monkeypatch):
         return np.full_like(v, float("nan")) if len(calls) == 4 else v
 
     monkeypatch.setattr(edgegen.bundle_pipeline.BundlePipeline, "velocity", nan_from_step_3)
-    res = _invoke("parity", "-b", bundle, "-m", "random:tiny", "--json", tmp_path / "p.json")
+    res = invoke_cli("parity", "-b", bundle, "-m", "random:tiny", "--json", tmp_path / "p.json")
     assert res.exit_code == 1, (res.output, res.exception)
     assert "Traceback" not in res.output and "edgegen: error" not in res.stderr
     assert "overall: FAIL" in res.stdout and "DiT output at step 3 holds" in res.stdout
@@ -164,7 +147,7 @@ def test_nan_in_the_bundles_decoder_fails_decoder_and_end_to_end(bundle, tmp_pat
             yield chunk
 
     monkeypatch.setattr(edgegen.bundle_pipeline.BundlePipeline, "decode_chunks", one_nan)
-    res = _invoke("parity", "-b", bundle, "-m", "random:tiny", "--json", tmp_path / "p.json")
+    res = invoke_cli("parity", "-b", bundle, "-m", "random:tiny", "--json", tmp_path / "p.json")
     assert res.exit_code == 1, (res.output, res.exception)
     assert "Traceback" not in res.output and "edgegen: error" not in res.stderr
     report = _strict_json(tmp_path / "p.json")
@@ -185,8 +168,8 @@ def test_nan_in_the_reference_is_bad_input(bundle, tmp_path, monkeypatch):
         return pipe
 
     monkeypatch.setattr(edgegen.pipeline, "load_pipeline", nan_decoder)
-    res = _invoke("parity", "-b", bundle, "-m", "random:tiny", "--json", tmp_path / "p.json")
-    _bad_input(res, "reference random:tiny", "non-finite", "decoder")
+    res = invoke_cli("parity", "-b", bundle, "-m", "random:tiny", "--json", tmp_path / "p.json")
+    assert_one_error(res, "reference random:tiny", "non-finite", "decoder", after=("[",))  # the runtime's log lines
     assert not (tmp_path / "p.json").exists()
 
 
@@ -196,13 +179,13 @@ def test_nan_in_the_reference_is_bad_input(bundle, tmp_path, monkeypatch):
 @pytest.mark.parametrize("what", ["bundle", "model"])
 def test_bench_refuses_seconds_out_of_range(bundle, what, seconds):
     target = ["--bundle", bundle] if what == "bundle" else ["--model", "random:tiny"]
-    res = _invoke("bench", *target, "-s", seconds, "--iters", "1", "--warmup", "0")
-    _bad_input(res, f"--seconds {float(seconds):g} is out of range", "0.74 seconds")
+    res = invoke_cli("bench", *target, "-s", seconds, "--iters", "1", "--warmup", "0")
+    assert_one_error(res, f"--seconds {float(seconds):g} is out of range", "0.74 seconds", after=("[",))
     assert res.stdout == ""
 
 
 def test_bench_default_seconds_is_the_maximum(bundle):
-    res = _invoke("bench", "--bundle", bundle, "--iters", "1", "--warmup", "0")
+    res = invoke_cli("bench", "--bundle", bundle, "--iters", "1", "--warmup", "0")
     assert res.exit_code == 0, (res.output, res.exception)
     result = json.loads(res.stdout.strip().splitlines()[-1])
     manifest = json.loads((bundle / "manifest.json").read_text())

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
-from edgegen.cli import main
+from tests.helpers import assert_one_error, invoke_cli
 
 FIX = Path(__file__).parent / "fixtures" / "upstream"
 
@@ -26,17 +25,11 @@ def dirs(tmp_path) -> tuple[Path, Path]:
 
 
 def _fails(args, *needles: str) -> str:
-    """Runs `edgegen generate` in-process on args; exit 2, one error line holding every needle, no output file."""
+    """Runs `edgegen generate` in-process on args: assert_one_error's line (returned), and no output file."""
     out = Path(args[args.index("-o") + 1])
-    res = CliRunner().invoke(main, [str(a) for a in args])
-    assert res.exit_code == 2, (res.output, res.exception)
-    assert isinstance(res.exception, SystemExit) and "Traceback" not in res.output
-    lines = [line for line in res.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("edgegen: error:"), res.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
+    line = assert_one_error(invoke_cli(*args), *needles)
     assert not out.exists() and not list(out.parent.glob(out.name + "*"))
-    return lines[0]
+    return line
 
 
 def _gen(model, t5, out, *extra):
@@ -128,7 +121,7 @@ def test_t5_weight_beyond_fp16_range_suggests_fp32(dirs, tmp_path):
     save_file(state, str(t5 / "model.safetensors"))
     _fails(_gen(model, t5, tmp_path / "o.wav"), "T5 tensor shared.weight", "beyond float16's range",
            "--t5-precision fp32")
-    res = CliRunner().invoke(main, [str(a) for a in _gen(model, t5, tmp_path / "ok.wav", "--t5-precision", "fp32")])
+    res = invoke_cli(*_gen(model, t5, tmp_path / "ok.wav", "--t5-precision", "fp32"))
     assert res.exit_code == 0, (res.output, res.exception)
     assert (tmp_path / "ok.wav").is_file()
 

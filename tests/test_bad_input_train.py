@@ -7,17 +7,14 @@ import os
 import pickle
 import shutil
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 
-from edgegen.cli import main
 from edgegen.errors import EdgegenError
 from edgegen.train import loop, store
+from tests.helpers import assert_one_error, invoke_cli, run_cli
 
 
 class Payload:
@@ -50,21 +47,6 @@ def run_payload(path: Path, *, zip_format: bool) -> None:
         pickle.loads(path.read_bytes())
 
 
-def assert_one_error(result, *needles: str) -> str:
-    """Exit 2, exactly one stderr line `edgegen: error: ...` containing every needle, no traceback, no stdout."""
-    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), (result.output, result.exception)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("edgegen: error: "), result.stderr
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    assert result.stdout == ""
-    return lines[0]
-
-
-def cli(*args):
-    return CliRunner().invoke(main, ["train", *map(str, args)])
-
-
 def fake_cache(path: Path, *, frames: int = 16, n: int = 4) -> Path:
     """A valid random:tiny latent cache written directly (no VAE pass): latents [n, 64, frames]."""
     store.save_tree(path, {"latents": torch.randn(n, 64, frames), "cond_index": torch.zeros(n, dtype=torch.int64),
@@ -81,7 +63,7 @@ def fake_cache(path: Path, *, frames: int = 16, n: int = 4) -> Path:
 def test_crafted_cache_is_refused_unopened(tmp_path, command, zip_format):
     marker, out = tmp_path / "marker", tmp_path / "run"
     cache = crafted(tmp_path / "cache.safetensors", marker, zip_format=zip_format)
-    assert_one_error(cli(command, "-m", "random:tiny", "--cache", cache, "--out", out, "--steps", 1),
+    assert_one_error(invoke_cli("train", command, "-m", "random:tiny", "--cache", cache, "--out", out, "--steps", 1),
                      str(cache), "pickle", "edgegen train cache")
     assert not marker.exists() and not out.exists()
     run_payload(cache, zip_format=zip_format)  # the file really is hostile: loading it the old way runs its code
@@ -96,7 +78,7 @@ def test_crafted_state_is_refused_unopened(tmp_path, name, resume):
     crafted(out / name, marker, zip_format=name.endswith(".pt"))
     before = sorted(p.name for p in out.iterdir())
     args = ["rf", "-m", "random:tiny", "--cache", tmp_path / "none", "--out", out, "--steps", 1]
-    assert_one_error(cli(*args, *(["--resume"] if resume else [])), str(out / name), "new --out")
+    assert_one_error(invoke_cli("train", *args, *(["--resume"] if resume else [])), str(out / name), "new --out")
     assert not marker.exists()
     assert sorted(p.name for p in out.iterdir()) == before  # a folder that existed stays, untouched
     run_payload(out / name, zip_format=name.endswith(".pt"))
@@ -107,12 +89,9 @@ def test_crafted_cache_through_the_real_command(tmp_path):
     """The installed entry point end to end (a separate process): one line, exit 2, the payload never ran."""
     marker = tmp_path / "marker"
     cache = crafted(tmp_path / "cache.pt", marker, zip_format=True)
-    proc = subprocess.run([sys.executable, "-m", "edgegen.cli", "train", "arc", "-m", "random:tiny", "--cache",
-                           str(cache), "--out", str(tmp_path / "run"), "--steps", "1"],
-                          capture_output=True, text=True, timeout=300)
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("edgegen: error: "), proc.stderr
-    assert "pickle" in lines[0] and not marker.exists() and not (tmp_path / "run").exists()
+    assert_one_error(run_cli("train", "arc", "-m", "random:tiny", "--cache", cache, "--out", tmp_path / "run",
+                             "--steps", "1", timeout=300), "pickle")
+    assert not marker.exists() and not (tmp_path / "run").exists()
     run_payload(cache, zip_format=True)
     assert marker.exists()
 
@@ -136,8 +115,8 @@ def test_damaged_cache_is_one_line(tmp_path):
     store.save_tree(path, {"latents": torch.randn(2, 64, 16), "cond_index": torch.tensor([0, 5]),
                            "cross": torch.randn(1, 65, 32), "glob": torch.randn(1, 32), "captions": ["x"],
                            "seconds": [0.5], "labels": [None, None], "paths": ["a", "b"]}, kind=store.CACHE)
-    assert_one_error(cli("rf", "-m", "random:tiny", "--cache", path, "--out", tmp_path / "run", "--steps", 1),
-                     "damaged latent cache", "cond_index")
+    assert_one_error(invoke_cli("train", "rf", "-m", "random:tiny", "--cache", path, "--out", tmp_path / "run",
+                                "--steps", 1), "damaged latent cache", "cond_index")
     assert not (tmp_path / "run").exists()
 
 
@@ -174,25 +153,28 @@ ARC = ["arc", "-m", "random:tiny", "--steps", "1"]
 ])
 def test_bad_settings_one_line_nothing_created(tmp_path, args, needles):
     out = tmp_path / "runs" / "new"
-    assert_one_error(cli(*args, "--cache", tmp_path / "none.safetensors", "--out", out), *needles)
+    assert_one_error(invoke_cli("train", *args, "--cache", tmp_path / "none.safetensors", "--out", out), *needles)
     assert not (tmp_path / "runs").exists()
 
 
 def test_checks_that_need_the_model_still_create_nothing(tmp_path):
     cache = fake_cache(tmp_path / "c.safetensors")
     out = tmp_path / "run"
-    assert_one_error(cli(*ARC, "--hidden-layer", "5", "--cache", cache, "--out", out), "hidden layer 5", "0..1")
-    assert_one_error(cli(*ARC, "--cache", fake_cache(tmp_path / "c8.safetensors", frames=8), "--out", out),
-                     "latents [64, 8]", "[64, 16]", "rebuild")
-    assert_one_error(cli(*RF, "--cache", tmp_path / "missing.safetensors", "--out", out), "latent cache not found")
+    assert_one_error(invoke_cli("train", *ARC, "--hidden-layer", "5", "--cache", cache, "--out", out),
+                     "hidden layer 5", "0..1")
+    assert_one_error(invoke_cli("train", *ARC, "--cache", fake_cache(tmp_path / "c8.safetensors", frames=8),
+                                "--out", out), "latents [64, 8]", "[64, 16]", "rebuild")
+    assert_one_error(invoke_cli("train", *RF, "--cache", tmp_path / "missing.safetensors", "--out", out),
+                     "latent cache not found")
     assert not out.exists()
     out.write_text("not a folder")
-    assert_one_error(cli(*RF, "--cache", cache, "--out", out), f"--out {out} is a file")
-    assert_one_error(cli("synth", "-m", "random:tiny", "--count", 1, "--out", out), f"--out {out} is a file")
+    assert_one_error(invoke_cli("train", *RF, "--cache", cache, "--out", out), f"--out {out} is a file")
+    assert_one_error(invoke_cli("train", "synth", "-m", "random:tiny", "--count", 1, "--out", out),
+                     f"--out {out} is a file")
     assert out.read_text() == "not a folder"
     (tmp_path / "caps.jsonl").write_text('{"path": "a.wav", "caption": "x"}\n')
-    assert_one_error(cli("cache", "-m", "random:tiny", "--captions", tmp_path / "caps.jsonl", "--out", tmp_path),
-                     f"--out {tmp_path} is a folder")
+    assert_one_error(invoke_cli("train", "cache", "-m", "random:tiny", "--captions", tmp_path / "caps.jsonl",
+                                "--out", tmp_path), f"--out {tmp_path} is a folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.safetensors", "c8.safetensors", "caps.jsonl", "run"]
 
 
@@ -207,11 +189,11 @@ def test_failed_run_removes_only_the_folders_it_created(tmp_path, monkeypatch):
     monkeypatch.setattr(rf, "rf_step", fail)
     cache = fake_cache(tmp_path / "c.safetensors")
     out = tmp_path / "new" / "run"
-    assert_one_error(cli(*RF, "--batch-size", 2, "--cache", cache, "--out", out), "injected failure")
+    assert_one_error(invoke_cli("train", *RF, "--batch-size", 2, "--cache", cache, "--out", out), "injected failure")
     assert not (tmp_path / "new").exists()  # the run folder and the parent it created are gone
     kept = tmp_path / "kept"
     kept.mkdir()
-    assert_one_error(cli(*RF, "--batch-size", 2, "--cache", cache, "--out", kept), "injected failure")
+    assert_one_error(invoke_cli("train", *RF, "--batch-size", 2, "--cache", cache, "--out", kept), "injected failure")
     assert kept.is_dir() and not any(kept.iterdir())  # it existed before: never removed
 
 
@@ -243,13 +225,13 @@ def test_new_folder_keeps_what_holds_anything(tmp_path):
 def test_bad_captions_one_line_before_the_model_loads(tmp_path, name, text, needles):
     (tmp_path / name).write_text(text)
     out = tmp_path / "new" / "cache.safetensors"
-    assert_one_error(cli("cache", "-m", str(tmp_path / "no-model"), "--captions", tmp_path / name, "--out", out),
-                     *needles)
+    assert_one_error(invoke_cli("train", "cache", "-m", str(tmp_path / "no-model"), "--captions", tmp_path / name,
+                                "--out", out), *needles)
     assert not (tmp_path / "new").exists()
 
 
 def test_synth_takes_a_builtin_model(tmp_path):
-    assert_one_error(cli("synth", "-m", tmp_path / "m", "--out", tmp_path / "d"), "random:tiny")
+    assert_one_error(invoke_cli("train", "synth", "-m", tmp_path / "m", "--out", tmp_path / "d"), "random:tiny")
     assert not (tmp_path / "d").exists()
 
 
@@ -271,9 +253,6 @@ def test_cache_out_that_is_an_input_or_not_a_file_is_refused_before_the_model_lo
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     for out, needle in ((captions, "it is the --captions input"), (fifo, "a FIFO")):
-        res = CliRunner().invoke(main, ["train", "cache", "-m", "random:tiny", "--captions", str(captions),
-                                        "--out", str(out)])
-        assert res.exit_code == 2 and "Traceback" not in res.output, res.output
-        lines = res.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("edgegen: error:") and needle in lines[0], lines
+        assert_one_error(invoke_cli("train", "cache", "-m", "random:tiny", "--captions", captions, "--out", out),
+                         needle)
     assert captions.read_text() == '{"path": "a.wav", "caption": "a dog"}\n' and stat.S_ISFIFO(os.stat(fifo).st_mode)

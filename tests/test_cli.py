@@ -1,19 +1,15 @@
 """The CLI end to end on random:tiny, through click's runner (same process) and as a real subprocess."""
 
-import subprocess
-import sys
-
 import numpy as np
 import soundfile as sf
-from click.testing import CliRunner
 
-from edgegen.cli import main
 from edgegen.request import GenerateRequest
+from tests.helpers import assert_one_error, invoke_cli, run_cli
 
 
 def test_generate_writes_wav(tmp_path):
     out = tmp_path / "a.wav"
-    res = CliRunner().invoke(main, ["generate", "-m", "random:tiny", "-p", "a dog barking", "-s", "0.5", "-o", str(out)])
+    res = invoke_cli("generate", "-m", "random:tiny", "-p", "a dog barking", "-s", "0.5", "-o", out)
     assert res.exit_code == 0, res.output
     data, sr = sf.read(out, dtype="float32")
     info = sf.info(out)
@@ -25,16 +21,12 @@ def test_generate_pcm16_and_noise(tmp_path, tiny):
     noise = np.random.default_rng(0).standard_normal((8, 64, tiny.latent_length)).astype(np.float32)
     np.save(tmp_path / "n.npy", noise)
     out = tmp_path / "b.wav"
-    res = CliRunner().invoke(main, ["generate", "-m", "random:tiny", "-p", "x", "-s", "0.3", "--noise",
-                                    str(tmp_path / "n.npy"), "--pcm16", "-o", str(out)])
+    res = invoke_cli("generate", "-m", "random:tiny", "-p", "x", "-s", "0.3", "--noise", tmp_path / "n.npy", "--pcm16",
+                     "-o", out)
     assert res.exit_code == 0, res.output
     assert sf.info(out).subtype == "PCM_16"
     ref = tiny.generate(GenerateRequest("x", seconds=0.3, noise=noise))
     np.testing.assert_allclose(sf.read(out, dtype="float32")[0].T, np.clip(ref, -1, 1), atol=1 / 32767)
-
-
-def _run(*args):
-    return subprocess.run([sys.executable, "-m", "edgegen.cli", *args], capture_output=True, text=True)
 
 
 def test_bad_input_one_line_exit_2(tmp_path):
@@ -46,15 +38,12 @@ def test_bad_input_one_line_exit_2(tmp_path):
         (["generate", "-m", "random:tiny", "-p", "x", "-s", "0.3", "--noise", str(tmp_path / "n.npy"), "-o", str(out)],
          "noise file not found"),
     ]:
-        res = _run(*args)
-        assert res.returncode == 2, res.stderr
-        lines = res.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("edgegen: error:") and needle in lines[0], res.stderr
+        assert_one_error(run_cli(*args), needle)
         assert not out.exists()
 
 
 def test_info_model():
-    res = CliRunner().invoke(main, ["info", "--model", "random:tiny"])
+    res = invoke_cli("info", "--model", "random:tiny")
     assert res.exit_code == 0, res.output
     assert "latent length   16 x 64" in res.output and "44100 Hz" in res.output and "dit" in res.output
 
@@ -65,6 +54,6 @@ def test_generate_replaces_an_existing_wav_and_leaves_nothing_else(tmp_path):
     out = tmp_path / "a.wav"
     out.write_bytes(b"an older take")
     for extra in ([], ["--stream"]):
-        res = CliRunner().invoke(main, ["generate", "-m", "random:tiny", "-p", "x", "-s", "0.2", *extra, "-o", str(out)])
+        res = invoke_cli("generate", "-m", "random:tiny", "-p", "x", "-s", "0.2", *extra, "-o", out)
         assert res.exit_code == 0, res.output
         assert sf.info(str(out)).frames == 8820 and [p.name for p in tmp_path.iterdir()] == ["a.wav"]

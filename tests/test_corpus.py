@@ -3,12 +3,14 @@
 import importlib.util
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edgegen.errors import EdgegenError
+from tests.helpers import assert_one_error
 
 pytestmark = pytest.mark.skipif(
     shutil.which("fluidsynth") is None or not Path("/usr/share/sounds/sf2/FluidR3_GM.sf2").is_file()
@@ -138,25 +140,25 @@ def test_loudness_normalisation():
     assert np.array_equal(normalise(np.zeros((2, 100), np.float32), target_db=-20), np.zeros((2, 100)))
 
 
-def _cli(args, capsys):
+def _corpus(args, capsys) -> subprocess.CompletedProcess:
+    """`python -m edgegen.corpus ARGS` through its own main() in this process, as a result for assert_one_error."""
     from edgegen.corpus.__main__ import main
 
     code = main(args)
-    err = capsys.readouterr().err.strip().splitlines()
-    return code, err
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(["python", "-m", "edgegen.corpus", *args], code, out.out, out.err)
 
 
 def test_missing_synthesizer_or_soundfont_is_one_line(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("EDGEGEN_FLUIDSYNTH_LIB", str(tmp_path / "libfluidsynth.so.3"))
-    code, err = _cli(["render", "--out", str(tmp_path / "x"), "--clips-per-kind", "1"], capsys)
-    assert code == 2 and len(err) == 1 and err[0].startswith("edgegen: error:")
-    assert "apt-get install fluidsynth" in err[0]
+    assert_one_error(_corpus(["render", "--out", str(tmp_path / "x"), "--clips-per-kind", "1"], capsys),
+                     "apt-get install fluidsynth")
     monkeypatch.undo()
-    code, err = _cli(["render", "--out", str(tmp_path / "x"), "--soundfont", str(tmp_path / "no.sf2")], capsys)
-    assert code == 2 and len(err) == 1 and "fluid-soundfont-gm" in err[0]
+    assert_one_error(_corpus(["render", "--out", str(tmp_path / "x"), "--soundfont", str(tmp_path / "no.sf2")], capsys),
+                     "fluid-soundfont-gm")
     (tmp_path / "bad.sf2").write_bytes(b"not a soundfont")
-    code, err = _cli(["render", "--out", str(tmp_path / "x"), "--soundfont", str(tmp_path / "bad.sf2")], capsys)
-    assert code == 2 and len(err) == 1 and "not a SoundFont" in err[0]
+    assert_one_error(_corpus(["render", "--out", str(tmp_path / "x"), "--soundfont", str(tmp_path / "bad.sf2")],
+                             capsys), "not a SoundFont")
     assert not (tmp_path / "x").exists()
 
 
@@ -182,18 +184,16 @@ def test_failed_render_leaves_nothing_half_written(corpus, tmp_path, monkeypatch
         return np.full((2, samples), 0.1, np.float32)
 
     monkeypatch.setattr(r, "render", failing)
-    code, err = _cli(["render", "--out", str(tmp_path / "x"), "--clips-per-kind", "1", "--clip-seconds", "0.5"],
-                     capsys)
-    assert code == 2 and len(err) == 1 and "non-finite" in err[0]
+    assert_one_error(_corpus(["render", "--out", str(tmp_path / "x"), "--clips-per-kind", "1", "--clip-seconds", "0.5"],
+                             capsys), "non-finite")
     assert len(list((tmp_path / "x").rglob("*.wav"))) == 1 and not list((tmp_path / "x").rglob(".*partial*"))
     assert not (tmp_path / "x" / "SHA256SUMS").exists() and not (tmp_path / "x" / "train" / "captions.jsonl").exists()
 
 
 def test_bad_arguments_are_one_line(capsys, tmp_path):
-    code, err = _cli(["render", "--clip-seconds", "-1", "--out", str(tmp_path / "y")], capsys)
-    assert code == 2 and len(err) == 1 and "--clip-seconds" in err[0]
-    code, err = _cli(["verify", "--seed", "1"], capsys)
-    assert code == 2 and len(err) == 1 and "committed checksum list" in err[0]
+    assert_one_error(_corpus(["render", "--clip-seconds", "-1", "--out", str(tmp_path / "y")], capsys),
+                     "--clip-seconds")
+    assert_one_error(_corpus(["verify", "--seed", "1"], capsys), "committed checksum list")
     from edgegen.corpus import build_plan
 
     with pytest.raises(EdgegenError, match="unknown material kind"):

@@ -12,13 +12,11 @@ import json
 import shutil
 
 import pytest
-from click.testing import CliRunner
 
 from edgegen.bundle_pipeline import BundlePipeline
-from edgegen.cli import main
 from edgegen.common import BACKENDS, COMPONENTS
 from edgegen.parity import check_parity
-from tests.helpers import assert_edited_manifest_refused, perturb_
+from tests.helpers import assert_edited_manifest_refused, invoke_cli, perturb_
 
 HIGH_FLOOR = """name = "int8-unreachable"
 [components.text_encoder]
@@ -57,7 +55,7 @@ def test_int8_export_records_its_verification(tiny, bundle_factory, backend):
 
 
 def _export(*args: str):
-    return CliRunner().invoke(main, ["export", "-m", "random:tiny", *args])
+    return invoke_cli("export", "-m", "random:tiny", *args)
 
 
 TE_HIGH_FLOOR = HIGH_FLOOR.replace("sqnr_floor_db = 20.0", "sqnr_floor_db = 150.0", 1)
@@ -95,7 +93,7 @@ def test_unmet_floor_is_refused_and_no_verify_publishes(tmp_path, backend):
     assert sorted(p.name for p in root.iterdir()) == ["tiny", "tiny.zip"]
     assert json.loads((out / "manifest.json").read_text())["verification"] == {"verified": False,
                                                                                "reason": "--no-verify"}
-    res = CliRunner().invoke(main, ["info", str(out.with_suffix(".zip"))])
+    res = invoke_cli("info", out.with_suffix(".zip"))
     assert res.exit_code == 0 and "checksums OK" in res.stdout
 
 

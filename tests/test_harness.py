@@ -2,8 +2,6 @@
 
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,13 +14,9 @@ from edgegen.metrics import rel_err
 from edgegen.parity import check_parity, format_report
 from edgegen.recipes import load_recipe, load_target
 from edgegen.request import GenerateRequest
-from tests.helpers import perturb_
+from tests.helpers import perturb_, run_cli
 
 BACKENDS = ["executorch", "litert"]
-
-
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "edgegen.cli", *args], capture_output=True, text=True)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -30,8 +24,8 @@ def test_run_matches_reference_with_injected_noise(tiny, bundle_factory, backend
     noise = np.random.default_rng(1).standard_normal((8, 64, tiny.latent_length)).astype(np.float32)
     np.save(tmp_path / "noise.npy", noise)
     out = tmp_path / "a.wav"
-    res = _cli("run", "-b", str(bundle_factory(backend, "fp32")), "-p", "a dog barking", "-s", "0.6",
-               "--noise", str(tmp_path / "noise.npy"), "-o", str(out))
+    res = run_cli("run", "-b", str(bundle_factory(backend, "fp32")), "-p", "a dog barking", "-s", "0.6",
+                  "--noise", str(tmp_path / "noise.npy"), "-o", str(out))
     assert res.returncode == 0, res.stderr
     wav, sr = sf.read(out, dtype="float32")
     ref = tiny.generate(GenerateRequest("a dog barking", seconds=0.6, noise=noise))
@@ -80,7 +74,7 @@ def test_weight_only_int8_bundle(tiny, bundle_factory):
 
 def test_parity_cli_json_schema_and_exit_codes(bundle_factory, tmp_path):
     good = bundle_factory("litert", "fp32")
-    res = _cli("parity", "-b", str(good), "-m", "random:tiny", "--json", str(tmp_path / "r.json"))
+    res = run_cli("parity", "-b", str(good), "-m", "random:tiny", "--json", str(tmp_path / "r.json"))
     assert res.returncode == 0, res.stdout + res.stderr
     assert "overall: PASS" in res.stdout
     report = json.loads((tmp_path / "r.json").read_text())
@@ -98,7 +92,7 @@ def test_parity_cli_json_schema_and_exit_codes(bundle_factory, tmp_path):
     data = bytearray((bad / "decoder.tflite").read_bytes())
     data[100] ^= 0x01
     (bad / "decoder.tflite").write_bytes(bytes(data))
-    res = _cli("parity", "-b", str(bad), "-m", "random:tiny")
+    res = run_cli("parity", "-b", str(bad), "-m", "random:tiny")
     assert res.returncode == 2 and "sha256" in res.stderr
 
 
@@ -107,7 +101,7 @@ def test_perturbed_weights_fail_the_gate(tmp_path):
     perturb_(perturbed.dit, 0.05)
     out = tmp_path / "perturbed"
     export_bundle(perturbed, target=load_target("host-litert"), recipe=load_recipe("fp32"), out=out)
-    res = _cli("parity", "-b", str(out), "-m", "random:tiny")
+    res = run_cli("parity", "-b", str(out), "-m", "random:tiny")
     assert res.returncode == 1, res.stdout + res.stderr
     assert "dit" in res.stdout and "FAIL" in res.stdout
 
@@ -115,7 +109,7 @@ def test_perturbed_weights_fail_the_gate(tmp_path):
 @pytest.mark.parametrize("kind", ["bundle", "model"])
 def test_bench_last_line_is_json(bundle_factory, kind):
     target = ["--bundle", str(bundle_factory("executorch", "int8"))] if kind == "bundle" else ["--model", "random:tiny"]
-    res = _cli("bench", *target, "--iters", "2", "--warmup", "1")
+    res = run_cli("bench", *target, "--iters", "2", "--warmup", "1")
     assert res.returncode == 0, res.stderr
     result = json.loads(res.stdout.strip().splitlines()[-1])
     assert {"e2e_s", "peak_rss_mb", "time_to_first_audio_s", "rtf", "stages"} <= set(result)
@@ -139,9 +133,9 @@ def test_int8_features_from_cpuinfo():
 def test_run_bad_input(bundle_factory, tmp_path):
     b = str(bundle_factory("litert", "fp32"))
     for args, needle in [((), "out of range"), (("--noise", str(tmp_path / "nope.npy")), "noise file not found")]:
-        res = _cli("run", "-b", b, "-p", "x", "-s", "5" if not args else "0.5", *args, "-o", str(tmp_path / "o.wav"))
+        res = run_cli("run", "-b", b, "-p", "x", "-s", "5" if not args else "0.5", *args, "-o", str(tmp_path / "o.wav"))
         assert res.returncode == 2 and needle in res.stderr and not (tmp_path / "o.wav").exists()
-    res = _cli("run", "-b", str(tmp_path / "missing"), "-p", "x", "-o", str(tmp_path / "o.wav"))
+    res = run_cli("run", "-b", str(tmp_path / "missing"), "-p", "x", "-o", str(tmp_path / "o.wav"))
     assert res.returncode == 2 and "bundle not found" in res.stderr
 
 
@@ -174,12 +168,12 @@ def test_low_memory_loads_each_stage_and_matches(bundle_factory, backend, monkey
 
 
 def test_bench_low_memory_cli(bundle_factory):
-    res = _cli("bench", "--bundle", str(bundle_factory("litert", "int8")), "--iters", "1", "--warmup", "0",
-               "--low-memory")
+    res = run_cli("bench", "--bundle", str(bundle_factory("litert", "int8")), "--iters", "1", "--warmup", "0",
+                  "--low-memory")
     assert res.returncode == 0, res.stderr
     result = json.loads(res.stdout.strip().splitlines()[-1])
     assert result["low_memory"] is True and "low memory" in res.stdout
-    res = _cli("bench", "--model", "random:tiny", "--low-memory")
+    res = run_cli("bench", "--model", "random:tiny", "--low-memory")
     assert res.returncode == 2 and "--low-memory applies to a bundle" in res.stderr
 
 
@@ -212,6 +206,6 @@ def test_bench_model_threads_come_from_the_cli():
     before = torch.get_num_threads()
     r = bench_model("random:tiny", iters=1, warmup=0, seconds=0.3)
     assert torch.get_num_threads() == before and r["threads"] == before and r["audio_seconds"] == pytest.approx(0.3)
-    res = _cli("bench", "--model", "random:tiny", "--threads", "1", "--iters", "1", "--warmup", "0")
+    res = run_cli("bench", "--model", "random:tiny", "--threads", "1", "--iters", "1", "--warmup", "0")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout.strip().splitlines()[-1])["threads"] == 1

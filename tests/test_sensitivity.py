@@ -4,8 +4,6 @@ backends (random:tiny; real exports, real runtimes)."""
 import copy
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -15,6 +13,7 @@ from edgegen.components.oobleck import OobleckConfig, OobleckDecoder
 from edgegen.metrics import compare, sqnr_db
 from edgegen.presets import condition_decoder_, randomize_
 from edgegen.recipes import load_recipe
+from tests.helpers import assert_one_error, run_cli
 
 
 def _weight_noise(decoder, x):
@@ -237,9 +236,8 @@ def test_cli_writes_a_recipe_whose_export_meets_its_floor(tiny, tmp_path, backen
     from edgegen.recipes import load_target
 
     rec, js = tmp_path / "mine.toml", tmp_path / "s.json"
-    res = subprocess.run([sys.executable, "-m", "edgegen.cli", "sensitivity", "-m", "random:tiny", "-c", "decoder",
-                          "--frames", "8", "--floor", "30", "--write-recipe", str(rec), "--json", str(js)],
-                         capture_output=True, text=True)
+    res = run_cli("sensitivity", "-m", "random:tiny", "-c", "decoder", "--frames", "8", "--floor", "30",
+                  "--write-recipe", rec, "--json", js)
     assert res.returncode == 0, res.stderr
     assert "layer 37/37" in res.stderr and "floor 30 dB (+1 dB margin)" in res.stdout
     report = json.loads(js.read_text())
@@ -268,9 +266,8 @@ def test_export_chooses_float_layers_for_the_checkpoint_streamed_litert(tmp_path
     layers are chosen on this checkpoint simulating LiteRT's kernels, the decoder's convolutions are int8 CONV_2D
     ops, and the export verifies it."""
     out = tmp_path / "b"
-    res = subprocess.run([sys.executable, "-m", "edgegen.cli", "export", "-m", "random:tiny-long", "-t", "host-litert",
-                          "-r", "fast", "--sensitivity-floor", "28", "-c", "decoder", "-o", str(out)],
-                         capture_output=True, text=True)
+    res = run_cli("export", "-m", "random:tiny-long", "-t", "host-litert", "-r", "fast", "--sensitivity-floor", "28",
+                  "-c", "decoder", "-o", out)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "sensitivity: decoder keeps" in res.stderr and "layer 37/37" in res.stderr
     manifest = json.loads((out / "manifest.json").read_text())
@@ -284,18 +281,16 @@ def test_export_chooses_float_layers_for_the_checkpoint_streamed_litert(tmp_path
 
 
 def test_sensitivity_floor_needs_a_quantized_decoder(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "edgegen.cli", "export", "-m", "random:tiny", "-t", "host-litert",
-                          "-r", "int8", "--sensitivity-floor", "30", "-o", str(tmp_path / "b")],
-                         capture_output=True, text=True)
-    assert res.returncode == 2 and "does not quantize the decoder" in res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "b").exists()
+    res = run_cli("export", "-m", "random:tiny", "-t", "host-litert", "-r", "int8", "--sensitivity-floor", "30",
+                  "-o", tmp_path / "b")
+    assert_one_error(res, "does not quantize the decoder")
+    assert not (tmp_path / "b").exists()
 
 
 def test_bad_sensitivity_arguments_are_one_line(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "edgegen.cli", "sensitivity", "-m", "random:tiny", "-c", "decoder",
-                          "--write-recipe", str(tmp_path / "x.toml")], capture_output=True, text=True)
-    assert res.returncode == 2 and "--write-recipe needs --floor" in res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.toml").exists()
+    res = run_cli("sensitivity", "-m", "random:tiny", "-c", "decoder", "--write-recipe", tmp_path / "x.toml")
+    assert_one_error(res, "--write-recipe needs --floor")
+    assert not (tmp_path / "x.toml").exists()
 
 
 def test_decoder_runs_from_the_changed_block_equal_whole_runs(tiny):

@@ -6,8 +6,6 @@ ceil((64 * 2048 + 18981) / 2048) = 74 frames: 3 calls of 25). The audio runs 189
 
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 import soundfile as sf
@@ -24,13 +22,9 @@ from edgegen.parity import check_parity
 from edgegen.request import GenerateRequest
 from edgegen.streaming import decode_stateful, default_stateful_window, stateful_calls, stateful_layout
 from edgegen.metrics import rel_err, sqnr_db
-from tests.helpers import assert_edited_manifest_refused
+from tests.helpers import assert_edited_manifest_refused, run_cli
 
 PROMPT = "a dog barking"
-
-
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "edgegen.cli", *args], capture_output=True, text=True)
 
 
 def _stream(sd: StatefulDecoder, latents: torch.Tensor, samples=None) -> list[torch.Tensor]:
@@ -116,7 +110,8 @@ def test_eager_generate_stream_matches_whole(tiny_long, tmp_path):
     whole = tiny_long.generate(GenerateRequest(PROMPT, seconds=2.9, seed=1))
     assert len(chunks) == 3 and streamed.shape == whole.shape == (2, num_samples(2.9, 44100))
     assert rel_err(whole, streamed) <= 1e-5
-    res = _cli("generate", "-m", "random:tiny-long", "-p", PROMPT, "-s", "1.5", "--stream", "-o", str(tmp_path / "g.wav"))
+    res = run_cli("generate", "-m", "random:tiny-long", "-p", PROMPT, "-s", "1.5", "--stream", "-o",
+                  str(tmp_path / "g.wav"))
     assert res.returncode == 0, res.stderr
     assert res.stderr.count("chunk:") == 2 and sf.info(str(tmp_path / "g.wav")).frames == num_samples(1.5, 44100)
 
@@ -131,7 +126,7 @@ def test_manifest_and_info(stateful):
     assert [(i.name, i.shape, i.index) for i in dec.inputs] == [
         ("latents", (1, 64, 25), 0), ("position", (2,), 1), ("state", (1, 15656), 2)]
     assert [(o.name, o.shape) for o in dec.outputs] == [("audio", (1, 2, 25 * 2048)), ("next_state", (1, 15656))]
-    res = _cli("info", str(stateful("litert")))
+    res = run_cli("info", str(stateful("litert")))
     assert res.returncode == 0 and "stateful: windows of 25 latent frames back to back" in res.stdout
 
 
@@ -178,7 +173,7 @@ def test_parity_bench_and_short_clip(tiny_long, stateful, backend):
 def test_run_stream_writes_the_whole_decode(tiny_long, stateful, tmp_path):
     """`run --stream` writes, chunk by chunk, what the reference makes with ONE whole-sequence decode."""
     b = str(stateful("executorch"))
-    res = _cli("run", "-b", b, "-p", PROMPT, "-s", "2.5", "--seed", "4", "--stream", "-o", str(tmp_path / "b.wav"))
+    res = run_cli("run", "-b", b, "-p", PROMPT, "-s", "2.5", "--seed", "4", "--stream", "-o", str(tmp_path / "b.wav"))
     assert res.returncode == 0, res.stderr
     assert res.stderr.count("chunk:") == 3 and "first_audio" in res.stdout  # ceil(ceil(129231 / 2048) / 25) = 3
     streamed_wav, sr = sf.read(tmp_path / "b.wav", dtype="float32")

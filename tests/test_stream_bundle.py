@@ -7,8 +7,6 @@ writable for tools that read only schema 1-2; its tests run on LiteRT (the cheap
 """
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -22,13 +20,9 @@ from edgegen.parity import check_parity
 from edgegen.common import num_samples
 from edgegen.metrics import rel_err
 from edgegen.request import GenerateRequest
-from tests.helpers import assert_edited_manifest_refused
+from tests.helpers import assert_edited_manifest_refused, assert_one_error, run_cli
 
 PROMPT = "a dog barking"
-
-
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "edgegen.cli", *args], capture_output=True, text=True)
 
 
 def test_resolve_decoder_window(tiny, tiny_long):
@@ -52,7 +46,7 @@ def test_streamed_manifest_and_info(streamed):
     assert m.artifacts["decoder"].inputs[0].shape == (1, 64, 40)
     assert m.artifacts["decoder"].outputs[0].shape == (1, 2, 40 * 2048)
     assert m.artifacts["dit"].inputs[0].shape == (1, 64, 64)
-    res = _cli("info", str(streamed("litert")))
+    res = run_cli("info", str(streamed("litert")))
     assert res.returncode == 0 and "streamed: windows of 40 latent frames, overlap 10" in res.stdout
 
 
@@ -94,7 +88,7 @@ def test_run_stream_writes_the_whole_decode(tiny_long, streamed, tmp_path):
     """`run --stream` writes, chunk by chunk, what the reference makes with ONE whole-sequence decode; `run`
     without --stream writes the same file at once."""
     b = str(streamed("litert"))
-    res = _cli("run", "-b", b, "-p", PROMPT, "-s", "2.5", "--seed", "4", "--stream", "-o", str(tmp_path / "b.wav"))
+    res = run_cli("run", "-b", b, "-p", PROMPT, "-s", "2.5", "--seed", "4", "--stream", "-o", str(tmp_path / "b.wav"))
     assert res.returncode == 0, res.stderr
     assert res.stderr.count("chunk:") == 3 and "first_audio" in res.stdout
     streamed_wav, sr = sf.read(tmp_path / "b.wav", dtype="float32")
@@ -102,15 +96,15 @@ def test_run_stream_writes_the_whole_decode(tiny_long, streamed, tmp_path):
                                                    seed=4))  # decoder(latents) in one call, no windows
     assert sr == 44100 and streamed_wav.shape == (num_samples(2.5, 44100), 2) == reference.T.shape
     assert rel_err(reference.T, streamed_wav) <= 1e-4
-    whole = _cli("run", "-b", b, "-p", PROMPT, "-s", "2.5", "--seed", "4", "-o", str(tmp_path / "a.wav"))
+    whole = run_cli("run", "-b", b, "-p", PROMPT, "-s", "2.5", "--seed", "4", "-o", str(tmp_path / "a.wav"))
     assert whole.returncode == 0, whole.stderr
     np.testing.assert_array_equal(sf.read(tmp_path / "a.wav", dtype="float32")[0], streamed_wav)
 
 
 @pytest.mark.executorch
 def test_run_stream_needs_a_streamed_bundle(bundle_factory, tmp_path):
-    res = _cli("run", "-b", str(bundle_factory("executorch", "fp32")), "-p", PROMPT, "-s", "0.5", "--stream",
-               "-o", str(tmp_path / "x.wav"))
+    res = run_cli("run", "-b", str(bundle_factory("executorch", "fp32")), "-p", PROMPT, "-s", "0.5", "--stream",
+                  "-o", str(tmp_path / "x.wav"))
     # random:tiny's 16 frames are too short for any window: say so instead of suggesting a re-export
     assert res.returncode == 2 and not (tmp_path / "x.wav").exists()
     assert "too short to stream" in res.stderr and "--decoder-window" not in res.stderr
@@ -120,8 +114,8 @@ def test_run_stream_needs_a_streamed_bundle(bundle_factory, tmp_path):
 @pytest.mark.parametrize("stream", [True, False])
 def test_run_refuses_a_missing_output_folder_before_generating(streamed, tmp_path, stream):
     out = tmp_path / "missing" / "x.wav"
-    res = _cli("run", "-b", str(streamed("litert")), "-p", PROMPT, "-s", "1", *(["--stream"] if stream else []),
-               "-o", str(out))
-    assert res.returncode == 2 and "sampling" not in res.stderr
-    assert res.stderr.strip().splitlines()[-1] == f"edgegen: error: cannot write {out}: folder {out.parent} does not exist"
+    res = run_cli("run", "-b", str(streamed("litert")), "-p", PROMPT, "-s", "1", *(["--stream"] if stream else []),
+                  "-o", str(out))
+    assert assert_one_error(res) == f"edgegen: error: cannot write {out}: folder {out.parent} does not exist"
+    assert "sampling" not in res.stderr
     assert not out.parent.exists()

@@ -11,18 +11,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from click.testing import CliRunner
 
 import edgegen
-from edgegen.cli import main
 from edgegen.errors import EdgegenError
 from edgegen.train import loop, vae
 from edgegen.train.vae import VAEConfig, train_vae
-from tests.test_bad_input_train import assert_one_error, fake_cache
+from tests.helpers import assert_one_error, invoke_cli
+from tests.test_bad_input_train import fake_cache
 from tests.test_train import one_thread  # noqa: F401  (autouse, module scope: tiny models run fastest on one thread)
 
 TINY_VAE = dict(channels=4, crop=4096, batch_size=2)
 TINY_CLI = ["--channels", "4", "--crop", "4096", "--batch-size", "2"]
+VAE = ["train", "vae", "-m", "random:tiny"]
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +38,6 @@ def clips(tmp_path_factory) -> Path:
         lines.append(json.dumps({"path": f"c{i}.wav", "caption": f"tone {i}"}))
     (root / "captions.jsonl").write_text("\n".join(lines) + "\n")
     return root / "captions.jsonl"
-
-
-def cli(*args):
-    return CliRunner().invoke(main, ["train", *map(str, args)])
 
 
 def test_loss_falls_and_the_model_loads_with_the_new_vae(clips, tmp_path):
@@ -73,12 +69,11 @@ def test_loss_falls_and_the_model_loads_with_the_new_vae(clips, tmp_path):
 def test_resume_repeats_the_straight_run(clips, tmp_path):
     cfg = VAEConfig(**TINY_VAE)
     train_vae(model="random:tiny", t5=None, captions=clips, out=tmp_path / "a", cfg=cfg, steps=4, log_every=1)
-    res = cli("vae", "-m", "random:tiny", "--captions", clips, "--out", tmp_path / "b", "--steps", 2, *TINY_CLI)
+    res = invoke_cli(*VAE, "--captions", clips, "--out", tmp_path / "b", "--steps", 2, *TINY_CLI)
     assert res.exit_code == 0, res.output
-    assert_one_error(cli("vae", "-m", "random:tiny", "--captions", clips, "--out", tmp_path / "b", "--steps", 4,
-                         *TINY_CLI, "--lr", "1e-3", "--resume"), "different settings", "lr")
-    res = cli("vae", "-m", "random:tiny", "--captions", clips, "--out", tmp_path / "b", "--steps", 4, *TINY_CLI,
-              "--resume")
+    assert_one_error(invoke_cli(*VAE, "--captions", clips, "--out", tmp_path / "b", "--steps", 4, *TINY_CLI,
+                                "--lr", "1e-3", "--resume"), "different settings", "lr")
+    res = invoke_cli(*VAE, "--captions", clips, "--out", tmp_path / "b", "--steps", 4, *TINY_CLI, "--resume")
     assert res.exit_code == 0, res.output
     a, b = (loop.load_state(tmp_path / d) for d in "ab")
     assert a["step"] == b["step"] == 4 and a["config"] == b["config"]
@@ -101,7 +96,7 @@ def test_resume_repeats_the_straight_run(clips, tmp_path):
 ])
 def test_bad_vae_config_one_line_nothing_created(clips, tmp_path, args, needles):
     out = tmp_path / "runs" / "vae"
-    assert_one_error(cli("vae", "-m", "random:tiny", "--captions", clips, "--out", out, "--steps", 1, *args), *needles)
+    assert_one_error(invoke_cli(*VAE, "--captions", clips, "--out", out, "--steps", 1, *args), *needles)
     assert not (tmp_path / "runs").exists()
 
 
@@ -119,9 +114,9 @@ def test_empty_split_is_one_line(tmp_path):
                                          '{"path": "broken.wav", "caption": "y"}\n')
     (tmp_path / "none.jsonl").write_text("\n")
     out = tmp_path / "new" / "run"
-    assert_one_error(cli("vae", "-m", "random:tiny", "--captions", tmp_path / "caps.jsonl", "--out", out, "--steps", 1),
+    assert_one_error(invoke_cli(*VAE, "--captions", tmp_path / "caps.jsonl", "--out", out, "--steps", 1),
                      "no usable audio among its 2 records", "quiet.wav: silent")
-    assert_one_error(cli("vae", "-m", "random:tiny", "--captions", tmp_path / "none.jsonl", "--out", out, "--steps", 1),
+    assert_one_error(invoke_cli(*VAE, "--captions", tmp_path / "none.jsonl", "--out", out, "--steps", 1),
                      "no records")
     assert not (tmp_path / "new").exists()
 
@@ -136,14 +131,14 @@ def test_nan_stops_the_run_in_one_line(clips, tmp_path, monkeypatch):
 
     monkeypatch.setattr(vae, "vae_losses", nan_at_step_3)
     out = tmp_path / "run"
-    assert_one_error(cli("vae", "-m", "random:tiny", "--captions", clips, "--out", out, "--steps", 5, *TINY_CLI,
-                         "--save-every", 2), "diverged at step 3", "loss nan", "state.safetensors")
+    assert_one_error(invoke_cli(*VAE, "--captions", clips, "--out", out, "--steps", 5, *TINY_CLI, "--save-every", 2),
+                     "diverged at step 3", "loss nan", "state.safetensors")
     state = loop.load_state(out)
     assert state["step"] == 2 and not (out / "model").exists()  # the last good state stays, nothing half-written
     assert all(torch.isfinite(v).all() for v in state["vae"].values())
     calls.clear()  # from its third step on: before the first save (every 500)
-    assert_one_error(cli("vae", "-m", "random:tiny", "--captions", clips, "--out", tmp_path / "fresh", "--steps", 5,
-                         *TINY_CLI), "diverged at step 3", "no state was saved")
+    assert_one_error(invoke_cli(*VAE, "--captions", clips, "--out", tmp_path / "fresh", "--steps", 5, *TINY_CLI),
+                     "diverged at step 3", "no state was saved")
     assert not (tmp_path / "fresh").exists()
 
 
@@ -152,8 +147,8 @@ def test_nan_stops_rf_too(tmp_path, monkeypatch):
 
     monkeypatch.setattr(rf, "rf_step", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
     cache = fake_cache(tmp_path / "c.safetensors")
-    assert_one_error(cli("rf", "-m", "random:tiny", "--batch-size", 2, "--cache", cache, "--out", tmp_path / "r",
-                         "--steps", 2), "diverged at step 1", "loss nan")
+    assert_one_error(invoke_cli("train", "rf", "-m", "random:tiny", "--batch-size", 2, "--cache", cache,
+                                "--out", tmp_path / "r", "--steps", 2), "diverged at step 1", "loss nan")
     assert not (tmp_path / "r").exists()
 
 

@@ -11,6 +11,7 @@ import pytest
 from edgegen.bundle_pipeline import BundlePipeline
 from edgegen.request import GenerateRequest
 from edgegen.weight_cache import WeightCache, valid_litert_cache
+from tests.helpers import assert_one_error, run_cli
 
 pytestmark = pytest.mark.litert
 PROMPT = "a dog barking"
@@ -53,12 +54,10 @@ def test_invalid_cache_file_is_rebuilt(litert_bundle, tmp_path):
 def test_unusable_cache_folder_is_one_line(litert_bundle, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    r = subprocess.run([sys.executable, "-m", "edgegen.cli", "run", "-b", str(litert_bundle), "-p", PROMPT, "-s",
-                        "0.5", "-o", str(tmp_path / "a.wav"), "--weight-cache", str(blocker / "sub")],
-                       capture_output=True, text=True)
-    assert r.returncode == 2 and not (tmp_path / "a.wav").exists()
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "weight cache folder" in lines[0] and "--no-weight-cache" in lines[0], r.stderr
+    r = run_cli("run", "-b", litert_bundle, "-p", PROMPT, "-s", "0.5", "-o", tmp_path / "a.wav", "--weight-cache",
+                blocker / "sub")
+    assert_one_error(r, "weight cache folder", "--no-weight-cache")
+    assert not (tmp_path / "a.wav").exists()
 
 
 def test_litert_run_never_imports_torch(litert_bundle, tmp_path):
