@@ -13,8 +13,6 @@ from tests.helpers import RUNNERS_DIR, write_official, write_t5_folder
 def _weight_cache_in_tmp(tmp_path_factory):
     """The native runner's XNNPACK weight cache (default ~/.cache/edgegen/xnnpack) goes to this session's temp
     folder, so tests neither read a cache left by another run nor leave files in the home folder."""
-    import os
-
     old = os.environ.get("EDGEGEN_WEIGHT_CACHE")
     os.environ["EDGEGEN_WEIGHT_CACHE"] = str(tmp_path_factory.mktemp("xnnpack-cache"))
     yield
