@@ -296,7 +296,7 @@ def load_pipeline(model: str | Path, t5: str | Path | None = None, *, t5_precisi
     model_dir = Path(model)
     if not model_dir.is_dir():
         raise EdgegenError(f"model folder not found: {model_dir} (expected model_config.json + model.safetensors, "
-                           "or a built-in model: random:tiny, random:sao-small)")
+                           "or a built-in model: random:tiny, random:tiny-long, random:sao-small)")
     cfg_path = model_dir / "model_config.json"
     if not cfg_path.is_file():
         raise EdgegenError(f"{model_dir}: model_config.json not found")

@@ -87,7 +87,8 @@ def _hf_hub_cache() -> Path:
 
 model_option = click.option("--model", "-m", required=True,
                             help="Model folder in the official layout (model_config.json + model.safetensors), "
-                                 "or a built-in random model: random:tiny, random:sao-small.")
+                                 "or a built-in random model: random:tiny, random:tiny-long (tiny with longer "
+                                 "audio), random:sao-small.")
 t5_option = click.option("--t5", type=click.Path(file_okay=False, path_type=Path), default=_hf_hub_cache,
                          help="T5 folder (config.json, model.safetensors or pytorch_model.bin, spiece.model), or a "
                               "Hugging Face hub cache holding t5-base / google-t5/t5-base. Default: the hub cache "

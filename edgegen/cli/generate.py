@@ -15,7 +15,7 @@ from edgegen.cli import (bundle_option, err, init_audio_options, low_memory_opti
 @model_option
 @t5_option
 @t5_precision_option
-@click.option("--prompt", "-p", required=True)
+@click.option("--prompt", "-p", required=True, help="Text prompt.")
 @click.option("--seconds", "-s", type=float, default=10.0, show_default=True, help="Duration (seconds_total).")
 @click.option("--steps", type=click.IntRange(1, 1000), default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -24,7 +24,8 @@ from edgegen.cli import (bundle_option, err, init_audio_options, low_memory_opti
 @click.option("--cfg-scale", type=float, default=1.0, show_default=True,
               help="Classifier-free guidance scale (a finite number; 1 = no guidance).")
 @click.option("--pcm16", is_flag=True, help="Write 16-bit PCM instead of float32.")
-@click.option("--stream", is_flag=True, help="Decode in overlapping windows and write each chunk as it is ready.")
+@click.option("--stream", is_flag=True, help="Decode with the stateful streaming decoder (windows back to back, each "
+                                             "latent frame decoded once) and write each chunk as it is ready.")
 @truncate_prompt_option
 @init_audio_options
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path))
@@ -42,15 +43,16 @@ def generate(model, t5, t5_precision, prompt, seconds, steps, seed, noise, cfg_s
 
 @main.command()
 @bundle_option
-@click.option("--prompt", "-p", required=True)
-@click.option("--seconds", "-s", type=float, default=10.0, show_default=True)
+@click.option("--prompt", "-p", required=True, help="Text prompt.")
+@click.option("--seconds", "-s", type=float, default=10.0, show_default=True,
+              help="Duration (seconds_total), at most the bundle's max_seconds (`edgegen info`).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--noise", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Inject noise: float32 .npy of shape [steps, 64, T].")
 @threads_option
 @low_memory_option
 @weight_cache_options
-@click.option("--pcm16", is_flag=True)
+@click.option("--pcm16", is_flag=True, help="Write 16-bit PCM instead of float32.")
 @click.option("--stream", is_flag=True, help="Write each decoded window to OUTPUT as soon as it is ready "
                                              "(bundles exported with a decoder window).")
 @truncate_prompt_option
