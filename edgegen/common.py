@@ -19,6 +19,7 @@ import hashlib
 import math
 import os
 import resource
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -72,7 +73,8 @@ def sha256_file(path: Path) -> str:
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary name beside `path` (`.NAME.partial-PID`): renamed onto `path` when the block succeeds, removed
-    when it fails, so `path` is never half-written. An OSError becomes one EdgegenError line."""
+    when it fails, so `path` is never half-written. The block may make a file or a folder there (a folder is renamed
+    onto a `path` that does not exist). An OSError becomes one EdgegenError line."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
     try:
@@ -81,7 +83,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
     except OSError as exc:
         raise EdgegenError(f"cannot write {path}: {exc.strerror or exc}; nothing was written") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
 
 
 def write_text_atomic(path: Path, text: str) -> None:

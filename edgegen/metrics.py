@@ -39,11 +39,11 @@ def json_number(v: float) -> float | str:
 def _f64(x) -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=np.float64).ravel()
+    return np.asarray(x, dtype=np.float64)
 
 
 def _pair(ref, got) -> tuple[np.ndarray, np.ndarray]:
-    r, g = _f64(ref), _f64(got)
+    r, g = _f64(ref).ravel(), _f64(got).ravel()
     if r.shape != g.shape:
         raise ValueError(f"shape mismatch: {r.shape} vs {g.shape}")
     return r, g
@@ -85,7 +85,7 @@ def si_sdr_db(ref, got) -> float:
     a = <got, ref> / |ref|^2 to best fit got; the target a ref and the error a ref - got have their energies summed
     over the signals: 10 log10(sum |a ref|^2 / sum |a ref - got|^2). A gain change scores as identical (+inf);
     noise unrelated to ref scores far below 0."""
-    r, g = (np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, np.float64) for x in (ref, got))
+    r, g = _f64(ref), _f64(got)
     if r.shape != g.shape or r.ndim == 0:
         raise ValueError(f"shape mismatch: {r.shape} vs {g.shape}")
     r, g = r.reshape(-1, r.shape[-1]), g.reshape(-1, g.shape[-1])

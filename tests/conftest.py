@@ -42,17 +42,23 @@ def shared_dir(tmp_path_factory) -> Path:
 
 
 @contextmanager
-def made_once(path: Path):
-    """Hold `path`'s lock across workers; yields True when `path` is still to be made (the caller makes it, or
-    leaves nothing there on failure), False when another worker or an earlier call made it."""
+def locked(path: Path):
+    """Hold the lock named `path` (the file `path`.lock) across workers for the block."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = path.with_name(path.name + ".lock")
-    with open(lock, "a") as f:
+    with open(path.with_name(path.name + ".lock"), "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
-            yield not path.exists()
+            yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextmanager
+def made_once(path: Path):
+    """Hold `path`'s lock; yields True when `path` is still to be made (the caller makes it, or leaves nothing there
+    on failure), False when another worker or an earlier call made it."""
+    with locked(path):
+        yield not path.exists()
 
 
 @pytest.fixture(scope="session")
@@ -99,7 +105,7 @@ def _runner_once(shared_dir: Path, target: str, folder: str) -> Path:
     done = shared_dir / f"runner-{folder}"
     with made_once(done) as missing:
         if missing:
-            with made_once(RUNNERS_DIR / "build"):
+            with locked(RUNNERS_DIR / "build"):
                 path = build_runner(target=target, out_dir=RUNNERS_DIR / folder, log=lambda _: None)
             done.write_text(str(path))
     return Path(done.read_text())

@@ -197,12 +197,6 @@ def test_executorch_int8_decoder_quantizes_its_2d_convolutions(tiny_long, int8_s
     assert abs(real - sim) < 3.0, (real, sim)
 
 
-def _no_verify():
-    from edgegen.export import export_bundle
-
-    return {"verify": False} if "verify" in export_bundle.__code__.co_varnames else {}
-
-
 def _recipe(tmp_path, *, decoder_rules: str, floor: float):
     p = tmp_path / "r.toml"
     p.write_text(f"""name = "t"

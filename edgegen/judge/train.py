@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from edgegen.audio_io import check_writable
+from edgegen.common import atomic_path
 from edgegen.errors import EdgegenError
 from edgegen.judge.data import AudioSet, find_set
 from edgegen.judge.model import (FLOOR_DB, HEADS, Judge, JudgeConfig, JudgeNet, encode_labels, log_mel,
@@ -177,18 +177,11 @@ def fit(net: JudgeNet, mels: list[torch.Tensor], y: dict[str, torch.Tensor], cfg
 
 def write_folder(out: Path, net: JudgeNet, *, meta: dict, records: list[dict]) -> None:
     """judge.safetensors, judge.json and log.jsonl into a temporary folder beside `out`, renamed onto `out`."""
-    with new_folder(out.parent):
-        tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
+    with new_folder(out.parent), atomic_path(out) as tmp:
+        shutil.rmtree(tmp, ignore_errors=True)  # a leftover of an earlier run that had this process id
         tmp.mkdir()
-        try:
-            save_judge(tmp, net, meta=meta)
-            (tmp / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-            os.replace(tmp, out)
-        except OSError as exc:
-            raise EdgegenError(f"cannot write {out}: {exc.strerror or exc}; nothing was written") from None
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        save_judge(tmp, net, meta=meta)
+        (tmp / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
 def describe(judge_dir: Path) -> str:
