@@ -37,11 +37,12 @@ from typing import Callable
 
 import numpy as np
 
-from edgegen.bench import ENCODER_STAGE, PROMPT, STAGES, Iteration, bench_result, int8_features
+from edgegen.bench import ENCODER_STAGE, PROMPT, STAGES, Iteration, bench_result, int8_features, int8_layers
 from edgegen.bundle import MANIFEST, Bundle, init_audio_shape
-from edgegen.common import check_seconds, sha256_file
+from edgegen.common import check_seconds, default_seconds, sha256_file
 from edgegen.errors import EdgegenError
 from edgegen.noise import gaussian_noise
+from edgegen.xnnpack import precision_report
 
 REMOTE_ROOT = "/data/local/tmp/edgegen"
 RUNNER = "edgegen-runner"
@@ -282,7 +283,7 @@ def device_bench(bundle: Bundle, *, device: Device, runner_dir: Path, iters: int
     """`bench_bundle`'s result (edgegen.bench/1, kind "device") for runs on the phone; `seconds` and the init
     audio (audio-to-audio, encoder stage timed) as there."""
     m = bundle.manifest
-    seconds = m.max_seconds if seconds is None else seconds
+    seconds = default_seconds(m.max_seconds) if seconds is None else seconds
     check_seconds(seconds, max_seconds=m.max_seconds, sample_rate=m.sample_rate, owner="this bundle")
     threads = threads or m.target.threads
     r = _install(device, bundle, runner_dir)
@@ -298,7 +299,8 @@ def device_bench(bundle: Bundle, *, device: Device, runner_dir: Path, iters: int
         on_iter(i)
     model = device.adb.shell("getprop ro.product.model").strip()
     cpus = device.adb.shell("nproc").strip()
-    features = int8_features(device.adb.shell("cat /proc/cpuinfo"))
+    cpuinfo = device.adb.shell("cat /proc/cpuinfo")
+    features = int8_features(cpuinfo)
     a2a = {"init_noise_level": init_noise_level} if init_audio is not None else {}
     if "decoded_latent_frames" in runs[0]:  # runners from before schema 3 do not report it
         a2a["decoded_latent_frames"] = runs[0]["decoded_latent_frames"]
@@ -306,6 +308,8 @@ def device_bench(bundle: Bundle, *, device: Device, runner_dir: Path, iters: int
                         recipe=m.recipe.name, target=m.target.name, bundle=str(bundle.root),
                         threads=runs[0]["threads"], **a2a, machine=device.abi, processor=model,
                         cpus=int(cpus) if cpus.isdigit() else None, int8_features=features,
+                        int8_layers=int8_layers(m),
+                        precision=precision_report(m, cpuinfo),
                         device={"serial": device.serial, "abi": device.abi, "model": model})
 
 

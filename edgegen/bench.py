@@ -20,8 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgegen.common import Timings, peak_rss_mb
+from edgegen.common import Timings, default_seconds, peak_rss_mb
 from edgegen.request import GenerateRequest
+from edgegen.xnnpack import precision_report
 
 BENCH_SCHEMA = "edgegen.bench/1"
 STAGES = ("text_encoder", "dit", "decoder")
@@ -50,6 +51,10 @@ def bench_result(runs: list[Iteration], *, warmup: int, load_s: float | None = N
     audio_s = runs[0].frames / runs[0].sample_rate
     head = {k: identity.pop(k) for k in ("kind", "backend", "recipe", "target", "bundle", "model", "threads",
                                           "low_memory") if k in identity}
+    if "int8_features" in identity:  # the CPU that ran it: int8 dot products, and whether the bundle needed them
+        identity["int8_dot_product"] = int8_dot_product(identity["int8_features"])
+        warning = int8_warning(identity.get("int8_layers", {}), identity["int8_features"])
+        identity["warnings"] = [warning] if warning else []
     return {"schema": BENCH_SCHEMA, **head, "load_s": load, "e2e_s": e2e, "rtf": e2e / audio_s,
             "time_to_first_audio_s": med([r.first_audio_s for r in runs]),
             "stages": {"load": load, **{k: med([r.stages[k] for r in runs]) for k in _stages(runs)}},
@@ -108,16 +113,40 @@ def describe_int8(features: list[str]) -> str:
             f"(int8 dot product: {', '.join(int8_dot_product(features)) or 'NO'})")
 
 
+INT8_COMPUTE = ("int8", "int4")  # recipe schemes with dynamic int8 activations: int8 matrix kernels
+
+
+def int8_layers(manifest) -> dict[str, int]:
+    """Per artifact of a bundle's manifest, its layers that compute in int8 (none: left out)."""
+    counts = {name: sum(n for scheme, n in (a.schemes or {}).items() if scheme in INT8_COMPUTE)
+              for name, a in manifest.artifacts.items()}
+    return {name: n for name, n in counts.items() if n}
+
+
+def int8_warning(layers: dict[str, int], features: list[str]) -> str | None:
+    """One line when a bundle computes in int8 (`layers`, from int8_layers) on a CPU whose `features` give no int8
+    dot products, where int8 kernels are not faster than fp32 (an AVX2-only x86: benchmarks/JOURNAL.md)."""
+    if not layers or int8_dot_product(features):
+        return None
+    which = ", ".join(f"{n} in the {name}" for name, n in layers.items())
+    return (f"this CPU has no int8 dot-product instructions (x86 AVX-512 VNNI or AVX-VNNI, Arm asimddp or i8mm): "
+            f"the bundle's int8 layers ({which}) will not run faster than fp32 here")
+
+
 def describe_cpu(machine: dict) -> str:
     """`processor; int8 features: ...` for a host_machine() dict or a bench result."""
     return f"{machine.get('processor') or machine.get('machine')}; {describe_int8(machine.get('int8_features') or [])}"
 
 
-def host_machine() -> dict:
+def _cpuinfo() -> str:
     try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
+        return Path("/proc/cpuinfo").read_text()
     except OSError:
-        cpuinfo = ""
+        return ""
+
+
+def host_machine() -> dict:
+    cpuinfo = _cpuinfo()
     model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")), None)
     return {"machine": platform.machine(), "processor": model or platform.processor() or platform.machine(),
             "cpus": os.cpu_count(), "python": platform.python_version(), "int8_features": int8_features(cpuinfo)}
@@ -135,7 +164,7 @@ def bench_bundle(path, *, iters: int = 3, warmup: int = 1, threads: int | None =
 
     with BundlePipeline.open(path, threads=threads, low_memory=low_memory, audio_to_audio=init_audio is not None,
                              weight_cache=weight_cache) as bp:  # removes a zip's unpacked copy
-        seconds = bp.max_seconds if seconds is None else seconds
+        seconds = default_seconds(bp.max_seconds) if seconds is None else seconds
         bp.check_seconds(seconds)
         request = GenerateRequest(prompt, seconds=seconds, init_audio=init_audio, init_noise_level=init_noise_level)
         runs = _measure(lambda t: bp.generate(request, timings=t),
@@ -147,7 +176,7 @@ def bench_bundle(path, *, iters: int = 3, warmup: int = 1, threads: int | None =
     return bench_result(runs, warmup=warmup, load_s=bp.load_s, kind="bundle", backend=m.backend,
                         recipe=m.recipe.name, target=m.target.name, bundle=str(path),
                         threads=threads or m.target.threads, low_memory=low_memory, **extra,
-                        **host_machine())
+                        int8_layers=int8_layers(m), precision=precision_report(m, _cpuinfo()), **host_machine())
 
 
 def bench_model(model, *, t5=None, t5_precision: str = "fp16", iters: int = 3, warmup: int = 1,
@@ -161,7 +190,7 @@ def bench_model(model, *, t5=None, t5_precision: str = "fp16", iters: int = 3, w
     start = time.perf_counter()
     pipe = load_pipeline(model, t5=t5, t5_precision=t5_precision)
     load_s = time.perf_counter() - start
-    seconds = pipe.max_seconds if seconds is None else seconds
+    seconds = default_seconds(pipe.max_seconds) if seconds is None else seconds
     pipe.check_seconds(seconds)
     runs = _measure(lambda t: pipe.generate(GenerateRequest(prompt, seconds=seconds), timings=t),
                     sample_rate=pipe.sample_rate, iters=iters, warmup=warmup, on_iter=on_iter)
@@ -189,4 +218,9 @@ def format_bench(r: dict) -> str:
              + (f"   (XNNPACK weight cache: {r['weight_cache']})" if "weight_cache" in r else "")]
     if "int8_features" in r:
         lines.append(f"  cpu             {describe_cpu(r)}")
+    if "precision" in r:
+        lines.append("  precision       " + ", ".join(
+            f"{c} {p['precision']}" + (f" (asked {p['asked']}: {p['why']})" if "asked" in p else "")
+            for c, p in r["precision"].items()))
+    lines += [f"  warning         {w}" for w in r.get("warnings", [])]
     return "\n".join(lines)

@@ -14,6 +14,8 @@ the cache of $HF_HUB_CACHE / $HF_HOME; the library reads no environment).
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import torch
@@ -139,6 +141,28 @@ def hub_snapshots(hub: Path, name: str) -> list[Path]:
     ref = repo / "refs" / "main"
     snaps = [repo / "snapshots" / ref.read_text().strip()] if ref.is_file() else []
     return snaps + (sorted((repo / "snapshots").glob("*")) if (repo / "snapshots").is_dir() else [])
+
+
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+
+
+def find_model(model: str | Path, hub: Path, *, builtins: str) -> Path:
+    """The official-layout folder that `model` names: that folder, or else the snapshot of Hugging Face repo `model`
+    (owner/name, e.g. stabilityai/stable-audio-open-small) in hub cache `hub` that holds model_config.json; never
+    downloads. `builtins` lists the built-in models for the error line."""
+    d = Path(model)
+    if d.is_dir():
+        return d
+    if _REPO_ID.fullmatch(str(model)):
+        for snap in hub_snapshots(hub, str(model)):
+            if (snap / "model_config.json").is_file():
+                return snap
+        repo = Path(hub) / ("models--" + str(model).replace("/", "--"))
+        raise EdgegenError(f"model {model} not found: no such folder, and the Hugging Face cache has no snapshot of it "
+                           f"with model_config.json (looked in {repo}/snapshots/); fetch it with `huggingface-cli "
+                           f"download {model}` or set HF_HUB_CACHE to the cache holding it (edgegen never downloads)")
+    raise EdgegenError(f"model folder not found: {d} (expected model_config.json + model.safetensors, a Hugging Face "
+                       f"repo id in the local cache, or a built-in model: {builtins})")
 
 
 def find_t5(t5: str | Path | None, *, model_name: str = "t5-base") -> Path:

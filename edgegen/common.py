@@ -41,6 +41,14 @@ def num_samples(seconds: float, sample_rate: int) -> int:
     return int(round(seconds * sample_rate))
 
 
+DEFAULT_SECONDS = 10.0
+
+
+def default_seconds(max_seconds: float) -> float:
+    """What every command generates when no --seconds is given: 10 s, or the model's maximum when that is less."""
+    return min(DEFAULT_SECONDS, max_seconds)
+
+
 def check_seconds(seconds: float, *, max_seconds: float, sample_rate: int, owner: str) -> None:
     """`seconds` must be a finite duration of at least one sample and at most `max_seconds`."""
     if not (math.isfinite(seconds) and num_samples(seconds, sample_rate) >= 1 and seconds <= max_seconds + 1e-6):
@@ -92,6 +100,19 @@ def atomic_path(path: Path) -> Iterator[Path]:
 def write_text_atomic(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+# The built-in models, by name (what `--model` accepts besides a folder or a Hugging Face repo id): here, light, so
+# that every command's --help and `edgegen list` name them without importing torch; edgegen.presets builds them.
+BUILTIN_MODELS = {
+    "random:tiny": "SAO-small's architecture at toy width, random weights (tests; < 1 s)",
+    "random:tiny-long": "random:tiny with 2.97 s of audio instead of 0.74 s",
+    "random:sao-small": "SAO-small's exact shapes (a 341M-parameter DiT, T5-base), random weights (full-size benchmarks)",
+}
+
+
+def builtin_names() -> str:
+    return ", ".join(BUILTIN_MODELS)
 
 
 def hf_hub_cache() -> Path:

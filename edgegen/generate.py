@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edgegen.audio_io import check_output, read_noise, wav_out
-from edgegen.common import Timings, sigterm_unwinds
+from edgegen.common import DEFAULT_SECONDS, Timings, default_seconds, sigterm_unwinds
 from edgegen.errors import EdgegenError
 from edgegen.init_audio import read_init
 from edgegen.request import GenerateRequest
@@ -47,21 +47,23 @@ class Generated:
 
 
 def generate_wav(*, model: str, t5: Path | None = None, t5_precision: str = "fp16", prompt: str,
-                 seconds: float = 10.0, steps: int = 8, seed: int = 0, noise: Path | None = None,
+                 seconds: float | None = None, steps: int = 8, seed: int = 0, noise: Path | None = None,
                  cfg_scale: float = 1.0, pcm16: bool = False, stream: bool = False, truncate_prompt: bool = False,
                  init_audio: Path | None = None, init_noise_level: float | None = None, output: Path,
                  log: Callable[[str], None] = _quiet, bar=no_bar) -> Generated:
     """The PyTorch reference pipeline of `model` into `output` (`noise`: a .npy [steps, 64, T]; `init_audio`: a
-    recording for audio-to-audio at `init_noise_level`, 0.5 by default)."""
+    recording for audio-to-audio at `init_noise_level`, 0.5 by default). `seconds`: `default_seconds` when None."""
     from edgegen.pipeline import load_pipeline
 
-    request = GenerateRequest(prompt, seconds=seconds, steps=steps, seed=seed, cfg_scale=cfg_scale,
-                              truncate_prompt=truncate_prompt)
+    request = GenerateRequest(prompt, seconds=DEFAULT_SECONDS if seconds is None else seconds, steps=steps,
+                              seed=seed, cfg_scale=cfg_scale, truncate_prompt=truncate_prompt)
     check_output(output, inputs={"--noise": noise, "--model": model, "--t5": t5, "--init-audio": init_audio})
     init, level = read_init(init_audio, init_noise_level)  # before the model loads
     start = time.perf_counter()
     pipe = load_pipeline(model, t5=t5, t5_precision=t5_precision)
     load_s = time.perf_counter() - start
+    if seconds is None:
+        request = replace(request, seconds=default_seconds(pipe.max_seconds))
     request, tokens = _prepare(pipe, replace(request, init_audio=init, init_noise_level=level), noise=noise,
                                init_length=pipe.latent_length * pipe.config.vae.hop, log=log)
     wav, timings = _write(lambda **hooks: pipe.generate(request, stream=stream, **hooks), steps=request.steps,
@@ -73,18 +75,21 @@ def generate_wav(*, model: str, t5: Path | None = None, t5_precision: str = "fp1
         stage_line({"load": load_s, **timings.stages}) + f"  (dit {timings.stages['dit'] / steps:.3f}s/step)"))
 
 
-def run_wav(*, bundle: Path, prompt: str, seconds: float = 10.0, seed: int = 0, noise: Path | None = None,
+def run_wav(*, bundle: Path, prompt: str, seconds: float | None = None, seed: int = 0, noise: Path | None = None,
             threads: int | None = None, low_memory: bool = False, weight_cache: Path | None = None,
             no_weight_cache: bool = False, pcm16: bool = False, stream: bool = False, truncate_prompt: bool = False,
             init_audio: Path | None = None, init_noise_level: float | None = None, output: Path,
-            log: Callable[[str], None] = _quiet, bar=no_bar) -> Generated:
+            verbose: bool = False, log: Callable[[str], None] = _quiet, bar=no_bar) -> Generated:
     """A bundle's artifacts in their runtime into `output` (`stream`: write each decoded window as it is ready,
-    for bundles exported with a decoder window). No torch is loaded for a LiteRT bundle without init audio."""
+    for bundles exported with a decoder window; `seconds`: `default_seconds` when None). `verbose`: `log` the
+    CPU's int8 dot-product support, and a warning when the bundle computes in int8 without it. No torch is loaded
+    for a LiteRT bundle without init audio."""
     from edgegen.bundle import init_audio_shape
     from edgegen.bundle_pipeline import BundlePipeline
     from edgegen.weight_cache import WeightCache
 
-    request = GenerateRequest(prompt, seconds=seconds, seed=seed, truncate_prompt=truncate_prompt)
+    request = GenerateRequest(prompt, seconds=DEFAULT_SECONDS if seconds is None else seconds, seed=seed,
+                              truncate_prompt=truncate_prompt)
     check_output(output, inputs={"--bundle": bundle, "--noise": noise, "--init-audio": init_audio})
     init, level = read_init(init_audio, init_noise_level)  # before the bundle loads
     cache = WeightCache.from_options(weight_cache, off=no_weight_cache)
@@ -93,6 +98,10 @@ def run_wav(*, bundle: Path, prompt: str, seconds: float = 10.0, seed: int = 0, 
         if stream and bp.stream is None:
             raise EdgegenError(f"{bundle}: {bp.stream_refusal()}")
         length = init_audio_shape(bp.bundle.manifest, bundle)[-1] if init is not None else 0
+        if seconds is None:
+            request = replace(request, seconds=default_seconds(bp.max_seconds))
+        if verbose:
+            _log_cpu(bp.bundle.manifest, log)
         request, tokens = _prepare(bp, replace(request, init_audio=init, init_noise_level=level), noise=noise,
                                    init_length=length, log=log)
         wav, timings = _write(lambda **hooks: bp.generate(request, **hooks), steps=bp.steps, output=output,
@@ -101,6 +110,16 @@ def run_wav(*, bundle: Path, prompt: str, seconds: float = 10.0, seed: int = 0, 
     return Generated(output, audio_s, (
         f"wrote {output} ({audio_s:.2f} s) with {bp.backend_label}" + _truncated(tokens, bp.tokenizer.max_length),
         stage_line({"load": bp.load_s, **timings.stages})))
+
+
+def _log_cpu(manifest, log: Callable[[str], None]) -> None:
+    from edgegen.bench import describe_cpu, host_machine, int8_layers, int8_warning
+
+    machine = host_machine()
+    log(f"cpu: {describe_cpu(machine)}")
+    warning = int8_warning(int8_layers(manifest), machine["int8_features"])
+    if warning:
+        log(f"edgegen: warning: {warning}")
 
 
 def _prepare(pipe, request: GenerateRequest, *, noise: Path | None, init_length: int,

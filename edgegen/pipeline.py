@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from edgegen import checkpoint as ckpt
-from edgegen.common import Timings, check_seconds, collect_audio, num_samples, sha256_file
+from edgegen.common import (Timings, builtin_names, check_seconds, collect_audio, hf_hub_cache, num_samples,
+                            sha256_file)
 from edgegen.components.conditioners import NumberConditioner, TextEncoder
 from edgegen.components.dit import DiT
 from edgegen.components.oobleck import OobleckConfig, OobleckDecoder, OobleckEncoder, vae_bottleneck
@@ -293,10 +294,7 @@ def load_pipeline(model: str | Path, t5: str | Path | None = None, *, t5_precisi
     check_t5_precision(t5_precision)
     if str(model).startswith("random:"):
         return _load_random(str(model)[len("random:"):], t5_precision=t5_precision)
-    model_dir = Path(model)
-    if not model_dir.is_dir():
-        raise EdgegenError(f"model folder not found: {model_dir} (expected model_config.json + model.safetensors, "
-                           "or a built-in model: random:tiny, random:tiny-long, random:sao-small)")
+    model_dir = ckpt.find_model(model, hf_hub_cache(), builtins=builtin_names())
     cfg_path = model_dir / "model_config.json"
     if not cfg_path.is_file():
         raise EdgegenError(f"{model_dir}: model_config.json not found")

@@ -26,7 +26,7 @@ def describe(*, bundle: Path | None = None, model: str | None = None, t5: Path |
              t5_precision: str = "fp16") -> str:
     """A model's facts and parameter counts, or a bundle's manifest (every checksum verified)."""
     if (bundle is None) == (model is None):
-        raise EdgegenError("give either a BUNDLE folder/zip or --model M")
+        raise EdgegenError("give either a bundle (--bundle B, or B alone) or --model M")
     if model is not None:
         from edgegen.pipeline import load_pipeline
 
@@ -34,6 +34,20 @@ def describe(*, bundle: Path | None = None, model: str | None = None, t5: Path |
     from edgegen.bundle import describe_bundle
 
     return describe_bundle(bundle)
+
+
+def list_choices() -> str:
+    """`edgegen list`: the built-in models, target profiles and recipes, each with its one-line description."""
+    from edgegen.common import BUILTIN_MODELS
+    from edgegen.recipes import load_recipe, load_target, recipe_names, target_names
+
+    lines = ["built-in models (--model; also a model folder or a Hugging Face repo id in the local cache):"]
+    lines += [f"  {name:<20}{what}" for name, what in BUILTIN_MODELS.items()]
+    lines += ["", "target profiles (export --target; also a .toml path):"]
+    lines += [f"  {name:<28}{load_target(name).description}" for name in target_names()]
+    lines += ["", "quantization recipes (export --recipe; also a .toml path):"]
+    lines += [f"  {name:<10}{load_recipe(name).description}" for name in recipe_names()]
+    return "\n".join(lines)
 
 
 def describe_model(pipe) -> str:

@@ -26,6 +26,7 @@ from edgegen.bundle import Bundle, call_order
 from edgegen.errors import EdgegenError
 from edgegen.manifest import ArtifactEntry
 from edgegen.weight_cache import WeightCache, load_with_cache
+from edgegen.xnnpack import fp16_arithmetic, litert_settings
 
 _NP = {"float32": np.float32, "int32": np.int32}
 
@@ -124,7 +125,8 @@ def _litert_error(log: list[str]) -> str:
     return errors[-1].strip()[:200] if errors else ""
 
 
-def _litert(path: Path, spec: ArtifactEntry, threads: int | None, component: str, cache: WeightCache):
+def _litert(path: Path, spec: ArtifactEntry, threads: int | None, component: str, cache: WeightCache,
+            flags: int | None = None):
     import ai_edge_litert
     from ai_edge_litert.compiled_model import CompiledModel
     from ai_edge_litert.environment import Environment, EnvironmentOptions
@@ -141,7 +143,8 @@ def _litert(path: Path, spec: ArtifactEntry, threads: int | None, component: str
     def compile_model(cache_path: str):
         # XNNPACK packs the weights (or maps them from the cache file) here, not in the first call
         options = Options(hardware_accelerators=HardwareAccelerator.CPU,
-                          cpu_options=CpuOptions(num_threads=threads or 1, xnnpack_weight_cache_path=cache_path))
+                          cpu_options=CpuOptions(num_threads=threads or 1, xnnpack_weight_cache_path=cache_path,
+                                                 xnnpack_flags=flags))
         with _quiet_stderr(log):
             try:
                 return CompiledModel.from_file(str(path), environment=_ENVIRONMENT[0], options=options)
@@ -223,7 +226,7 @@ def load_artifacts(bundle: Bundle, *, threads: int | None = None, components: tu
     """The bundle's artifacts (or only `components`), each loaded in the bundle's runtime. `weight_cache`: LiteRT's
     XNNPACK weight cache (None: off; `WeightCache.resolve(None)` is the default folder)."""
     weight_cache = weight_cache or WeightCache.off()
-    loader = _executorch if bundle.backend == "executorch" else _litert
+    fp16 = fp16_arithmetic(_cpuinfo())
     if threads and bundle.backend == "executorch":
         _set_executorch_threads(threads)  # one process-wide XNNPACK pool
     wanted = components or bundle.components
@@ -234,7 +237,14 @@ def load_artifacts(bundle: Bundle, *, threads: int | None = None, components: tu
         spec = bundle.manifest.artifacts[comp]
         start = time.perf_counter()
         try:
-            call, use = loader(bundle.path(comp), spec, threads, comp, weight_cache)
+            if bundle.backend == "litert":  # the target profile's XNNPACK flags, FORCE_FP16 for an fp16 artifact
+                flags, precision = litert_settings(bundle.manifest, comp, fp16)
+                # LiteRT 2.3's XNNPACK aborts packing FORCE_FP16 weights into a cache file (the native runner's
+                # weight_cache.cpp): an fp16 artifact loads without one
+                cache = WeightCache.off() if precision == "fp16" else weight_cache
+                call, use = _litert(bundle.path(comp), spec, threads, comp, cache, flags)
+            else:
+                call, use = _executorch(bundle.path(comp), spec, threads, comp, weight_cache)
         except EdgegenError:
             raise
         except Exception as exc:
@@ -242,6 +252,13 @@ def load_artifacts(bundle: Bundle, *, threads: int | None = None, components: tu
                                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
         out[comp] = Artifact(spec, call, load_s=time.perf_counter() - start, weight_cache=use)
     return {comp: out[comp] for comp in wanted}
+
+
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
 
 
 def release_memory() -> None:

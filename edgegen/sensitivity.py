@@ -40,7 +40,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from edgegen.common import BACKENDS
+from edgegen.common import BACKENDS, default_seconds
 from edgegen.errors import EdgegenError
 from edgegen.metrics import sqnr_db
 
@@ -161,7 +161,7 @@ def representative_inputs(pipe, component: str, *, prompts: int = 2, seconds: fl
     from edgegen.sampler import make_noise, pingpong, schedule
 
     texts = representative_prompts(prompts)
-    seconds = min(10.0, pipe.max_seconds) if seconds is None else seconds
+    seconds = default_seconds(pipe.max_seconds) if seconds is None else seconds
     pipe.check_seconds(seconds)
     ids, mask = pipe.tokenize(texts)
     secs = torch.full((len(texts),), float(seconds))

@@ -168,13 +168,13 @@ def test_checks_that_need_the_model_still_create_nothing(tmp_path):
                      "latent cache not found")
     assert not out.exists()
     out.write_text("not a folder")
-    assert_one_error(invoke_cli("train", *RF, "--cache", cache, "--out", out), f"--out {out} is a file")
+    assert_one_error(invoke_cli("train", *RF, "--cache", cache, "--out", out), f"--output {out} is a file")
     assert_one_error(invoke_cli("train", "synth", "-m", "random:tiny", "--count", 1, "--out", out),
-                     f"--out {out} is a file")
+                     f"--output {out} is a file")
     assert out.read_text() == "not a folder"
     (tmp_path / "caps.jsonl").write_text('{"path": "a.wav", "caption": "x"}\n')
     assert_one_error(invoke_cli("train", "cache", "-m", "random:tiny", "--captions", tmp_path / "caps.jsonl",
-                                "--out", tmp_path), f"--out {tmp_path} is a folder")
+                                "--out", tmp_path), f"--output {tmp_path} is a folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.safetensors", "c8.safetensors", "caps.jsonl", "run"]
 
 

@@ -61,6 +61,10 @@ def test_quantized_bundles_above_recipe_floors(tiny, bundle_factory, backend, re
     fp32 = open_bundle(bundle_factory(backend, "fp32"))
     assert bundle.path("dit").stat().st_size < 0.6 * fp32.path("dit").stat().st_size
     assert "int" in json.dumps(bundle.manifest.artifacts["dit"].schemes)
+    if backend == "executorch":  # int8 Linears share delegates with the float ops between them (partitioners "joint")
+        from edgegen.export.executorch import program_plan
+
+        assert program_plan(bundle.path("dit"))[0] <= 4 and program_plan(bundle.path("text_encoder"))[0] <= 8
 
 
 def test_fp16_decoder_for_arm_target(tiny, bundle_factory):

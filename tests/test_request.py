@@ -116,7 +116,7 @@ def test_describe_needs_exactly_one_subject(tiny):
     from edgegen.reports import describe
 
     for kw in (dict(), dict(bundle=Path("b"), model="random:tiny")):
-        with pytest.raises(EdgegenError, match="give either a BUNDLE folder/zip or --model M"):
+        with pytest.raises(EdgegenError, match=r"give either a bundle \(--bundle B, or B alone\) or --model M"):
             describe(**kw)
     text = describe(model="random:tiny")
     assert text.startswith("source          random:tiny") and "  total" in text

@@ -22,6 +22,7 @@ import pytest
 import torch
 from torch import nn
 
+from edgegen.bench import int8_dot_product, int8_features
 from edgegen.bundle_pipeline import BundlePipeline
 from edgegen.common import num_samples
 from edgegen.errors import EdgegenError
@@ -250,6 +251,7 @@ def test_host_runner_matches_reference(host_runner, toy_bundle, tmp_path):
     assert set(report["stages"]) == {"load", "text_encoder", "dit", "decoder"}
     assert (report["runner"], report["backend"], report["threads"], report["steps"]) == ("native", "executorch", 2, STEPS)
     assert len(report["dit_step_s"]) == STEPS and report["seconds"] == pytest.approx(SECONDS)
+    assert report["int8_dot_product"] == int8_dot_product(int8_features(Path("/proc/cpuinfo").read_text()))
 
 
 def test_peak_rss_is_the_runners_own_not_its_parents(host_runner, toy_bundle, tmp_path):

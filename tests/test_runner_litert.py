@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgegen.bench import int8_dot_product, int8_features
 from edgegen.bundle import file_entry
 from edgegen.bundle_pipeline import BundlePipeline
 from edgegen.noise import gaussian_noise
 from edgegen.request import GenerateRequest
-from tests.helpers import no_sysroot_env, portable_command, read_float_wav, runner_report
+from tests.helpers import ARM64_CPUINFO, no_sysroot_env, portable_command, read_float_wav, runner_report
 
 pytestmark = [pytest.mark.litert, pytest.mark.executorch]
 
@@ -130,6 +131,7 @@ def test_portable_runner_on_litert_under_qemu(host_runner, portable_runner, bund
     rel = float(np.abs(a - h).max() / np.abs(h).max())
     assert rel <= (1e-4 if recipe == "fp32" else 2e-2), rel
     assert runner_report(arm)["backend"] == "litert"
+    assert runner_report(arm)["int8_dot_product"] == int8_dot_product(int8_features(ARM64_CPUINFO.read_text()))
 
 
 def test_streamed_litert_bundle_matches_edgegen_run(host_runner, streamed, tmp_path):
@@ -145,3 +147,28 @@ def test_streamed_litert_bundle_matches_edgegen_run(host_runner, streamed, tmp_p
     assert np.array_equal(read_float_wav(tmp_path / "out.wav"), ref)
     report = runner_report(proc)
     assert report["decoder_calls"] > 1 and report["time_to_first_audio_s"] < report["e2e_s"]
+
+
+def test_portable_runner_computes_the_mobile_decoder_in_fp16_under_qemu(portable_runner, bundle_factory, tmp_path):
+    """android-arm64-litert asks for fp16 compute and the `mobile` decoder is fp16: the runner passes FORCE_FP16 to
+    XNNPACK, which on an Arm CPU with fp16 arithmetic (qemu -cpu max) computes the decoder in half. Its audio then
+    differs from the same bundle told fp32 (`fp16_compute = false`) by fp16-sized error, clearing the recipe's
+    decoder floor, and the JSON names fp16. Were the flag dropped, the two runs would be bit-identical."""
+    from edgegen.metrics import sqnr_db
+    from edgegen.recipes import load_recipe
+
+    bundle = bundle_factory("litert", "mobile", target="android-arm64-litert")
+    told_fp32 = tmp_path / "fp32-bundle"
+    shutil.copytree(bundle, told_fp32)
+    manifest = json.loads((told_fp32 / "manifest.json").read_text())
+    manifest["target"]["fp16_compute"] = False
+    (told_fp32 / "manifest.json").write_text(json.dumps(manifest))
+    cmd = portable_command(portable_runner, cpu="max,sme=off", arm64_cpuinfo=True)
+    half = _run(cmd, bundle, tmp_path / "half.wav", "--seed", "4", "--threads", "2", env=no_sysroot_env())
+    full = _run(cmd, told_fp32, tmp_path / "full.wav", "--seed", "4", "--threads", "2", env=no_sysroot_env())
+    assert half.returncode == 0 and full.returncode == 0, (half.stderr, full.stderr)
+    assert runner_report(half)["precision"] == {"text_encoder": "fp32", "dit": "fp32", "decoder": "fp16"}
+    assert runner_report(full)["precision"]["decoder"] == "fp32"
+    a, b = read_float_wav(tmp_path / "half.wav"), read_float_wav(tmp_path / "full.wav")
+    assert np.abs(a - b).max() > 0, "FORCE_FP16 did not reach XNNPACK: the decoder computed in fp32"
+    assert sqnr_db(b, a) >= load_recipe("mobile").components["decoder"].sqnr_floor_db, sqnr_db(b, a)

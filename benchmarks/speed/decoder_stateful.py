@@ -59,7 +59,7 @@ def export(pipe, backend: str, stream: dict | None, out: Path, recipe: str = "fp
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if backend == "executorch":
-        be.DECODER_FLOAT_FIRST = float_first
+        be.DECODER_PARTITION = "float-first" if float_first else "per-op"
     be.export_component("decoder", module, example_inputs(pipe, "decoder", stream=stream), path, rules=rules)
     stamp.write_text(json.dumps(source))
     return path, spec, time.perf_counter() - start

@@ -34,7 +34,7 @@ def executorch_case(module, example, window: int, dynamic: bool, tmp: Path, time
     shapes = ({2: torch.export.Dim("frames", min=1, max=window)}, None, None) if dynamic else None
     with torch.no_grad():
         ep = torch.export.export(module, example, dynamic_shapes=shapes, strict=False)
-    edge = to_edge_transform_and_lower(ep, partitioner=partitioners(True))
+    edge = to_edge_transform_and_lower(ep, partitioner=partitioners("float-first"))
     gm = edge.exported_program().graph_module
     delegated, total, left = _count_ops(gm)
     path = tmp / f"decoder-{'dynamic' if dynamic else 'static'}.pte"

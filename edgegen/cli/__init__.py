@@ -22,6 +22,7 @@ from pathlib import Path
 
 import click
 
+from edgegen.common import DEFAULT_SECONDS, builtin_names
 from edgegen.errors import EdgegenError, GateFailed
 
 
@@ -85,10 +86,25 @@ def _hf_hub_cache() -> Path:
     return hf_hub_cache()
 
 
-model_option = click.option("--model", "-m", required=True,
-                            help="Model folder in the official layout (model_config.json + model.safetensors), "
-                                 "or a built-in random model: random:tiny, random:tiny-long (tiny with longer "
-                                 "audio), random:sao-small.")
+def _names(folder: str) -> str:
+    from edgegen.recipes import ROOT
+
+    return ", ".join(sorted(p.stem for p in (ROOT / folder).glob("*.toml")))
+
+
+MODEL_HELP = ("Model folder in the official layout (model_config.json + model.safetensors), a Hugging Face repo id in "
+              "the local cache (e.g. stabilityai/stable-audio-open-small; offline), or a built-in model: "
+              f"{builtin_names()} (`edgegen list`).")
+model_option = click.option("--model", "-m", required=True, help=MODEL_HELP)
+target_option = click.option("--target", "-t", required=True,
+                             help=f"Target profile: {_names('export_targets')} (`edgegen list`), or a .toml path.")
+recipe_option = click.option("--recipe", "-r", required=True,
+                             help=f"Quantization recipe: {_names('quantize')} (`edgegen list`), or a .toml path.")
+seconds_option = click.option("--seconds", "-s", type=float, default=None,
+                              help=f"Audio length (seconds_total). Default: {DEFAULT_SECONDS:g} s, or the model's or "
+                                   "bundle's maximum (`edgegen info`) when that is less.")
+wav_output_option = click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+                                 help="WAV file to write (float32, or 16-bit PCM with --pcm16).")
 t5_option = click.option("--t5", type=click.Path(file_okay=False, path_type=Path), default=_hf_hub_cache,
                          help="T5 folder (config.json, model.safetensors or pytorch_model.bin, spiece.model), or a "
                               "Hugging Face hub cache holding t5-base / google-t5/t5-base. Default: the hub cache "

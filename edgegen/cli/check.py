@@ -7,20 +7,35 @@ from pathlib import Path
 
 import click
 
-from edgegen.cli import (adb_options, bundle_option, err, init_audio_options, low_memory_option, main, model_option,
-                         t5_option, t5_precision_option, threads_option, weight_cache_options)
+from edgegen.errors import EdgegenError
+
+from edgegen.cli import (MODEL_HELP, adb_options, bundle_option, err, init_audio_options, low_memory_option, main,
+                         model_option, seconds_option, t5_option, t5_precision_option, threads_option,
+                         weight_cache_options)
 
 
 @main.command()
-@click.argument("bundle", required=False, type=click.Path(path_type=Path))
-@click.option("--model", "-m", default=None, help="Describe a model instead of a bundle.")
+@click.argument("bundle_arg", metavar="[BUNDLE]", required=False, type=click.Path(path_type=Path))
+@click.option("--bundle", "-b", type=click.Path(path_type=Path), default=None,
+              help="Bundle folder or .zip to describe (every checksum verified); BUNDLE is the same.")
+@click.option("--model", "-m", default=None, help="Describe a model instead. " + MODEL_HELP)
 @t5_option
 @t5_precision_option
-def info(bundle, model, t5, t5_precision):
-    """Describe a model (--model) or a bundle (BUNDLE: verifies every checksum)."""
+def info(bundle_arg, bundle, model, t5, t5_precision):
+    """Describe a bundle (--bundle, or BUNDLE: verifies every checksum) or a model (--model)."""
     from edgegen.reports import describe
 
-    click.echo(describe(bundle=bundle, model=model, t5=t5, t5_precision=t5_precision))
+    if bundle and bundle_arg:
+        raise EdgegenError("give the bundle once: BUNDLE or --bundle")
+    click.echo(describe(bundle=bundle or bundle_arg, model=model, t5=t5, t5_precision=t5_precision))
+
+
+@main.command("list")
+def list_cmd():
+    """The built-in models, target profiles and quantization recipes that --model, --target and --recipe accept."""
+    from edgegen.reports import list_choices
+
+    click.echo(list_choices())
 
 
 @main.command()
@@ -28,7 +43,8 @@ def info(bundle, model, t5, t5_precision):
 @model_option
 @t5_option
 @t5_precision_option
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the generations compared end to end.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
               help="Also write the report as JSON (checked before any work, written atomically).")
 @threads_option
@@ -45,14 +61,15 @@ def parity(bundle, model, t5, t5_precision, seed, json_path, threads, use_adb, s
 
 @main.command()
 @click.option("--bundle", "-b", type=click.Path(path_type=Path), default=None, help="Time a bundle.")
-@click.option("--model", "-m", default=None, help="Time the eager PyTorch pipeline of a model instead.")
+@click.option("--model", "-m", default=None, help="Time the eager PyTorch pipeline of a model instead. " + MODEL_HELP)
 @t5_option
 @t5_precision_option
-@click.option("--iters", type=click.IntRange(1, 1000), default=3, show_default=True)
-@click.option("--warmup", type=click.IntRange(0, 100), default=1, show_default=True)
+@click.option("--iters", type=click.IntRange(1, 1000), default=3, show_default=True,
+              help="Timed generations (median, min and max are reported).")
+@click.option("--warmup", type=click.IntRange(0, 100), default=1, show_default=True,
+              help="Untimed generations first (XNNPACK packs its weights in the first).")
 @threads_option
-@click.option("--seconds", "-s", type=float, default=None,
-              help="Audio length to generate (default: the bundle's or model's maximum; beyond it is refused).")
+@seconds_option
 @low_memory_option
 @weight_cache_options
 @init_audio_options

@@ -20,7 +20,7 @@ def _counts(clips_per_kind: int | None) -> dict | None:
 
 
 _seed = click.option("--seed", type=int, default=0, show_default=True, help="Everything is deterministic from it.")
-_out = click.option("--out", type=click.Path(path_type=Path), default=None,
+_out = click.option("--output", "-o", "--out", "out", type=click.Path(path_type=Path), default=None,
                     help="State folder (default ~/.cache/edgegen/corpus/seed-N).")
 _clip = click.option("--clip-seconds", type=float, default=None,
                      help="Clip length, rounded to 2048-sample frames (default 262144 samples = 5.94 s).")
@@ -78,7 +78,8 @@ def render(seed, out, clip_seconds, clips_per_kind, soundfont, verify):
               help="Clips to re-render (spread over the plan).")
 @click.option("--against", type=click.Path(path_type=Path), default=None,
               help="Checksum list (default: the committed one for seed 0).")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Keep the re-rendered clips here.")
+@click.option("--output", "-o", "--out", "out", type=click.Path(path_type=Path), default=None,
+              help="Keep the re-rendered clips here.")
 def verify(seed, clip_seconds, clips_per_kind, soundfont, sample, against, out):
     """Re-render a sample of clips in a fresh folder and compare their checksums."""
     from edgegen.corpus import DEFAULT_CLIP_SAMPLES, clip_samples_for, verify_sample

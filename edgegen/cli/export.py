@@ -6,15 +6,15 @@ from pathlib import Path
 
 import click
 
-from edgegen.cli import err, main, model_option, t5_option, t5_precision_option
+from edgegen.cli import err, main, model_option, recipe_option, t5_option, t5_precision_option, target_option
 
 
 @main.command("export")
 @model_option
 @t5_option
 @t5_precision_option
-@click.option("--target", "-t", required=True, help="Target profile: a name in export_targets/ or a .toml path.")
-@click.option("--recipe", "-r", required=True, help="Quantization recipe: a name in quantize/ or a .toml path.")
+@target_option
+@recipe_option
 @click.option("--output", "-o", required=True, type=click.Path(path_type=Path), help="Bundle folder to create.")
 @click.option("--components", "-c", default="text_encoder,dit,decoder", show_default=True,
               help="Comma-separated subset of text_encoder,dit,decoder,encoder.")
@@ -100,7 +100,8 @@ def sensitivity(model, t5, t5_precision, component, scheme, prompts, seconds, fr
               help="Android NDK root (android-arm64 only; default $ANDROID_NDK).")
 @click.option("--executorch-android-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Install prefix of an ExecuTorch build for Android arm64-v8a (android-arm64 only).")
-@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=2, show_default=True)
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Parallel compile jobs.")
 def build_runner_cmd(target, output, android_ndk, executorch_android_dir, jobs):
     """Build the native C++ runner (android_demo/runner; ExecuTorch and LiteRT bundles) for the host, aarch64 Linux
     or Android."""

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from edgegen.cli import (bundle_option, err, init_audio_options, low_memory_option, main, model_option,
-                         sampling_bar, t5_option, t5_precision_option, threads_option, truncate_prompt_option,
-                         weight_cache_options)
+                         sampling_bar, seconds_option, t5_option, t5_precision_option, threads_option,
+                         truncate_prompt_option, wav_output_option, weight_cache_options)
 
 
 @main.command()
@@ -16,9 +16,10 @@ from edgegen.cli import (bundle_option, err, init_audio_options, low_memory_opti
 @t5_option
 @t5_precision_option
 @click.option("--prompt", "-p", required=True, help="Text prompt.")
-@click.option("--seconds", "-s", type=float, default=10.0, show_default=True, help="Duration (seconds_total).")
-@click.option("--steps", type=click.IntRange(1, 1000), default=8, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@seconds_option
+@click.option("--steps", type=click.IntRange(1, 1000), default=8, show_default=True,
+              help="Sampling steps (ping-pong; SAO-small is post-trained for 8).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise (same seed, same audio).")
 @click.option("--noise", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Inject noise: float32 .npy of shape [steps, 64, T].")
 @click.option("--cfg-scale", type=float, default=1.0, show_default=True,
@@ -28,7 +29,7 @@ from edgegen.cli import (bundle_option, err, init_audio_options, low_memory_opti
                                              "latent frame decoded once) and write each chunk as it is ready.")
 @truncate_prompt_option
 @init_audio_options
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@wav_output_option
 def generate(model, t5, t5_precision, prompt, seconds, steps, seed, noise, cfg_scale, pcm16, stream, truncate_prompt,
              init_audio, init_noise_level, output):
     """Generate audio with the PyTorch reference pipeline (text-to-audio, or audio-to-audio with --init-audio)."""
@@ -44,9 +45,8 @@ def generate(model, t5, t5_precision, prompt, seconds, steps, seed, noise, cfg_s
 @main.command()
 @bundle_option
 @click.option("--prompt", "-p", required=True, help="Text prompt.")
-@click.option("--seconds", "-s", type=float, default=10.0, show_default=True,
-              help="Duration (seconds_total), at most the bundle's max_seconds (`edgegen info`).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@seconds_option
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise (same seed, same audio).")
 @click.option("--noise", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Inject noise: float32 .npy of shape [steps, 64, T].")
 @threads_option
@@ -57,9 +57,12 @@ def generate(model, t5, t5_precision, prompt, seconds, steps, seed, noise, cfg_s
                                              "(bundles exported with a decoder window).")
 @truncate_prompt_option
 @init_audio_options
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--verbose", "-v", is_flag=True,
+              help="Also say on stderr which int8 dot-product instructions this CPU has, and warn when the bundle's "
+                   "int8 layers cannot use any.")
+@wav_output_option
 def run(bundle, prompt, seconds, seed, noise, threads, low_memory, weight_cache, no_weight_cache, pcm16, stream,
-        truncate_prompt, init_audio, init_noise_level, output):
+        truncate_prompt, init_audio, init_noise_level, verbose, output):
     """Generate audio by running a bundle's artifacts in its runtime (audio-to-audio with --init-audio: needs a
     bundle exported with --audio-to-audio)."""
     from edgegen.generate import run_wav
@@ -67,5 +70,5 @@ def run(bundle, prompt, seconds, seed, noise, threads, low_memory, weight_cache,
     result = run_wav(bundle=bundle, prompt=prompt, seconds=seconds, seed=seed, noise=noise, threads=threads,
                      low_memory=low_memory, weight_cache=weight_cache, no_weight_cache=no_weight_cache, pcm16=pcm16,
                      stream=stream, truncate_prompt=truncate_prompt, init_audio=init_audio,
-                     init_noise_level=init_noise_level, output=output, log=err, bar=sampling_bar)
+                     init_noise_level=init_noise_level, output=output, verbose=verbose, log=err, bar=sampling_bar)
     click.echo("\n".join(result.lines))

@@ -28,10 +28,10 @@ def judge():
 @judge.command("train")
 @click.option("--corpus", required=True, type=click.Path(path_type=Path),
               help="Corpus folder with train/ (and validation/, held_out/ to measure on): `edgegen corpus render`.")
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
+@click.option("--output", "-o", "--out", "out", required=True, type=click.Path(path_type=Path),
               help="New folder for the judge: judge.safetensors, judge.json, log.jsonl (written whole, then renamed).")
 @click.option("--steps", type=_COUNT, default=1200, show_default=True, help="Training steps (32 crops each).")
-@click.option("--seed", type=_SEED, default=0, show_default=True)
+@click.option("--seed", type=_SEED, default=0, show_default=True, help="Seeds initialisation and batches.")
 def judge_train_cmd(corpus, out, steps, seed):
     """Train the judge on the corpus's training split; measure it on validation/ and held_out/."""
     from edgegen.judge.model import JudgeConfig

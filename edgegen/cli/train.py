@@ -73,14 +73,15 @@ _COUNT, _SEED = _Number(1, integer=True), _Number(0, 2**63 - 1, integer=True)  #
 _train_run = options(
     model_option, t5_option,
     click.option("--cache", required=True, type=click.Path(path_type=Path), help="From `edgegen train cache`."),
-    click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
+    click.option("--output", "-o", "--out", "out", required=True, type=click.Path(path_type=Path),
                  help="Run folder: state.safetensors, log.jsonl, model/ (official layout), t5/ for random:* models."),
     click.option("--steps", type=_COUNT, required=True, help="Total steps (also when resuming)."),
     click.option("--batch-size", type=_COUNT, default=32, show_default=True, help="Per process."),
     click.option("--ema-beta", type=_Number(0, 1, hi_open=True), default=0.9999, show_default=True,
                  help="EMA decay of the weights written to model/, in [0, 1)."))
 _train_tail = options(
-    click.option("--seed", type=_SEED, default=0, show_default=True),
+    click.option("--seed", type=_SEED, default=0, show_default=True,
+                 help="Seeds initialisation, batches and noise; a resumed run continues the saved one's streams."),
     click.option("--resume", is_flag=True, help="Continue the run saved in --out (an error when there is none)."),
     click.option("--save-every", type=_COUNT, default=500, show_default=True, help="Steps between saved states."))
 
@@ -115,9 +116,10 @@ def train():
 
 @train.command("synth")
 @model_option
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Folder for the clips and captions.")
-@click.option("--count", type=_COUNT, default=400, show_default=True)
-@click.option("--seed", type=_SEED, default=0, show_default=True)
+@click.option("--output", "-o", "--out", "out", required=True, type=click.Path(path_type=Path),
+              help="Folder for the clips and captions.")
+@click.option("--count", type=_COUNT, default=400, show_default=True, help="Clips to write.")
+@click.option("--seed", type=_SEED, default=0, show_default=True, help="Everything written is deterministic from it.")
 def train_synth_cmd(model, out, count, seed):
     """Write a synthetic captioned corpus (tones, chords, noise, rhythms, sweeps) at MODEL's rate and length."""
     from edgegen.pipeline import load_pipeline
@@ -136,7 +138,8 @@ def train_synth_cmd(model, out, count, seed):
 @t5_option
 @click.option("--captions", required=True, type=click.Path(path_type=Path),
               help="CSV or JSONL with path, caption[, seconds][, label] (paths relative to this file).")
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Cache file to write (safetensors).")
+@click.option("--output", "-o", "--out", "out", required=True, type=click.Path(path_type=Path),
+              help="Cache file to write (safetensors).")
 def train_cache_cmd(model, t5, captions, out):
     """Encode a captioned audio folder once: VAE latents + frozen T5 conditioning."""
     from edgegen.audio_io import check_output
@@ -205,7 +208,7 @@ def train_arc_cmd(model, t5, cache, out, steps, batch_size, ema_beta, lr, lr_dis
 @t5_option
 @click.option("--captions", required=True, type=click.Path(path_type=Path),
               help="CSV or JSONL with path, caption (paths relative to this file): the clips to train on.")
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
+@click.option("--output", "-o", "--out", "out", required=True, type=click.Path(path_type=Path),
               help="Run folder: state.safetensors, log.jsonl, model/ (MODEL with this VAE), t5/ for random:* models.")
 @click.option("--steps", type=_COUNT, required=True, help="Total steps (also when resuming).")
 @click.option("--batch-size", type=_COUNT, default=4, show_default=True, help="Crops per step, per process.")

@@ -160,7 +160,7 @@ def render_corpus(out: Path | None = None, *, seed: int = 0, counts: dict | None
     counts = dict(DEFAULT_COUNTS if counts is None else counts)
     root = Path(out) if out is not None else default_root(seed)
     if root.exists() and not root.is_dir():
-        raise EdgegenError(f"--out {root} is a file; give a folder for the corpus")
+        raise EdgegenError(f"--output {root} is a file; give a folder for the corpus")
     config = _config(seed, counts, clip_samples, tools)
     cfg_path = root / "config.json"
     if cfg_path.is_file():
@@ -170,7 +170,7 @@ def render_corpus(out: Path | None = None, *, seed: int = 0, counts: dict | None
             old = None
         if old != config:
             raise EdgegenError(f"{root} holds a corpus rendered with other settings (see {cfg_path}); give another "
-                               "--out or remove that folder")
+                               "--output or remove that folder")
     t0 = time.monotonic()
     items = build_plan(seed=seed, counts=counts, clip_samples=clip_samples)
     plan_s = time.monotonic() - t0

@@ -136,36 +136,43 @@ def _count_ops(graph_module) -> tuple[int, int, dict[str, int]]:
     return delegated, delegated + sum(left.values()), left
 
 
-# False lowers decoders in the order the other components take (one delegate per convolution): the order before
-# 2026-12-05, which benchmarks/speed/decoder_stateful.py --et-partition per-op sets for its comparison
-DECODER_FLOAT_FIRST = True
+# How XNNPACK's partitioners share a program out (`partitioners`). The benchmarks set these to compare layouts:
+# benchmarks/speed/decoder_stateful.py --et-partition, benchmarks/speed/et_linear_partition.py.
+DECODER_PARTITION = "float-first"  # a convolution-form decoder
+LINEAR_PARTITION = "joint"  # everything else: the text encoder, the DiT, an fp16 or GEMM-form decoder
 
 
-def partitioners(float_first: bool) -> list:
-    """XNNPACK's partitioners in the order they claim nodes.
+def partitioners(layout: str) -> list:
+    """XNNPACK's partitioners for `layout`, in the order they claim nodes.
 
-    The dynamically quantized partitioner works one op at a time and claims float convolutions as well as int8 ones.
-    Given first, it cut a decoder into one delegate per convolution: 74 for SAO-small's, each converting layouts at
-    its edges, with every tensor between two delegates in ExecuTorch's planned arena. With the float partitioner
-    first (`float_first`, the decoders), the float layers share delegates (an fp32 decoder is one: 2.2 MB of
-    planned arena instead of 275.5 MB, 10% faster) and only the int8 convolutions are left to the per-op one. One
-    partition holding int8 convolutions too fails in XNNPACK when the program runs ("Propagating input shapes
-    failed"), so an int8 convolution stays a delegate of its own. The text encoder and DiT (torchao's quantized
-    Linears) keep the order they were measured with; the float-first order was not tried on them."""
+    - "joint": one partitioner for float and dynamically quantized ops together, so torchao's int8 Linears and the
+      float ops between them share delegates. Split over two partitioners, the dynamically quantized one (which
+      claims one op at a time) cut the tiny int8 DiT into 76 delegates; XNNPACK's passes run once per delegate, so
+      its export took twice as long (benchmarks/speed/et_linear_partition.py).
+    - "float-first" (a convolution-form decoder): the float partitioner first, so the float layers share delegates
+      (an fp32 decoder is one: 2.2 MB of planned arena instead of 275.5 MB, 10% faster), then the dynamically
+      quantized one for the int8 convolutions. One partition holding int8 convolutions too fails in XNNPACK when
+      the program runs ("Propagating input shapes failed"), so an int8 convolution stays a delegate of its own.
+    - "per-op": the dynamically quantized partitioner first, then the float one: every component's order before
+      2026-12-05, kept for the benchmarks' comparisons."""
     from executorch.backends.xnnpack.partition.config.xnnpack_config import ConfigPrecisionType
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
         XnnpackDynamicallyQuantizedPartitioner, XnnpackPartitioner)
 
-    if float_first:
+    if layout == "joint":
+        return [XnnpackPartitioner(config_precisions=[ConfigPrecisionType.DYNAMIC_QUANT, ConfigPrecisionType.FP32])]
+    if layout == "float-first":
         return [XnnpackPartitioner(config_precisions=ConfigPrecisionType.FP32), XnnpackDynamicallyQuantizedPartitioner()]
-    return [XnnpackDynamicallyQuantizedPartitioner(), XnnpackPartitioner()]
+    if layout == "per-op":
+        return [XnnpackDynamicallyQuantizedPartitioner(), XnnpackPartitioner()]
+    raise ValueError(f"unknown partition layout {layout!r}")
 
 
 def export_pte(module: nn.Module, example_inputs: tuple[torch.Tensor, ...], out_path: Path, *,
-               on_stage=lambda stage: None, quantizer=None, float_first: bool = False) -> LoweringStats:
+               on_stage=lambda stage: None, quantizer=None, partition: str = "joint") -> LoweringStats:
     """Trace, lower and write `module`; with a PT2E `quantizer`, quantize the traced graph first (its dynamic
-    quantization needs no calibration: one call on the example inputs runs the observers). `float_first`: the
-    partitioner order (`partitioners`)."""
+    quantization needs no calibration: one call on the example inputs runs the observers). `partition`: how XNNPACK's
+    partitioners share it out (`partitioners`)."""
     from executorch.exir import to_edge_transform_and_lower
 
     on_stage("trace")
@@ -179,7 +186,7 @@ def export_pte(module: nn.Module, example_inputs: tuple[torch.Tensor, ...], out_
             prepared(*example_inputs)
             ep = torch.export.export(convert_pt2e(prepared), example_inputs, strict=False)
     on_stage("lower")
-    edge = to_edge_transform_and_lower(ep, partitioner=partitioners(float_first))
+    edge = to_edge_transform_and_lower(ep, partitioner=partitioners(partition))
     delegated, total, left = _count_ops(edge.exported_program().graph_module)
     on_stage("serialize")
     program = edge.to_executorch()
@@ -228,7 +235,7 @@ def export_component(component: str, module: nn.Module, example_inputs: tuple[to
                      rules: tuple[Rule, ...], on_stage=lambda stage: None) -> tuple[dict[str, str], float]:
     """Write `out_path` from `module` (a copy: it is modified), quantized by `rules` (resolved for the target,
     first match wins). Returns (layer name -> scheme applied, fraction of ops delegated to XNNPACK).
-    A convolution-form decoder is lowered float partitioner first (`partitioners`) while DECODER_FLOAT_FIRST holds.
+    A convolution-form decoder is lowered in DECODER_PARTITION's layout, everything else in LINEAR_PARTITION's.
 
     A decoder arrives as an OobleckDecoder (made a Decoder2D here) or as a StatefulDecoder in the "nc1l" layout
     (or "nlc", the GEMM form, which the benchmarks compare: its Linears take torchao's quantization)."""
@@ -256,7 +263,7 @@ def export_component(component: str, module: nn.Module, example_inputs: tuple[to
     if half:
         module = to_half(component, module)
     stats = export_pte(wrap(component, module, half=half), example_inputs, out_path, on_stage=on_stage,
-                       quantizer=quantizer, float_first=conv_form and DECODER_FLOAT_FIRST)
+                       quantizer=quantizer, partition=DECODER_PARTITION if conv_form else LINEAR_PARTITION)
     if stats.delegated_ops == 0:
         raise EdgegenError(f"{component}: nothing was delegated to XNNPACK ({stats.non_delegated}); the artifact "
                            "would run on slow portable kernels")

@@ -49,6 +49,9 @@ def _nearest(row: tuple[str, str, str, str]) -> tuple[str, str, str, str]:
 
 
 def check_supported(recipe: Recipe, target: Target, components: tuple[str, ...] = ARTIFACTS) -> None:
+    from edgegen.xnnpack import check_profile
+
+    check_profile(target)  # run-time settings the backend cannot apply are refused here, not dropped
     for comp in components:
         rules = recipe.resolved_rules(comp, target)
         scope = _scope(rules)

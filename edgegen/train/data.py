@@ -162,7 +162,7 @@ def build_cache(*, pipe, records: list[Record], root: Path, out: Path, batch_siz
     """Encode every readable record with `pipe`'s VAE encoder and T5; write `out` (safetensors) + report."""
     out = Path(out)
     if out.is_dir():
-        raise EdgegenError(f"--out {out} is a folder; give the cache file to write, e.g. {out / 'cache.safetensors'}")
+        raise EdgegenError(f"--output {out} is a folder; give the cache file to write, e.g. {out / 'cache.safetensors'}")
     length, sr = pipe.config.sample_size, pipe.sample_rate
     report, latents, keep = CacheReport(), [], []
     pending: list[np.ndarray] = []
@@ -342,7 +342,7 @@ def write_synthetic(out_dir: Path, *, count: int, sample_rate: int, seconds: flo
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        raise EdgegenError(f"--out {out_dir} is a file; give a folder for the clips and captions.jsonl")
+        raise EdgegenError(f"--output {out_dir} is a file; give a folder for the clips and captions.jsonl")
     rng = np.random.default_rng(seed)
     labels = list(SYNTH_CLASSES)
     lines = []

@@ -189,7 +189,7 @@ def check_run_dir(run_dir: Path, *, resume: bool, kind: str, config: dict) -> di
     """
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
-        raise EdgegenError(f"--out {run_dir} is a file; give a folder for the run")
+        raise EdgegenError(f"--output {run_dir} is a file; give a folder for the run")
     state = load_state(run_dir) if run_dir.is_dir() else None
     if state is None:
         if resume:

@@ -2,6 +2,7 @@
 #include "bundle.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -183,6 +184,69 @@ std::string inside_bundle(const Reader& r, const std::string& dir, const std::st
            "; copy the file into the bundle instead of linking to it");
   }
   return path;
+}
+
+// /proc/cpuinfo shows Arm's fp16 arithmetic (FEAT_FP16: fphp and asimdhp), which XNNPACK computes fp16 in.
+bool fp16_arithmetic() {
+  std::ifstream in("/proc/cpuinfo");
+  bool fphp = false, asimdhp = false;
+  for (std::string line; std::getline(in, line);) {
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string key = line.substr(0, colon);
+    key.erase(std::remove_if(key.begin(), key.end(), [](unsigned char c) { return std::isspace(c); }), key.end());
+    std::transform(key.begin(), key.end(), key.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+    if (key != "flags" && key != "features") continue;
+    std::istringstream words(line.substr(colon + 1));
+    for (std::string w; words >> w;) {
+      fphp = fphp || w == "fphp";
+      asimdhp = asimdhp || w == "asimdhp";
+    }
+  }
+  return fphp && asimdhp;
+}
+
+// The XNNPACK flag names a target profile may list, with LiteRT's bit values (edgegen/xnnpack.py FLAG_BITS).
+uint32_t flag_bit(const Reader& r, const std::string& name, const std::string& path) {
+  static const std::pair<const char*, uint32_t> kBits[] = {
+      {"QS8", 0x1}, {"QU8", 0x2}, {"FORCE_FP16", 0x4}, {"DYNAMIC_FULLY_CONNECTED", 0x8}, {"VARIABLE_OPERATORS", 0x10},
+      {"TRANSIENT_INDIRECTION_BUFFER", 0x20}, {"ENABLE_LATEST_OPERATORS", 0x40}, {"ENABLE_SUBGRAPH_RESHAPING", 0x80},
+      {"SLOW_CONSISTENT_ARITHMETIC", 0x200}, {"DISABLE_SUBGRAPH_RESHAPING", 0x400}};
+  for (const auto& [n, bit] : kBits) {
+    if (name == n) return bit;
+  }
+  r.fail(path, "names an unknown XNNPACK flag '" + name + "'");
+}
+
+// Sets each artifact's flags and precision from the manifest's target (fp16_compute, xnnpack_flags) and its
+// schemes, as edgegen.xnnpack.litert_settings does; ExecuTorch artifacts carry their precision from export.
+void apply_profile(const Reader& r, const Json& m, const Json& arts, Bundle& b) {
+  const Json* target = m.find("target");
+  if (!target || target->type != Json::Type::Object) return;
+  const Json* fp16_compute = target->find("fp16_compute");
+  const bool fp16 = fp16_compute && fp16_compute->type == Json::Type::Bool && fp16_compute->boolean;
+  uint32_t flags = 0;
+  bool listed = false;
+  if (const Json* names = target->find("xnnpack_flags"); names && names->type == Json::Type::Array) {
+    for (size_t i = 0; i < names->array.size(); ++i) {
+      const std::string p = "target.xnnpack_flags[" + std::to_string(i) + "]";
+      if (names->array[i].type != Json::Type::String) r.fail(p, "must be a string");
+      flags |= flag_bit(r, names->array[i].string, p);
+      listed = true;
+    }
+  }
+  const bool here = fp16 && fp16_arithmetic();
+  std::pair<const char*, Artifact*> all[] = {{"text_encoder", &b.text_encoder}, {"dit", &b.dit},
+                                             {"decoder", &b.decoder}, {"encoder", &b.encoder}};
+  for (auto& [name, art] : all) {
+    const Json* a = arts.find(name);
+    if (!a) continue;
+    const Json* schemes = a->find("schemes");
+    const bool asks_fp16 = fp16 && schemes && schemes->type == Json::Type::Object && schemes->find("fp16");
+    art->has_flags = listed || (asks_fp16 && here);
+    art->xnnpack_flags = flags | ((asks_fp16 && here) ? 0x4u : 0u);
+    art->precision = asks_fp16 && (here || b.backend == "executorch") ? "fp16" : "fp32";
+  }
 }
 
 Artifact artifact(const Reader& r, const Json& artifacts, const std::string& dir, const std::string& real_dir, const std::string& name,
@@ -370,6 +434,7 @@ Bundle load_bundle(const std::string& dir_in) {
   if (num_samples(b.max_seconds, b.sample_rate) > b.audio_length) {
     r.fail("max_seconds", "exceeds the decoder's " + std::to_string(b.audio_length) + " samples at " + std::to_string(b.sample_rate) + " Hz");
   }
+  apply_profile(r, m, arts, b);
 
   // Only now read the files: tokenizer and artifacts, each against its manifest size and sha256.
   verify_file(b.tokenizer_path, tok_size, tok_sha);

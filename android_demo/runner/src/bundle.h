@@ -40,6 +40,12 @@ struct TensorSpec {
 struct Artifact {
   std::string path;  // absolute or relative to the working directory: bundle dir + file
   std::string sha256;  // the manifest's (lower-case hex), checked against the file; names its weight cache
+  // What the target profile asks of XNNPACK for it (edgegen/xnnpack.py computes the same): LiteRT's delegate flags
+  // (the profile's xnnpack_flags, plus FORCE_FP16 for an fp16 artifact on a CPU with fp16 arithmetic; has_flags
+  // false: the runtime's defaults) and the float precision it then computes in ("fp32" | "fp16").
+  bool has_flags = false;
+  uint32_t xnnpack_flags = 0;
+  std::string precision = "fp32";
   std::vector<TensorSpec> inputs;   // in the order forward() takes them (sorted by `index`)
   std::vector<TensorSpec> outputs;  // in the order forward() returns them
 

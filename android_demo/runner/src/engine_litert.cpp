@@ -187,6 +187,8 @@ class LiteRtEngine final : public Engine {
     lr::check(api_.SetOptionsHardwareAccelerators(options, lr::kHwAcceleratorCpu), name_ + ": choosing the CPU accelerator");
     std::string toml;
     if (threads > 0) toml += "num_threads = " + std::to_string(threads) + "\n";
+    // the target profile's XNNPACK flags, FORCE_FP16 among them for an fp16 artifact (bundle.h Artifact)
+    if (artifact_.has_flags) toml += "flags = " + std::to_string(artifact_.xnnpack_flags) + "\n";
     if (cache.mode == CacheRequest::Build) toml += "weight_cache_file_path = \"" + cache.path + "\"\n";
     if (cache.mode == CacheRequest::Use) {
       const int fd = ::open(cache.path.c_str(), O_RDONLY | O_CLOEXEC);

@@ -1,8 +1,12 @@
 // See report.h.
 #include "report.h"
 
+#include <cctype>
 #include <cstdio>
+#include <fstream>
 #include <numeric>
+#include <set>
+#include <sstream>
 
 #include "json.h"
 
@@ -17,6 +21,30 @@ std::string cache_components(const std::vector<std::pair<std::string, CacheUse>>
     out += (i ? ", " : "") + json_quote(uses[i].first) + ": " + json_quote(cache_use_name(uses[i].second));
   }
   return out + "}";
+}
+
+// The int8 dot-product features of this CPU, named as `edgegen bench` names them (edgegen/bench.py
+// INT8_DOT_PRODUCT), from /proc/cpuinfo's "flags" (x86) or "Features" (Arm) lines; empty where there are none.
+std::string int8_dot_product_json() {
+  static const char* const kNames[] = {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm", "sme2"};
+  std::set<std::string> have;
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);) {
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string key;
+    for (char c : line.substr(0, colon)) {
+      if (!std::isspace(static_cast<unsigned char>(c))) key += char(std::tolower(static_cast<unsigned char>(c)));
+    }
+    if (key != "flags" && key != "features") continue;
+    std::istringstream words(line.substr(colon + 1));
+    for (std::string w; words >> w;) have.insert(w);
+  }
+  std::string out = "[";
+  for (const char* name : kNames) {
+    if (have.count(name)) out += (out.size() > 1 ? ", " : "") + json_quote(name);
+  }
+  return out + "]";
 }
 
 }  // namespace
@@ -42,6 +70,10 @@ std::string report_json(const Bundle& b, const Generation& g, double load_s, int
          ", \"decoder_calls\": " + std::to_string(g.decoder_calls) +
          ", \"decoded_latent_frames\": " + std::to_string(g.decoded_latent_frames) +
          ", \"threads\": " + std::to_string(threads) +
+         ", \"int8_dot_product\": " + int8_dot_product_json() +
+         ", \"precision\": {\"text_encoder\": " + json_quote(b.text_encoder.precision) +
+         ", \"dit\": " + json_quote(b.dit.precision) + ", \"decoder\": " + json_quote(b.decoder.precision) +
+         (g.audio_to_audio ? ", \"encoder\": " + json_quote(b.encoder.precision) : std::string()) + "}" +
          ", \"steps\": " + std::to_string(b.steps) +
          ", \"seconds\": " + json_number(g.seconds) +
          ", \"frames\": " + std::to_string(g.frames) +

@@ -4,6 +4,11 @@
 //  "sample_rate", "init_noise_level", "recipe", "runner": "native", "backend": "executorch"}
 // Audio-to-audio adds "encoder" to "stages" (before "text_encoder": it runs first); "init_noise_level" is S, 1 for
 // text-to-audio.
+// "int8_dot_product": the CPU's int8 dot-product features from /proc/cpuinfo, as `edgegen bench` names them
+// (e.g. ["avx512_vnni"], ["asimddp", "i8mm"]; [] where int8 kernels are not faster than fp32).
+// "precision": each artifact's float precision as it ran: {"text_encoder": "fp32", "dit": "fp32", "decoder":
+// "fp16"} ("fp16" where the profile asks for it and the CPU has fp16 arithmetic, or an ExecuTorch artifact exported
+// in half).
 // "weight_cache": "hit" | "built" | "off" sums up the XNNPACK weight cache over the loaded artifacts (weight_cache.h
 // summarize: "built" if any was packed into a new cache file, else "hit" if any was mapped from one, else "off"), and
 // "weight_cache_components" gives each artifact's: {"text_encoder": "hit", "dit": "hit", "decoder": "hit"}.

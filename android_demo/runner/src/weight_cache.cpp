@@ -174,6 +174,9 @@ void prepare_weight_cache_dir(const WeightCache& wc, const std::string& flag) {
 std::string weight_cache_file(const WeightCache& wc, const std::string& backend, const char* name, const Artifact& artifact) {
   if (!wc.enabled || artifact.sha256.size() < 16) return "";
   if (backend == "executorch" && !executorch_weight_cache_supported()) return "";
+  // LiteRT 2.3's XNNPACK aborts (SIGABRT) packing FORCE_FP16 weights into a cache file (seen under qemu-aarch64
+  // -cpu max): an artifact computed in fp16 loads without one (edgegen.runtime does the same)
+  if (backend == "litert" && (artifact.xnnpack_flags & 0x4u)) return "";
   const std::string file = wc.dir + "/" + artifact.sha256.substr(0, 16) + "-" + backend + "-" + name + "-" + machine() + "-" +
                            cpu_tag() + ".xnnpack";
   // LiteRT takes the path inside a quoted option value; ExecuTorch takes at most 255 bytes (temporary suffix included).
