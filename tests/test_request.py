@@ -11,7 +11,7 @@ import soundfile as sf
 
 from edgegen.common import hf_hub_cache
 from edgegen.errors import EdgegenError
-from edgegen.generate import generate_wav
+from edgegen.generate import WavRequest, generate_wav, run_wav
 from edgegen.request import GenerateRequest
 from edgegen.sampler import schedule
 
@@ -75,8 +75,8 @@ def test_generate_wav_without_click(tmp_path, tiny):
     init = tmp_path / "take.wav"
     sf.write(init, np.zeros((22050, 1), np.float32), 22050)
     out = tmp_path / "a.wav"
-    result = generate_wav(model="random:tiny", prompt="rain", seconds=0.3, steps=3, stream=True, init_audio=init,
-                          init_noise_level=0.6, output=out, log=log.append, bar=Bar)
+    job = WavRequest("rain", out, seconds=0.3, steps=3, stream=True, init_audio=init, init_noise_level=0.6)
+    result = generate_wav(job, model="random:tiny", log=log.append, bar=Bar)
     assert result.output == out and sf.info(out).frames == round(0.3 * tiny.sample_rate) == round(result.seconds * 44100)
     assert re.fullmatch(r"wrote .*a\.wav \(0\.30 s, 2 ch, 44100 Hz\)", result.lines[0]), result.lines
     assert result.lines[1].startswith("load ") and "encoder" in result.lines[1] and "s/step)" in result.lines[1]
@@ -90,9 +90,11 @@ def test_generate_wav_refuses_before_loading(tmp_path, monkeypatch):
     monkeypatch.setattr("edgegen.pipeline.load_pipeline", lambda *a, **k: pytest.fail("the model was loaded"))
     out = tmp_path / "a.wav"
     with pytest.raises(EdgegenError, match="--cfg-scale inf"):
-        generate_wav(model="random:tiny", prompt="x", cfg_scale=float("inf"), output=out)
+        generate_wav(WavRequest("x", out, cfg_scale=float("inf")), model="random:tiny")
     with pytest.raises(EdgegenError, match="--init-noise-level applies to audio-to-audio"):
-        generate_wav(model="random:tiny", prompt="x", init_noise_level=0.3, output=out)
+        generate_wav(WavRequest("x", out, init_noise_level=0.3), model="random:tiny")
+    with pytest.raises(EdgegenError, match="steps and cfg_scale apply to the reference"):
+        run_wav(WavRequest("x", out, steps=4), bundle=tmp_path / "never-opened")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -33,12 +33,12 @@ from edgegen.cli import (bundle_option, err, init_audio_options, low_memory_opti
 def generate(model, t5, t5_precision, prompt, seconds, steps, seed, noise, cfg_scale, pcm16, stream, truncate_prompt,
              init_audio, init_noise_level, output):
     """Generate audio with the PyTorch reference pipeline (text-to-audio, or audio-to-audio with --init-audio)."""
-    from edgegen.generate import generate_wav
+    from edgegen.generate import WavRequest, generate_wav
 
-    result = generate_wav(model=model, t5=t5, t5_precision=t5_precision, prompt=prompt, seconds=seconds, steps=steps,
-                          seed=seed, noise=noise, cfg_scale=cfg_scale, pcm16=pcm16, stream=stream,
-                          truncate_prompt=truncate_prompt, init_audio=init_audio, init_noise_level=init_noise_level,
-                          output=output, log=err, bar=sampling_bar)
+    job = WavRequest(prompt, output, seconds=seconds, seed=seed, noise=noise, truncate_prompt=truncate_prompt,
+                     init_audio=init_audio, init_noise_level=init_noise_level, pcm16=pcm16, stream=stream,
+                     steps=steps, cfg_scale=cfg_scale)
+    result = generate_wav(job, model=model, t5=t5, t5_precision=t5_precision, log=err, bar=sampling_bar)
     click.echo("\n".join(result.lines))
 
 
@@ -65,10 +65,10 @@ def run(bundle, prompt, seconds, seed, noise, threads, low_memory, weight_cache,
         truncate_prompt, init_audio, init_noise_level, verbose, output):
     """Generate audio by running a bundle's artifacts in its runtime (audio-to-audio with --init-audio: needs a
     bundle exported with --audio-to-audio)."""
-    from edgegen.generate import run_wav
+    from edgegen.generate import WavRequest, run_wav
 
-    result = run_wav(bundle=bundle, prompt=prompt, seconds=seconds, seed=seed, noise=noise, threads=threads,
-                     low_memory=low_memory, weight_cache=weight_cache, no_weight_cache=no_weight_cache, pcm16=pcm16,
-                     stream=stream, truncate_prompt=truncate_prompt, init_audio=init_audio,
-                     init_noise_level=init_noise_level, output=output, verbose=verbose, log=err, bar=sampling_bar)
+    job = WavRequest(prompt, output, seconds=seconds, seed=seed, noise=noise, truncate_prompt=truncate_prompt,
+                     init_audio=init_audio, init_noise_level=init_noise_level, pcm16=pcm16, stream=stream)
+    result = run_wav(job, bundle=bundle, threads=threads, low_memory=low_memory, weight_cache=weight_cache,
+                     no_weight_cache=no_weight_cache, verbose=verbose, log=err, bar=sampling_bar)
     click.echo("\n".join(result.lines))
