@@ -18,11 +18,10 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from edgegen.common import Timings, default_seconds, peak_rss_mb
 from edgegen.request import GenerateRequest
-from edgegen.xnnpack import precision_report
+from edgegen.xnnpack import precision_report, read_cpuinfo
 
 BENCH_SCHEMA = "edgegen.bench/1"
 STAGES = ("text_encoder", "dit", "decoder")
@@ -138,15 +137,8 @@ def describe_cpu(machine: dict) -> str:
     return f"{machine.get('processor') or machine.get('machine')}; {describe_int8(machine.get('int8_features') or [])}"
 
 
-def _cpuinfo() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
-
-
 def host_machine() -> dict:
-    cpuinfo = _cpuinfo()
+    cpuinfo = read_cpuinfo()
     model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")), None)
     return {"machine": platform.machine(), "processor": model or platform.processor() or platform.machine(),
             "cpus": os.cpu_count(), "python": platform.python_version(), "int8_features": int8_features(cpuinfo)}
@@ -176,7 +168,7 @@ def bench_bundle(path, *, iters: int = 3, warmup: int = 1, threads: int | None =
     return bench_result(runs, warmup=warmup, load_s=bp.load_s, kind="bundle", backend=m.backend,
                         recipe=m.recipe.name, target=m.target.name, bundle=str(path),
                         threads=threads or m.target.threads, low_memory=low_memory, **extra,
-                        int8_layers=int8_layers(m), precision=precision_report(m, _cpuinfo()), **host_machine())
+                        int8_layers=int8_layers(m), precision=precision_report(m, read_cpuinfo()), **host_machine())
 
 
 def bench_model(model, *, t5=None, t5_precision: str = "fp16", iters: int = 3, warmup: int = 1,

@@ -310,6 +310,7 @@ def describe_bundle(path: Path) -> str:
         ins = ", ".join(f"{i.name} {i.dtype}{list(i.shape)}" for i in a.inputs)
         outs = ", ".join(f"{o.name} {o.dtype}{list(o.shape)}" for o in a.outputs)
         extra = f"  delegated {a.delegated_fraction:.0%}" if a.delegated_fraction is not None else ""
+        extra += f"  computes in {a.compute_precision}" if a.compute_precision else ""
         lines.append(f"  {comp:<13}{a.file:<22}{a.size / 1e6:>9.2f} MB{extra}")
         lines.append(f"  {'':<13}({ins}) -> ({outs})")
     return "\n".join(lines)

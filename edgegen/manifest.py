@@ -12,7 +12,8 @@ manifest: edgegen writes every manifest itself, so a key this reader does not de
 a hand edit, and ignoring it would drop what it means silently. The format evolves through `schema_version`: a
 reader refuses a version it does not know, so a new key comes with a new version (which exporters write only for
 bundles that use it). Keys that earlier edgegen versions did not write under the same version are optional
-(`index` of an input, `source.t5_precision`, a rule's `backend`, `verification`, `delegated_fraction`), so the
+(`index` of an input, `source.t5_precision`, a rule's `backend`, `verification`, `delegated_fraction`,
+`compute_precision`), so the
 bundles they exported still open.
 
 `schema_version` 1: the decoder takes the whole latent sequence. 2: adds `decoder_stream` (window, overlap, hop,
@@ -84,6 +85,7 @@ MANIFEST_SCHEMA = {
                 "logsnr_min": _NUMBER},
     "tokenizer": {**_FILE, "max_length": _POS_INT, "eos_id": _NONNEG_INT, "pad_id": _NONNEG_INT},
     "artifacts": Keyed(ARTIFACTS, {**_FILE, "inputs": [_TENSOR], "outputs": [_TENSOR], "schemes?": _OBJECT,
+                                   "compute_precision?": Field("fp32 or fp16", lambda v: v in ("fp32", "fp16")),
                                    "delegated_fraction?": Field("a number in [0, 1]",
                                                                 lambda v: is_number(v) and 0 <= v <= 1)}),
     "decoder_stream?": {"mode?": Field("stateful", lambda v: v == "stateful"), "window": _POS_INT,
@@ -130,13 +132,16 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class ArtifactEntry:
-    """An artifact file and its call signature; `schemes` counts the layers per quantization scheme."""
+    """An artifact file and its call signature; `schemes` counts the layers per quantization scheme;
+    `compute_precision` the float precision the profile and recipe set it to compute in ("fp16": on a CPU with fp16
+    arithmetic, through FORCE_FP16 for LiteRT or a cast to half at export for ExecuTorch; see edgegen.xnnpack)."""
     file: str
     sha256: str
     size: int
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     schemes: dict[str, int] | None = None
+    compute_precision: str | None = None
     delegated_fraction: float | None = None
 
     @classmethod
@@ -144,10 +149,11 @@ class ArtifactEntry:
         return cls(file=d["file"], sha256=d["sha256"], size=d["size"],
                    inputs=tuple(TensorSpec.from_json(i) for i in d["inputs"]),
                    outputs=tuple(TensorSpec.from_json(o) for o in d["outputs"]),
-                   schemes=d.get("schemes"), delegated_fraction=d.get("delegated_fraction"))
+                   schemes=d.get("schemes"), compute_precision=d.get("compute_precision"),
+                   delegated_fraction=d.get("delegated_fraction"))
 
     def to_json(self) -> dict:
-        return _fields_json(self, ("schemes", "delegated_fraction"))
+        return _fields_json(self, ("schemes", "compute_precision", "delegated_fraction"))
 
     def input(self, name: str) -> TensorSpec | None:
         return next((i for i in self.inputs if i.name == name), None)

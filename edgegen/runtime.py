@@ -26,14 +26,19 @@ from edgegen.bundle import Bundle, call_order
 from edgegen.errors import EdgegenError
 from edgegen.manifest import ArtifactEntry
 from edgegen.weight_cache import WeightCache, load_with_cache
-from edgegen.xnnpack import fp16_arithmetic, litert_settings
+from edgegen.xnnpack import asks_fp16, fp16_arithmetic, litert_settings, read_cpuinfo
 
 _NP = {"float32": np.float32, "int32": np.int32}
 
 
 class Artifact:
-    def __init__(self, spec: ArtifactEntry, call, *, load_s: float, weight_cache: str = "off"):
+    """One loaded artifact, called by input name. `precision`: the float precision it computes in here ("fp32" or
+    "fp16": a LiteRT artifact given FORCE_FP16 on a CPU with fp16 arithmetic, an ExecuTorch one cast at export)."""
+
+    def __init__(self, spec: ArtifactEntry, call, *, load_s: float, weight_cache: str = "off",
+                 precision: str = "fp32"):
         self.spec, self._call, self.load_s, self.weight_cache = spec, call, load_s, weight_cache
+        self.precision = precision
         self.inputs = call_order(spec.inputs)
         self.input_names = [i.name for i in self.inputs]
 
@@ -226,7 +231,7 @@ def load_artifacts(bundle: Bundle, *, threads: int | None = None, components: tu
     """The bundle's artifacts (or only `components`), each loaded in the bundle's runtime. `weight_cache`: LiteRT's
     XNNPACK weight cache (None: off; `WeightCache.resolve(None)` is the default folder)."""
     weight_cache = weight_cache or WeightCache.off()
-    fp16 = fp16_arithmetic(_cpuinfo())
+    fp16 = fp16_arithmetic(read_cpuinfo())
     if threads and bundle.backend == "executorch":
         _set_executorch_threads(threads)  # one process-wide XNNPACK pool
     wanted = components or bundle.components
@@ -243,22 +248,16 @@ def load_artifacts(bundle: Bundle, *, threads: int | None = None, components: tu
                 # weight_cache.cpp): an fp16 artifact loads without one
                 cache = WeightCache.off() if precision == "fp16" else weight_cache
                 call, use = _litert(bundle.path(comp), spec, threads, comp, cache, flags)
-            else:
+            else:  # cast to half at export where the profile asks for fp16 (edgegen.xnnpack)
+                precision = "fp16" if asks_fp16(bundle.manifest, comp) else "fp32"
                 call, use = _executorch(bundle.path(comp), spec, threads, comp, weight_cache)
         except EdgegenError:
             raise
         except Exception as exc:
             raise EdgegenError(f"{bundle.path(comp)}: the {bundle.backend} runtime cannot load it "
                                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
-        out[comp] = Artifact(spec, call, load_s=time.perf_counter() - start, weight_cache=use)
+        out[comp] = Artifact(spec, call, load_s=time.perf_counter() - start, weight_cache=use, precision=precision)
     return {comp: out[comp] for comp in wanted}
-
-
-def _cpuinfo() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
 
 
 def release_memory() -> None:

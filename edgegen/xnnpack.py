@@ -18,6 +18,8 @@ same flags; `precision_report` is what `bench` and `parity` print and what their
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from edgegen.errors import EdgegenError
 
 FLAG_BITS = {"QS8": 0x1, "QU8": 0x2, "FORCE_FP16": 0x4, "DYNAMIC_FULLY_CONNECTED": 0x8, "VARIABLE_OPERATORS": 0x10,
@@ -25,6 +27,14 @@ FLAG_BITS = {"QS8": 0x1, "QU8": 0x2, "FORCE_FP16": 0x4, "DYNAMIC_FULLY_CONNECTED
              "ENABLE_SUBGRAPH_RESHAPING": 0x80, "SLOW_CONSISTENT_ARITHMETIC": 0x200,
              "DISABLE_SUBGRAPH_RESHAPING": 0x400}
 FP16_FEATURES = ("fphp", "asimdhp")  # Arm FEAT_FP16: scalar and vector half-precision arithmetic
+
+
+def read_cpuinfo() -> str:
+    """This machine's /proc/cpuinfo ("" where there is none): what the CPU feature checks read."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
 
 
 def fp16_arithmetic(cpuinfo: str) -> bool:
@@ -50,7 +60,11 @@ def profile_flags(target) -> int:
 def asks_fp16(manifest, component: str) -> bool:
     """Whether the bundle's profile and recipe ask `component` to compute in fp16."""
     artifact = manifest.artifacts.get(component)
-    return bool(manifest.target.fp16_compute and artifact is not None and (artifact.schemes or {}).get("fp16"))
+    if not manifest.target.fp16_compute or artifact is None:
+        return False
+    if artifact.compute_precision is not None:  # written at export (bundles from before it have none)
+        return artifact.compute_precision == "fp16"
+    return bool((artifact.schemes or {}).get("fp16"))
 
 
 def litert_settings(manifest, component: str, fp16: bool) -> tuple[int | None, str]:

@@ -126,6 +126,19 @@ def portable_runner(shared_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def aarch64_python() -> Path:
+    """tests/aarch64_python.py's interpreter folder, made once per machine under ~/.cache/edgegen (a few MB)."""
+    from tests import aarch64_python as a64
+
+    dest = RUNNERS_DIR.parent / "aarch64-python" / a64.key()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with made_once(dest) as missing:
+        if missing:
+            a64.make(dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
 def tiny_long():
     return edgegen.load_pipeline("random:tiny-long")
 

@@ -34,6 +34,13 @@ def _run(cmd: list[str], bundle: Path, out: Path, *extra: str, env: dict | None 
                           capture_output=True, text=True, timeout=600, cwd="/", env=env)
 
 
+def _told_fp32(bundle: Path, dest: Path) -> Path:
+    """A copy of `bundle` whose profile says no fp16 compute (the same .tflite files, run without FORCE_FP16)."""
+    shutil.copytree(bundle, dest)
+    manifest = json.loads((dest / "manifest.json").read_text())
+    manifest["target"]["fp16_compute"] = False
+    (dest / "manifest.json").write_text(json.dumps(manifest))
+    return dest
 
 
 @pytest.mark.parametrize("recipe", ["fp32", "int8", "size"])
@@ -158,11 +165,7 @@ def test_portable_runner_computes_the_mobile_decoder_in_fp16_under_qemu(portable
     from edgegen.recipes import load_recipe
 
     bundle = bundle_factory("litert", "mobile", target="android-arm64-litert")
-    told_fp32 = tmp_path / "fp32-bundle"
-    shutil.copytree(bundle, told_fp32)
-    manifest = json.loads((told_fp32 / "manifest.json").read_text())
-    manifest["target"]["fp16_compute"] = False
-    (told_fp32 / "manifest.json").write_text(json.dumps(manifest))
+    told_fp32 = _told_fp32(bundle, tmp_path / "fp32-bundle")
     cmd = portable_command(portable_runner, cpu="max,sme=off", arm64_cpuinfo=True)
     half = _run(cmd, bundle, tmp_path / "half.wav", "--seed", "4", "--threads", "2", env=no_sysroot_env())
     full = _run(cmd, told_fp32, tmp_path / "full.wav", "--seed", "4", "--threads", "2", env=no_sysroot_env())
@@ -170,5 +173,90 @@ def test_portable_runner_computes_the_mobile_decoder_in_fp16_under_qemu(portable
     assert runner_report(half)["precision"] == {"text_encoder": "fp32", "dit": "fp32", "decoder": "fp16"}
     assert runner_report(full)["precision"]["decoder"] == "fp32"
     a, b = read_float_wav(tmp_path / "half.wav"), read_float_wav(tmp_path / "full.wav")
+    assert np.abs(a - b).max() > 0, "FORCE_FP16 did not reach XNNPACK: the decoder computed in fp32"
+    assert sqnr_db(b, a) >= load_recipe("mobile").components["decoder"].sqnr_floor_db, sqnr_db(b, a)
+
+
+@pytest.mark.aarch64
+def test_portable_runner_computes_the_executorch_mobile_decoder_in_fp16_under_qemu(portable_runner, bundle_factory,
+                                                                                  tmp_path):
+    """ExecuTorch has no run-time flag: android-arm64-executorch's fp16 compute is applied at export, where the
+    `mobile` decoder is cast to half, and XNNPACK runs it in fp16 on an Arm CPU (qemu -cpu max). The fp32 bundle with
+    its decoder swapped for that export's (the same text encoder and DiT, so bit-identical latents) gives audio that
+    differs from the fp32 bundle's by fp16-sized error, clearing the recipe's floor; the JSON names the precision.
+    Were the cast dropped, the audio would be bit-identical too. (Two bundles already exported for other tests: a
+    whole `mobile` bundle costs two more minutes of lowering.)"""
+    from edgegen.metrics import sqnr_db
+    from edgegen.recipes import load_recipe
+
+    full = bundle_factory("executorch", "fp32")
+    mobile = bundle_factory("executorch", "mobile", components=("decoder",), target="android-arm64-executorch")
+    mobile_manifest = json.loads((mobile / "manifest.json").read_text())
+    assert mobile_manifest["artifacts"]["decoder"]["compute_precision"] == "fp16"  # what the export set
+    half = tmp_path / "half-bundle"
+    shutil.copytree(full, half)
+    manifest = json.loads((half / "manifest.json").read_text())
+    assert {c: a["compute_precision"] for c, a in manifest["artifacts"].items()} == dict.fromkeys(manifest["artifacts"],
+                                                                                               "fp32")
+    shutil.copyfile(mobile / "decoder.pte", half / "decoder.pte")
+    manifest["artifacts"]["decoder"] = mobile_manifest["artifacts"]["decoder"]
+    manifest["target"] = mobile_manifest["target"]
+    (half / "manifest.json").write_text(json.dumps(manifest))
+    assert file_entry(half / "decoder.pte")["sha256"] == manifest["artifacts"]["decoder"]["sha256"]
+    cmd = portable_command(portable_runner, cpu="max,sme=off")
+    runs = {}
+    for name, bundle in (("half", half), ("full", full)):
+        proc = _run(cmd, bundle, tmp_path / f"{name}.wav", "--seed", "4", "--threads", "2", "--dump",
+                    str(tmp_path / name), env=no_sysroot_env())
+        assert proc.returncode == 0, proc.stderr
+        runs[name] = runner_report(proc)["precision"]
+    assert runs == {"half": {"text_encoder": "fp32", "dit": "fp32", "decoder": "fp16"},
+                    "full": {"text_encoder": "fp32", "dit": "fp32", "decoder": "fp32"}}
+    last = sorted((tmp_path / "half").glob("latents_step*.npy"))[-1].name
+    np.testing.assert_array_equal(np.load(tmp_path / "half" / last), np.load(tmp_path / "full" / last))
+    a, b = read_float_wav(tmp_path / "half.wav"), read_float_wav(tmp_path / "full.wav")
+    assert np.abs(a - b).max() > 0, "the decoder computed in fp32: the export did not cast it to half"
+    assert sqnr_db(b, a) >= load_recipe("mobile").components["decoder"].sqnr_floor_db, sqnr_db(b, a)
+
+
+_QEMU_PYTHON_RUN = """
+import json, sys
+import numpy as np
+from edgegen.bundle_pipeline import BundlePipeline
+from edgegen.request import GenerateRequest
+bundle, prompt, seconds, out = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+with BundlePipeline.open(bundle, threads=2) as bp:
+    np.save(out, bp.generate(GenerateRequest(prompt, seconds=seconds, seed=4)))
+    print(json.dumps({c: a.precision for c, a in bp.artifacts.items()}))
+"""
+
+
+@pytest.mark.aarch64
+def test_python_runtime_computes_the_mobile_decoder_in_fp16_under_qemu(aarch64_python, bundle_factory, tmp_path):
+    """edgegen's own Python runtime (BundlePipeline, what `edgegen run` runs) under an aarch64 CPython in qemu
+    (-cpu max: fp16 arithmetic, /proc/cpuinfo saying so): it reads the CPU's fp16 support, passes FORCE_FP16 for the
+    `mobile` decoder of android-arm64-litert, and names fp16 as the precision that ran; the same bundle told
+    `fp16_compute = false` runs fp32. The audio then differs by fp16-sized error above the recipe's floor. Were the
+    flag dropped, the two would be bit-identical."""
+    from edgegen.metrics import sqnr_db
+    from edgegen.recipes import load_recipe
+    from tests import aarch64_python as a64
+
+    bundle = bundle_factory("litert", "mobile", target="android-arm64-litert")
+    told_fp32 = _told_fp32(bundle, tmp_path / "fp32-bundle")
+    python = a64.command(aarch64_python, cpu="max,sme=off")
+    cmd = ["unshare", "-m", "/bin/sh", "-c", 'mount --bind "$0" /proc/cpuinfo && exec "$@"', str(ARM64_CPUINFO),
+           *python]
+    repo = Path(__file__).resolve().parents[1]
+    env = {**no_sysroot_env(), "PYTHONPATH": f"{aarch64_python / 'site'}:{repo}", "PYTHONNOUSERSITE": "1"}
+    precision = {}
+    for name, b in (("half", bundle), ("full", told_fp32)):
+        proc = subprocess.run([*cmd, "-c", _QEMU_PYTHON_RUN, str(b), PROMPT, str(SECONDS), str(tmp_path / name)],
+                              capture_output=True, text=True, timeout=600, cwd="/", env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        precision[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert precision["half"] == {"text_encoder": "fp32", "dit": "fp32", "decoder": "fp16"}
+    assert precision["full"]["decoder"] == "fp32"
+    a, b = np.load(tmp_path / "half.npy"), np.load(tmp_path / "full.npy")
     assert np.abs(a - b).max() > 0, "FORCE_FP16 did not reach XNNPACK: the decoder computed in fp32"
     assert sqnr_db(b, a) >= load_recipe("mobile").components["decoder"].sqnr_floor_db, sqnr_db(b, a)

@@ -60,9 +60,12 @@ def test_python_runtime_passes_force_fp16_to_xnnpack(bundle_factory, monkeypatch
     bundle = open_bundle(bundle_factory("litert", "mobile", components=("decoder",), target="android-arm64-litert"))
     latents = np.random.default_rng(0).standard_normal(bundle.manifest.artifacts["decoder"].inputs[0].shape)
 
+    assert bundle.manifest.artifacts["decoder"].compute_precision == "fp16"
+
     def decode(fp16: bool) -> np.ndarray:
         monkeypatch.setattr(rt, "fp16_arithmetic", lambda cpuinfo: fp16)
         decoder = rt.load_artifacts(bundle, threads=1)["decoder"]
+        assert decoder.precision == ("fp16" if fp16 else "fp32")
         return decoder(**{decoder.input_names[0]: latents})[0]
 
     full, half = decode(False), decode(True)

@@ -133,13 +133,22 @@ def train_synth_cmd(model, out, count, seed):
     click.echo(f"wrote {count} clips and {path}")
 
 
+def _captioned(captions_help: str, output_help: str):
+    """MODEL, T5, a captions file and where to write: what `train cache` and `train vae` read first."""
+    def wrap(fn):
+        for option in reversed((model_option, t5_option,
+                                click.option("--captions", required=True, type=click.Path(path_type=Path),
+                                             help=captions_help),
+                                click.option("--output", "-o", "--out", "out", required=True,
+                                             type=click.Path(path_type=Path), help=output_help))):
+            fn = option(fn)
+        return fn
+    return wrap
+
+
 @train.command("cache")
-@model_option
-@t5_option
-@click.option("--captions", required=True, type=click.Path(path_type=Path),
-              help="CSV or JSONL with path, caption[, seconds][, label] (paths relative to this file).")
-@click.option("--output", "-o", "--out", "out", required=True, type=click.Path(path_type=Path),
-              help="Cache file to write (safetensors).")
+@_captioned("CSV or JSONL with path, caption[, seconds][, label] (paths relative to this file).",
+            "Cache file to write (safetensors).")
 def train_cache_cmd(model, t5, captions, out):
     """Encode a captioned audio folder once: VAE latents + frozen T5 conditioning."""
     from edgegen.audio_io import check_output
@@ -204,12 +213,8 @@ def train_arc_cmd(model, t5, cache, out, steps, batch_size, ema_beta, lr, lr_dis
 
 
 @train.command("vae")
-@model_option
-@t5_option
-@click.option("--captions", required=True, type=click.Path(path_type=Path),
-              help="CSV or JSONL with path, caption (paths relative to this file): the clips to train on.")
-@click.option("--output", "-o", "--out", "out", required=True, type=click.Path(path_type=Path),
-              help="Run folder: state.safetensors, log.jsonl, model/ (MODEL with this VAE), t5/ for random:* models.")
+@_captioned("CSV or JSONL with path, caption (paths relative to this file): the clips to train on.",
+            "Run folder: state.safetensors, log.jsonl, model/ (MODEL with this VAE), t5/ for random:* models.")
 @click.option("--steps", type=_COUNT, required=True, help="Total steps (also when resuming).")
 @click.option("--batch-size", type=_COUNT, default=4, show_default=True, help="Crops per step, per process.")
 @click.option("--crop", type=_COUNT, default=32768, show_default=True, help="Samples per crop (a multiple of 2048).")

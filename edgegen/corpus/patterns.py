@@ -107,21 +107,23 @@ def _in_range(pc: int, low: int, high: int) -> int:
     return p if p <= high else p - 12
 
 
-def _bars(bpm: float, length: float) -> int:
-    return int(np.ceil(length / (240.0 / bpm))) + 1
+def _bar_chords(key_root: int, mode: str, progression: tuple[str, ...], bpm: float, length: float):
+    """Per 4/4 bar covering `length` seconds (one past its end): (bar start in seconds, this bar's chord as
+    (root pitch class, intervals), the next bar's chord), the progression repeating."""
+    chords = chords_of(key_root, mode, progression)
+    beat = 60.0 / bpm
+    for bar in range(int(np.ceil(length / (240.0 / bpm))) + 1):
+        yield bar * 4 * beat, chords[bar % len(chords)], chords[(bar + 1) % len(chords)]
 
 
 def bass_line(*, instrument: str, key_root: int, mode: str, progression: tuple[str, ...], pattern: str,
               bpm: float, dyn: str, length: float, rng: np.random.Generator) -> tuple[list[Note], list[Channel]]:
     inst = INSTRUMENTS[instrument]
-    chords = chords_of(key_root, mode, progression)
     beat = 60.0 / bpm
     notes: list[Note] = []
-    for bar in range(_bars(bpm, length)):
-        root_pc, q = chords[bar % len(chords)]
+    for t0, (root_pc, q), (next_pc, _) in _bar_chords(key_root, mode, progression, bpm, length):
         root = _in_range(root_pc, inst.low, inst.low + 14)
-        nxt = _in_range(chords[(bar + 1) % len(chords)][0], inst.low, inst.low + 14)
-        t0 = bar * 4 * beat
+        nxt = _in_range(next_pc, inst.low, inst.low + 14)
         if pattern == "eighths":
             hits = [(i * 0.5, 0.45, root + (12 if i == 7 and rng.random() < 0.5 else 0)) for i in range(8)]
         elif pattern == "root_fifth":
@@ -148,11 +150,9 @@ def arpeggio(*, instrument: str, key_root: int, mode: str, progression: tuple[st
              bpm: float, dyn: str, length: float, rng: np.random.Generator) -> tuple[list[Note], list[Channel]]:
     """Chord tones over two octaves in `pattern` order, `rate` notes per beat, one chord per bar."""
     inst = INSTRUMENTS[instrument]
-    chords = chords_of(key_root, mode, progression)
     beat = 60.0 / bpm
     notes: list[Note] = []
-    for bar in range(_bars(bpm, length)):
-        root_pc, q = chords[bar % len(chords)]
+    for t0, (root_pc, q), _ in _bar_chords(key_root, mode, progression, bpm, length):
         tones = _chord_pitches(root_pc, q, inst.low, inst.high - 12)
         tones = tones + [p + 12 for p in tones] + [tones[0] + 24]
         if pattern == "down":
@@ -165,7 +165,7 @@ def arpeggio(*, instrument: str, key_root: int, mode: str, progression: tuple[st
             seq = tones
         n = 4 * rate
         for i in range(n):
-            t = bar * 4 * beat + i * beat / rate
+            t = t0 + i * beat / rate
             notes.append(Note(t, beat / rate * 1.6, seq[i % len(seq)], _vel(dyn, rng, 1.05 if i % rate == 0 else 0.9),
                               0))
     return [n for n in notes if n.t < length], [Channel(0, inst.program, 64, 110, 45)]
@@ -176,21 +176,19 @@ def chord_progression(*, instrument: str, key_root: int, mode: str, progression:
                       ) -> tuple[list[Note], list[Channel]]:
     """Block chords (close triad over the root an octave below) in `rhythm`, one chord per bar."""
     inst = INSTRUMENTS[instrument]
-    chords = chords_of(key_root, mode, progression)
     beat = 60.0 / bpm
     notes: list[Note] = []
     hits = {"sustained": [(0, 3.9)], "quarters": [(i, 0.85) for i in range(4)],
             "offbeats": [(0, 0.9), (1.5, 0.4), (2.5, 0.4), (3.5, 0.4)],
             "strummed": [(0, 0.9), (1, 0.45), (1.5, 0.9), (2.5, 0.45), (3, 0.9)]}[rhythm]
-    for bar in range(_bars(bpm, length)):
-        root_pc, q = chords[bar % len(chords)]
+    for t0, (root_pc, q), _ in _bar_chords(key_root, mode, progression, bpm, length):
         upper = _chord_pitches(root_pc, q, max(inst.low, 55), inst.high)
         voicing = [max(inst.low, upper[0] - 12)] + upper
         for pos, dur in hits:
             v = _vel(dyn, rng, 1.0 if pos == int(pos) else 0.85)
             for j, p in enumerate(voicing):
                 spread = 0.012 * j if rhythm == "strummed" else 0.0
-                notes.append(Note(bar * 4 * beat + pos * beat + spread, dur * beat, p, v, 0))
+                notes.append(Note(t0 + pos * beat + spread, dur * beat, p, v, 0))
     return [n for n in notes if n.t < length], [Channel(0, inst.program, 64, 105, 45)]
 
 

@@ -270,7 +270,8 @@ def export_bundle(pipe, *, target: Target, recipe: Recipe, out: Path, components
             rep = _export_component(pipe, comp, target=target, recipe=recipe, path=path, out=out, stage=progress,
                                     stream=stream, verbose=verbose)
             reports.append(rep)
-            entry = {**file_entry(path), **io_spec(pipe, comp, stream=stream), "schemes": rep.schemes}
+            entry = {**file_entry(path), **io_spec(pipe, comp, stream=stream), "schemes": rep.schemes,
+                     "compute_precision": "fp16" if target.fp16_compute and rep.schemes.get("fp16") else "fp32"}
             if rep.delegated_fraction is not None:
                 entry["delegated_fraction"] = round(rep.delegated_fraction, 4)
             artifacts[comp] = ArtifactEntry.from_json(entry)
