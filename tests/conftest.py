@@ -31,19 +31,6 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
-# The files that take minutes (each 1.5-6 min of one worker: `pytest --durations`, benchmarks/JOURNAL.md), heaviest
-# first. scripts/test.sh hands whole files to two workers (--dist loadfile) in collection order; started last, one
-# of them would leave the other worker idle at the end, so they are collected first.
-HEAVY_FIRST = ("test_export.py", "test_sensitivity.py", "test_runner_litert.py", "test_upstream_parity.py",
-               "test_runner_stateful.py", "test_adb.py", "test_runner_a2a.py", "test_stateful_stream.py",
-               "test_harness.py")
-
-
-def pytest_collection_modifyitems(items):
-    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: in-file order is kept
-
-
 @pytest.fixture(scope="session")
 def shared_dir(tmp_path_factory) -> Path:
     """A folder every xdist worker of this run sees (the base temp folder without one): where session fixtures put
