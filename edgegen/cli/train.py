@@ -109,8 +109,8 @@ def train():
                       --out runs/arc --steps 300 --disc-warmup-steps 100 --head-channels 32
 
     (then `train cache` / `rf` with --model runs/vae/model --t5 runs/vae/t5 train on the new VAE's latents)
-    Under `torchrun --nproc_per_node N -m edgegen.cli train vae|rf|arc ...` they train with DistributedDataParallel
-    (nccl on GPUs, else gloo). --resume continues a run from its last saved state up to --steps in total.
+    One process trains on the first CUDA GPU when there is one, else on the CPU. Under `torchrun --nproc_per_node N
+    -m edgegen.cli train vae|rf|arc ...` they train with DistributedDataParallel (nccl on GPUs, else gloo). --resume continues a run from its last saved state up to --steps in total.
     """
 
 

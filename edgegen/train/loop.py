@@ -60,9 +60,10 @@ class Run:
 
 
 def start(*, distributed: bool) -> Run:
-    """One CPU process, or (under torchrun) a process group: nccl when CUDA is available, else gloo."""
+    """One process (on the first CUDA device when there is one, else the CPU), or (under torchrun) a process group:
+    nccl when CUDA is available, else gloo."""
     if not distributed:
-        return Run()
+        return Run(device=torch.device("cuda", 0)) if torch.cuda.is_available() else Run()
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
