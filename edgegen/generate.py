@@ -105,7 +105,8 @@ def run_wav(job: WavRequest, *, bundle: Path, threads: int | None = None, low_me
     from edgegen.bundle_pipeline import BundlePipeline
     from edgegen.weight_cache import WeightCache
 
-    if (job.steps, job.cfg_scale) != (8, 1.0):
+    reference = WavRequest(job.prompt, job.output)  # the reference-only fields at their defaults
+    if (job.steps, job.cfg_scale) != (reference.steps, reference.cfg_scale):
         raise EdgegenError("a bundle runs the steps it was exported for, without guidance: steps and cfg_scale "
                            "apply to the reference (`edgegen generate`) only")
     request = replace(job.generation(), steps=None)

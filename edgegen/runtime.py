@@ -26,7 +26,7 @@ from edgegen.bundle import Bundle, call_order
 from edgegen.errors import EdgegenError
 from edgegen.manifest import ArtifactEntry
 from edgegen.weight_cache import WeightCache, load_with_cache
-from edgegen.xnnpack import asks_fp16, fp16_arithmetic, litert_settings, read_cpuinfo
+from edgegen.xnnpack import computes_in, fp16_arithmetic, litert_settings, read_cpuinfo
 
 _NP = {"float32": np.float32, "int32": np.int32}
 
@@ -248,8 +248,8 @@ def load_artifacts(bundle: Bundle, *, threads: int | None = None, components: tu
                 # weight_cache.cpp): an fp16 artifact loads without one
                 cache = WeightCache.off() if precision == "fp16" else weight_cache
                 call, use = _litert(bundle.path(comp), spec, threads, comp, cache, flags)
-            else:  # cast to half at export where the profile asks for fp16 (edgegen.xnnpack)
-                precision = "fp16" if asks_fp16(bundle.manifest, comp) else "fp32"
+            else:  # cast to half at export where the profile asks for fp16
+                precision = computes_in(bundle.manifest, comp, fp16)
                 call, use = _executorch(bundle.path(comp), spec, threads, comp, weight_cache)
         except EdgegenError:
             raise

@@ -57,6 +57,12 @@ def profile_flags(target) -> int:
     return bits
 
 
+def profile_precision(target, schemes: dict[str, int] | None) -> str:
+    """The float precision a profile and an artifact's recipe schemes ask it to compute in: fp16 where the target
+    computes in fp16 and a rule chose fp16 (what export writes as the manifest's `compute_precision`)."""
+    return "fp16" if target.fp16_compute and (schemes or {}).get("fp16") else "fp32"
+
+
 def asks_fp16(manifest, component: str) -> bool:
     """Whether the bundle's profile and recipe ask `component` to compute in fp16."""
     artifact = manifest.artifacts.get(component)
@@ -64,14 +70,23 @@ def asks_fp16(manifest, component: str) -> bool:
         return False
     if artifact.compute_precision is not None:  # written at export (bundles from before it have none)
         return artifact.compute_precision == "fp16"
-    return bool((artifact.schemes or {}).get("fp16"))
+    return profile_precision(manifest.target, artifact.schemes) == "fp16"
+
+
+def computes_in(manifest, component: str, fp16: bool) -> str:
+    """The float precision `component` computes in on a CPU with (`fp16`) or without fp16 arithmetic: what the
+    profile asks, except that a LiteRT artifact runs fp32 without fp16 arithmetic (an ExecuTorch one was cast to
+    half at export, so its tensors are fp16 on any CPU)."""
+    if not asks_fp16(manifest, component):
+        return "fp32"
+    return "fp16" if fp16 or manifest.backend == "executorch" else "fp32"
 
 
 def litert_settings(manifest, component: str, fp16: bool) -> tuple[int | None, str]:
     """(XNNPACK flags, precision it computes in) for a LiteRT artifact on a CPU with (`fp16`) or without fp16
     arithmetic; flags None: the profile sets none, the runtime's defaults apply."""
     flags = profile_flags(manifest.target)
-    if asks_fp16(manifest, component) and fp16:
+    if computes_in(manifest, component, fp16) == "fp16":
         return flags | FLAG_BITS["FORCE_FP16"], "fp16"
     return (flags if manifest.target.xnnpack_flags else None), "fp32"
 
@@ -83,8 +98,7 @@ def precision_report(manifest, cpuinfo: str) -> dict[str, dict]:
     out = {}
     for component in manifest.artifacts:
         asked = "fp16" if asks_fp16(manifest, component) else "fp32"
-        # an ExecuTorch artifact was cast to half at export: its tensors are fp16 on any CPU
-        ran = asked if fp16 or manifest.backend == "executorch" else "fp32"
+        ran = computes_in(manifest, component, fp16)
         row = {"precision": ran}
         if ran != asked:
             row.update(asked=asked, why="this CPU has no fp16 arithmetic (Arm fphp + asimdhp), so XNNPACK "

@@ -18,8 +18,9 @@ import importlib.metadata
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from edgegen.common import atomic_path
 
 DEBS = ("python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib", "libc6", "libexpat1", "zlib1g",
         "libffi8", "libgcc-s1", "libstdc++6", "libbz2-1.0", "liblzma5")
@@ -36,10 +37,9 @@ def _run(cmd: list[str], cwd: Path, fix: str) -> None:
 
 def make(dest: Path) -> None:
     """Build the interpreter's root (`dest`/root) and site folder (`dest`/site); `dest` appears only when complete."""
-    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}-") as tmp:
-        work = Path(tmp)
+    with atomic_path(dest) as work:
         debs, wheels = work / "debs", work / "wheels"
-        debs.mkdir()
+        debs.mkdir(parents=True)
         _run(["apt-get", "download", *(f"{p}:arm64" for p in DEBS)], debs,
              "Debian's arm64 packages must be known to apt: run scripts/setup.sh as root (dpkg --add-architecture "
              "arm64 && apt-get update)")
@@ -53,8 +53,6 @@ def make(dest: Path) -> None:
             shutil.unpack_archive(wheel, work / "site", format="zip")
         shutil.rmtree(debs)
         shutil.rmtree(wheels)
-        work.rename(dest)
-        work.mkdir()  # for TemporaryDirectory's cleanup
 
 
 def key() -> str:

@@ -86,10 +86,14 @@ def portable_command(runner_dir: Path, *, cpu: str | None = None, arm64_cpuinfo:
     qemu = shutil.which("qemu-aarch64") or shutil.which("qemu-aarch64-static")
     assert qemu is not None, "qemu-aarch64 not found; install it with `apt-get install qemu-user`"
     cmd = portable_qemu_command(runner_dir, qemu=qemu, cpu=cpu)
-    if arm64_cpuinfo:
-        assert shutil.which("unshare"), "unshare not found (util-linux)"
-        cmd = ["unshare", "-m", "/bin/sh", "-c", 'mount --bind "$0" /proc/cpuinfo && exec "$@"', str(ARM64_CPUINFO), *cmd]
-    return cmd
+    return with_arm64_cpuinfo(cmd) if arm64_cpuinfo else cmd
+
+
+def with_arm64_cpuinfo(cmd: list[str]) -> list[str]:
+    """`cmd` inside a private mount namespace with tests/fixtures/cpuinfo_arm64.txt over /proc/cpuinfo (unshare -m,
+    root): what an aarch64 program under qemu reads as its CPU's features."""
+    assert shutil.which("unshare"), "unshare not found (util-linux)"
+    return ["unshare", "-m", "/bin/sh", "-c", 'mount --bind "$0" /proc/cpuinfo && exec "$@"', str(ARM64_CPUINFO), *cmd]
 
 
 def no_sysroot_env() -> dict[str, str]:

@@ -22,7 +22,8 @@ from edgegen.bundle import file_entry
 from edgegen.bundle_pipeline import BundlePipeline
 from edgegen.noise import gaussian_noise
 from edgegen.request import GenerateRequest
-from tests.helpers import ARM64_CPUINFO, no_sysroot_env, portable_command, read_float_wav, runner_report
+from tests.helpers import (ARM64_CPUINFO, no_sysroot_env, portable_command, read_float_wav, runner_report,
+                           with_arm64_cpuinfo)
 
 pytestmark = [pytest.mark.litert, pytest.mark.executorch]
 
@@ -244,9 +245,7 @@ def test_python_runtime_computes_the_mobile_decoder_in_fp16_under_qemu(aarch64_p
 
     bundle = bundle_factory("litert", "mobile", target="android-arm64-litert")
     told_fp32 = _told_fp32(bundle, tmp_path / "fp32-bundle")
-    python = a64.command(aarch64_python, cpu="max,sme=off")
-    cmd = ["unshare", "-m", "/bin/sh", "-c", 'mount --bind "$0" /proc/cpuinfo && exec "$@"', str(ARM64_CPUINFO),
-           *python]
+    cmd = with_arm64_cpuinfo(a64.command(aarch64_python, cpu="max,sme=off"))
     repo = Path(__file__).resolve().parents[1]
     env = {**no_sysroot_env(), "PYTHONPATH": f"{aarch64_python / 'site'}:{repo}", "PYTHONNOUSERSITE": "1"}
     precision = {}

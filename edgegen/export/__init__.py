@@ -46,6 +46,7 @@ from edgegen.export.wrappers import example_inputs, io_spec
 from edgegen.manifest import ArtifactEntry, DecoderStream, Manifest, SamplerSpec, Source, TokenizerEntry
 from edgegen.recipes import QUANTIZED_SCHEMES, Recipe, Target
 from edgegen.runtime import release_memory
+from edgegen.xnnpack import profile_precision
 
 EXTENSIONS = {"executorch": ".pte", "litert": ".tflite"}
 
@@ -271,7 +272,7 @@ def export_bundle(pipe, *, target: Target, recipe: Recipe, out: Path, components
                                     stream=stream, verbose=verbose)
             reports.append(rep)
             entry = {**file_entry(path), **io_spec(pipe, comp, stream=stream), "schemes": rep.schemes,
-                     "compute_precision": "fp16" if target.fp16_compute and rep.schemes.get("fp16") else "fp32"}
+                     "compute_precision": profile_precision(target, rep.schemes)}
             if rep.delegated_fraction is not None:
                 entry["delegated_fraction"] = round(rep.delegated_fraction, 4)
             artifacts[comp] = ArtifactEntry.from_json(entry)
