@@ -22,6 +22,30 @@ def _weight_cache_in_tmp(tmp_path_factory):
         os.environ["EDGEGEN_WEIGHT_CACHE"] = old
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _export_cache(shared_dir):
+    """Exports of this run share their lowerings (edgegen.export.reuse, EDGEGEN_EXPORT_CACHE): a test exporting a
+    component another test already lowered from the same weights, rules and target copies that artifact (and still
+    verifies it). A test about lowering itself takes the `fresh_lowering` fixture."""
+    from edgegen.export.reuse import ENV
+
+    old = os.environ.get(ENV)
+    os.environ[ENV] = str(shared_dir / "export-cache")
+    yield
+    if old is None:
+        os.environ.pop(ENV, None)
+    else:
+        os.environ[ENV] = old
+
+
+@pytest.fixture
+def fresh_lowering(monkeypatch):
+    """This test's exports lower every component (no reuse of the run's earlier lowerings)."""
+    from edgegen.export.reuse import ENV
+
+    monkeypatch.delenv(ENV, raising=False)
+
+
 def pytest_configure(config):
     """Under pytest-xdist (scripts/test.sh runs two workers) each worker computes on one thread: two workers on two
     cores, not four threads fighting over them."""

@@ -250,7 +250,7 @@ CHATTER = ("LiteRT-Torch Convert chatter from Python", "absl chatter on stderr",
            "C-level chatter on fd 2")
 
 
-def test_failed_conversion_shows_the_log_tail_and_keeps_the_log(tmp_path, monkeypatch, capfd):
+def test_failed_conversion_shows_the_log_tail_and_keeps_the_log(tmp_path, monkeypatch, capfd, fresh_lowering):
     monkeypatch.setattr("edgegen.export.litert.export_component", _chatty(fail=True))
     res = _export("-t", "host-litert", "-r", "fp32", "-c", "dit", "-o", str(tmp_path / "out"))
     line = assert_one_error(res, re.compile(r"dit: litert conversion failed \(RuntimeError: converter exploded\); "
@@ -270,7 +270,7 @@ def test_failed_conversion_shows_the_log_tail_and_keeps_the_log(tmp_path, monkey
 
 
 @pytest.mark.parametrize("verbose", [False, True])
-def test_converter_output_only_with_verbose(tmp_path, monkeypatch, capfd, verbose):
+def test_converter_output_only_with_verbose(tmp_path, monkeypatch, capfd, verbose, fresh_lowering):
     monkeypatch.setattr("edgegen.export.litert.export_component", _chatty(fail=False))
     res = _export("-t", "host-litert", "-r", "fp32", "-c", "dit", "-o", str(tmp_path / "out"), "--no-verify",
                   *(["--verbose"] if verbose else []))  # a fake artifact: nothing a runtime could verify
@@ -285,7 +285,7 @@ def test_converter_output_only_with_verbose(tmp_path, monkeypatch, capfd, verbos
 
 # ---- the real converter: stage lines only, and --force / --zip replace edgegen's own bundle ---------------------
 
-def test_real_export_prints_stage_lines_and_force_replaces_edgegen_bundle_and_zip(tmp_path):
+def test_real_export_prints_stage_lines_and_force_replaces_edgegen_bundle_and_zip(tmp_path, fresh_lowering):
     out = _fake_bundle(tmp_path / "out")
     _zip_of(out, tmp_path / "out.zip")
     res = run_cli("export", "-m", "random:tiny", "-t", "host-litert", "-r", "int8", "-c", "text_encoder", "-o", out,
@@ -304,7 +304,7 @@ def test_real_export_prints_stage_lines_and_force_replaces_edgegen_bundle_and_zi
 
 # ---- 17.5: SIGTERM during an export ----------------------------------------------------------------------------
 
-def test_sigterm_during_export_removes_the_staging_folder(tmp_path):
+def test_sigterm_during_export_removes_the_staging_folder(tmp_path, fresh_lowering):
     out = tmp_path / "out"
     proc = subprocess.Popen([*EDGEGEN, "export", "-m", "random:tiny", "-t", "host-litert", "-r", "fp32",
                              "-c", "decoder", "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -324,7 +324,7 @@ def test_sigterm_during_export_removes_the_staging_folder(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_sigterm_swallowed_by_a_gc_callback_still_stops_the_export(tmp_path, monkeypatch):
+def test_sigterm_swallowed_by_a_gc_callback_still_stops_the_export(tmp_path, monkeypatch, fresh_lowering):
     """Python drops the SystemExit raised while a gc callback runs (jax has one in the converter): the CLI raises
     it again at the next stage line, before anything is committed."""
     import gc

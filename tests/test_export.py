@@ -129,7 +129,7 @@ def test_nan_weights_refused_before_any_work(tiny, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_export_leaves_the_reference_bit_identical(tiny, tmp_path, backend):
+def test_export_leaves_the_reference_bit_identical(tiny, tmp_path, backend, fresh_lowering):
     """The backends get weight-sharing copies (no second copy of the DiT's weights at the export's peak): every
     transform they apply (a fp16 cast, torchao or LiteRT int8 Linears, int8 decoder convolutions beside float
     ones, the stateful decoder's convolution and GEMM forms, the encoder) leaves the reference bit-identical."""
@@ -141,10 +141,12 @@ def test_export_leaves_the_reference_bit_identical(tiny, tmp_path, backend):
                       'rules = [{ pattern = "*", scheme = "fp16", fallback = "fp32" }]\n'
                       '[components.dit]\nsqnr_floor_db = 20.0\nrules = [{ pattern = "*", scheme = "int8" }]\n'
                       '[components.decoder]\nsqnr_floor_db = 20.0\n'
-                      'rules = [{ pattern = "layers.1.*", scheme = "int8" }, { pattern = "*", scheme = "fp32" }]\n')
+                      'rules = [{ pattern = "layers.1.layers.1", scheme = "int8" }, '  # a ConvTranspose and a Conv1d
+                      '{ pattern = "layers.1.layers.2.layers.1", scheme = "int8" }, '
+                      '{ pattern = "*", scheme = "fp32" }]\n')
     target = load_target(f"android-arm64-{backend}")  # fp16-capable: the fp16 rule casts there
     # ExecuTorch lowers slowly (~85 s for all four): its DiT and encoder take the same paths as the int8 text
-    # encoder of every other ExecuTorch bundle, which check_weights_untouched guards in each export
+    # encoder of every other ExecuTorch bundle, which check_weights_untouched guards in each export that lowers
     components = (("text_encoder", "decoder") if backend == "executorch"
                   else ("text_encoder", "dit", "decoder", "encoder"))
     report = export_bundle(pipe, target=target, recipe=load_recipe(recipe), out=tmp_path / "b", verify=False,
@@ -157,7 +159,7 @@ def test_export_leaves_the_reference_bit_identical(tiny, tmp_path, backend):
         assert not changed, (comp, changed)
 
 
-def test_an_in_place_write_into_the_reference_is_refused(tiny, tmp_path, monkeypatch):
+def test_an_in_place_write_into_the_reference_is_refused(tiny, tmp_path, monkeypatch, fresh_lowering):
     """check_weights_untouched: a backend that changes a weight the reference shares fails the export by name (a
     rewrite with the same values, as litert-torch's clamp of constants, passes: every LiteRT export tests that)."""
     import edgegen.export.litert as litert
@@ -199,7 +201,7 @@ def test_executorch_export_keeps_nothing_alive(tiny, tmp_path):
         executorch.export_component(component, weight_sharing_copy(getattr(tiny, component)),
                                     example_inputs(tiny, component), tmp_path / f"{component}.pte", rules=rules)
 
-    export("decoder", "fp32")  # builds the pattern graphs, which stay
+    export("text_encoder", "fp32")  # builds the pattern graphs (any export does), which stay
     assert sdpa.get_graphs.cache_info().currsize == 1 and bilinear_2d._get_bilinear_2d_graphs.cache_info().currsize == 1
     before = alive()
     # the text encoder: its int8 Linears take the DiT's path through torchao and XNNPACK, in a third of the time
@@ -233,7 +235,7 @@ def test_info_verifies_checksums(bundle_factory, tmp_path):
     assert res.returncode == 2 and "dit.tflite is missing" in res.stderr
 
 
-def test_interrupted_export_leaves_nothing(tiny, tmp_path, monkeypatch):
+def test_interrupted_export_leaves_nothing(tiny, tmp_path, monkeypatch, fresh_lowering):
     import edgegen.export.litert as litert
 
     def boom(*a, **k):
@@ -259,7 +261,7 @@ def test_existing_output_needs_force_and_unsupported_is_fast(tmp_path):
     assert res.returncode == 2 and "nearest supported row" in res.stderr and not (tmp_path / "x").exists()
 
 
-def test_cli_export_zip_and_summary(tmp_path):
+def test_cli_export_zip_and_summary(tmp_path, fresh_lowering):
     out = tmp_path / "z"
     res = run_cli("export", "-m", "random:tiny", "-t", "host-litert", "-r", "int8", "-o", str(out), "--zip",
                   "--components", "text_encoder,dit")
@@ -286,3 +288,29 @@ def test_2d_decoder_matches_eager(strides):
     assert got.shape == ref.shape == (2, 2, 7 * cfg.hop)
     assert rel_err(ref, got) <= 1e-5
     assert list(Decoder2D(dec).conv_sources()) == conv_names(dec)
+
+
+@pytest.mark.executorch
+def test_shared_provenance_writes_the_same_program(tiny, bundle_factory, tmp_path, monkeypatch):
+    """`executorch.shared_provenance`: inside it a re-created node shares its source's provenance records (torch.fx's
+    NodeSource deep-copied them, a quarter of a lowering); the program written is byte-identical to one lowered
+    without it, and torch's module is as it was afterwards."""
+    from torch.fx import Graph
+    from torch.fx import traceback as fx_traceback
+
+    from edgegen.export import executorch, weight_sharing_copy
+
+    node = Graph().placeholder("x")
+    node.meta["from_node"] = [fx_traceback.NodeSource(None, "earlier pass")]
+    with executorch.shared_provenance():
+        assert fx_traceback.NodeSource(node, "a pass").from_node[0] is node.meta["from_node"][0]
+    assert fx_traceback.copy is copy
+    assert fx_traceback.NodeSource(node, "a pass").from_node[0] is not node.meta["from_node"][0]
+
+    # the session's fp32 bundle was lowered inside it; the same text encoder lowered without it:
+    shared = bundle_factory("executorch", "fp32") / "text_encoder.pte"
+    monkeypatch.setattr(executorch, "SHARED_PROVENANCE", False)
+    rules = load_recipe("fp32").resolved_rules("text_encoder", load_target("host-executorch"))
+    executorch.export_component("text_encoder", weight_sharing_copy(tiny.text_encoder),
+                                example_inputs(tiny, "text_encoder"), tmp_path / "deep.pte", rules=rules)
+    assert (tmp_path / "deep.pte").read_bytes() == shared.read_bytes()

@@ -41,6 +41,7 @@ from edgegen.errors import EdgegenError
 # (`staging` is also this package's submodule: keep that name for the module, the function is `_staging` here)
 from edgegen.export.staging import LOG_NAME, ConverterLog, check_bundle_output, zip_bundle
 from edgegen.export.staging import staging as _staging
+from edgegen.export.reuse import ArtifactCache
 from edgegen.export.support import check_supported
 from edgegen.export.wrappers import example_inputs, io_spec
 from edgegen.manifest import ArtifactEntry, DecoderStream, Manifest, SamplerSpec, Source, TokenizerEntry
@@ -185,11 +186,37 @@ def _export_component(pipe, comp: str, *, target: Target, recipe: Recipe, path: 
                                      gemm_layers=backend.decoder_gemm_layers(module, recipe.resolved_rules(comp, target)))
     example = example_inputs(pipe, comp, stream=stream)
     rules = recipe.resolved_rules(comp, target)
+    lower = lambda: _lower(backend, comp, module, example, path, rules=rules, out=out, target=target,  # noqa: E731
+                           stage=stage, verbose=verbose)
+    cache = ArtifactCache.from_env()
+    if cache is None:
+        applied, fraction = lower()
+    else:
+        key = cache.key(backend=target.backend, component=comp, module=module, weights=before, example=example,
+                        target=target, rules=rules, stream=stream)
+        with cache.claimed(key):
+            reused = not verbose and cache.fetch(key, path)  # --verbose shows the converter, so it converts
+            if reused:
+                stage(comp, f"reused from {cache.root}")
+                applied, fraction = reused
+            else:
+                applied, fraction = lower()
+                cache.store(key, path, applied, fraction)
+    del module, example
+    release_memory()  # hand the converter's freed heap back before the next component (or verification)
+    check_weights_untouched(reference, before, comp)
+    return ComponentReport(component=comp, file=path.name, size=path.stat().st_size,
+                           seconds=time.perf_counter() - start, delegated_fraction=fraction, schemes=_count(applied))
+
+
+def _lower(backend, comp: str, module: nn.Module, example: tuple, path: Path, *, rules, out: Path, target: Target,
+           stage, verbose: bool) -> tuple[dict[str, str], float | None]:
+    """The backend's export_component, its console output in the staging folder's log (kept on a failure)."""
     log_path = path.parent / LOG_NAME
     with ConverterLog(log_path, verbose=verbose) as log:
         try:
-            applied, fraction = backend.export_component(comp, module, example, path, rules=rules,
-                                                         on_stage=log.passthrough(lambda s: stage(comp, s)))
+            return backend.export_component(comp, module, example, path, rules=rules,
+                                            on_stage=log.passthrough(lambda s: stage(comp, s)))
         except EdgegenError:
             raise
         except Exception as exc:
@@ -199,11 +226,6 @@ def _export_component(pipe, comp: str, *, target: Target, recipe: Recipe, path: 
             first = (str(exc).strip().splitlines() or [""])[0][:200]
             raise ConversionError(f"{comp}: {target.backend} conversion failed ({type(exc).__name__}: {first}); "
                                   f"the converter log is kept at {kept}", log_tail=tail, log_path=kept) from exc
-    del module, example
-    release_memory()  # hand the converter's freed heap back before the next component (or verification)
-    check_weights_untouched(reference, before, comp)
-    return ComponentReport(component=comp, file=path.name, size=path.stat().st_size,
-                           seconds=time.perf_counter() - start, delegated_fraction=fraction, schemes=_count(applied))
 
 
 def weight_sharing_copy(module: nn.Module) -> nn.Module:

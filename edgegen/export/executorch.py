@@ -16,9 +16,12 @@ module is cast to half (fp32 I/O via the wrapper). Lowering: see `partitioners`.
 
 from __future__ import annotations
 
+import copy
 import inspect
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from torch import nn
@@ -139,6 +142,7 @@ def _count_ops(graph_module) -> tuple[int, int, dict[str, int]]:
 # How XNNPACK's partitioners share a program out (`partitioners`). The benchmarks set these to compare layouts:
 # benchmarks/speed/decoder_stateful.py --et-partition, benchmarks/speed/et_linear_partition.py.
 DECODER_PARTITION = "float-first"  # a convolution-form decoder
+SHARED_PROVENANCE = True  # `shared_provenance`; benchmarks/speed/export_provenance.py sets it False to compare
 LINEAR_PARTITION = "joint"  # everything else: the text encoder, the DiT, an fp16 or GEMM-form decoder
 
 
@@ -168,11 +172,38 @@ def partitioners(layout: str) -> list:
     raise ValueError(f"unknown partition layout {layout!r}")
 
 
+@contextmanager
+def shared_provenance(enabled: bool = True):
+    """Within the block, a node a pass re-creates shares its source's provenance records instead of deep-copying
+    them. torch.fx records where each node came from (`meta["from_node"]`, a chain of NodeSource records that grows
+    by one with every pass); each re-created node deep-copies its source's whole chain. Through ExecuTorch's
+    lowering (a few dozen passes, and XNNPACK's pass pipeline once per delegate) that copying was a quarter of the
+    time. The records are only read afterwards, so sharing them changes nothing written: the .pte files are
+    byte-identical either way (tests/test_export.py, benchmarks/speed/export_provenance.py)."""
+    from torch.fx import traceback as fx_traceback
+
+    if not enabled or getattr(fx_traceback, "copy", None) is not copy:  # another torch: leave it be
+        yield
+        return
+    saved = fx_traceback.copy  # the module NodeSource calls deepcopy through (torch 2.13: its only other use is copy)
+    fx_traceback.copy = SimpleNamespace(deepcopy=list, copy=copy.copy)
+    try:
+        yield
+    finally:
+        fx_traceback.copy = saved
+
+
 def export_pte(module: nn.Module, example_inputs: tuple[torch.Tensor, ...], out_path: Path, *,
                on_stage=lambda stage: None, quantizer=None, partition: str = "joint") -> LoweringStats:
     """Trace, lower and write `module`; with a PT2E `quantizer`, quantize the traced graph first (its dynamic
     quantization needs no calibration: one call on the example inputs runs the observers). `partition`: how XNNPACK's
     partitioners share it out (`partitioners`)."""
+    with shared_provenance(SHARED_PROVENANCE):
+        return _export_pte(module, example_inputs, out_path, on_stage=on_stage, quantizer=quantizer,
+                           partition=partition)
+
+
+def _export_pte(module, example_inputs, out_path, *, on_stage, quantizer, partition) -> LoweringStats:
     from executorch.exir import to_edge_transform_and_lower
 
     on_stage("trace")
