@@ -1,7 +1,7 @@
 """What more than one benchmark script needs: a reader of /proc/<pid>/status, the interleaving that times two
-things round by round in one process, and the machine's CPU line.
+things round by round in one process, the machine's CPU line, and the ExecuTorch component exports two scripts time.
 
-    from benchmarks.common import alternate, cpu_line, harness_generation, status
+    from benchmarks.common import ComponentExports, alternate, cpu_line, harness_generation, status
 
 Scripts import this module, never each other's helpers; run them from the repository root as
 `python -m benchmarks.<group>.<script>` so `benchmarks` is importable (`benchmarks/README.md`).
@@ -9,10 +9,12 @@ Scripts import this module, never each other's helpers; run them from the reposi
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import re
 import subprocess
+from pathlib import Path
 
 FIELDS = ("VmRSS", "RssAnon", "RssFile", "VmHWM")
 
@@ -69,3 +71,47 @@ def cpu_line() -> str:
     vnni = [f for f in ("avx512_vnni", "avx_vnni") if f in flags]
     return (f"{model.group(1).strip() if model else platform.processor() or 'unknown CPU'}; {os.cpu_count()} cores; "
             f"int8 flags: {', '.join(vnni) or 'none of avx512_vnni/avx_vnni'}; torch threads {torch.get_num_threads()}")
+
+
+class ComponentExports:
+    """Unverified ExecuTorch exports of one component at a time, each timed, for the scripts that compare two ways of
+    lowering (`speed/export_patterns.py`, `speed/export_provenance.py`). `options` parses their shared command line
+    (--model --recipe --rounds --threads --json) and sets torch's thread count."""
+
+    COMPONENTS = ("text_encoder", "dit", "decoder")
+
+    @staticmethod
+    def options(*, recipe: str, rounds: int, threads: int) -> argparse.Namespace:
+        import torch
+
+        ap = argparse.ArgumentParser()
+        ap.add_argument("--model", default="random:tiny")
+        ap.add_argument("--recipe", default=recipe)
+        ap.add_argument("--rounds", type=int, default=rounds)
+        ap.add_argument("--threads", type=int, default=threads)
+        ap.add_argument("--json", type=Path)
+        args = ap.parse_args()
+        torch.set_num_threads(args.threads)
+        return args
+
+    def __init__(self, args: argparse.Namespace, prefix: str):
+        import tempfile
+
+        import edgegen
+        from edgegen.recipes import load_recipe, load_target
+
+        self.pipe = edgegen.load_pipeline(args.model)
+        self.target, self.recipe = load_target("host-executorch"), load_recipe(args.recipe)
+        self.work = Path(tempfile.mkdtemp(prefix=prefix))
+
+    def export(self, component: str) -> tuple[float, Path]:
+        """(seconds, the .pte written) of one export of `component` alone into a new folder."""
+        import time
+
+        from edgegen.export import export_bundle
+
+        out = self.work / f"{component}-{time.monotonic_ns()}"
+        start = time.perf_counter()
+        export_bundle(self.pipe, target=self.target, recipe=self.recipe, out=out, components=(component,),
+                      verify=False)
+        return time.perf_counter() - start, out / f"{component}.pte"

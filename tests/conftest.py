@@ -13,13 +13,9 @@ from tests.helpers import RUNNERS_DIR, write_official, write_t5_folder
 def _weight_cache_in_tmp(tmp_path_factory):
     """The native runner's XNNPACK weight cache (default ~/.cache/edgegen/xnnpack) goes to this session's temp
     folder, so tests neither read a cache left by another run nor leave files in the home folder."""
-    old = os.environ.get("EDGEGEN_WEIGHT_CACHE")
-    os.environ["EDGEGEN_WEIGHT_CACHE"] = str(tmp_path_factory.mktemp("xnnpack-cache"))
-    yield
-    if old is None:
-        os.environ.pop("EDGEGEN_WEIGHT_CACHE", None)
-    else:
-        os.environ["EDGEGEN_WEIGHT_CACHE"] = old
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGEGEN_WEIGHT_CACHE", str(tmp_path_factory.mktemp("xnnpack-cache")))
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -29,13 +25,9 @@ def _export_cache(shared_dir):
     verifies it). A test about lowering itself takes the `fresh_lowering` fixture."""
     from edgegen.export.reuse import ENV
 
-    old = os.environ.get(ENV)
-    os.environ[ENV] = str(shared_dir / "export-cache")
-    yield
-    if old is None:
-        os.environ.pop(ENV, None)
-    else:
-        os.environ[ENV] = old
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(ENV, str(shared_dir / "export-cache"))
+        yield
 
 
 @pytest.fixture

@@ -13,45 +13,25 @@ same for a tiny model and a full-size one; a bundle pays it once per component.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-import tempfile
-import time
-from pathlib import Path
 
-import torch
+from benchmarks.common import ComponentExports, alternate
 
-from benchmarks.common import alternate
-
-COMPONENTS = ("text_encoder", "dit", "decoder")
+COMPONENTS = ComponentExports.COMPONENTS
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="random:tiny")
-    ap.add_argument("--recipe", default="fp32")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", type=Path)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    args = ComponentExports.options(recipe="fp32", rounds=3, threads=2)
 
-    import edgegen
     from edgegen.bench import describe_cpu, host_machine
-    from edgegen.export import executorch, export_bundle
-    from edgegen.recipes import load_recipe, load_target
+    from edgegen.export import executorch
 
-    pipe = edgegen.load_pipeline(args.model)
-    target, recipe = load_target("host-executorch"), load_recipe(args.recipe)
-    work = Path(tempfile.mkdtemp(prefix="export-patterns-"))
+    exports = ComponentExports(args, prefix="export-patterns-")
     keep_rule = executorch._takes_arguments
 
     def export(component: str) -> float:
-        start = time.perf_counter()
-        export_bundle(pipe, target=target, recipe=recipe, out=work / f"{component}-{time.monotonic_ns()}",
-                      components=(component,), verify=False)
-        return time.perf_counter() - start
+        return exports.export(component)[0]
 
     def one_round(clear: bool) -> dict[str, float]:
         executorch._takes_arguments = (lambda _: True) if clear else keep_rule

@@ -11,52 +11,31 @@ round (`benchmarks.common.alternate`), after one warm-up export (XNNPACK's patte
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
 import statistics
-import tempfile
-import time
-from pathlib import Path
 
-import torch
+from benchmarks.common import ComponentExports, alternate
 
-from benchmarks.common import alternate
-
-COMPONENTS = ("text_encoder", "dit", "decoder")
+COMPONENTS = ComponentExports.COMPONENTS
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="random:tiny")
-    ap.add_argument("--recipe", default="int8")
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--json", type=Path)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    args = ComponentExports.options(recipe="int8", rounds=2, threads=1)
 
-    import edgegen
     from edgegen.bench import describe_cpu, host_machine
-    from edgegen.export import executorch, export_bundle
-    from edgegen.recipes import load_recipe, load_target
+    from edgegen.common import sha256_file
+    from edgegen.export import executorch
 
-    pipe = edgegen.load_pipeline(args.model)
-    target, recipe = load_target("host-executorch"), load_recipe(args.recipe)
-    work = Path(tempfile.mkdtemp(prefix="export-provenance-"))
+    exports = ComponentExports(args, prefix="export-provenance-")
     digests: dict[tuple[str, bool], set[str]] = {}
 
     def export(component: str, shared: bool) -> float:
         executorch.SHARED_PROVENANCE = shared
-        out = work / f"{component}-{time.monotonic_ns()}"
-        start = time.perf_counter()
         try:
-            export_bundle(pipe, target=target, recipe=recipe, out=out, components=(component,), verify=False)
+            seconds, pte = exports.export(component)
         finally:
             executorch.SHARED_PROVENANCE = True
-        seconds = time.perf_counter() - start
-        digest = hashlib.sha256(next(out.glob("*.pte")).read_bytes()).hexdigest()
-        digests.setdefault((component, shared), set()).add(digest)
+        digests.setdefault((component, shared), set()).add(sha256_file(pte))
         return seconds
 
     warm = export("text_encoder", True)

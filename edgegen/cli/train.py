@@ -110,7 +110,8 @@ def train():
 
     (then `train cache` / `rf` with --model runs/vae/model --t5 runs/vae/t5 train on the new VAE's latents)
     One process trains on the first CUDA GPU when there is one, else on the CPU. Under `torchrun --nproc_per_node N
-    -m edgegen.cli train vae|rf|arc ...` they train with DistributedDataParallel (nccl on GPUs, else gloo). --resume continues a run from its last saved state up to --steps in total.
+    -m edgegen.cli train vae|rf|arc ...` they train with DistributedDataParallel (nccl on GPUs, else gloo).
+    --resume continues a run from its last saved state up to --steps in total.
     """
 
 

@@ -35,8 +35,9 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import torch
 from torch import nn
+
+from edgegen.common import sha256_file
 
 ENV = "EDGEGEN_EXPORT_CACHE"
 FORMAT = 1  # bump when what an entry holds changes
@@ -53,6 +54,7 @@ def _edgegen_source_digest() -> str:
     return h.hexdigest()
 
 
+@functools.cache
 def _versions() -> dict[str, str]:
     found = {}
     for name in _PACKAGES:
@@ -121,7 +123,7 @@ class ArtifactCache:
         try:
             meta = json.loads((entry / "meta.json").read_text())
             artifact = entry / meta["file"]
-            if hashlib.sha256(artifact.read_bytes()).hexdigest() != meta["sha256"]:
+            if sha256_file(artifact) != meta["sha256"]:
                 shutil.rmtree(entry)  # damaged: the lowering that follows stores a new one
                 return None
             shutil.copyfile(artifact, path)
@@ -135,8 +137,8 @@ class ArtifactCache:
         tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=self.root))
         try:
             shutil.copyfile(path, tmp / path.name)
-            meta = {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                    "applied": applied, "delegated_fraction": fraction, "torch": torch.__version__}
+            meta = {"file": path.name, "sha256": sha256_file(path), "applied": applied,
+                    "delegated_fraction": fraction}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
             os.rename(tmp, self.root / key)
         except OSError:  # another export stored the same key first (or the disk is full): keep theirs, or none
