@@ -11,6 +11,7 @@ import torch
 from edgegen.export import export_bundle
 from edgegen.export.reuse import ENV, ArtifactCache
 from edgegen.recipes import load_recipe, load_target
+from tests.helpers import assert_one_error, invoke_cli
 
 
 @pytest.fixture
@@ -97,3 +98,18 @@ def test_a_reused_artifact_verifies_like_a_new_one(tiny, tmp_path, cache, monkey
     assert read("a") == read("b")
     figures = lambda report: {k: v for k, v in report.verification.items() if k != "seconds_taken"}  # noqa: E731
     assert first.verification["verified"] and figures(second) == figures(first)
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_a_cache_that_is_not_a_folder_is_one_error_line(tmp_path, monkeypatch, inside):
+    """EDGEGEN_EXPORT_CACHE naming a file (or a folder under one) stops `edgegen export` before any work: one line
+    naming the variable, exit 2, no bundle."""
+    (tmp_path / "cache").write_text("not a folder")
+    bad = tmp_path / "cache" / "sub" if inside else tmp_path / "cache"
+    monkeypatch.setenv(ENV, str(bad))
+    calls = []
+    _fake_backend(monkeypatch, calls)
+    res = invoke_cli("export", "-m", "random:tiny", "-t", "host-litert", "-r", "fp32", "-c", "dit",
+                     "-o", str(tmp_path / "out"))
+    assert_one_error(res, f"{ENV}={bad}: cannot make that folder")
+    assert calls == [] and sorted(p.name for p in tmp_path.iterdir()) == ["cache"]

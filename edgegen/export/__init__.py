@@ -164,7 +164,7 @@ def _keep_log(log_path: Path, out: Path) -> Path:
 
 
 def _export_component(pipe, comp: str, *, target: Target, recipe: Recipe, path: Path, out: Path, stage,
-                      stream: dict | None, verbose: bool) -> ComponentReport:
+                      stream: dict | None, verbose: bool, cache: ArtifactCache | None) -> ComponentReport:
     if target.backend == "executorch":
         from edgegen.export import executorch as backend
     else:
@@ -188,7 +188,6 @@ def _export_component(pipe, comp: str, *, target: Target, recipe: Recipe, path: 
     rules = recipe.resolved_rules(comp, target)
     lower = lambda: _lower(backend, comp, module, example, path, rules=rules, out=out, target=target,  # noqa: E731
                            stage=stage, verbose=verbose)
-    cache = ArtifactCache.from_env()
     if cache is None:
         applied, fraction = lower()
     else:
@@ -282,6 +281,7 @@ def export_bundle(pipe, *, target: Target, recipe: Recipe, out: Path, components
     components = tuple(c for c in ARTIFACTS if c in components)  # pipeline order, each once
     check_supported(recipe, target, components)
     check_bundle_output(out, force=force, make_zip=make_zip)
+    cache = ArtifactCache.from_env()
     stream = resolve_decoder_window(pipe, decoder_window, decoder_stream) if "decoder" in components else None
     check_weights_finite(pipe, components)
     start = time.perf_counter()
@@ -291,7 +291,7 @@ def export_bundle(pipe, *, target: Target, recipe: Recipe, out: Path, components
         for comp in components:
             path = tmp / f"{comp}{EXTENSIONS[target.backend]}"
             rep = _export_component(pipe, comp, target=target, recipe=recipe, path=path, out=out, stage=progress,
-                                    stream=stream, verbose=verbose)
+                                    stream=stream, verbose=verbose, cache=cache)
             reports.append(rep)
             entry = {**file_entry(path), **io_spec(pipe, comp, stream=stream), "schemes": rep.schemes,
                      "compute_precision": profile_precision(target, rep.schemes)}

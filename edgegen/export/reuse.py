@@ -17,8 +17,9 @@ when every input of the lowering is the same:
 
 A reused artifact is verified like a new one (`verify.py` runs it against the reference), and the manifest is
 written the same way. Entries are folders renamed into place, so a crash leaves no half entry; a damaged entry is
-lowered again. Off by default: nothing is written outside the bundle unless asked. The test suite turns it on for
-one run (tests/conftest.py), so tests that export the same component share its lowering.
+lowered again; a value that is not a writable folder is an EdgegenError before any work. Off by default: nothing
+is written outside the bundle unless asked. The test suite turns it on for one run (tests/conftest.py), so tests
+that export the same component share its lowering.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from pathlib import Path
 from torch import nn
 
 from edgegen.common import sha256_file
+from edgegen.errors import EdgegenError
 
 ENV = "EDGEGEN_EXPORT_CACHE"
 FORMAT = 1  # bump when what an entry holds changes
@@ -89,8 +91,21 @@ class ArtifactCache:
 
     @classmethod
     def from_env(cls) -> ArtifactCache | None:
+        """The cache `EDGEGEN_EXPORT_CACHE` names (made if missing), or None when unset; EdgegenError when it names
+        something that is not a writable folder (checked before any export work)."""
         value = os.environ.get(ENV)
-        return cls(Path(value)) if value else None
+        if not value:
+            return None
+        root = Path(value)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EdgegenError(f"{ENV}={value}: cannot make that folder ({exc.strerror or exc}); point it at a "
+                               "writable folder, or unset it") from None
+        if not os.access(root, os.W_OK | os.X_OK):
+            raise EdgegenError(f"{ENV}={value}: the folder is not writable; point it at a writable folder, or unset "
+                               "it")
+        return cls(root)
 
     def key(self, *, backend: str, component: str, module: nn.Module, weights: dict, example: tuple,
             target, rules: tuple, stream: dict | None) -> str:

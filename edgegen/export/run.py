@@ -28,6 +28,7 @@ def export_model(*, model: str, t5: Path | None = None, t5_precision: str = "fp1
     from `model` for `target` with `recipe` (names or .toml paths) into `output`."""
     from edgegen.common import ARTIFACTS, ENCODER, sigterm_unwinds
     from edgegen.export import ConversionError, export_bundle, parse_decoder_window
+    from edgegen.export.reuse import ArtifactCache
     from edgegen.export.staging import check_bundle_output
     from edgegen.export.support import check_supported
     from edgegen.pipeline import load_pipeline
@@ -40,6 +41,7 @@ def export_model(*, model: str, t5: Path | None = None, t5_precision: str = "fp1
     check_supported(rec, tgt, comps)  # before the (slow) model load
     parse_decoder_window(decoder_window)
     check_bundle_output(output, force=force, make_zip=make_zip)  # --force replaces only a bundle edgegen made
+    ArtifactCache.from_env()  # EDGEGEN_EXPORT_CACHE, when set, names a writable folder (export_bundle checks it too)
     if sensitivity_floor is not None and ("decoder" not in comps or
                                           not any(r.scheme == "int8" for r in rec.resolved_rules("decoder", tgt))):
         raise EdgegenError(f"--sensitivity-floor chooses the decoder's float layers, but recipe {rec.name!r} does "
