@@ -105,7 +105,7 @@ def write_text_atomic(path: Path, text: str) -> None:
 # The built-in models, by name (what `--model` accepts besides a folder or a Hugging Face repo id): here, light, so
 # that every command's --help and `edgegen list` name them without importing torch; edgegen.presets builds them.
 BUILTIN_MODELS = {
-    "random:tiny": "SAO-small's architecture at toy width, random weights (tests; < 1 s)",
+    "random:tiny": "SAO-small's architecture at toy width with a two-block VAE, random weights (tests; < 1 s)",
     "random:tiny-long": "random:tiny with 2.97 s of audio instead of 0.74 s",
     "random:sao-small": "SAO-small's exact shapes (a 341M-parameter DiT, T5-base), random weights (full-size benchmarks)",
 }

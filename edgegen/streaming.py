@@ -78,7 +78,7 @@ def footprint(decoder: OobleckDecoder | OobleckConfig) -> tuple[int, int]:
 
 
 def receptive_field(decoder: OobleckDecoder | OobleckConfig) -> int:
-    """One-sided receptive field in latent frames, derived from the layers (SAO-small and tiny: 10)."""
+    """One-sided receptive field in latent frames, derived from the layers (SAO-small: 10; random:tiny: 5)."""
     from edgegen.components.oobleck import OobleckConfig
 
     cfg = decoder if isinstance(decoder, OobleckConfig) else decoder.config

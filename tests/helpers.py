@@ -29,6 +29,12 @@ def perturb_(module: torch.nn.Module, scale: float, seed: int = 123) -> None:
             p.add_(torch.randn(p.shape, generator=g) * scale * p.std().clamp(min=1e-3))
 
 
+# random:tiny's decoder (two blocks, edgegen/presets.py): an input convolution, per block a ConvTranspose and three
+# residual units of two convolutions, an output convolution. SAO-small's five blocks have 37.
+TINY_DECODER_LAYERS = 1 + 2 * (1 + 3 * 2) + 1
+TINY_CONV_TRANSPOSES = 2
+
+
 EDGEGEN = [sys.executable, "-m", "edgegen.cli"]  # the `edgegen` command on this interpreter (run_cli, Popen)
 ANY_LINE = ("",)  # assert_one_error(..., after=ANY_LINE): whatever stderr printed before the error line
 

@@ -142,10 +142,10 @@ def test_decoder_window_refused_before_the_model_loads(tmp_path, no_model, windo
 
 
 def test_decoder_window_too_small_for_the_model(tmp_path):
-    """An overlapped window must exceed twice the receptive field (random:tiny: 10 frames); a stateful one must be
+    """An overlapped window must exceed twice the receptive field (random:tiny: 5 frames); a stateful one must be
     shorter than the sequence (16 frames). Both need the model, but no export work."""
-    assert_one_error(_export("-t", "host-litert", "-r", "fp32", "-o", str(tmp_path / "out"), "--decoder-window", "12",
-                             "--decoder-stream", "overlap"), re.compile(r"decoder window 12 is too small: .* >= 21"),
+    assert_one_error(_export("-t", "host-litert", "-r", "fp32", "-o", str(tmp_path / "out"), "--decoder-window", "8",
+                             "--decoder-stream", "overlap"), re.compile(r"decoder window 8 is too small: .* >= 11"),
                      after=("loading ",))
     assert_one_error(_export("-t", "host-litert", "-r", "fp32", "-o", str(tmp_path / "out"), "--decoder-window", "16"),
                      re.compile(r"decoder window 16 is not shorter than the 16-frame latent sequence"),

@@ -23,7 +23,7 @@ from edgegen.common import num_samples
 from edgegen.request import GenerateRequest
 from edgegen.streaming import stateful_calls
 from edgegen.metrics import rel_err
-from tests.helpers import no_sysroot_env, portable_command, read_float_wav, runner_report
+from tests.helpers import TINY_DECODER_LAYERS, no_sysroot_env, portable_command, read_float_wav, runner_report
 
 pytestmark = [pytest.mark.litert, pytest.mark.executorch]
 
@@ -85,7 +85,7 @@ def test_stateful_bundle_matches_edgegen_run(host_runner, stateful, tiny_long, t
 
 @pytest.fixture(scope="module")
 def small_window(tiny_long, stateful, tmp_path_factory) -> Path:
-    """A LiteRT schema-3 bundle with 4-frame windows: W*hop (8192) <= delay (18981), so the first calls yield no
+    """A LiteRT schema-3 bundle with 4-frame windows: W*hop (8192) <= delay (9738), so the first calls yield no
     audio. Only the decoder is exported; text encoder and DiT are the `stateful` bundle's."""
     from edgegen.bundle import file_entry
     from edgegen.export import export_bundle
@@ -199,7 +199,7 @@ def test_int8_decoder_on_executorch_matches_edgegen_run(host_runner, stateful, i
     shutil.copytree(stateful("executorch"), out)
     shutil.copy(int8_stateful_decoder / "decoder.pte", out / "decoder.pte")
     m, dec = _manifest(out), _manifest(int8_stateful_decoder)
-    assert dec["artifacts"]["decoder"]["schemes"] == {"int8": 37}
+    assert dec["artifacts"]["decoder"]["schemes"] == {"int8": TINY_DECODER_LAYERS}
     m["artifacts"]["decoder"] = {**dec["artifacts"]["decoder"], **file_entry(out / "decoder.pte")}
     m["decoder_stream"] = dec["decoder_stream"]
     (out / "manifest.json").write_text(json.dumps(m, indent=2))

@@ -22,9 +22,11 @@ def mid_decoder():
 
 
 def test_receptive_field_values():
-    # a property of the stride/kernel stack, not of the width: SAO-small and tiny agree
+    # a property of the stride/kernel stack, not of the width: SAO-small's five blocks at 10 frames, random:tiny's
+    # two (strides 32 then 64 in the decoder, the same 2048 hop) at 5
     assert footprint(OOBLECK_CONFIGS["sao-small"]) == (18981, 18981)
-    assert receptive_field(OOBLECK_CONFIGS["sao-small"]) == receptive_field(OOBLECK_CONFIGS["tiny"]) == 10
+    assert receptive_field(OOBLECK_CONFIGS["sao-small"]) == receptive_field(OobleckConfig(channels=8)) == 10
+    assert footprint(OOBLECK_CONFIGS["tiny"]) == (9738, 9738) and receptive_field(OOBLECK_CONFIGS["tiny"]) == 5
     assert receptive_field(MID) == 11
     assert default_window(10) == (60, 10)  # 360 decoded frames of 256; 48 would decode 432
     assert default_window(10, length=64) == (40, 10)

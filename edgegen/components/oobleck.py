@@ -34,7 +34,7 @@ class OobleckConfig:
 
 OOBLECK_CONFIGS = {
     "sao-small": OobleckConfig(),
-    "tiny": OobleckConfig(channels=8),
+    "tiny": OobleckConfig(channels=8, c_mults=(4, 16), strides=(64, 32)),  # random:tiny's: two blocks
 }
 
 

@@ -11,9 +11,9 @@ depends on latent frames on both sides. Here each convolution runs causally on i
 padding. Its output is then its "same" output delayed by p = (k-1)*d/2 samples; a transposed convolution keeps its
 last input frame and emits only the outputs both of their input frames are known for (delay in*s + p); a residual
 unit delays its skip path to match its branch. So the stream out of the decoder is the whole decode delayed by
-`delay` samples (SAO-small and tiny: 18981, 9.27 latent frames): feed ceil((samples + delay) / hop) latent frames
-(zeros past the sequence) and drop the first `delay` output samples. Nothing is decoded twice, and a window can be
-as small as one frame.
+`delay` samples (SAO-small: 18981, 9.27 latent frames; random:tiny's two blocks: 9738): feed
+ceil((samples + delay) / hop) latent frames (zeros past the sequence) and drop the first `delay` output samples.
+Nothing is decoded twice, and a window can be as small as one frame.
 
 Sequence edges: the whole decode zero-pads every convolution's input at both ends, so each convolution's input is
 multiplied by a mask that is 1 where its (delayed) stream index lies inside the sequence and 0 elsewhere (the left
