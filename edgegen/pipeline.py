@@ -13,7 +13,6 @@ Everything runs in fp32 on the CPU whatever the config's `model_half` says; T5's
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -266,16 +265,15 @@ class Pipeline:
 
 
 def _load_random(name: str, *, seed: int = 0, t5_precision: str = "fp16") -> Pipeline:
-    from edgegen.presets import PRESETS, condition_decoder_, random_checkpoint_id, randomize_
+    from edgegen.presets import PRESETS, condition_decoder_, random_checkpoint_id, random_config_sha256, randomize_
 
     if name not in PRESETS:
         raise EdgegenError(f"unknown built-in model random:{name}; choose one of "
                            + ", ".join(f"random:{k}" for k in PRESETS))
     raw, t5_cfg = PRESETS[name]
     config = ModelConfig.from_dict(raw)
-    digest = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
-    source = Source(model=f"random:{name}", config_sha256=digest, checkpoint_sha256=random_checkpoint_id(seed),
-                    t5=f"random:{name}", t5_precision=t5_precision)
+    source = Source(model=f"random:{name}", config_sha256=random_config_sha256(name),
+                    checkpoint_sha256=random_checkpoint_id(seed), t5=f"random:{name}", t5_precision=t5_precision)
     tok = Tokenizer(ASSETS / "spiece.model", max_length=config.max_length)
     pipe = Pipeline(config, t5_cfg, tok, source)
     for i, module in enumerate(pipe.modules().values()):

@@ -9,6 +9,8 @@ except the LayerNorm `beta` buffers, which are zero in every real checkpoint too
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 
 import torch
@@ -83,6 +85,12 @@ RANDOM_INIT_REVISION = 2
 def random_checkpoint_id(seed: int = 0) -> str:
     """What a `random:*` model's manifests record as its checkpoint_sha256 (it has no file to hash)."""
     return f"random-seed-{seed}-r{RANDOM_INIT_REVISION}"
+
+
+def random_config_sha256(name: str) -> str:
+    """What a `random:NAME` model's manifests record as its config_sha256: a digest of its config dict, which moves
+    when the preset does (random:tiny's VAE went from five blocks to two on 2026-12-07)."""
+    return hashlib.sha256(json.dumps(PRESETS[name][0], sort_keys=True).encode()).hexdigest()
 
 
 # name -> (model_config.json dict, T5 config)

@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 from edgegen.bench import describe_int8, int8_dot_product
-from edgegen.presets import random_checkpoint_id
+from edgegen.presets import random_checkpoint_id, random_config_sha256
 
 CLI = [sys.executable, "-m", "edgegen.cli"]
 
@@ -59,8 +59,10 @@ def _bundle(model: str, backend: str, recipe: str, out: Path) -> Path:
     manifest = path / "manifest.json"
     if manifest.is_file():
         m = json.loads(manifest.read_text())
-        # a bundle from before the fp16 T5 default, or of an older random init, is exported again
-        same_weights = not model.startswith("random:") or m["source"].get("checkpoint_sha256") == random_checkpoint_id()
+        # a bundle from before the fp16 T5 default, or of an older random init or preset, is exported again
+        same_weights = not model.startswith("random:") or (
+            m["source"].get("checkpoint_sha256") == random_checkpoint_id()
+            and m["source"].get("config_sha256") == random_config_sha256(model[len("random:"):]))
         if (m["backend"], m["recipe"]["name"], m["source"]["model"], m["source"].get("t5_precision")) == \
                 (backend, recipe, model, "fp16") and same_weights:
             return path
