@@ -16,6 +16,7 @@ import math
 import torch
 from torch import nn
 
+from edgegen.components.oobleck import OOBLECK_CONFIGS
 from edgegen.components.t5_encoder import T5_CONFIGS, T5Attention, T5Config, T5LayerNorm
 
 _SAO_SMALL = {
@@ -58,11 +59,9 @@ def _tiny() -> dict:
     cfg = copy.deepcopy(_SAO_SMALL)
     cfg["sample_size"] = 2048 * 16  # 16 latents, 0.74 s
     ae = cfg["model"]["pretransform"]["config"]
+    vae = OOBLECK_CONFIGS["tiny"]  # two blocks instead of five, the same 2048-sample hop (see its comment there)
     for part in ("encoder", "decoder"):
-        # two blocks instead of five (the same 2048-sample hop): every export lowers, and every test runs, half the
-        # decoder; SAO-small's five-block topology is checked on its own config (tests/test_streaming.py and
-        # tests/test_stateful_stream.py) and in the upstream fixture's model
-        ae[part]["config"].update(channels=8, c_mults=[4, 16], strides=[64, 32])
+        ae[part]["config"].update(channels=vae.channels, c_mults=list(vae.c_mults), strides=list(vae.strides))
     cfg["model"]["conditioning"]["cond_dim"] = 32
     cfg["model"]["diffusion"]["config"].update(embed_dim=128, depth=2, num_heads=2, cond_token_dim=32,
                                                 global_cond_dim=32)
