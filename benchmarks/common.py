@@ -1,7 +1,8 @@
 """What more than one benchmark script needs: a reader of /proc/<pid>/status, the interleaving that times two
-things round by round in one process, the machine's CPU line, and the ExecuTorch component exports two scripts time.
+things round by round in one process, the machine's CPU line, a timed export of one component, and the ExecuTorch
+component exports two scripts time.
 
-    from benchmarks.common import ComponentExports, alternate, cpu_line, harness_generation, status
+    from benchmarks.common import ComponentExports, alternate, cpu_line, harness_generation, status, timed_export
 
 Scripts import this module, never each other's helpers; run them from the repository root as
 `python -m benchmarks.<group>.<script>` so `benchmarks` is importable (`benchmarks/README.md`).
@@ -73,6 +74,17 @@ def cpu_line() -> str:
             f"int8 flags: {', '.join(vnni) or 'none of avx512_vnni/avx_vnni'}; torch threads {torch.get_num_threads()}")
 
 
+def timed_export(pipe, *, target, recipe, component: str, out: Path) -> float:
+    """Seconds of one unverified export of `pipe`'s `component` alone into `out` (a new folder): the lowering."""
+    import time
+
+    from edgegen.export import export_bundle
+
+    start = time.perf_counter()
+    export_bundle(pipe, target=target, recipe=recipe, out=out, components=(component,), verify=False)
+    return time.perf_counter() - start
+
+
 class ComponentExports:
     """Unverified ExecuTorch exports of one component at a time, each timed, for the scripts that compare two ways of
     lowering (`speed/export_patterns.py`, `speed/export_provenance.py`). `options` parses their shared command line
@@ -108,10 +120,17 @@ class ComponentExports:
         """(seconds, the .pte written) of one export of `component` alone into a new folder."""
         import time
 
-        from edgegen.export import export_bundle
-
         out = self.work / f"{component}-{time.monotonic_ns()}"
-        start = time.perf_counter()
-        export_bundle(self.pipe, target=self.target, recipe=self.recipe, out=out, components=(component,),
-                      verify=False)
-        return time.perf_counter() - start, out / f"{component}.pte"
+        seconds = timed_export(self.pipe, target=self.target, recipe=self.recipe, component=component, out=out)
+        return seconds, out / f"{component}.pte"
+
+    @staticmethod
+    def save(args: argparse.Namespace, *, machine: dict, warm: float, rows: dict) -> None:
+        """Write the run's record to --json (when given): the settings, the machine, the warm-up and each
+        component's timings."""
+        import json
+
+        if args.json:
+            args.json.write_text(json.dumps({"model": args.model, "recipe": args.recipe, "rounds": args.rounds,
+                                             "threads": args.threads, "machine": machine, "warm_up_s": warm,
+                                             "components": rows}, indent=1))

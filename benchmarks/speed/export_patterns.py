@@ -13,7 +13,6 @@ same for a tiny model and a full-size one; a bundle pays it once per component.
 
 from __future__ import annotations
 
-import json
 import statistics
 
 from benchmarks.common import ComponentExports, alternate
@@ -44,15 +43,12 @@ def main() -> None:
     keep, clear = alternate(lambda: one_round(False), lambda: one_round(True), args.rounds)
     rows = {c: {"keep_s": [r[c] for r in keep], "clear_s": [r[c] for r in clear]} for c in COMPONENTS}
     machine = host_machine()
-    result = {"model": args.model, "recipe": args.recipe, "rounds": args.rounds, "threads": args.threads,
-              "machine": machine, "warm_up_s": warm, "components": rows}
     print(f"{describe_cpu(machine)}; warm-up export {warm:.1f} s")
     print(f"{'component':<14}{'keep (median s)':>17}{'clear (median s)':>18}{'saved s':>9}")
     for c, r in rows.items():
         k, cl = statistics.median(r["keep_s"]), statistics.median(r["clear_s"])
         print(f"{c:<14}{k:>17.1f}{cl:>18.1f}{cl - k:>9.1f}")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=1))
+    ComponentExports.save(args, machine=machine, warm=warm, rows=rows)
 
 
 if __name__ == "__main__":

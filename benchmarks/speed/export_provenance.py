@@ -11,7 +11,6 @@ round (`benchmarks.common.alternate`), after one warm-up export (XNNPACK's patte
 
 from __future__ import annotations
 
-import json
 import statistics
 
 from benchmarks.common import ComponentExports, alternate
@@ -50,10 +49,7 @@ def main() -> None:
     for c, r in rows.items():
         s, d = statistics.median(r["shared_s"]), statistics.median(r["deep_s"])
         print(f"{c:<14}{s:>19.1f}{d:>17.1f}{(d - s) / d:>8.0%}{str(r['identical_bytes']):>12}")
-    if args.json:
-        args.json.write_text(json.dumps({"model": args.model, "recipe": args.recipe, "rounds": args.rounds,
-                                         "threads": args.threads, "machine": machine, "warm_up_s": warm,
-                                         "components": rows}, indent=1))
+    ComponentExports.save(args, machine=machine, warm=warm, rows=rows)
 
 
 if __name__ == "__main__":

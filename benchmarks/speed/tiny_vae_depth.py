@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import alternate
+from benchmarks.common import alternate, timed_export
 
 CASES = [(backend, recipe, component) for backend in ("executorch", "litert") for recipe in ("fp32", "fast")
          for component in ("decoder", "encoder") if not (component == "encoder" and recipe == "fast")]
@@ -30,9 +30,13 @@ def five_block_tiny() -> str:
     """Register `random:tiny-five-block` (random:tiny with SAO-small's VAE stride stack) and return its name."""
     from edgegen import presets
 
+    from edgegen.components.oobleck import OOBLECK_CONFIGS
+
+    sao = OOBLECK_CONFIGS["sao-small"]
     cfg = copy.deepcopy(presets.PRESETS["tiny"][0])
     for part in ("encoder", "decoder"):
-        cfg["model"]["pretransform"]["config"][part]["config"].update(c_mults=[1, 2, 4, 8, 16], strides=[2, 4, 4, 8, 8])
+        cfg["model"]["pretransform"]["config"][part]["config"].update(c_mults=list(sao.c_mults),
+                                                                      strides=list(sao.strides))
     presets.PRESETS["tiny-five-block"] = (cfg, presets.PRESETS["tiny"][1])
     return "random:tiny-five-block"
 
@@ -49,7 +53,6 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     import edgegen
     from edgegen.bench import describe_cpu, host_machine
-    from edgegen.export import export_bundle
     from edgegen.recipes import load_recipe, load_target
 
     pipes = {"two": edgegen.load_pipeline("random:tiny"), "five": edgegen.load_pipeline(five_block_tiny())}
@@ -57,10 +60,8 @@ def main() -> None:
 
     def export(depth: str, backend: str, recipe: str, component: str) -> float:
         out = work / f"{depth}-{backend}-{recipe}-{component}-{time.monotonic_ns()}"
-        start = time.perf_counter()
-        export_bundle(pipes[depth], target=load_target(f"host-{backend}"), recipe=load_recipe(recipe), out=out,
-                      components=(component,), verify=False)
-        return time.perf_counter() - start
+        return timed_export(pipes[depth], target=load_target(f"host-{backend}"), recipe=load_recipe(recipe),
+                            component=component, out=out)
 
     warm = {b: export("two", b, "fp32", "text_encoder") for b in ("executorch", "litert")}
     two, five = alternate(lambda: {c: export("two", *c) for c in CASES},
